@@ -1,0 +1,226 @@
+//! The embedded hub: a real mutual-TLS server on loopback that behaves like IoT Hub's device
+//! endpoints, with a CA registry, a device registry and counts of what it received.
+//!
+//! [`serve`] takes its listeners and a shutdown future from the caller (mini-redis style): it
+//! never binds and never installs signal handlers, so tests bind port 0 and `main` wires Ctrl-C.
+//! The hub depends only on `transport` and `pki`.
+
+mod mqtt;
+pub mod registry;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::pki::ServerIdentity;
+use crate::transport::tls::{hub_server_config, TlsConfigError};
+
+pub use registry::{CaInfo, DeviceAuth, Refusal, Registry, RegistryError};
+
+/// IoT Hub's device-to-cloud message size limit.
+pub const MAX_MESSAGE_SIZE: usize = 256 * 1024;
+
+/// How the hub behaves.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Time allowed for a TLS handshake; a ClientHello followed by silence frees its slot then.
+    pub handshake_timeout: Duration,
+    /// Time allowed between the handshake and the MQTT CONNECT.
+    pub connect_timeout: Duration,
+    /// Largest message accepted (IoT Hub: 256 KiB).
+    pub max_message_size: usize,
+    /// Fault injection: hold every CONNACK back this long (to test coordinated omission).
+    pub connack_delay: Option<Duration>,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            max_message_size: MAX_MESSAGE_SIZE,
+            connack_delay: None,
+        }
+    }
+}
+
+/// Counts of what the hub saw.
+#[derive(Debug, Default)]
+pub struct HubStats {
+    /// TCP connections accepted.
+    pub connections: AtomicU64,
+    /// TLS handshakes that failed or timed out.
+    pub tls_failures: AtomicU64,
+    /// Sessions authenticated and accepted.
+    pub sessions: AtomicU64,
+    /// Sessions open now.
+    pub active: AtomicU64,
+    /// Messages received and counted (acknowledged after counting).
+    pub messages: AtomicU64,
+    /// Connections closed for a protocol violation (QoS 2, foreign topic, bad packet, oversize).
+    pub violations: AtomicU64,
+    /// Older connections dropped because the same device connected again.
+    pub taken_over: AtomicU64,
+    refusals: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl HubStats {
+    fn refuse(&self, r: &Refusal) {
+        *self.refusals.lock().entry(r.name()).or_default() += 1;
+    }
+
+    /// Refusals by reason.
+    pub fn refusals(&self) -> Vec<(String, u64)> {
+        self.refusals
+            .lock()
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), *v))
+            .collect()
+    }
+
+    /// A copy of the counters.
+    pub fn snapshot(&self) -> HubSnapshot {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        HubSnapshot {
+            connections: l(&self.connections),
+            tls_failures: l(&self.tls_failures),
+            sessions: l(&self.sessions),
+            active: l(&self.active),
+            messages: l(&self.messages),
+            violations: l(&self.violations),
+            taken_over: l(&self.taken_over),
+            refusals: self.refusals(),
+        }
+    }
+}
+
+/// A copy of [`HubStats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HubSnapshot {
+    /// See [`HubStats::connections`].
+    pub connections: u64,
+    /// See [`HubStats::tls_failures`].
+    pub tls_failures: u64,
+    /// See [`HubStats::sessions`].
+    pub sessions: u64,
+    /// See [`HubStats::active`].
+    pub active: u64,
+    /// See [`HubStats::messages`].
+    pub messages: u64,
+    /// See [`HubStats::violations`].
+    pub violations: u64,
+    /// See [`HubStats::taken_over`].
+    pub taken_over: u64,
+    /// Refusals by reason.
+    pub refusals: Vec<(String, u64)>,
+}
+
+/// Shared state of a running hub.
+pub struct Hub {
+    /// CA and device registries.
+    pub registry: Registry,
+    /// What it has seen.
+    pub stats: HubStats,
+    config: HubConfig,
+    tls: TlsAcceptor,
+    next_conn: AtomicU64,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("config", &self.config)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// A hub with an empty registry serving `identity`.
+    pub fn new(config: HubConfig, identity: &ServerIdentity) -> Result<Arc<Self>, TlsConfigError> {
+        Ok(Arc::new(Self {
+            registry: Registry::new(),
+            stats: HubStats::default(),
+            config,
+            tls: TlsAcceptor::from(hub_server_config(identity)?),
+            next_conn: AtomicU64::new(1),
+        }))
+    }
+
+    /// The hub's behaviour settings.
+    pub fn config(&self) -> &HubConfig {
+        &self.config
+    }
+}
+
+/// The hub's listening sockets; bound by the caller.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    /// MQTT over TLS (IoT Hub: 8883).
+    pub mqtt: Option<TcpListener>,
+}
+
+/// Serves until `shutdown` completes, then closes every connection and returns.
+pub async fn serve(hub: Arc<Hub>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
+    let stop = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    if let Some(listener) = listeners.mqtt {
+        tracker.spawn(accept_loop(hub.clone(), listener, stop.clone(), tracker.clone()));
+    }
+    shutdown.await;
+    stop.cancel();
+    tracker.close();
+    tracker.wait().await;
+}
+
+async fn accept_loop(hub: Arc<Hub>, listener: TcpListener, stop: CancellationToken, tracker: TaskTracker) {
+    let mut backoff = Duration::from_millis(1);
+    loop {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((tcp, _peer)) => {
+                backoff = Duration::from_millis(1);
+                hub.stats.connections.fetch_add(1, Ordering::Relaxed);
+                tracker.spawn(connection(hub.clone(), tcp, stop.clone()));
+            }
+            Err(e) => {
+                // Out of file descriptors or similar: wait a little rather than spin.
+                tracing::warn!(error = %e, "hub accept failed");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_millis(500));
+            }
+        }
+    }
+}
+
+async fn connection(hub: Arc<Hub>, tcp: TcpStream, stop: CancellationToken) {
+    let _ = tcp.set_nodelay(true);
+    let handshake = tokio::time::timeout(hub.config.handshake_timeout, hub.tls.accept(tcp));
+    let tls = tokio::select! {
+        () = stop.cancelled() => return,
+        r = handshake => match r {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(_)) | Err(_) => {
+                hub.stats.tls_failures.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        },
+    };
+    let conn = hub.next_conn.fetch_add(1, Ordering::Relaxed);
+    mqtt::session(&hub, tls, conn, stop).await;
+}

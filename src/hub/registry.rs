@@ -1,0 +1,417 @@
+//! The hub's registries: CA certificates (at most 25, verified by proof of possession) and
+//! devices ("X.509 CA signed" or self-signed by thumbprint), with per-device counters and the
+//! one-connection-per-device rule.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use rustls::pki_types::{CertificateDer, TrustAnchor, UnixTime};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::pki::common_name_of;
+
+/// IoT Hub's limit on CA certificates per hub.
+pub const MAX_CAS: usize = 25;
+
+/// Errors changing the registries.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RegistryError {
+    /// Already 25 CAs.
+    #[error("the hub already holds {MAX_CAS} CA certificates, IoT Hub's limit")]
+    TooManyCas,
+    /// A CA by this name exists.
+    #[error("a CA named {0:?} is already registered")]
+    DuplicateCa(String),
+    /// No CA by this name.
+    #[error("no CA named {0:?} is registered")]
+    UnknownCa(String),
+    /// The certificate is not a usable CA certificate.
+    #[error("CA certificate {name:?} is not usable: {reason}")]
+    BadCa {
+        /// CA name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// The verification certificate did not prove possession.
+    #[error("verification of CA {name:?} failed: {reason}")]
+    VerificationFailed {
+        /// CA name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Why the hub refused a device session. Counted by [`Refusal::name`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The CA is registered but not verified.
+    #[error("certificate chains to CA {0:?}, which is not verified")]
+    CaUnverified(String),
+    /// The device is registered but disabled.
+    #[error("device {0:?} is disabled")]
+    DeviceDisabled(String),
+    /// The certificate CN, client id and username do not name the same device.
+    #[error("identity mismatch: {0}")]
+    IdentityMismatch(String),
+    /// The certificate is expired, not yet valid, lacks clientAuth, or does not parse.
+    #[error("certificate invalid: {0}")]
+    InvalidCertificate(String),
+    /// No client certificate was presented.
+    #[error("no client certificate")]
+    NoCertificate,
+    /// A self-signed device presented a certificate with other thumbprints.
+    #[error("thumbprint does not match the registered one")]
+    ThumbprintMismatch,
+    /// The chain does not end at any registered CA.
+    #[error("certificate does not chain to a registered CA")]
+    UnknownCa,
+    /// No such device id in the registry.
+    #[error("device {0:?} is not registered")]
+    UnknownDevice(String),
+}
+
+impl Refusal {
+    /// Stable name for counting.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::CaUnverified(_) => "ca_unverified",
+            Self::DeviceDisabled(_) => "device_disabled",
+            Self::IdentityMismatch(_) => "identity_mismatch",
+            Self::InvalidCertificate(_) => "invalid_certificate",
+            Self::NoCertificate => "no_certificate",
+            Self::ThumbprintMismatch => "thumbprint_mismatch",
+            Self::UnknownCa => "unknown_ca",
+            Self::UnknownDevice(_) => "unknown_device",
+        }
+    }
+}
+
+/// How a device authenticates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum DeviceAuth {
+    /// Any certificate with CN = device id chaining to a verified CA.
+    CertificateAuthority,
+    /// A certificate whose SHA-1 or SHA-256 thumbprint (hex) is one of these.
+    SelfSigned {
+        /// Primary thumbprint.
+        primary: String,
+        /// Secondary thumbprint.
+        secondary: Option<String>,
+    },
+}
+
+/// A registered device.
+#[derive(Debug)]
+pub struct Device {
+    /// Device id.
+    pub id: String,
+    /// Authentication type.
+    pub auth: DeviceAuth,
+    /// Enabled (status) flag.
+    pub enabled: bool,
+    /// Messages received from this device.
+    pub received: AtomicU64,
+    /// The current connection: its number and how to drop it.
+    session: Mutex<Option<(u64, CancellationToken)>>,
+}
+
+impl Device {
+    fn new(id: String, auth: DeviceAuth) -> Self {
+        Self {
+            id,
+            auth,
+            enabled: true,
+            received: AtomicU64::new(0),
+            session: Mutex::new(None),
+        }
+    }
+
+    /// Makes connection `conn` the device's only one, dropping the older (as IoT Hub does).
+    /// Returns a token that is cancelled when a newer connection takes over.
+    pub fn take_over(&self, conn: u64) -> CancellationToken {
+        let token = CancellationToken::new();
+        if let Some((_, old)) = self.session.lock().replace((conn, token.clone())) {
+            old.cancel();
+        }
+        token
+    }
+
+    /// Forgets connection `conn` if it is still the current one.
+    pub fn release(&self, conn: u64) {
+        let mut s = self.session.lock();
+        if s.as_ref().is_some_and(|(c, _)| *c == conn) {
+            *s = None;
+        }
+    }
+
+    /// Counts one received message.
+    pub fn count_message(&self) {
+        self.received.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A registered CA certificate.
+#[derive(Debug, Clone)]
+pub struct CaEntry {
+    /// Name given at upload.
+    pub name: String,
+    /// The certificate.
+    pub cert: CertificateDer<'static>,
+    /// Subject CN.
+    pub subject: String,
+    /// Whether possession was proven (or it was verified on upload).
+    pub verified: bool,
+    /// The code a verification certificate must carry as its CN.
+    pub verification_code: String,
+    /// SHA-1 thumbprint, upper-case hex (as the portal shows it).
+    pub thumbprint: String,
+    anchor: TrustAnchor<'static>,
+}
+
+/// What `list` shows of a CA.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaInfo {
+    /// Name.
+    pub name: String,
+    /// Subject CN.
+    pub subject: String,
+    /// Verified flag.
+    pub verified: bool,
+    /// Verification code (to put in the verification certificate's CN).
+    pub verification_code: String,
+    /// SHA-1 thumbprint.
+    pub thumbprint: String,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    cas: Vec<CaEntry>,
+    devices: HashMap<String, Arc<Device>>,
+}
+
+/// CA and device registries.
+#[derive(Debug, Default)]
+pub struct Registry {
+    inner: RwLock<Inner>,
+}
+
+/// Upper-case hex of bytes.
+pub fn hex_upper(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+fn sha1_hex(der: &[u8]) -> String {
+    hex_upper(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, der).as_ref())
+}
+
+fn sha256_hex(der: &[u8]) -> String {
+    hex_upper(ring::digest::digest(&ring::digest::SHA256, der).as_ref())
+}
+
+fn algorithms() -> &'static [&'static dyn rustls::pki_types::SignatureVerificationAlgorithm] {
+    webpki::ALL_VERIFICATION_ALGS
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Uploads a CA certificate, unverified. Returns its verification code.
+    pub fn add_ca(&self, name: &str, cert: CertificateDer<'static>) -> Result<String, RegistryError> {
+        self.insert_ca(name, cert, false)
+    }
+
+    /// Uploads a CA certificate and marks it verified ("verified on upload").
+    pub fn add_verified_ca(&self, name: &str, cert: CertificateDer<'static>) -> Result<(), RegistryError> {
+        self.insert_ca(name, cert, true).map(drop)
+    }
+
+    fn insert_ca(&self, name: &str, cert: CertificateDer<'static>, verified: bool) -> Result<String, RegistryError> {
+        let bad = |reason: String| RegistryError::BadCa {
+            name: name.to_owned(),
+            reason,
+        };
+        let anchor = webpki::anchor_from_trusted_cert(&cert)
+            .map_err(|e| bad(format!("{e:?}")))?
+            .to_owned();
+        let subject = common_name_of(&cert).ok_or_else(|| bad("it has no subject common name".into()))?;
+        let mut inner = self.inner.write();
+        if inner.cas.len() >= MAX_CAS {
+            return Err(RegistryError::TooManyCas);
+        }
+        if inner.cas.iter().any(|c| c.name == name) {
+            return Err(RegistryError::DuplicateCa(name.to_owned()));
+        }
+        let code = hex_upper(&rand::random::<[u8; 24]>());
+        inner.cas.push(CaEntry {
+            name: name.to_owned(),
+            thumbprint: sha1_hex(&cert),
+            cert,
+            subject,
+            verified,
+            verification_code: code.clone(),
+            anchor,
+        });
+        Ok(code)
+    }
+
+    /// Proof of possession: `verification` must have CN = the CA's code and be signed by its key.
+    pub fn verify_ca(&self, name: &str, verification: &CertificateDer<'_>) -> Result<(), RegistryError> {
+        let mut inner = self.inner.write();
+        let ca = inner
+            .cas
+            .iter_mut()
+            .find(|c| c.name == name)
+            .ok_or_else(|| RegistryError::UnknownCa(name.to_owned()))?;
+        let failed = |reason: String| RegistryError::VerificationFailed {
+            name: name.to_owned(),
+            reason,
+        };
+        let cn = common_name_of(verification).ok_or_else(|| failed("the certificate has no common name".into()))?;
+        if cn != ca.verification_code {
+            return Err(failed(format!(
+                "its CN is {cn:?}, but the verification code is {:?}",
+                ca.verification_code
+            )));
+        }
+        let ee = webpki::EndEntityCert::try_from(verification).map_err(|e| failed(format!("{e:?}")))?;
+        ee.verify_for_usage(
+            algorithms(),
+            std::slice::from_ref(&ca.anchor),
+            &[],
+            UnixTime::now(),
+            webpki::KeyUsage::client_auth(),
+            None,
+            None,
+        )
+        .map_err(|e| failed(format!("not signed by this CA's key ({e:?})")))?;
+        ca.verified = true;
+        Ok(())
+    }
+
+    /// The registered CAs.
+    pub fn cas(&self) -> Vec<CaInfo> {
+        self.inner
+            .read()
+            .cas
+            .iter()
+            .map(|c| CaInfo {
+                name: c.name.clone(),
+                subject: c.subject.clone(),
+                verified: c.verified,
+                verification_code: c.verification_code.clone(),
+                thumbprint: c.thumbprint.clone(),
+            })
+            .collect()
+    }
+
+    /// Registers (or replaces) devices.
+    pub fn register_devices(&self, devices: impl IntoIterator<Item = (String, DeviceAuth)>) {
+        let mut inner = self.inner.write();
+        for (id, auth) in devices {
+            inner.devices.insert(id.clone(), Arc::new(Device::new(id, auth)));
+        }
+    }
+
+    /// Registers devices as "X.509 CA signed".
+    pub fn register_ca_signed(&self, ids: impl IntoIterator<Item = String>) {
+        self.register_devices(ids.into_iter().map(|id| (id, DeviceAuth::CertificateAuthority)));
+    }
+
+    /// A registered device.
+    pub fn device(&self, id: &str) -> Option<Arc<Device>> {
+        self.inner.read().devices.get(id).cloned()
+    }
+
+    /// How many devices are registered.
+    pub fn device_count(&self) -> usize {
+        self.inner.read().devices.len()
+    }
+
+    /// Messages received from `id` (0 for unknown devices).
+    pub fn received(&self, id: &str) -> u64 {
+        self.device(id)
+            .map_or(0, |d| d.received.load(Ordering::Relaxed))
+    }
+
+    /// Decides whether `chain` (leaf first) may act as device `claimed_id`.
+    pub fn authenticate(&self, chain: &[CertificateDer<'static>], claimed_id: &str) -> Result<Arc<Device>, Refusal> {
+        let leaf = chain.first().ok_or(Refusal::NoCertificate)?;
+        let cn = common_name_of(leaf)
+            .ok_or_else(|| Refusal::InvalidCertificate("no subject common name".into()))?;
+        let device = self
+            .device(claimed_id)
+            .ok_or_else(|| Refusal::UnknownDevice(claimed_id.to_owned()))?;
+        if !device.enabled {
+            return Err(Refusal::DeviceDisabled(claimed_id.to_owned()));
+        }
+        match &device.auth {
+            DeviceAuth::SelfSigned { primary, secondary } => {
+                let (s1, s256) = (sha1_hex(leaf), sha256_hex(leaf));
+                let matches = |t: &String| t.eq_ignore_ascii_case(&s1) || t.eq_ignore_ascii_case(&s256);
+                if !(matches(primary) || secondary.as_ref().is_some_and(matches)) {
+                    return Err(Refusal::ThumbprintMismatch);
+                }
+            }
+            DeviceAuth::CertificateAuthority => {
+                if cn != claimed_id {
+                    return Err(Refusal::IdentityMismatch(format!(
+                        "certificate CN is {cn:?} but the device claims to be {claimed_id:?}"
+                    )));
+                }
+                self.verify_chain(chain)?;
+            }
+        }
+        Ok(device)
+    }
+
+    fn verify_chain(&self, chain: &[CertificateDer<'static>]) -> Result<(), Refusal> {
+        let ee = webpki::EndEntityCert::try_from(&chain[0])
+            .map_err(|e| Refusal::InvalidCertificate(format!("{e:?}")))?;
+        let inner = self.inner.read();
+        let verify = |cas: &mut dyn Iterator<Item = &CaEntry>| {
+            let anchors: Vec<TrustAnchor<'_>> = cas.map(|c| c.anchor.clone()).collect();
+            ee.verify_for_usage(
+                algorithms(),
+                &anchors,
+                &chain[1..],
+                UnixTime::now(),
+                webpki::KeyUsage::client_auth(),
+                None,
+                None,
+            )
+            .map(drop)
+        };
+        match verify(&mut inner.cas.iter().filter(|c| c.verified)) {
+            Ok(()) => Ok(()),
+            Err(webpki::Error::UnknownIssuer) => {
+                let unverified = inner
+                    .cas
+                    .iter()
+                    .filter(|c| !c.verified)
+                    .find(|c| verify(&mut std::iter::once(*c)).is_ok());
+                Err(unverified.map_or(Refusal::UnknownCa, |c| Refusal::CaUnverified(c.name.clone())))
+            }
+            Err(e) => Err(Refusal::InvalidCertificate(describe_webpki(&e))),
+        }
+    }
+}
+
+fn describe_webpki(e: &webpki::Error) -> String {
+    match e {
+        webpki::Error::CertExpired { .. } => "expired".into(),
+        webpki::Error::CertNotValidYet { .. } => "not yet valid".into(),
+        webpki::Error::RequiredEkuNotFoundContext(_) => {
+            "no clientAuth extended key usage".into()
+        }
+        other => format!("{other:?}"),
+    }
+}

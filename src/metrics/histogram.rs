@@ -1,0 +1,124 @@
+//! HDR histograms in microseconds with 3 significant digits, sharded for the hot path, and their
+//! standard serialized form (HdrHistogram V2, deflate-compressed, base64), which other HdrHistogram
+//! tools read and which `merge` adds without loss.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use hdrhistogram::Histogram;
+use parking_lot::Mutex;
+
+/// Lowest recordable value: 1 µs.
+const LOWEST_US: u64 = 1;
+/// Highest trackable value: one hour in µs; larger samples saturate to it.
+const HIGHEST_US: u64 = 3_600_000_000;
+/// Significant decimal digits kept.
+const SIGFIG: u8 = 3;
+
+/// A latency histogram in microseconds.
+pub type LatencyHistogram = Histogram<u64>;
+
+/// A new, empty latency histogram with fleetbench's bounds.
+pub fn new_histogram() -> LatencyHistogram {
+    // Invariant: the bounds are constants that hdrhistogram accepts (1 <= low, high >= 2*low, sigfig <= 5).
+    #[allow(clippy::unwrap_used)]
+    Histogram::new_with_bounds(LOWEST_US, HIGHEST_US, SIGFIG).unwrap()
+}
+
+/// Microseconds of a duration, at least 1 so that sub-microsecond samples still count.
+pub fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(LOWEST_US)
+}
+
+/// One histogram per phase, each split into shards so that tasks on different cores rarely
+/// contend; merged only when a report is made.
+#[derive(Debug)]
+pub struct PhaseHistograms {
+    phases: Vec<Vec<Mutex<LatencyHistogram>>>,
+}
+
+impl PhaseHistograms {
+    pub(crate) fn new(shards: usize) -> Self {
+        let shards = shards.max(1);
+        let phases = (0..super::Phase::ALL.len())
+            .map(|_| (0..shards).map(|_| Mutex::new(new_histogram())).collect())
+            .collect();
+        Self { phases }
+    }
+
+    pub(crate) fn record(&self, phase: usize, shard: usize, value: Duration) {
+        let shards = &self.phases[phase];
+        shards[shard % shards.len()]
+            .lock()
+            .saturating_record(micros(value));
+    }
+
+    pub(crate) fn merged(&self, phase: usize) -> LatencyHistogram {
+        let mut out = new_histogram();
+        for shard in &self.phases[phase] {
+            // Invariant: every shard has the same bounds as `out`, so addition cannot fail.
+            #[allow(clippy::unwrap_used)]
+            out.add(&*shard.lock()).unwrap();
+        }
+        out
+    }
+}
+
+/// Errors decoding a serialized histogram.
+#[derive(Debug, thiserror::Error)]
+pub enum HistogramCodecError {
+    /// The text is not base64.
+    #[error("histogram is not valid base64")]
+    Base64(#[source] base64::DecodeError),
+    /// The bytes are not a V2 histogram.
+    #[error("histogram is not a valid HdrHistogram V2 encoding")]
+    Decode(#[source] hdrhistogram::serialization::DeserializeError),
+}
+
+/// Serializes a histogram as HdrHistogram V2 deflate, base64 (the form of HdrHistogram logs).
+pub fn encode_histogram(h: &LatencyHistogram) -> String {
+    let mut buf = Vec::with_capacity(1024);
+    // Invariant: serializing into a Vec cannot fail for a well-formed histogram.
+    #[allow(clippy::unwrap_used)]
+    V2DeflateSerializer::new().serialize(h, &mut buf).unwrap();
+    base64::engine::general_purpose::STANDARD.encode(buf)
+}
+
+/// Decodes what [`encode_histogram`] wrote (or any HdrHistogram V2 / V2-deflate base64).
+pub fn decode_histogram(text: &str) -> Result<LatencyHistogram, HistogramCodecError> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(HistogramCodecError::Base64)?;
+    Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(HistogramCodecError::Decode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_decode_round_trips() {
+        let mut h = new_histogram();
+        for v in [1, 10, 100, 1000, 123_456, HIGHEST_US * 2] {
+            h.saturating_record(v);
+        }
+        let back = decode_histogram(&encode_histogram(&h)).unwrap();
+        assert_eq!(back.len(), h.len());
+        assert_eq!(back.max(), h.max());
+        assert_eq!(back.value_at_quantile(0.5), h.value_at_quantile(0.5));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(decode_histogram("not base64 !!").is_err());
+        assert!(decode_histogram("AAAA").is_err());
+    }
+
+    #[test]
+    fn sub_microsecond_samples_count_as_one() {
+        assert_eq!(micros(Duration::from_nanos(10)), 1);
+    }
+}

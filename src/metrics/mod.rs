@@ -1,0 +1,340 @@
+//! Measurement: what a run records on its hot path, and the frozen view of it.
+//!
+//! This module owns the [`Recorder`] that device tasks write into (atomic counters and sharded
+//! HDR histograms, no global lock on the hot path), the [`Snapshot`] that progress display and the
+//! timeline sampler read, and the [`Summary`] that reports are made from. It depends on nothing
+//! else in the crate and never prints: presentation lives in `report`.
+
+mod histogram;
+mod process;
+mod summary;
+mod timeline;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+pub use histogram::{decode_histogram, encode_histogram, micros, new_histogram, LatencyHistogram, PhaseHistograms};
+pub use summary::{
+    FailureSummary, GeneratorHealth, HubAccounting, PhaseSummary, RunCounts, RunStatus, Summary,
+    SCHEMA_VERSION,
+};
+pub use process::ProcessSample;
+pub use timeline::{Timeline, TimelineRow};
+
+/// A timed phase of a device session. Each has its own histogram.
+///
+/// `*Response` phases are measured from the *intended* start (the schedule's arrival time), the
+/// plain ones from the actual start ("service time"); see wrk2 and coordinated omission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Phase {
+    /// SYN to established.
+    TcpConnect,
+    /// The mutual TLS handshake (full, or when resumption was not offered).
+    TlsHandshake,
+    /// A TLS handshake that resumed an earlier session.
+    TlsResumed,
+    /// MQTT CONNECT written to CONNACK received.
+    MqttConnect,
+    /// AMQP header exchange and OPEN (and SASL when used).
+    AmqpOpen,
+    /// AMQP BEGIN and the sender ATTACH.
+    AmqpAttach,
+    /// Intended connect time to the session being ready to send (response time of a connect).
+    ConnectResponse,
+    /// MQTT PUBLISH written to PUBACK received.
+    PublishAck,
+    /// AMQP transfer written to the disposition that settles it.
+    SendAck,
+    /// Intended send time to acknowledgement (response time of a send).
+    SendResponse,
+}
+
+impl Phase {
+    /// Every phase, in report order.
+    pub const ALL: [Self; 10] = [
+        Self::TcpConnect,
+        Self::TlsHandshake,
+        Self::TlsResumed,
+        Self::MqttConnect,
+        Self::AmqpOpen,
+        Self::AmqpAttach,
+        Self::ConnectResponse,
+        Self::PublishAck,
+        Self::SendAck,
+        Self::SendResponse,
+    ];
+
+    /// The stable name used in reports and `summary.json`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::TcpConnect => "tcp_connect",
+            Self::TlsHandshake => "tls_handshake",
+            Self::TlsResumed => "tls_resumed",
+            Self::MqttConnect => "mqtt_connect",
+            Self::AmqpOpen => "amqp_open",
+            Self::AmqpAttach => "amqp_attach",
+            Self::ConnectResponse => "connect_response",
+            Self::PublishAck => "publish_ack",
+            Self::SendAck => "send_ack",
+            Self::SendResponse => "send_response",
+        }
+    }
+
+    /// Looks a phase up by its stable name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Why a session or a message failed. Counted per phase, with one sample message per kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FailureKind {
+    /// The peer closed the connection unexpectedly.
+    Closed,
+    /// TCP connect failed (refused, unreachable, out of local ports).
+    Connect,
+    /// The TLS handshake failed (alert, bad certificate, protocol error).
+    Handshake,
+    /// The peer spoke the protocol wrongly, or we could not frame a packet.
+    Protocol,
+    /// The hub refused the session or message (CONNACK code, AMQP error condition, rejected outcome).
+    Refused,
+    /// The hub throttled (an IoT Hub throttling condition or disconnect).
+    Throttled,
+    /// A phase did not finish within its timeout.
+    Timeout,
+    /// The run ended (deadline or interrupt) before the phase finished.
+    Unfinished,
+}
+
+impl FailureKind {
+    /// The stable name used in reports and `summary.json`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Connect => "connect",
+            Self::Handshake => "handshake",
+            Self::Protocol => "protocol",
+            Self::Refused => "refused",
+            Self::Throttled => "throttled",
+            Self::Timeout => "timeout",
+            Self::Unfinished => "unfinished",
+        }
+    }
+}
+
+/// Plain counters of a run. All relaxed atomics: they are statistics, not synchronisation.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Sessions that began a TCP connect.
+    pub sessions_attempted: AtomicU64,
+    /// Sessions that reached the protocol's connected state (CONNACK 0, AMQP attach).
+    pub sessions_connected: AtomicU64,
+    /// Sessions that failed before or after connecting.
+    pub sessions_failed: AtomicU64,
+    /// Sessions connected right now.
+    pub sessions_active: AtomicU64,
+    /// Handshakes completed (TLS), full and resumed.
+    pub handshakes: AtomicU64,
+    /// Messages written to the wire.
+    pub messages_sent: AtomicU64,
+    /// Messages the hub acknowledged (PUBACK, accepted disposition; QoS 0 counts on write).
+    pub messages_acked: AtomicU64,
+    /// Messages written but never acknowledged (connection lost, timeout, rejected, run ended).
+    pub messages_unacked: AtomicU64,
+    /// Payload bytes written.
+    pub bytes_sent: AtomicU64,
+    /// Connects that started later than their scheduled time by more than the lateness tolerance.
+    pub late_connects: AtomicU64,
+    /// Sends that started later than their scheduled time by more than the lateness tolerance.
+    pub late_sends: AtomicU64,
+}
+
+/// Adds one to an atomic counter.
+pub fn incr(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The hot-path sink of a run: every device task writes here.
+#[derive(Debug)]
+pub struct Recorder {
+    phases: PhaseHistograms,
+    /// The plain counters.
+    pub counters: Counters,
+    failures: Mutex<BTreeMap<(Phase, FailureKind), FailureEntry>>,
+    lateness_tolerance: Duration,
+}
+
+#[derive(Debug, Clone)]
+struct FailureEntry {
+    count: u64,
+    sample: String,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Recorder {
+    /// A recorder with one histogram shard per available core (times two).
+    pub fn new() -> Self {
+        let shards = std::thread::available_parallelism().map_or(2, |n| n.get() * 2);
+        Self {
+            phases: PhaseHistograms::new(shards),
+            counters: Counters::default(),
+            failures: Mutex::new(BTreeMap::new()),
+            // tokio's timer wheel fires on whole milliseconds, so a sleep lands up to ~1 ms after
+            // its deadline on an idle generator; lateness beyond 2 ms is the generator falling
+            // behind, not timer granularity.
+            lateness_tolerance: Duration::from_millis(2),
+        }
+    }
+
+    /// Records one latency sample of `phase`; `shard` spreads contention (use the device index).
+    pub fn record(&self, phase: Phase, shard: usize, value: Duration) {
+        self.phases.record(phase.index(), shard, value);
+    }
+
+    /// Records the response time of a scheduled action: from `intended` to `done`, and counts
+    /// it as late when `started` was behind `intended` by more than the tolerance.
+    pub fn record_scheduled(&self, phase: Phase, shard: usize, lateness: Duration, total: Duration) {
+        self.phases.record(phase.index(), shard, total);
+        if lateness > self.lateness_tolerance {
+            let counter = match phase {
+                Phase::ConnectResponse => &self.counters.late_connects,
+                _ => &self.counters.late_sends,
+            };
+            incr(counter);
+        }
+    }
+
+    /// Counts a failure of `kind` during `phase`, keeping the first message as a sample.
+    pub fn fail(&self, phase: Phase, kind: FailureKind, message: impl FnOnce() -> String) {
+        self.fail_many(phase, kind, 1, message);
+    }
+
+    /// Counts `n` failures of one kind at once.
+    pub fn fail_many(&self, phase: Phase, kind: FailureKind, n: u64, message: impl FnOnce() -> String) {
+        let mut failures = self.failures.lock();
+        failures
+            .entry((phase, kind))
+            .and_modify(|e| e.count += n)
+            .or_insert_with(|| FailureEntry {
+                count: n,
+                sample: message(),
+            });
+    }
+
+    /// A cheap copy of the counters for progress display and the timeline.
+    pub fn snapshot(&self) -> Snapshot {
+        let c = &self.counters;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Snapshot {
+            sessions_attempted: load(&c.sessions_attempted),
+            sessions_connected: load(&c.sessions_connected),
+            sessions_failed: load(&c.sessions_failed),
+            sessions_active: load(&c.sessions_active),
+            handshakes: load(&c.handshakes),
+            messages_sent: load(&c.messages_sent),
+            messages_acked: load(&c.messages_acked),
+            messages_unacked: load(&c.messages_unacked),
+            errors: self.failures.lock().values().map(|e| e.count).sum(),
+        }
+    }
+
+    /// Merged histograms per phase (only phases with samples).
+    pub fn histograms(&self) -> Vec<(Phase, LatencyHistogram)> {
+        Phase::ALL
+            .into_iter()
+            .filter_map(|p| {
+                let h = self.phases.merged(p.index());
+                (!h.is_empty()).then_some((p, h))
+            })
+            .collect()
+    }
+
+    /// Failures counted so far, by phase and kind.
+    pub fn failures(&self) -> Vec<FailureSummary> {
+        self.failures
+            .lock()
+            .iter()
+            .map(|((phase, kind), e)| FailureSummary {
+                phase: phase.name().to_owned(),
+                kind: kind.name().to_owned(),
+                count: e.count,
+                sample: e.sample.clone(),
+            })
+            .collect()
+    }
+}
+
+/// A point-in-time copy of the counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// See [`Counters::sessions_attempted`].
+    pub sessions_attempted: u64,
+    /// See [`Counters::sessions_connected`].
+    pub sessions_connected: u64,
+    /// See [`Counters::sessions_failed`].
+    pub sessions_failed: u64,
+    /// See [`Counters::sessions_active`].
+    pub sessions_active: u64,
+    /// See [`Counters::handshakes`].
+    pub handshakes: u64,
+    /// See [`Counters::messages_sent`].
+    pub messages_sent: u64,
+    /// See [`Counters::messages_acked`].
+    pub messages_acked: u64,
+    /// See [`Counters::messages_unacked`].
+    pub messages_unacked: u64,
+    /// Failures of every kind so far.
+    pub errors: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phase_names_round_trip_and_are_unique() {
+        let mut names: Vec<_> = Phase::ALL.iter().map(|p| p.name()).collect();
+        for p in Phase::ALL {
+            assert_eq!(Phase::from_name(p.name()), Some(p));
+        }
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Phase::ALL.len());
+    }
+
+    #[test]
+    fn failures_keep_the_first_sample_and_count_all() {
+        let r = Recorder::new();
+        r.fail(Phase::MqttConnect, FailureKind::Refused, || "first".into());
+        r.fail(Phase::MqttConnect, FailureKind::Refused, || "second".into());
+        let f = r.failures();
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].count, 2);
+        assert_eq!(f[0].sample, "first");
+        assert_eq!(r.snapshot().errors, 2);
+    }
+
+    #[test]
+    fn samples_from_many_shards_merge() {
+        let r = Recorder::new();
+        for i in 0..1000u64 {
+            r.record(Phase::PublishAck, i as usize, Duration::from_micros(i + 1));
+        }
+        let h = r.histograms();
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].1.len(), 1000);
+    }
+}

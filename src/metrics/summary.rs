@@ -1,0 +1,210 @@
+//! The frozen result of a run: what `report` renders and what `summary.json` holds.
+
+use serde::{Deserialize, Serialize};
+
+use super::histogram::{encode_histogram, LatencyHistogram};
+use super::{FailureKind, Phase, TimelineRow};
+
+/// Version of the `summary.json` layout; bumped on any incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Whether the run did all it planned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Every device ran its schedule to the end.
+    Complete,
+    /// The run was stopped early; the numbers cover what was measured until then.
+    Partial {
+        /// Why it stopped (interrupt, deadline, fault).
+        reason: String,
+    },
+}
+
+/// Session and message totals.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCounts {
+    /// Devices in the fleet (this shard's share).
+    pub devices: u64,
+    /// Sessions that began a TCP connect.
+    pub sessions_attempted: u64,
+    /// Sessions that reached the protocol's connected state.
+    pub sessions_connected: u64,
+    /// Sessions that failed.
+    pub sessions_failed: u64,
+    /// TLS handshakes completed.
+    pub handshakes: u64,
+    /// Messages written.
+    pub messages_sent: u64,
+    /// Messages acknowledged by the hub.
+    pub messages_acked: u64,
+    /// Messages written and never acknowledged.
+    pub messages_unacked: u64,
+    /// Payload bytes written.
+    pub bytes_sent: u64,
+    /// Connects that began later than scheduled.
+    pub late_connects: u64,
+    /// Sends that began later than scheduled.
+    pub late_sends: u64,
+}
+
+/// One phase's latency distribution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseSummary {
+    /// Stable phase name, e.g. `tls_handshake`.
+    pub name: String,
+    /// Samples recorded.
+    pub count: u64,
+    /// Smallest sample, µs.
+    pub min_us: u64,
+    /// Mean, µs.
+    pub mean_us: f64,
+    /// Median, µs.
+    pub p50_us: u64,
+    /// 90th percentile, µs.
+    pub p90_us: u64,
+    /// 99th percentile, µs.
+    pub p99_us: u64,
+    /// 99.9th percentile, µs.
+    pub p999_us: u64,
+    /// Largest sample, µs.
+    pub max_us: u64,
+    /// The histogram itself: HdrHistogram V2, deflate-compressed, base64.
+    pub histogram: String,
+}
+
+impl PhaseSummary {
+    /// Summarises a histogram of `phase`.
+    pub fn new(phase: Phase, h: &LatencyHistogram) -> Self {
+        Self::from_histogram(phase.name(), h)
+    }
+
+    /// Summarises a histogram under any name.
+    pub fn from_histogram(name: &str, h: &LatencyHistogram) -> Self {
+        Self {
+            name: name.to_owned(),
+            count: h.len(),
+            min_us: h.min(),
+            mean_us: (h.mean() * 10.0).round() / 10.0,
+            p50_us: h.value_at_quantile(0.50),
+            p90_us: h.value_at_quantile(0.90),
+            p99_us: h.value_at_quantile(0.99),
+            p999_us: h.value_at_quantile(0.999),
+            max_us: h.max(),
+            histogram: encode_histogram(h),
+        }
+    }
+}
+
+/// Failures of one kind in one phase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureSummary {
+    /// Phase name.
+    pub phase: String,
+    /// Failure kind name.
+    pub kind: String,
+    /// How many.
+    pub count: u64,
+    /// The first message seen of this kind.
+    pub sample: String,
+}
+
+impl FailureSummary {
+    /// Whether this entry is of `kind`.
+    pub fn is(&self, kind: FailureKind) -> bool {
+        self.kind == kind.name()
+    }
+}
+
+/// The hub's own count of what it received, compared with what the generator saw acknowledged.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HubAccounting {
+    /// Messages the hub counted as received from this run's devices.
+    pub received: u64,
+    /// Messages the generator saw acknowledged.
+    pub acked: u64,
+    /// Acknowledged messages the hub did not count, summed over devices (must be 0).
+    pub lost: u64,
+    /// Devices with at least one lost message, first few.
+    pub lost_devices: Vec<String>,
+    /// Sessions the hub refused, by reason.
+    pub refused: Vec<(String, u64)>,
+}
+
+/// How the generator itself fared: so nobody mistakes a generator limit for a hub limit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GeneratorHealth {
+    /// User CPU seconds of the generator process during the run.
+    pub cpu_user_secs: f64,
+    /// System CPU seconds of the generator process during the run.
+    pub cpu_system_secs: f64,
+    /// Cores available to the process.
+    pub cores: u32,
+    /// Mean CPU use over the run as a fraction of all cores (1.0 = every core busy).
+    pub cpu_utilisation: f64,
+    /// Peak resident set size, KiB.
+    pub peak_rss_kib: u64,
+    /// Peak concurrently open sessions.
+    pub peak_sessions: u64,
+    /// Resident memory per open session at the peak, KiB (RSS above the pre-run baseline).
+    pub rss_per_session_kib: Option<f64>,
+    /// 99th percentile of timer lag (how late a 100 ms ticker fired), µs.
+    pub timer_lag_p99_us: u64,
+    /// Largest timer lag, µs.
+    pub timer_lag_max_us: u64,
+    /// Whether the generator was saturated (CPU or lag beyond the thresholds below).
+    pub saturated: bool,
+    /// What made it saturated, in words.
+    pub saturation_reasons: Vec<String>,
+}
+
+/// Everything a run measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Layout version of this document.
+    pub schema_version: u32,
+    /// The fleetbench version that wrote it.
+    pub tool_version: String,
+    /// Scenario name.
+    pub scenario_name: String,
+    /// The resolved scenario (every default filled in).
+    pub scenario: serde_json::Value,
+    /// Whether the run completed.
+    pub status: RunStatus,
+    /// Start of the run, RFC 3339 UTC.
+    pub started_at: String,
+    /// Wall-clock length of the run, seconds.
+    pub duration_secs: f64,
+    /// Totals.
+    pub counts: RunCounts,
+    /// Connected sessions per second over the run.
+    pub connects_per_sec: f64,
+    /// Acknowledged messages per second over the run.
+    pub acks_per_sec: f64,
+    /// Latency per phase.
+    pub phases: Vec<PhaseSummary>,
+    /// Failures by phase and kind.
+    pub failures: Vec<FailureSummary>,
+    /// Embedded-hub accounting, when the target was the embedded hub.
+    pub hub: Option<HubAccounting>,
+    /// The generator's own health.
+    pub generator: GeneratorHealth,
+    /// One row per second.
+    pub timeline: Vec<TimelineRow>,
+}
+
+impl Summary {
+    /// The phase called `name`, if it has samples.
+    pub fn phase(&self, name: &str) -> Option<&PhaseSummary> {
+        self.phases.iter().find(|p| p.name == name)
+    }
+
+    /// Failures summed over phases for `kind`.
+    pub fn failures_of(&self, kind: FailureKind) -> u64 {
+        self.failures
+            .iter()
+            .filter(|f| f.is(kind))
+            .map(|f| f.count)
+            .sum()
+    }
+}

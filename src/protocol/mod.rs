@@ -1,0 +1,141 @@
+//! Device-side protocol sessions over a stream that `transport` built. `load` drives a
+//! [`Session`] without seeing any rumqttc or fe2o3-amqp type: it sends [`Telemetry`] and reads
+//! [`Ack`]s.
+
+pub mod mqtt;
+
+use std::io;
+
+use bytes::Bytes;
+
+use crate::metrics::FailureKind;
+
+pub use mqtt::{MqttDialect, MqttOptions, MqttSession, QoS};
+
+/// One device-to-cloud message, protocol-neutral.
+#[derive(Debug, Clone)]
+pub struct Telemetry {
+    /// Message id (IoT Hub `$.mid` / AMQP message-id).
+    pub message_id: String,
+    /// Body bytes.
+    pub body: Bytes,
+    /// Content type, e.g. `application/json`.
+    pub content_type: Option<&'static str>,
+    /// Content encoding, e.g. `utf-8`.
+    pub content_encoding: Option<&'static str>,
+    /// Application properties (string keys and values, as IoT Hub requires).
+    pub properties: Vec<(&'static str, String)>,
+}
+
+/// What the hub said about one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Acknowledged (PUBACK; AMQP accepted).
+    Accepted,
+    /// Refused with a reason (AMQP rejected/released/modified with its condition).
+    Refused(String),
+}
+
+/// An acknowledgement of the message sent with sequence number `seq`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    /// The sequence number [`Session::send`] returned.
+    pub seq: u64,
+    /// Accepted or refused.
+    pub outcome: Outcome,
+}
+
+/// Why a session failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The hub refused the session (CONNACK code, AMQP error condition).
+    #[error("refused by the hub: {0}")]
+    Refused(String),
+    /// The hub throttled the device.
+    #[error("throttled by the hub: {0}")]
+    Throttled(String),
+    /// The connection closed.
+    #[error("connection closed by the hub")]
+    Closed,
+    /// An I/O error on the stream.
+    #[error("i/o error")]
+    Io(#[from] io::Error),
+    /// The peer sent something this protocol does not allow here.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+impl SessionError {
+    /// The failure kind this error is counted as.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            Self::Refused(_) => FailureKind::Refused,
+            Self::Throttled(_) => FailureKind::Throttled,
+            Self::Closed => FailureKind::Closed,
+            Self::Io(e) => io_kind(e),
+            Self::Protocol(_) => FailureKind::Protocol,
+        }
+    }
+}
+
+/// The failure kind of an I/O error: resets and EOFs are the peer closing.
+pub fn io_kind(e: &io::Error) -> FailureKind {
+    match e.kind() {
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe
+        | io::ErrorKind::UnexpectedEof => FailureKind::Closed,
+        io::ErrorKind::TimedOut => FailureKind::Timeout,
+        io::ErrorKind::InvalidData => FailureKind::Handshake,
+        _ => FailureKind::Connect,
+    }
+}
+
+/// Which protocol a scenario speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// AMQP 1.0.
+    Amqp,
+    /// MQTT 3.1.1.
+    Mqtt,
+}
+
+/// A connected device session of either protocol.
+#[derive(Debug)]
+pub enum Session<S> {
+    /// MQTT over the device's stream.
+    Mqtt(MqttSession<S>),
+}
+
+impl<S> Session<S>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+{
+    /// Writes one message. Returns its sequence number, and whether it is already settled (QoS 0).
+    pub async fn send(&mut self, msg: &Telemetry) -> Result<(u64, bool), SessionError> {
+        match self {
+            Self::Mqtt(s) => s.send(msg).await,
+        }
+    }
+
+    /// Waits for the next acknowledgement. Cancel-safe: use it in `select!`.
+    pub async fn next_ack(&mut self) -> Result<Ack, SessionError> {
+        match self {
+            Self::Mqtt(s) => s.next_ack().await,
+        }
+    }
+
+    /// Sends a keep-alive.
+    pub async fn keep_alive(&mut self) -> Result<(), SessionError> {
+        match self {
+            Self::Mqtt(s) => s.ping().await,
+        }
+    }
+
+    /// Closes the session politely (DISCONNECT, AMQP close); errors are ignored.
+    pub async fn close(self) {
+        match self {
+            Self::Mqtt(s) => s.close().await,
+        }
+    }
+}

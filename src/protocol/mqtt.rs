@@ -1,0 +1,354 @@
+//! MQTT 3.1.1 device sessions framed with rumqttc's `mqttbytes` codec over our own stream, so
+//! that TCP, TLS and CONNACK are timed apart and the source address can be chosen.
+
+use std::fmt;
+
+use futures::{SinkExt, StreamExt};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use rumqttc::mqttbytes::v4::{Codec, ConnAck, Connect, ConnectReturnCode, Login, Packet, Publish};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::codec::Framed;
+
+pub use rumqttc::mqttbytes::QoS;
+
+use super::{Ack, Outcome, SessionError, Telemetry};
+
+/// Characters left as they are in an IoT Hub property bag (those of `encodeURIComponent`).
+const PROPERTY_BAG: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'!')
+    .remove(b'~')
+    .remove(b'*')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')');
+
+/// Largest packet accepted from the hub: IoT Hub's 256 KiB message limit plus headers.
+const MAX_INCOMING: usize = 300 * 1024;
+/// Largest packet we write: the same bound, so an oversize test message still goes out.
+const MAX_OUTGOING: usize = 1024 * 1024;
+
+/// How topic, client id and username are formed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MqttDialect {
+    /// A generic broker: templates with `{device_id}`.
+    Generic {
+        /// Topic template, e.g. `fleet/{device_id}/telemetry`.
+        topic: String,
+        /// Client id template (default `{device_id}`).
+        client_id: String,
+        /// Username template, if a username is sent.
+        username: Option<String>,
+    },
+    /// Azure IoT Hub's device conventions.
+    IotHub {
+        /// The `api-version` query value in the username.
+        api_version: String,
+    },
+}
+
+/// MQTT settings of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttOptions {
+    /// Dialect.
+    pub dialect: MqttDialect,
+    /// QoS of telemetry.
+    pub qos: QoS,
+    /// Keep-alive in seconds (0 = off).
+    pub keep_alive_secs: u16,
+    /// Clean-session flag (IoT Hub SDKs send false).
+    pub clean_session: bool,
+}
+
+/// Replaces `{device_id}` in a template.
+pub fn render(template: &str, device_id: &str) -> String {
+    template.replace("{device_id}", device_id)
+}
+
+impl MqttOptions {
+    /// The CONNECT packet of `device_id` connecting to `host`.
+    pub fn connect_packet(&self, device_id: &str, host: &str) -> Connect {
+        let (client_id, username) = match &self.dialect {
+            MqttDialect::IotHub { api_version } => (
+                device_id.to_owned(),
+                Some(format!(
+                    "{host}/{device_id}/?api-version={api_version}&DeviceClientType={}",
+                    utf8_percent_encode(
+                        concat!("fleetbench/", env!("CARGO_PKG_VERSION")),
+                        PROPERTY_BAG
+                    )
+                )),
+            ),
+            MqttDialect::Generic {
+                client_id,
+                username,
+                ..
+            } => (
+                render(client_id, device_id),
+                username.as_deref().map(|u| render(u, device_id)),
+            ),
+        };
+        let mut connect = Connect::new(client_id);
+        connect.keep_alive = self.keep_alive_secs;
+        connect.clean_session = self.clean_session;
+        // X.509 devices send a username and no password.
+        connect.login = username.map(|u| Login::new(u, ""));
+        connect
+    }
+
+    /// The part of the telemetry topic that does not change between messages.
+    pub fn topic_base(&self, device_id: &str) -> String {
+        match &self.dialect {
+            MqttDialect::IotHub { .. } => format!("devices/{device_id}/messages/events/"),
+            MqttDialect::Generic { topic, .. } => render(topic, device_id),
+        }
+    }
+
+    /// The topic of one message: for IoT Hub, the base plus the property bag.
+    fn topic(&self, base: &str, msg: &Telemetry) -> String {
+        match self.dialect {
+            MqttDialect::Generic { .. } => base.to_owned(),
+            MqttDialect::IotHub { .. } => {
+                let mut topic = String::with_capacity(base.len() + 96);
+                topic.push_str(base);
+                let mut bag = Vec::with_capacity(3 + msg.properties.len());
+                bag.push(("$.mid", msg.message_id.as_str()));
+                if let Some(ct) = msg.content_type {
+                    bag.push(("$.ct", ct));
+                }
+                if let Some(ce) = msg.content_encoding {
+                    bag.push(("$.ce", ce));
+                }
+                bag.extend(msg.properties.iter().map(|(k, v)| (*k, v.as_str())));
+                for (i, (k, v)) in bag.into_iter().enumerate() {
+                    if i > 0 {
+                        topic.push('&');
+                    }
+                    topic.extend(utf8_percent_encode(k, PROPERTY_BAG));
+                    topic.push('=');
+                    topic.extend(utf8_percent_encode(v, PROPERTY_BAG));
+                }
+                topic
+            }
+        }
+    }
+}
+
+/// A connected MQTT session.
+pub struct MqttSession<S> {
+    framed: Framed<S, Codec>,
+    options: MqttOptions,
+    topic_base: String,
+    next_pkid: u16,
+    next_seq: u64,
+    /// Packet id -> sequence number of the QoS 1 publishes awaiting PUBACK. Few at a time.
+    inflight: Vec<(u16, u64)>,
+}
+
+impl<S> fmt::Debug for MqttSession<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MqttSession")
+            .field("topic_base", &self.topic_base)
+            .field("inflight", &self.inflight.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The words for a CONNACK return code.
+pub fn connack_text(code: ConnectReturnCode) -> String {
+    let words = match code {
+        ConnectReturnCode::Success => "accepted",
+        ConnectReturnCode::RefusedProtocolVersion => "unacceptable protocol version",
+        ConnectReturnCode::BadClientId => "identifier rejected",
+        ConnectReturnCode::ServiceUnavailable => "server unavailable",
+        ConnectReturnCode::BadUserNamePassword => "bad user name or password",
+        ConnectReturnCode::NotAuthorized => "not authorized",
+    };
+    format!("CONNACK {} ({words})", code as u8)
+}
+
+fn codec_error(e: rumqttc::mqttbytes::Error) -> SessionError {
+    SessionError::Protocol(e.to_string())
+}
+
+impl<S> MqttSession<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    /// Sends CONNECT and waits for CONNACK; a non-zero return code is a refusal.
+    pub async fn connect(
+        stream: S,
+        options: MqttOptions,
+        device_id: &str,
+        host: &str,
+    ) -> Result<Self, SessionError> {
+        let codec = Codec {
+            max_incoming_size: MAX_INCOMING,
+            max_outgoing_size: MAX_OUTGOING,
+        };
+        let mut framed = Framed::new(stream, codec);
+        framed
+            .send(Packet::Connect(options.connect_packet(device_id, host)))
+            .await
+            .map_err(codec_error)?;
+        match framed.next().await {
+            Some(Ok(Packet::ConnAck(ConnAck { code, .. }))) => {
+                if code != ConnectReturnCode::Success {
+                    return Err(SessionError::Refused(connack_text(code)));
+                }
+            }
+            Some(Ok(other)) => {
+                return Err(SessionError::Protocol(format!(
+                    "expected CONNACK, got {other:?}"
+                )))
+            }
+            Some(Err(e)) => return Err(read_error(e)),
+            None => return Err(SessionError::Closed),
+        }
+        let topic_base = options.topic_base(device_id);
+        Ok(Self {
+            framed,
+            options,
+            topic_base,
+            next_pkid: 1,
+            next_seq: 0,
+            inflight: Vec::with_capacity(8),
+        })
+    }
+
+    /// Publishes one message. QoS 0 messages are settled on write.
+    pub async fn send(&mut self, msg: &Telemetry) -> Result<(u64, bool), SessionError> {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let mut publish = Publish::from_bytes(
+            self.options.topic(&self.topic_base, msg),
+            self.options.qos,
+            msg.body.clone(),
+        );
+        let settled = self.options.qos == QoS::AtMostOnce;
+        if !settled {
+            publish.pkid = self.next_pkid;
+            self.inflight.push((self.next_pkid, seq));
+            self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
+        }
+        self.framed
+            .send(Packet::Publish(publish))
+            .await
+            .map_err(write_error)?;
+        Ok((seq, settled))
+    }
+
+    /// Waits for the next PUBACK, answering nothing else; PINGRESP is absorbed.
+    pub async fn next_ack(&mut self) -> Result<Ack, SessionError> {
+        loop {
+            match self.framed.next().await {
+                Some(Ok(Packet::PubAck(ack))) => {
+                    let Some(i) = self.inflight.iter().position(|(p, _)| *p == ack.pkid) else {
+                        return Err(SessionError::Protocol(format!(
+                            "PUBACK for unknown packet id {}",
+                            ack.pkid
+                        )));
+                    };
+                    let (_, seq) = self.inflight.swap_remove(i);
+                    return Ok(Ack {
+                        seq,
+                        outcome: Outcome::Accepted,
+                    });
+                }
+                Some(Ok(Packet::PingResp)) => {}
+                Some(Ok(other)) => {
+                    return Err(SessionError::Protocol(format!(
+                        "unexpected packet from the hub: {other:?}"
+                    )))
+                }
+                Some(Err(e)) => return Err(read_error(e)),
+                None => return Err(SessionError::Closed),
+            }
+        }
+    }
+
+    /// Sends PINGREQ.
+    pub async fn ping(&mut self) -> Result<(), SessionError> {
+        self.framed
+            .send(Packet::PingReq)
+            .await
+            .map_err(write_error)
+    }
+
+    /// Sends DISCONNECT and shuts the stream down.
+    pub async fn close(mut self) {
+        let _ = self.framed.send(Packet::Disconnect).await;
+        let _ = tokio::io::AsyncWriteExt::shutdown(self.framed.get_mut()).await;
+    }
+}
+
+fn read_error(e: rumqttc::mqttbytes::Error) -> SessionError {
+    match e {
+        rumqttc::mqttbytes::Error::Io(io) => SessionError::Io(io),
+        other => codec_error(other),
+    }
+}
+
+fn write_error(e: rumqttc::mqttbytes::Error) -> SessionError {
+    read_error(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iot_hub() -> MqttOptions {
+        MqttOptions {
+            dialect: MqttDialect::IotHub {
+                api_version: "2021-04-12".into(),
+            },
+            qos: QoS::AtLeastOnce,
+            keep_alive_secs: 60,
+            clean_session: false,
+        }
+    }
+
+    #[test]
+    fn iot_hub_username_and_client_id() {
+        let c = iot_hub().connect_packet("dev1", "hub.azure-devices.net");
+        assert_eq!(c.client_id, "dev1");
+        let login = c.login.unwrap();
+        assert!(login
+            .username
+            .starts_with("hub.azure-devices.net/dev1/?api-version=2021-04-12&DeviceClientType=fleetbench%2F"));
+        assert!(login.password.is_empty());
+        assert!(!c.clean_session);
+    }
+
+    #[test]
+    fn iot_hub_topic_has_the_encoded_property_bag() {
+        let o = iot_hub();
+        let msg = Telemetry {
+            message_id: "m-1".into(),
+            body: bytes::Bytes::new(),
+            content_type: Some("application/json"),
+            content_encoding: Some("utf-8"),
+            properties: vec![("temperatureAlert", "true".into())],
+        };
+        assert_eq!(
+            o.topic(&o.topic_base("dev1"), &msg),
+            "devices/dev1/messages/events/%24.mid=m-1&%24.ct=application%2Fjson&%24.ce=utf-8&temperatureAlert=true"
+        );
+    }
+
+    #[test]
+    fn generic_templates_render_the_device_id() {
+        let o = MqttOptions {
+            dialect: MqttDialect::Generic {
+                topic: "fleet/{device_id}/telemetry".into(),
+                client_id: "{device_id}".into(),
+                username: None,
+            },
+            ..iot_hub()
+        };
+        assert_eq!(o.topic_base("d7"), "fleet/d7/telemetry");
+        assert!(o.connect_packet("d7", "h").login.is_none());
+    }
+}

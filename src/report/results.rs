@@ -1,0 +1,78 @@
+//! The results directory: `results/<scenario>-<UTC time>/` with `summary.json`, the scenario
+//! as given, and the text report. Created before the load starts, so an unwritable location is
+//! an error up front, not after the run.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::Context as _;
+
+use crate::metrics::Summary;
+
+/// A results directory of one run.
+#[derive(Debug, Clone)]
+pub struct ResultsDir {
+    path: PathBuf,
+}
+
+impl ResultsDir {
+    /// Creates `root/<name>-<UTC time>/` (with a suffix if it exists already).
+    pub fn create(root: &Path, name: &str, at: SystemTime) -> anyhow::Result<Self> {
+        let stamp = humantime::format_rfc3339_seconds(at)
+            .to_string()
+            .replace(['-', ':'], "");
+        fs::create_dir_all(root)
+            .with_context(|| format!("cannot create the results directory {}", root.display()))?;
+        for n in 0..1000 {
+            let dir = if n == 0 {
+                root.join(format!("{name}-{stamp}"))
+            } else {
+                root.join(format!("{name}-{stamp}-{n}"))
+            };
+            match fs::create_dir(&dir) {
+                Ok(()) => {
+                    // Prove it is writable now rather than after the run.
+                    let probe = dir.join(".write-test");
+                    fs::write(&probe, b"")
+                        .with_context(|| format!("results directory {} is not writable", dir.display()))?;
+                    let _ = fs::remove_file(probe);
+                    return Ok(Self { path: dir });
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot create the results directory {}", dir.display()))
+                }
+            }
+        }
+        anyhow::bail!("too many runs of {name} at {stamp} in {}", root.display())
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes `name` in the directory.
+    pub fn write(&self, name: &str, contents: &[u8]) -> anyhow::Result<PathBuf> {
+        let p = self.path.join(name);
+        let mut f = fs::File::create(&p).with_context(|| format!("cannot write {}", p.display()))?;
+        f.write_all(contents)
+            .with_context(|| format!("cannot write {}", p.display()))?;
+        Ok(p)
+    }
+
+    /// Writes `summary.json`.
+    pub fn write_summary(&self, s: &Summary) -> anyhow::Result<PathBuf> {
+        let json = serde_json::to_vec_pretty(s).context("cannot serialize the summary")?;
+        self.write("summary.json", &json)
+    }
+}
+
+/// Reads a `summary.json` (or the one in a results directory).
+pub fn read_summary(path: &Path) -> anyhow::Result<Summary> {
+    let file = if path.is_dir() { path.join("summary.json") } else { path.to_owned() };
+    let text = fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a fleetbench summary", file.display()))
+}

@@ -1,0 +1,314 @@
+//! Scenario files: the TOML format (this file, the "LowArgs"), and the validated [`Plan`] made
+//! from it (`plan.rs`, the "HiArgs"). Every problem found is reported at once with the file,
+//! line, column and field; nothing downstream re-checks a plan.
+
+mod locate;
+mod plan;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use locate::Locator;
+pub use plan::{
+    ConnectPlan, FleetPlan, MessagePlan, Overrides, Payload, Plan, ProtocolPlan, RunPlan, Target, TlsPlan,
+};
+
+/// One problem in a scenario, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The scenario file.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+    /// Dotted field path, e.g. `fleet.devices`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let (Some(l), Some(c)) = (self.line, self.column) {
+            write!(f, ":{l}:{c}")?;
+        }
+        if self.field.is_empty() {
+            write!(f, ": {}", self.message)
+        } else {
+            write!(f, ": {}: {}", self.field, self.message)
+        }
+    }
+}
+
+/// Every problem found in a scenario.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        writeln!(f, "scenario has {n} problem{}:", if n == 1 { "" } else { "s" })?;
+        for (i, e) in self.0.iter().enumerate() {
+            if i + 1 < n {
+                writeln!(f, "  {e}")?;
+            } else {
+                write!(f, "  {e}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// A scenario file as written.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Scenario {
+    /// Name used for the results directory (default: the file name).
+    pub name: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Which hub.
+    #[serde(default)]
+    pub target: TargetSection,
+    /// Protocol and dialect.
+    #[serde(default)]
+    pub protocol: ProtocolSection,
+    /// TLS settings.
+    #[serde(default)]
+    pub tls: TlsSection,
+    /// The fleet of devices.
+    #[serde(default)]
+    pub fleet: FleetSection,
+    /// How devices connect.
+    #[serde(default)]
+    pub connect: ConnectSection,
+    /// What devices send.
+    #[serde(default)]
+    pub messages: MessagesSection,
+    /// Run-wide bounds.
+    #[serde(default)]
+    pub run: RunSection,
+}
+
+/// `[target]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TargetSection {
+    /// `embedded` (default) or `remote`.
+    pub hub: Option<HubKind>,
+    /// `host:port` of a remote hub or broker.
+    pub address: Option<String>,
+    /// TLS server name (SNI) and the host in IoT Hub usernames (default: the address's host).
+    pub server_name: Option<String>,
+    /// PEM file with the roots that sign the remote server's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// Check the server's certificate (default true).
+    pub verify_server: Option<bool>,
+}
+
+/// Embedded or remote hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HubKind {
+    /// fleetbench's own hub on loopback.
+    Embedded,
+    /// A hub or broker at `target.address`.
+    Remote,
+}
+
+/// `[protocol]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ProtocolSection {
+    /// `mqtt` (default) or `amqp`.
+    pub kind: Option<ProtocolKind>,
+    /// `iot-hub` (default) or `generic`.
+    pub dialect: Option<Dialect>,
+    /// IoT Hub `api-version`.
+    pub api_version: Option<String>,
+    /// MQTT QoS: 0 or 1.
+    pub qos: Option<u8>,
+    /// MQTT keep-alive.
+    #[serde(default, with = "humantime_serde")]
+    pub keep_alive: Option<Duration>,
+    /// MQTT clean-session flag.
+    pub clean_session: Option<bool>,
+    /// Generic dialect: topic template with `{device_id}`.
+    pub topic: Option<String>,
+    /// Generic dialect: client id template.
+    pub client_id: Option<String>,
+    /// Generic dialect: username template.
+    pub username: Option<String>,
+}
+
+/// Protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProtocolKind {
+    /// AMQP 1.0.
+    Amqp,
+    /// MQTT 3.1.1.
+    Mqtt,
+}
+
+/// Dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Dialect {
+    /// Any broker.
+    Generic,
+    /// Azure IoT Hub.
+    IotHub,
+}
+
+/// `[tls]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TlsSection {
+    /// `"1.2"` or `"1.3"` (default).
+    pub version: Option<crate::transport::TlsVersion>,
+    /// Offer session resumption on reconnects.
+    pub resumption: Option<bool>,
+}
+
+/// `[fleet]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FleetSection {
+    /// Number of devices.
+    pub devices: Option<u64>,
+    /// Device id template, e.g. `device-{n:05}`.
+    pub id: Option<String>,
+    /// Device key type.
+    pub key_type: Option<String>,
+    /// CA key type.
+    pub ca_key_type: Option<String>,
+    /// Intermediate CAs between the root and the devices.
+    pub intermediates: Option<u8>,
+    /// Validity of minted device certificates, days.
+    pub validity_days: Option<u32>,
+}
+
+/// `[connect]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConnectSection {
+    /// New sessions per second (open model). Absent: as fast as `max-handshakes` allows.
+    pub rate: Option<f64>,
+    /// Handshakes in flight at most.
+    pub max_handshakes: Option<u32>,
+    /// Timeout of each connect phase (TCP, TLS, protocol connect).
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+}
+
+/// `[messages]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MessagesSection {
+    /// Messages per device.
+    pub count: Option<u32>,
+    /// Time between a device's messages.
+    #[serde(default, with = "humantime_serde")]
+    pub interval: Option<Duration>,
+    /// `tutorial` (the Azure sample's JSON) or `bytes`.
+    pub payload: Option<PayloadKind>,
+    /// Body size for `bytes` payloads.
+    pub size: Option<usize>,
+    /// Time to wait for an acknowledgement.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    /// Acknowledgements awaited at once per device.
+    pub max_inflight: Option<u32>,
+}
+
+/// Payload generator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PayloadKind {
+    /// Random bytes of `size`.
+    Bytes,
+    /// `{"deviceId":..,"messageId":n,"temperature":..,"humidity":..}` with `temperatureAlert`.
+    Tutorial,
+}
+
+/// `[run]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RunSection {
+    /// Hard bound on the run's length.
+    #[serde(default, with = "humantime_serde")]
+    pub max_duration: Option<Duration>,
+    /// Time allowed to drain in-flight work after the schedule ends or is interrupted.
+    #[serde(default, with = "humantime_serde")]
+    pub grace: Option<Duration>,
+}
+
+impl Scenario {
+    /// Reads and parses a scenario file.
+    pub fn load(path: &Path) -> Result<(Self, String), ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: path.to_owned(),
+                line: None,
+                column: None,
+                field: String::new(),
+                message: format!("cannot read the scenario file: {e}"),
+            }])
+        })?;
+        let scenario = Self::parse(&text, path)?;
+        Ok((scenario, text))
+    }
+
+    /// Parses scenario text; `file` is used in error messages.
+    pub fn parse(text: &str, file: &Path) -> Result<Self, ConfigErrors> {
+        toml::from_str(text).map_err(|e| {
+            let locator = Locator::new(text);
+            let span = e.span();
+            let (line, column) = span
+                .as_ref()
+                .map(|s| locator.line_col(s.start))
+                .map_or((None, None), |(l, c)| (Some(l), Some(c)));
+            let field = span.as_ref().and_then(|s| locator.path_at(s)).unwrap_or_default();
+            ConfigErrors(vec![ConfigError {
+                file: file.to_owned(),
+                line,
+                column,
+                field,
+                message: e.message().trim().to_owned(),
+            }])
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errs(text: &str) -> Vec<ConfigError> {
+        Scenario::parse(text, Path::new("s.toml")).unwrap_err().0
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let e = &errs("[fleet]\ndevices = 3\ncolour = \"red\"\n")[0];
+        assert_eq!(e.line, Some(3));
+        assert!(e.message.contains("colour"), "{e}");
+        assert_eq!(e.field, "fleet.colour");
+    }
+
+    #[test]
+    fn wrong_type_is_named_with_its_line() {
+        let e = &errs("[fleet]\n\ndevices = \"many\"\n")[0];
+        assert_eq!(e.line, Some(3));
+        assert_eq!(e.field, "fleet.devices");
+        assert!(e.to_string().starts_with("s.toml:3:"), "{e}");
+    }
+}

@@ -1,0 +1,242 @@
+//! rustls configurations built from `pki` types; mutual TLS lives only here.
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::Resumption;
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
+use serde::{Deserialize, Serialize};
+
+use crate::pki::{DeviceIdentity, ServerIdentity};
+
+/// Errors building a TLS configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsConfigError {
+    /// rustls refused the certificates, key or versions.
+    #[error("invalid TLS configuration for {what}")]
+    Rustls {
+        /// Whose configuration.
+        what: String,
+        /// The rustls error.
+        #[source]
+        source: rustls::Error,
+    },
+    /// A trust root could not be added.
+    #[error("trust root is not a usable CA certificate")]
+    BadRoot(#[source] rustls::Error),
+}
+
+/// TLS protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum TlsVersion {
+    /// TLS 1.2 only.
+    #[serde(rename = "1.2")]
+    Tls12,
+    /// TLS 1.3 only (the default).
+    #[default]
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+impl TlsVersion {
+    fn versions(self) -> &'static [&'static rustls::SupportedProtocolVersion] {
+        static TLS12: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS12];
+        static TLS13: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+        match self {
+            Self::Tls12 => &TLS12,
+            Self::Tls13 => &TLS13,
+        }
+    }
+}
+
+/// The crypto provider every configuration uses (ring).
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Settings shared by every device's client configuration.
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    provider: Arc<CryptoProvider>,
+    version: TlsVersion,
+    verifier: ServerVerification,
+    resumption: bool,
+}
+
+/// How devices check the hub's certificate.
+#[derive(Debug, Clone)]
+pub enum ServerVerification {
+    /// Against these roots, with the server name (the default).
+    Roots(Arc<RootCertStore>),
+    /// Not at all: saves a chain verification per handshake; for pricing handshakes only.
+    Skip,
+}
+
+impl ClientTls {
+    /// Client settings with the given server verification.
+    pub fn new(version: TlsVersion, verifier: ServerVerification, resumption: bool) -> Self {
+        Self {
+            provider: provider(),
+            version,
+            verifier,
+            resumption,
+        }
+    }
+
+    /// A root store holding `roots`.
+    pub fn roots(roots: &[CertificateDer<'_>]) -> Result<Arc<RootCertStore>, TlsConfigError> {
+        let mut store = RootCertStore::empty();
+        for r in roots {
+            store.add(r.clone().into_owned()).map_err(TlsConfigError::BadRoot)?;
+        }
+        Ok(Arc::new(store))
+    }
+
+    /// The client configuration of one device: its own certificate chain and key.
+    pub fn for_device(&self, device: &DeviceIdentity) -> Result<Arc<ClientConfig>, TlsConfigError> {
+        let err = |source| TlsConfigError::Rustls {
+            what: format!("device {}", device.id),
+            source,
+        };
+        let builder = ClientConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(self.version.versions())
+            .map_err(err)?;
+        let builder = match &self.verifier {
+            ServerVerification::Roots(roots) => builder.with_root_certificates(roots.clone()),
+            ServerVerification::Skip => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NoServerVerification(self.provider.clone()))),
+        };
+        let mut config = builder
+            .with_client_auth_cert(device.presented_chain(), device.key.clone_key())
+            .map_err(err)?;
+        config.resumption = if self.resumption {
+            // One device reconnects to one hub: a tiny cache is enough.
+            Resumption::in_memory_sessions(4)
+        } else {
+            Resumption::disabled()
+        };
+        Ok(Arc::new(config))
+    }
+}
+
+/// Accepts any server certificate (verification off), still checking handshake signatures.
+#[derive(Debug)]
+struct NoServerVerification(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoServerVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The hub's client-certificate policy, as IoT Hub's: request a certificate in the handshake but
+/// do not require one, and check only that the client holds the key of the certificate it
+/// presents (the CertificateVerify signature). Whether the chain ends at a registered, verified CA
+/// is decided at MQTT CONNECT or AMQP attach, where the refusal can be a CONNACK 5 or
+/// `amqp:unauthorized-access` rather than a TLS alert.
+#[derive(Debug)]
+pub struct DeferredClientAuth {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ClientCertVerifier for DeferredClientAuth {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The hub's server configuration: TLS 1.2 and 1.3, client certificates requested, not required.
+pub fn hub_server_config(identity: &ServerIdentity) -> Result<Arc<ServerConfig>, TlsConfigError> {
+    let provider = provider();
+    let err = |source| TlsConfigError::Rustls {
+        what: "the hub".into(),
+        source,
+    };
+    let mut config = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(rustls::ALL_VERSIONS)
+        .map_err(err)?
+        .with_client_cert_verifier(Arc::new(DeferredClientAuth { provider }))
+        .with_single_cert(identity.chain.clone(), identity.key.clone_key())
+        .map_err(err)?;
+    // A modest cache: rustls scans the whole cache on eviction (see docs/tls-costs.md).
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
+    config.send_tls13_tickets = 1;
+    Ok(Arc::new(config))
+}
+
+/// A private key the client presents, cloned for a configuration.
+pub fn clone_key(key: &PrivateKeyDer<'static>) -> PrivateKeyDer<'static> {
+    key.clone_key()
+}
