@@ -63,5 +63,6 @@ pub struct ReportArgs {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration such as 500ms or 2s: {e}"))
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration such as 500ms or 2s: {e}"))
 }

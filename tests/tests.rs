@@ -1,2 +1,10 @@
 //! Integration tests, one binary (ripgrep style). Each module talks to real servers over real
-//! TLS on loopback, on ephemeral ports.
+//! TLS on loopback, on ephemeral ports; none sleeps to synchronise.
+
+// Fixtures: inline scenarios, test PKI, hub on 127.0.0.1:0.
+mod support;
+
+// Issue 2: MQTT fleets against the embedded hub, refusals, summary.json.
+mod run_mqtt;
+// Issue 2: the binary's exit codes and scenario error messages.
+mod cli;

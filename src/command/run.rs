@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -120,7 +120,10 @@ impl EmbeddedHub {
     /// Starts a hub whose server certificate comes from `chain`, on 127.0.0.1 with an ephemeral port.
     pub async fn start(chain: &CaChain, config: HubConfig) -> anyhow::Result<Self> {
         let identity = chain
-            .mint_server(&["localhost".into(), "127.0.0.1".into()], KeyType::EcdsaP256)
+            .mint_server(
+                &["localhost".into(), "127.0.0.1".into()],
+                KeyType::EcdsaP256,
+            )
             .context("minting the hub's server certificate")?;
         let hub = Hub::new(config, &identity).context("configuring the hub's TLS")?;
         let listener = bind_loopback().await?;
@@ -128,10 +131,17 @@ impl EmbeddedHub {
         let stop = CancellationToken::new();
         let task = tokio::spawn(hub::serve(
             hub.clone(),
-            Listeners { mqtt: Some(listener) },
+            Listeners {
+                mqtt: Some(listener),
+            },
             stop.clone().cancelled_owned(),
         ));
-        Ok(Self { hub, mqtt, stop, task })
+        Ok(Self {
+            hub,
+            mqtt,
+            stop,
+            task,
+        })
     }
 
     /// Stops the hub and waits for its connections to close.
@@ -151,7 +161,11 @@ pub async fn bind_loopback() -> anyhow::Result<TcpListener> {
 
 /// Runs a validated plan end to end and writes its results.
 pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunReport> {
-    let results = ResultsDir::create(&options.results_root, &plan.name, std::time::SystemTime::now())?;
+    let results = ResultsDir::create(
+        &options.results_root,
+        &plan.name,
+        std::time::SystemTime::now(),
+    )?;
     let spec = ChainSpec {
         key_type: plan.fleet.ca_key_type,
         intermediates: plan.fleet.intermediates,
@@ -170,7 +184,9 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
     let (endpoint, tls, hub) = match &plan.target {
         Target::Embedded => {
             let hub = EmbeddedHub::start(&chain, options.hub.clone()).await?;
-            hub.hub.registry.add_verified_ca("fleetbench-root", chain.root().cert().clone())?;
+            hub.hub
+                .registry
+                .add_verified_ca("fleetbench-root", chain.root().cert().clone())?;
             hub.hub.registry.register_ca_signed(ids.iter());
             let endpoint = Endpoint {
                 addr: hub.mqtt,
@@ -178,7 +194,11 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
                 host: "localhost".into(),
             };
             let roots = ClientTls::roots(std::slice::from_ref(chain.root().cert()))?;
-            let tls = ClientTls::new(plan.tls.version, ServerVerification::Roots(roots), plan.tls.resumption);
+            let tls = ClientTls::new(
+                plan.tls.version,
+                ServerVerification::Roots(roots),
+                plan.tls.resumption,
+            );
             (endpoint, tls, Some(hub))
         }
         Target::Remote {
@@ -193,23 +213,43 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
                 .next()
                 .with_context(|| format!("target.address {address:?} resolved to nothing"))?;
             let verification = match (verify_server, ca_file) {
-                (true, Some(file)) => ServerVerification::Roots(ClientTls::roots(&read_roots(file)?)?),
+                (true, Some(file)) => {
+                    ServerVerification::Roots(ClientTls::roots(&read_roots(file)?)?)
+                }
                 _ => ServerVerification::Skip,
             };
             let endpoint = Endpoint {
                 addr,
-                server_name: ServerName::try_from(server_name.clone())
-                    .with_context(|| format!("target.server-name {server_name:?} is not a valid TLS server name"))?,
+                server_name: ServerName::try_from(server_name.clone()).with_context(|| {
+                    format!("target.server-name {server_name:?} is not a valid TLS server name")
+                })?,
                 host: server_name.clone(),
             };
-            (endpoint, ClientTls::new(plan.tls.version, verification, plan.tls.resumption), None)
+            (
+                endpoint,
+                ClientTls::new(plan.tls.version, verification, plan.tls.resumption),
+                None,
+            )
         }
     };
 
     let recorder = Arc::new(Recorder::new());
     let expected = plan.fleet.devices * u64::from(plan.messages.count);
-    let progress = Progress::start(recorder.clone(), plan.fleet.devices, expected, options.quiet);
-    let result = load::run(plan, fleet, endpoint, tls, recorder.clone(), options.interrupt.clone()).await;
+    let progress = Progress::start(
+        recorder.clone(),
+        plan.fleet.devices,
+        expected,
+        options.quiet,
+    );
+    let result = load::run(
+        plan,
+        fleet,
+        endpoint,
+        tls,
+        recorder.clone(),
+        options.interrupt.clone(),
+    )
+    .await;
     progress.finish();
     let result = match result {
         Ok(r) => r,
@@ -230,12 +270,19 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
     let mut text = Vec::new();
     write_text(&mut text, &summary)?;
     results.write("report.txt", &text)?;
-    results.write("plan.json", serde_json::to_string_pretty(&plan.to_json())?.as_bytes())?;
+    results.write(
+        "plan.json",
+        serde_json::to_string_pretty(&plan.to_json())?.as_bytes(),
+    )?;
     let lost = summary.hub.as_ref().is_some_and(|h| h.lost > 0);
     Ok(RunReport {
         summary,
         dir: results.path().to_owned(),
-        outcome: if lost { Outcome::ChecksFailed } else { Outcome::Success },
+        outcome: if lost {
+            Outcome::ChecksFailed
+        } else {
+            Outcome::Success
+        },
     })
 }
 
@@ -243,8 +290,17 @@ fn read_roots(file: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let roots = CertificateDer::pem_file_iter(file)
         .with_context(|| format!("reading target.ca-file {}", file.display()))?
         .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("target.ca-file {} holds a malformed certificate", file.display()))?;
-    anyhow::ensure!(!roots.is_empty(), "target.ca-file {} holds no certificate", file.display());
+        .with_context(|| {
+            format!(
+                "target.ca-file {} holds a malformed certificate",
+                file.display()
+            )
+        })?;
+    anyhow::ensure!(
+        !roots.is_empty(),
+        "target.ca-file {} holds no certificate",
+        file.display()
+    );
     Ok(roots)
 }
 

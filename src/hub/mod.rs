@@ -174,7 +174,12 @@ pub async fn serve(hub: Arc<Hub>, listeners: Listeners, shutdown: impl Future<Ou
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
     if let Some(listener) = listeners.mqtt {
-        tracker.spawn(accept_loop(hub.clone(), listener, stop.clone(), tracker.clone()));
+        tracker.spawn(accept_loop(
+            hub.clone(),
+            listener,
+            stop.clone(),
+            tracker.clone(),
+        ));
     }
     shutdown.await;
     stop.cancel();
@@ -182,7 +187,12 @@ pub async fn serve(hub: Arc<Hub>, listeners: Listeners, shutdown: impl Future<Ou
     tracker.wait().await;
 }
 
-async fn accept_loop(hub: Arc<Hub>, listener: TcpListener, stop: CancellationToken, tracker: TaskTracker) {
+async fn accept_loop(
+    hub: Arc<Hub>,
+    listener: TcpListener,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+) {
     let mut backoff = Duration::from_millis(1);
     loop {
         let accepted = tokio::select! {

@@ -22,7 +22,8 @@ type Conn = Framed<TlsStream<TcpStream>, Codec>;
 
 /// IoT Hub keeps a session for 1.5 x the client's keep-alive, at most 1767 s.
 fn keep_alive_deadline(keep_alive: u16) -> Option<Duration> {
-    (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500).min(Duration::from_secs(1767)))
+    (keep_alive > 0)
+        .then(|| Duration::from_millis(u64::from(keep_alive) * 1500).min(Duration::from_secs(1767)))
 }
 
 /// The device id named in an IoT Hub username `host/deviceId[/moduleId]/?query` (the `?` may be missing).
@@ -32,7 +33,12 @@ fn username_device(username: &str) -> Option<&str> {
     parts.next().filter(|d| !d.is_empty())
 }
 
-pub(super) async fn session(hub: &Hub, tls: TlsStream<TcpStream>, conn: u64, stop: CancellationToken) {
+pub(super) async fn session(
+    hub: &Hub,
+    tls: TlsStream<TcpStream>,
+    conn: u64,
+    stop: CancellationToken,
+) {
     let chain: Vec<CertificateDer<'static>> = tls
         .get_ref()
         .1
@@ -64,7 +70,10 @@ pub(super) async fn session(hub: &Hub, tls: TlsStream<TcpStream>, conn: u64, sto
             tracing::debug!(conn, client_id = %connect.client_id, %refusal, "hub refused session");
             hub.stats.refuse(&refusal);
             let _ = framed
-                .send(Packet::ConnAck(ConnAck::new(ConnectReturnCode::NotAuthorized, false)))
+                .send(Packet::ConnAck(ConnAck::new(
+                    ConnectReturnCode::NotAuthorized,
+                    false,
+                )))
                 .await;
             return;
         }
@@ -78,7 +87,10 @@ pub(super) async fn session(hub: &Hub, tls: TlsStream<TcpStream>, conn: u64, sto
     }
     let kicked = device.take_over(conn);
     if framed
-        .send(Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false)))
+        .send(Packet::ConnAck(ConnAck::new(
+            ConnectReturnCode::Success,
+            false,
+        )))
         .await
         .is_err()
     {
@@ -95,12 +107,20 @@ pub(super) async fn session(hub: &Hub, tls: TlsStream<TcpStream>, conn: u64, sto
     device.release(conn);
 }
 
-fn authorize(hub: &Hub, chain: &[CertificateDer<'static>], connect: &Connect) -> Result<std::sync::Arc<Device>, Refusal> {
+fn authorize(
+    hub: &Hub,
+    chain: &[CertificateDer<'static>],
+    connect: &Connect,
+) -> Result<std::sync::Arc<Device>, Refusal> {
     if chain.is_empty() {
         return Err(Refusal::NoCertificate);
     }
     let id = connect.client_id.as_str();
-    let username = connect.login.as_ref().map(|l| l.username.as_str()).unwrap_or_default();
+    let username = connect
+        .login
+        .as_ref()
+        .map(|l| l.username.as_str())
+        .unwrap_or_default();
     match username_device(username) {
         Some(named) if named == id => {}
         Some(named) => {
@@ -160,13 +180,20 @@ async fn serve_device(
                     // IoT Hub closes the connection on QoS 2 and on another device's topic.
                     return violation(hub);
                 }
-                if message_size(&p.topic, &events_topic, p.payload.len()) > hub.config.max_message_size {
+                if message_size(&p.topic, &events_topic, p.payload.len())
+                    > hub.config.max_message_size
+                {
                     return violation(hub);
                 }
                 // Count before acknowledging: whatever the device sees acknowledged is counted.
                 device.count_message();
                 hub.stats.messages.fetch_add(1, Ordering::Relaxed);
-                if p.qos == QoS::AtLeastOnce && framed.send(Packet::PubAck(PubAck::new(p.pkid))).await.is_err() {
+                if p.qos == QoS::AtLeastOnce
+                    && framed
+                        .send(Packet::PubAck(PubAck::new(p.pkid)))
+                        .await
+                        .is_err()
+                {
                     return End::Closed;
                 }
             }
@@ -188,7 +215,11 @@ async fn serve_device(
                         }
                     })
                     .collect();
-                if framed.send(Packet::SubAck(SubAck::new(s.pkid, codes))).await.is_err() {
+                if framed
+                    .send(Packet::SubAck(SubAck::new(s.pkid, codes)))
+                    .await
+                    .is_err()
+                {
                     return End::Closed;
                 }
             }
@@ -226,7 +257,9 @@ fn is_events_topic(topic: &str, events: &str) -> bool {
 
 /// IoT Hub's protocol-agnostic size: body + property names and values (decoded).
 fn message_size(topic: &str, events: &str, body: usize) -> usize {
-    let bag = topic[events.len()..].trim_start_matches('/').trim_end_matches('/');
+    let bag = topic[events.len()..]
+        .trim_start_matches('/')
+        .trim_end_matches('/');
     let props: usize = bag
         .split('&')
         .filter(|kv| !kv.is_empty())
@@ -251,8 +284,14 @@ mod tests {
 
     #[test]
     fn username_forms_iot_hub_accepts() {
-        assert_eq!(username_device("h.azure-devices.net/dev1/?api-version=2021-04-12"), Some("dev1"));
-        assert_eq!(username_device("h/dev1/api-version=2016-11-14"), Some("dev1"));
+        assert_eq!(
+            username_device("h.azure-devices.net/dev1/?api-version=2021-04-12"),
+            Some("dev1")
+        );
+        assert_eq!(
+            username_device("h/dev1/api-version=2016-11-14"),
+            Some("dev1")
+        );
         assert_eq!(username_device("h/dev1/mod1/?api-version=x"), Some("dev1"));
         assert_eq!(username_device("nohost"), None);
         assert_eq!(username_device("h//x"), None);
@@ -272,7 +311,10 @@ mod tests {
     fn size_counts_body_and_properties() {
         let e = "devices/d1/messages/events";
         let t = "devices/d1/messages/events/%24.mid=abc&temperatureAlert=true/";
-        assert_eq!(message_size(t, e, 10), 10 + 3 + "temperatureAlert".len() + 4);
+        assert_eq!(
+            message_size(t, e, 10),
+            10 + 3 + "temperatureAlert".len() + 4
+        );
     }
 
     #[test]

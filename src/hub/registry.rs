@@ -225,16 +225,29 @@ impl Registry {
     }
 
     /// Uploads a CA certificate, unverified. Returns its verification code.
-    pub fn add_ca(&self, name: &str, cert: CertificateDer<'static>) -> Result<String, RegistryError> {
+    pub fn add_ca(
+        &self,
+        name: &str,
+        cert: CertificateDer<'static>,
+    ) -> Result<String, RegistryError> {
         self.insert_ca(name, cert, false)
     }
 
     /// Uploads a CA certificate and marks it verified ("verified on upload").
-    pub fn add_verified_ca(&self, name: &str, cert: CertificateDer<'static>) -> Result<(), RegistryError> {
+    pub fn add_verified_ca(
+        &self,
+        name: &str,
+        cert: CertificateDer<'static>,
+    ) -> Result<(), RegistryError> {
         self.insert_ca(name, cert, true).map(drop)
     }
 
-    fn insert_ca(&self, name: &str, cert: CertificateDer<'static>, verified: bool) -> Result<String, RegistryError> {
+    fn insert_ca(
+        &self,
+        name: &str,
+        cert: CertificateDer<'static>,
+        verified: bool,
+    ) -> Result<String, RegistryError> {
         let bad = |reason: String| RegistryError::BadCa {
             name: name.to_owned(),
             reason,
@@ -242,7 +255,8 @@ impl Registry {
         let anchor = webpki::anchor_from_trusted_cert(&cert)
             .map_err(|e| bad(format!("{e:?}")))?
             .to_owned();
-        let subject = common_name_of(&cert).ok_or_else(|| bad("it has no subject common name".into()))?;
+        let subject =
+            common_name_of(&cert).ok_or_else(|| bad("it has no subject common name".into()))?;
         let mut inner = self.inner.write();
         if inner.cas.len() >= MAX_CAS {
             return Err(RegistryError::TooManyCas);
@@ -264,7 +278,11 @@ impl Registry {
     }
 
     /// Proof of possession: `verification` must have CN = the CA's code and be signed by its key.
-    pub fn verify_ca(&self, name: &str, verification: &CertificateDer<'_>) -> Result<(), RegistryError> {
+    pub fn verify_ca(
+        &self,
+        name: &str,
+        verification: &CertificateDer<'_>,
+    ) -> Result<(), RegistryError> {
         let mut inner = self.inner.write();
         let ca = inner
             .cas
@@ -275,14 +293,16 @@ impl Registry {
             name: name.to_owned(),
             reason,
         };
-        let cn = common_name_of(verification).ok_or_else(|| failed("the certificate has no common name".into()))?;
+        let cn = common_name_of(verification)
+            .ok_or_else(|| failed("the certificate has no common name".into()))?;
         if cn != ca.verification_code {
             return Err(failed(format!(
                 "its CN is {cn:?}, but the verification code is {:?}",
                 ca.verification_code
             )));
         }
-        let ee = webpki::EndEntityCert::try_from(verification).map_err(|e| failed(format!("{e:?}")))?;
+        let ee =
+            webpki::EndEntityCert::try_from(verification).map_err(|e| failed(format!("{e:?}")))?;
         ee.verify_for_usage(
             algorithms(),
             std::slice::from_ref(&ca.anchor),
@@ -317,13 +337,18 @@ impl Registry {
     pub fn register_devices(&self, devices: impl IntoIterator<Item = (String, DeviceAuth)>) {
         let mut inner = self.inner.write();
         for (id, auth) in devices {
-            inner.devices.insert(id.clone(), Arc::new(Device::new(id, auth)));
+            inner
+                .devices
+                .insert(id.clone(), Arc::new(Device::new(id, auth)));
         }
     }
 
     /// Registers devices as "X.509 CA signed".
     pub fn register_ca_signed(&self, ids: impl IntoIterator<Item = String>) {
-        self.register_devices(ids.into_iter().map(|id| (id, DeviceAuth::CertificateAuthority)));
+        self.register_devices(
+            ids.into_iter()
+                .map(|id| (id, DeviceAuth::CertificateAuthority)),
+        );
     }
 
     /// A registered device.
@@ -343,7 +368,11 @@ impl Registry {
     }
 
     /// Decides whether `chain` (leaf first) may act as device `claimed_id`.
-    pub fn authenticate(&self, chain: &[CertificateDer<'static>], claimed_id: &str) -> Result<Arc<Device>, Refusal> {
+    pub fn authenticate(
+        &self,
+        chain: &[CertificateDer<'static>],
+        claimed_id: &str,
+    ) -> Result<Arc<Device>, Refusal> {
         let leaf = chain.first().ok_or(Refusal::NoCertificate)?;
         let cn = common_name_of(leaf)
             .ok_or_else(|| Refusal::InvalidCertificate("no subject common name".into()))?;
@@ -356,7 +385,8 @@ impl Registry {
         match &device.auth {
             DeviceAuth::SelfSigned { primary, secondary } => {
                 let (s1, s256) = (sha1_hex(leaf), sha256_hex(leaf));
-                let matches = |t: &String| t.eq_ignore_ascii_case(&s1) || t.eq_ignore_ascii_case(&s256);
+                let matches =
+                    |t: &String| t.eq_ignore_ascii_case(&s1) || t.eq_ignore_ascii_case(&s256);
                 if !(matches(primary) || secondary.as_ref().is_some_and(matches)) {
                     return Err(Refusal::ThumbprintMismatch);
                 }
@@ -392,13 +422,17 @@ impl Registry {
         };
         match verify(&mut inner.cas.iter().filter(|c| c.verified)) {
             Ok(()) => Ok(()),
-            Err(webpki::Error::UnknownIssuer) => {
+            // No path to a verified CA: the issuer is unknown, or a same-named CA's signature
+            // does not match (another CA that happens to share the name).
+            Err(webpki::Error::UnknownIssuer | webpki::Error::InvalidSignatureForPublicKey) => {
                 let unverified = inner
                     .cas
                     .iter()
                     .filter(|c| !c.verified)
                     .find(|c| verify(&mut std::iter::once(*c)).is_ok());
-                Err(unverified.map_or(Refusal::UnknownCa, |c| Refusal::CaUnverified(c.name.clone())))
+                Err(unverified.map_or(Refusal::UnknownCa, |c| {
+                    Refusal::CaUnverified(c.name.clone())
+                }))
             }
             Err(e) => Err(Refusal::InvalidCertificate(describe_webpki(&e))),
         }
@@ -409,9 +443,7 @@ fn describe_webpki(e: &webpki::Error) -> String {
     match e {
         webpki::Error::CertExpired { .. } => "expired".into(),
         webpki::Error::CertNotValidYet { .. } => "not yet valid".into(),
-        webpki::Error::RequiredEkuNotFoundContext(_) => {
-            "no clientAuth extended key usage".into()
-        }
+        webpki::Error::RequiredEkuNotFoundContext(_) => "no clientAuth extended key usage".into(),
         other => format!("{other:?}"),
     }
 }

@@ -42,7 +42,12 @@ pub(crate) struct ReadyDevice {
 }
 
 /// Runs one device to completion. `intended` is when the schedule wanted it to connect.
-pub(crate) async fn run(shared: Arc<Shared>, device: ReadyDevice, intended: Instant, permit: OwnedSemaphorePermit) {
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    device: ReadyDevice,
+    intended: Instant,
+    permit: OwnedSemaphorePermit,
+) {
     let rec = &*shared.recorder;
     let shard = device.index;
     incr(&rec.counters.sessions_attempted);
@@ -52,15 +57,28 @@ pub(crate) async fn run(shared: Arc<Shared>, device: ReadyDevice, intended: Inst
     // TCP
     let tcp = match timeout(t, transport::tcp_connect(shared.endpoint.addr, None)).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return fail_session(rec, Phase::TcpConnect, FailureKind::Connect, || e.to_string()),
-        Err(_) => return fail_session(rec, Phase::TcpConnect, FailureKind::Timeout, || format!("no connection within {t:?}")),
+        Ok(Err(e)) => {
+            return fail_session(rec, Phase::TcpConnect, FailureKind::Connect, || {
+                e.to_string()
+            })
+        }
+        Err(_) => {
+            return fail_session(rec, Phase::TcpConnect, FailureKind::Timeout, || {
+                format!("no connection within {t:?}")
+            })
+        }
     };
     let t1 = Instant::now();
     rec.record(Phase::TcpConnect, shard, t1 - started);
 
     // TLS
     let server_name = shared.endpoint.server_name.clone();
-    let (tls, resumed) = match timeout(t, transport::tls_handshake(device.tls.clone(), server_name, tcp)).await {
+    let (tls, resumed) = match timeout(
+        t,
+        transport::tls_handshake(device.tls.clone(), server_name, tcp),
+    )
+    .await
+    {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             let kind = match io_kind(&e) {
@@ -69,23 +87,43 @@ pub(crate) async fn run(shared: Arc<Shared>, device: ReadyDevice, intended: Inst
             };
             return fail_session(rec, Phase::TlsHandshake, kind, || e.to_string());
         }
-        Err(_) => return fail_session(rec, Phase::TlsHandshake, FailureKind::Timeout, || format!("no handshake within {t:?}")),
+        Err(_) => {
+            return fail_session(rec, Phase::TlsHandshake, FailureKind::Timeout, || {
+                format!("no handshake within {t:?}")
+            })
+        }
     };
     let t2 = Instant::now();
-    rec.record(if resumed { Phase::TlsResumed } else { Phase::TlsHandshake }, shard, t2 - t1);
+    rec.record(
+        if resumed {
+            Phase::TlsResumed
+        } else {
+            Phase::TlsHandshake
+        },
+        shard,
+        t2 - t1,
+    );
     incr(&rec.counters.handshakes);
 
     // Protocol connect
     let (session, phase) = match &shared.protocol {
         ProtocolPlan::Mqtt(opts) => {
-            let connect = MqttSession::connect(tls, opts.clone(), &device.id, &shared.endpoint.host);
-            (timeout(t, connect).await.map(|r| r.map(Session::Mqtt)), Phase::MqttConnect)
+            let connect =
+                MqttSession::connect(tls, opts.clone(), &device.id, &shared.endpoint.host);
+            (
+                timeout(t, connect).await.map(|r| r.map(Session::Mqtt)),
+                Phase::MqttConnect,
+            )
         }
     };
     let mut session = match session {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return fail_session(rec, phase, e.kind(), || e.to_string()),
-        Err(_) => return fail_session(rec, phase, FailureKind::Timeout, || format!("no answer within {t:?}")),
+        Err(_) => {
+            return fail_session(rec, phase, FailureKind::Timeout, || {
+                format!("no answer within {t:?}")
+            })
+        }
     };
     let ready = Instant::now();
     rec.record(phase, shard, ready - t2);
@@ -120,7 +158,11 @@ struct InFlight {
 
 /// Sends on schedule and reads acknowledgements until every message is settled. `Err` when
 /// the session broke (already counted).
-async fn send_loop<S>(shared: &Shared, device: &ReadyDevice, session: &mut Session<S>) -> Result<(), ()>
+async fn send_loop<S>(
+    shared: &Shared,
+    device: &ReadyDevice,
+    session: &mut Session<S>,
+) -> Result<(), ()>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
 {
@@ -130,7 +172,9 @@ where
         ProtocolPlan::Mqtt(_) => Phase::PublishAck,
     };
     let keep_alive = match &shared.protocol {
-        ProtocolPlan::Mqtt(o) => (o.keep_alive_secs > 0).then(|| Duration::from_secs(o.keep_alive_secs.into())),
+        ProtocolPlan::Mqtt(o) => {
+            (o.keep_alive_secs > 0).then(|| Duration::from_secs(o.keep_alive_secs.into()))
+        }
     };
     let schedule = SendSchedule {
         count: plan.count,
@@ -146,12 +190,20 @@ where
     let far = start + Duration::from_secs(86_400 * 365);
 
     loop {
-        let due = if stopping { None } else { schedule.offset(next).map(|o| start + o) };
+        let due = if stopping {
+            None
+        } else {
+            schedule.offset(next).map(|o| start + o)
+        };
         if due.is_none() && inflight.is_empty() {
             return Ok(());
         }
         let can_send = due.is_some() && inflight.len() < max_inflight;
-        let ack_deadline = inflight.iter().map(|f| f.sent).min().map(|s| s + plan.timeout);
+        let ack_deadline = inflight
+            .iter()
+            .map(|f| f.sent)
+            .min()
+            .map(|s| s + plan.timeout);
         let ping_at = keep_alive.map(|k| last_write + k);
         tokio::select! {
             biased;
@@ -227,7 +279,9 @@ where
 /// Counts `n` in-flight messages as never acknowledged.
 fn give_up(rec: &Recorder, phase: Phase, n: usize, kind: FailureKind, why: &'static str) {
     if n > 0 {
-        rec.counters.messages_unacked.fetch_add(n as u64, Ordering::Relaxed);
+        rec.counters
+            .messages_unacked
+            .fetch_add(n as u64, Ordering::Relaxed);
         rec.fail_many(phase, kind, n as u64, || why.to_owned());
     }
 }

@@ -9,7 +9,12 @@ use crate::protocol::Telemetry;
 use crate::scenario::Payload;
 
 /// Builds message `n` of device `device_id`.
-pub(crate) fn telemetry(payload: Payload, device_id: &str, n: u32, rng: &mut impl Rng) -> Telemetry {
+pub(crate) fn telemetry(
+    payload: Payload,
+    device_id: &str,
+    n: u32,
+    rng: &mut impl Rng,
+) -> Telemetry {
     match payload {
         Payload::Tutorial => {
             // SimulateX509Device: temperature 20..35, humidity 60..80, alert above 30.

@@ -81,7 +81,9 @@ pub async fn run(
     let n = fleet.ids.len();
     // Fail fast on key types or settings that cannot work, before any connection is made.
     if n > 0 {
-        let probe = fleet.ca.mint_device(&fleet.ids.id(0), fleet.key_type, fleet.validity)?;
+        let probe = fleet
+            .ca
+            .mint_device(&fleet.ids.id(0), fleet.key_type, fleet.validity)?;
         tls.for_device(&probe)?;
     }
 
@@ -147,12 +149,19 @@ pub async fn run(
     let (timeline, health) = watcher.finish(elapsed).await;
 
     let status = if let Some(e) = mint_error {
-        RunStatus::Partial { reason: format!("minting failed: {e}") }
+        RunStatus::Partial {
+            reason: format!("minting failed: {e}"),
+        }
     } else if interrupt.is_cancelled() {
-        RunStatus::Partial { reason: "interrupted".into() }
+        RunStatus::Partial {
+            reason: "interrupted".into(),
+        }
     } else if deadline_hit.load(std::sync::atomic::Ordering::Relaxed) {
         RunStatus::Partial {
-            reason: format!("max-duration {} reached", humantime::format_duration(plan.run.max_duration)),
+            reason: format!(
+                "max-duration {} reached",
+                humantime::format_duration(plan.run.max_duration)
+            ),
         }
     } else {
         RunStatus::Complete

@@ -87,6 +87,9 @@ mod tests {
             .collect();
         assert_eq!(late[0], Duration::from_millis(1900));
         assert_eq!(late[3], Duration::from_millis(1600));
-        assert_eq!(lateness(Duration::from_secs(1), Duration::ZERO), Duration::ZERO);
+        assert_eq!(
+            lateness(Duration::from_secs(1), Duration::ZERO),
+            Duration::ZERO
+        );
     }
 }

@@ -7,7 +7,9 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::metrics::{GeneratorHealth, LatencyHistogram, ProcessSample, Recorder, Timeline, TimelineRow};
+use crate::metrics::{
+    GeneratorHealth, LatencyHistogram, ProcessSample, Recorder, Timeline, TimelineRow,
+};
 
 /// How often the lag probe fires.
 const TICK: Duration = Duration::from_millis(100);
@@ -84,7 +86,10 @@ impl Watcher {
         };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         let user = after.user.saturating_sub(self.before.user).as_secs_f64();
-        let system = after.system.saturating_sub(self.before.system).as_secs_f64();
+        let system = after
+            .system
+            .saturating_sub(self.before.system)
+            .as_secs_f64();
         let utilisation = if elapsed.is_zero() {
             0.0
         } else {

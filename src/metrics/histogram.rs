@@ -28,7 +28,9 @@ pub fn new_histogram() -> LatencyHistogram {
 
 /// Microseconds of a duration, at least 1 so that sub-microsecond samples still count.
 pub fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(LOWEST_US)
+    u64::try_from(d.as_micros())
+        .unwrap_or(u64::MAX)
+        .max(LOWEST_US)
 }
 
 /// One histogram per phase, each split into shards so that tasks on different cores rarely

@@ -16,12 +16,14 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-pub use histogram::{decode_histogram, encode_histogram, micros, new_histogram, LatencyHistogram, PhaseHistograms};
+pub use histogram::{
+    decode_histogram, encode_histogram, micros, new_histogram, LatencyHistogram, PhaseHistograms,
+};
+pub use process::ProcessSample;
 pub use summary::{
     FailureSummary, GeneratorHealth, HubAccounting, PhaseSummary, RunCounts, RunStatus, Summary,
     SCHEMA_VERSION,
 };
-pub use process::ProcessSample;
 pub use timeline::{Timeline, TimelineRow};
 
 /// A timed phase of a device session. Each has its own histogram.
@@ -206,7 +208,13 @@ impl Recorder {
 
     /// Records the response time of a scheduled action: from `intended` to `done`, and counts
     /// it as late when `started` was behind `intended` by more than the tolerance.
-    pub fn record_scheduled(&self, phase: Phase, shard: usize, lateness: Duration, total: Duration) {
+    pub fn record_scheduled(
+        &self,
+        phase: Phase,
+        shard: usize,
+        lateness: Duration,
+        total: Duration,
+    ) {
         self.phases.record(phase.index(), shard, total);
         if lateness > self.lateness_tolerance {
             let counter = match phase {
@@ -223,7 +231,13 @@ impl Recorder {
     }
 
     /// Counts `n` failures of one kind at once.
-    pub fn fail_many(&self, phase: Phase, kind: FailureKind, n: u64, message: impl FnOnce() -> String) {
+    pub fn fail_many(
+        &self,
+        phase: Phase,
+        kind: FailureKind,
+        n: u64,
+        message: impl FnOnce() -> String,
+    ) {
         let mut failures = self.failures.lock();
         failures
             .entry((phase, kind))

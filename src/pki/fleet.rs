@@ -80,7 +80,13 @@ impl IdTemplate {
 
     /// The id of device number `n`.
     pub fn id(&self, n: u64) -> String {
-        format!("{}{:0width$}{}", self.prefix, n, self.suffix, width = self.width)
+        format!(
+            "{}{:0width$}{}",
+            self.prefix,
+            n,
+            self.suffix,
+            width = self.width
+        )
     }
 }
 
@@ -107,7 +113,9 @@ impl DeviceIds {
     /// shard's share of a ramp is spread over the whole fleet).
     pub fn new(template: IdTemplate, devices: u64, shard: u64, shards: u64) -> Self {
         let shards = shards.max(1);
-        let numbers = (1..=devices).filter(|n| (n - 1) % shards == shard).collect();
+        let numbers = (1..=devices)
+            .filter(|n| (n - 1) % shards == shard)
+            .collect();
         Self { template, numbers }
     }
 
@@ -138,7 +146,10 @@ mod tests {
 
     #[test]
     fn padded_and_plain_templates() {
-        assert_eq!(IdTemplate::parse("device-{n:05}").unwrap().id(7), "device-00007");
+        assert_eq!(
+            IdTemplate::parse("device-{n:05}").unwrap().id(7),
+            "device-00007"
+        );
         assert_eq!(IdTemplate::parse("d{n}x").unwrap().id(12), "d12x");
     }
 
@@ -162,7 +173,11 @@ mod tests {
     fn shards_are_disjoint_and_cover_the_fleet() {
         let t = IdTemplate::parse("d{n}").unwrap();
         let mut all: Vec<String> = (0..4)
-            .flat_map(|k| DeviceIds::new(t.clone(), 10, k, 4).iter().collect::<Vec<_>>())
+            .flat_map(|k| {
+                DeviceIds::new(t.clone(), 10, k, 4)
+                    .iter()
+                    .collect::<Vec<_>>()
+            })
             .collect();
         all.sort();
         let mut expected: Vec<String> = (1..=10).map(|n| format!("d{n}")).collect();

@@ -116,7 +116,10 @@ impl FromStr for KeyType {
             .find(|k| k.name() == s)
             .ok_or_else(|| {
                 let names: Vec<_> = Self::ALL.iter().map(|k| k.name()).collect();
-                format!("unknown key type {s:?}, expected one of {}", names.join(", "))
+                format!(
+                    "unknown key type {s:?}, expected one of {}",
+                    names.join(", ")
+                )
             })
     }
 }
@@ -230,7 +233,8 @@ pub struct CaChain {
 impl CaChain {
     /// Mints a new chain.
     pub fn generate(spec: &ChainSpec) -> Result<Self, PkiError> {
-        let mut authorities: Vec<Authority> = Vec::with_capacity(usize::from(spec.intermediates) + 1);
+        let mut authorities: Vec<Authority> =
+            Vec::with_capacity(usize::from(spec.intermediates) + 1);
         for level in 0..=spec.intermediates {
             let cn = if level == 0 {
                 format!("{} Root CA", spec.name)
@@ -326,7 +330,11 @@ impl CaChain {
     }
 
     /// Mints a server certificate for the hub with the given DNS names / IP addresses.
-    pub fn mint_server(&self, names: &[String], key_type: KeyType) -> Result<ServerIdentity, PkiError> {
+    pub fn mint_server(
+        &self,
+        names: &[String],
+        key_type: KeyType,
+    ) -> Result<ServerIdentity, PkiError> {
         let key = key_type.generate()?;
         let cn = names.first().map_or("fleetbench hub", String::as_str);
         let mut params = base_params(cn, Validity::default());
@@ -481,7 +489,7 @@ mod tests {
         let anchor = webpki::anchor_from_trusted_cert(chain.root().cert()).unwrap();
         let ee = webpki::EndEntityCert::try_from(&dev.leaf).unwrap();
         ee.verify_for_usage(
-            webpki::ring::ALL_VERIFICATION_ALGS,
+            webpki::ALL_VERIFICATION_ALGS,
             &[anchor],
             &dev.chain_tail,
             rustls::pki_types::UnixTime::now(),

@@ -271,10 +271,7 @@ where
 
     /// Sends PINGREQ.
     pub async fn ping(&mut self) -> Result<(), SessionError> {
-        self.framed
-            .send(Packet::PingReq)
-            .await
-            .map_err(write_error)
+        self.framed.send(Packet::PingReq).await.map_err(write_error)
     }
 
     /// Sends DISCONNECT and shuts the stream down.
@@ -315,9 +312,9 @@ mod tests {
         let c = iot_hub().connect_packet("dev1", "hub.azure-devices.net");
         assert_eq!(c.client_id, "dev1");
         let login = c.login.unwrap();
-        assert!(login
-            .username
-            .starts_with("hub.azure-devices.net/dev1/?api-version=2021-04-12&DeviceClientType=fleetbench%2F"));
+        assert!(login.username.starts_with(
+            "hub.azure-devices.net/dev1/?api-version=2021-04-12&DeviceClientType=fleetbench%2F"
+        ));
         assert!(login.password.is_empty());
         assert!(!c.clean_session);
     }

@@ -35,14 +35,17 @@ impl ResultsDir {
                 Ok(()) => {
                     // Prove it is writable now rather than after the run.
                     let probe = dir.join(".write-test");
-                    fs::write(&probe, b"")
-                        .with_context(|| format!("results directory {} is not writable", dir.display()))?;
+                    fs::write(&probe, b"").with_context(|| {
+                        format!("results directory {} is not writable", dir.display())
+                    })?;
                     let _ = fs::remove_file(probe);
                     return Ok(Self { path: dir });
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => {
-                    return Err(e).with_context(|| format!("cannot create the results directory {}", dir.display()))
+                    return Err(e).with_context(|| {
+                        format!("cannot create the results directory {}", dir.display())
+                    })
                 }
             }
         }
@@ -57,7 +60,8 @@ impl ResultsDir {
     /// Writes `name` in the directory.
     pub fn write(&self, name: &str, contents: &[u8]) -> anyhow::Result<PathBuf> {
         let p = self.path.join(name);
-        let mut f = fs::File::create(&p).with_context(|| format!("cannot write {}", p.display()))?;
+        let mut f =
+            fs::File::create(&p).with_context(|| format!("cannot write {}", p.display()))?;
         f.write_all(contents)
             .with_context(|| format!("cannot write {}", p.display()))?;
         Ok(p)
@@ -72,7 +76,13 @@ impl ResultsDir {
 
 /// Reads a `summary.json` (or the one in a results directory).
 pub fn read_summary(path: &Path) -> anyhow::Result<Summary> {
-    let file = if path.is_dir() { path.join("summary.json") } else { path.to_owned() };
-    let text = fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not a fleetbench summary", file.display()))
+    let file = if path.is_dir() {
+        path.join("summary.json")
+    } else {
+        path.to_owned()
+    };
+    let text =
+        fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a fleetbench summary", file.display()))
 }

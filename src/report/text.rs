@@ -11,7 +11,11 @@ pub fn write_text(w: &mut impl Write, s: &Summary) -> io::Result<()> {
         RunStatus::Complete => "complete".to_owned(),
         RunStatus::Partial { reason } => format!("PARTIAL ({reason})"),
     };
-    writeln!(w, "fleetbench {}: {} in {:.1} s", s.scenario_name, status, s.duration_secs)?;
+    writeln!(
+        w,
+        "fleetbench {}: {} in {:.1} s",
+        s.scenario_name, status, s.duration_secs
+    )?;
     writeln!(w)?;
     let c = &s.counts;
     writeln!(
@@ -32,7 +36,12 @@ pub fn write_text(w: &mut impl Write, s: &Summary) -> io::Result<()> {
         count(c.messages_unacked)
     )?;
     if let Some(hub) = &s.hub {
-        write!(w, "   hub received {}   lost {}", count(hub.received), count(hub.lost))?;
+        write!(
+            w,
+            "   hub received {}   lost {}",
+            count(hub.received),
+            count(hub.lost)
+        )?;
     }
     writeln!(w)?;
     writeln!(
@@ -79,12 +88,23 @@ pub fn write_text(w: &mut impl Write, s: &Summary) -> io::Result<()> {
             if sample.chars().count() > 56 {
                 sample = sample.chars().take(55).collect::<String>() + "…";
             }
-            writeln!(w, "  {:<16}{:<12}{:>8}  {}", f.phase, f.kind, count(f.count), sample)?;
+            writeln!(
+                w,
+                "  {:<16}{:<12}{:>8}  {}",
+                f.phase,
+                f.kind,
+                count(f.count),
+                sample
+            )?;
         }
     }
     if let Some(hub) = &s.hub {
         if !hub.refused.is_empty() {
-            let list: Vec<_> = hub.refused.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            let list: Vec<_> = hub
+                .refused
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
             writeln!(w, "  hub refusals: {}", list.join(", "))?;
         }
         if hub.lost > 0 {
@@ -115,7 +135,11 @@ pub fn write_text(w: &mut impl Write, s: &Summary) -> io::Result<()> {
         micros(g.timer_lag_p99_us)
     )?;
     if g.saturated {
-        writeln!(w, "{:<12}SATURATED: the generator, not only the hub, limited this run:", "")?;
+        writeln!(
+            w,
+            "{:<12}SATURATED: the generator, not only the hub, limited this run:",
+            ""
+        )?;
         for r in &g.saturation_reasons {
             writeln!(w, "{:<12}  - {r}", "")?;
         }

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use locate::Locator;
 pub use plan::{
-    ConnectPlan, FleetPlan, MessagePlan, Overrides, Payload, Plan, ProtocolPlan, RunPlan, Target, TlsPlan,
+    ConnectPlan, FleetPlan, MessagePlan, Overrides, Payload, Plan, ProtocolPlan, RunPlan, Target,
+    TlsPlan,
 };
 
 /// One problem in a scenario, located.
@@ -52,7 +53,11 @@ pub struct ConfigErrors(pub Vec<ConfigError>);
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        writeln!(f, "scenario has {n} problem{}:", if n == 1 { "" } else { "s" })?;
+        writeln!(
+            f,
+            "scenario has {n} problem{}:",
+            if n == 1 { "" } else { "s" }
+        )?;
         for (i, e) in self.0.iter().enumerate() {
             if i + 1 < n {
                 writeln!(f, "  {e}")?;
@@ -276,7 +281,10 @@ impl Scenario {
                 .as_ref()
                 .map(|s| locator.line_col(s.start))
                 .map_or((None, None), |(l, c)| (Some(l), Some(c)));
-            let field = span.as_ref().and_then(|s| locator.path_at(s)).unwrap_or_default();
+            let field = span
+                .as_ref()
+                .and_then(|s| locator.path_at(s))
+                .unwrap_or_default();
             ConfigErrors(vec![ConfigError {
                 file: file.to_owned(),
                 line,

@@ -176,8 +176,10 @@ impl Plan {
     pub fn from_file(path: &Path, overrides: &Overrides) -> Result<Self, ConfigErrors> {
         let (scenario, text) = Scenario::load(path)?;
         let name = scenario.name.clone().unwrap_or_else(|| {
-            path.file_stem()
-                .map_or_else(|| "scenario".to_owned(), |s| s.to_string_lossy().into_owned())
+            path.file_stem().map_or_else(
+                || "scenario".to_owned(),
+                |s| s.to_string_lossy().into_owned(),
+            )
         });
         Self::new(&scenario, &text, path, &name, overrides)
     }
@@ -196,7 +198,11 @@ impl Plan {
             errors: Vec::new(),
         };
         let name = s.name.clone().unwrap_or_else(|| default_name.to_owned());
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
             p.add("name", format!("{name:?} is not valid: use letters, digits, '-', '_' and '.' (it names the results directory)"));
         }
         let target = target(s, &mut p);
@@ -213,10 +219,15 @@ impl Plan {
             grace: s.run.grace.unwrap_or(Duration::from_secs(10)),
         };
         if run.max_duration.is_zero() {
-            p.add("run.max-duration", "0s is not valid: the run needs time to do anything");
+            p.add(
+                "run.max-duration",
+                "0s is not valid: the run needs time to do anything",
+            );
         }
         match (target, protocol, fleet, connect, messages) {
-            (Some(target), Some(protocol), Some(fleet), Some(connect), Some(messages)) if p.errors.is_empty() => {
+            (Some(target), Some(protocol), Some(fleet), Some(connect), Some(messages))
+                if p.errors.is_empty() =>
+            {
                 Ok(Self {
                     name,
                     target,
@@ -299,22 +310,34 @@ fn target(s: &Scenario, p: &mut Problems<'_>) -> Option<Target> {
                 (t.ca_file.is_some(), "target.ca-file"),
             ] {
                 if set {
-                    p.add(field, "only applies to hub = \"remote\"; the embedded hub makes its own");
+                    p.add(
+                        field,
+                        "only applies to hub = \"remote\"; the embedded hub makes its own",
+                    );
                 }
             }
             Some(Target::Embedded)
         }
         HubKind::Remote => {
             let Some(address) = t.address.clone() else {
-                p.add("target.address", "a remote hub needs an address such as \"myhub.azure-devices.net:8883\"");
+                p.add(
+                    "target.address",
+                    "a remote hub needs an address such as \"myhub.azure-devices.net:8883\"",
+                );
                 return None;
             };
             let Some((host, port)) = address.rsplit_once(':') else {
-                p.add("target.address", format!("{address:?} is not valid: expected host:port"));
+                p.add(
+                    "target.address",
+                    format!("{address:?} is not valid: expected host:port"),
+                );
                 return None;
             };
             if port.parse::<u16>().is_err() || host.is_empty() {
-                p.add("target.address", format!("{address:?} is not valid: expected host:port"));
+                p.add(
+                    "target.address",
+                    format!("{address:?} is not valid: expected host:port"),
+                );
                 return None;
             }
             let verify_server = t.verify_server.unwrap_or(true);
@@ -322,7 +345,10 @@ fn target(s: &Scenario, p: &mut Problems<'_>) -> Option<Target> {
                 p.add("target.ca-file", "a remote hub needs the PEM roots of its server certificate (or verify-server = false)");
             }
             Some(Target::Remote {
-                server_name: t.server_name.clone().unwrap_or_else(|| host.trim_matches(['[', ']']).to_owned()),
+                server_name: t
+                    .server_name
+                    .clone()
+                    .unwrap_or_else(|| host.trim_matches(['[', ']']).to_owned()),
                 address,
                 ca_file: t.ca_file.clone(),
                 verify_server,
@@ -334,14 +360,20 @@ fn target(s: &Scenario, p: &mut Problems<'_>) -> Option<Target> {
 fn protocol(s: &Scenario, p: &mut Problems<'_>) -> Option<ProtocolPlan> {
     let pr = &s.protocol;
     if pr.kind == Some(ProtocolKind::Amqp) {
-        p.add("protocol.kind", "amqp is not available in this build yet; use \"mqtt\"");
+        p.add(
+            "protocol.kind",
+            "amqp is not available in this build yet; use \"mqtt\"",
+        );
         return None;
     }
     let qos = match pr.qos.unwrap_or(1) {
         0 => QoS::AtMostOnce,
         1 => QoS::AtLeastOnce,
         q => {
-            p.add("protocol.qos", format!("{q} is not valid: 0 or 1 (IoT Hub closes the connection on QoS 2)"));
+            p.add(
+                "protocol.qos",
+                format!("{q} is not valid: 0 or 1 (IoT Hub closes the connection on QoS 2)"),
+            );
             QoS::AtLeastOnce
         }
     };
@@ -349,7 +381,13 @@ fn protocol(s: &Scenario, p: &mut Problems<'_>) -> Option<ProtocolPlan> {
     let keep_alive_secs = match u16::try_from(keep_alive.as_secs()) {
         Ok(k) if keep_alive.subsec_nanos() == 0 => k,
         _ => {
-            p.add("protocol.keep-alive", format!("{} is not valid: whole seconds up to 65535", humantime::format_duration(keep_alive)));
+            p.add(
+                "protocol.keep-alive",
+                format!(
+                    "{} is not valid: whole seconds up to 65535",
+                    humantime::format_duration(keep_alive)
+                ),
+            );
             60
         }
     };
@@ -365,15 +403,27 @@ fn protocol(s: &Scenario, p: &mut Problems<'_>) -> Option<ProtocolPlan> {
                 }
             }
             MqttDialect::IotHub {
-                api_version: pr.api_version.clone().unwrap_or_else(|| "2021-04-12".to_owned()),
+                api_version: pr
+                    .api_version
+                    .clone()
+                    .unwrap_or_else(|| "2021-04-12".to_owned()),
             }
         }
         Dialect::Generic => {
             if pr.api_version.is_some() {
-                p.add("protocol.api-version", "only applies to dialect = \"iot-hub\"");
+                p.add(
+                    "protocol.api-version",
+                    "only applies to dialect = \"iot-hub\"",
+                );
             }
-            let topic = pr.topic.clone().unwrap_or_else(|| "fleet/{device_id}/telemetry".to_owned());
-            let client_id = pr.client_id.clone().unwrap_or_else(|| "{device_id}".to_owned());
+            let topic = pr
+                .topic
+                .clone()
+                .unwrap_or_else(|| "fleet/{device_id}/telemetry".to_owned());
+            let client_id = pr
+                .client_id
+                .clone()
+                .unwrap_or_else(|| "{device_id}".to_owned());
             for (field, value) in [
                 ("protocol.topic", Some(&topic)),
                 ("protocol.client-id", Some(&client_id)),
@@ -408,7 +458,12 @@ fn check_template(template: &str, field: &str, p: &mut Problems<'_>) {
         };
         let name = &rest[open + 1..open + close];
         if name != "device_id" {
-            p.add(field, format!("{template:?} names unknown field {{{name}}}; the only field is {{device_id}}"));
+            p.add(
+                field,
+                format!(
+                    "{template:?} names unknown field {{{name}}}; the only field is {{device_id}}"
+                ),
+            );
         }
         rest = &rest[open + close + 1..];
     }
@@ -429,10 +484,16 @@ fn fleet(s: &Scenario, o: &Overrides, p: &mut Problems<'_>) -> Option<FleetPlan>
     let f = &s.fleet;
     let devices = o.devices.or(f.devices).unwrap_or(100);
     if devices == 0 {
-        p.add("fleet.devices", "0 is not valid: a fleet needs at least one device");
+        p.add(
+            "fleet.devices",
+            "0 is not valid: a fleet needs at least one device",
+        );
     }
     if devices > 10_000_000 {
-        p.add("fleet.devices", format!("{devices} is not valid: at most 10,000,000 (IoT Hub holds 1,000,000 per hub)"));
+        p.add(
+            "fleet.devices",
+            format!("{devices} is not valid: at most 10,000,000 (IoT Hub holds 1,000,000 per hub)"),
+        );
     }
     let ids = match IdTemplate::parse(f.id.as_deref().unwrap_or("device-{n:05}")) {
         Ok(t) => Some(t),
@@ -445,11 +506,17 @@ fn fleet(s: &Scenario, o: &Overrides, p: &mut Problems<'_>) -> Option<FleetPlan>
     let ca_key = key_type(f.ca_key_type.as_ref(), "fleet.ca-key-type", p);
     let intermediates = f.intermediates.unwrap_or(1);
     if intermediates > 8 {
-        p.add("fleet.intermediates", format!("{intermediates} is not valid: at most 8"));
+        p.add(
+            "fleet.intermediates",
+            format!("{intermediates} is not valid: at most 8"),
+        );
     }
     let validity_days = f.validity_days.unwrap_or(30);
     if validity_days == 0 {
-        p.add("fleet.validity-days", "0 is not valid: certificates must be valid for at least a day");
+        p.add(
+            "fleet.validity-days",
+            "0 is not valid: certificates must be valid for at least a day",
+        );
     }
     Some(FleetPlan {
         devices,
@@ -466,12 +533,18 @@ fn connect(s: &Scenario, o: &Overrides, p: &mut Problems<'_>) -> Option<ConnectP
     let rate = o.rate.or(c.rate);
     if let Some(r) = rate {
         if !(r.is_finite() && r > 0.0 && r <= 1_000_000.0) {
-            p.add("connect.rate", format!("{r} is not valid: a rate above 0 and at most 1,000,000 per second"));
+            p.add(
+                "connect.rate",
+                format!("{r} is not valid: a rate above 0 and at most 1,000,000 per second"),
+            );
         }
     }
     let max_handshakes = o.max_handshakes.or(c.max_handshakes).unwrap_or(64);
     if max_handshakes == 0 {
-        p.add("connect.max-handshakes", "0 is not valid: at least one handshake must be allowed");
+        p.add(
+            "connect.max-handshakes",
+            "0 is not valid: at least one handshake must be allowed",
+        );
     }
     let timeout = c.timeout.unwrap_or(Duration::from_secs(10));
     if timeout.is_zero() {
@@ -489,13 +562,19 @@ fn messages(s: &Scenario, o: &Overrides, p: &mut Problems<'_>) -> Option<Message
     let payload = match (m.payload.unwrap_or(PayloadKind::Tutorial), m.size) {
         (PayloadKind::Tutorial, None) => Payload::Tutorial,
         (PayloadKind::Tutorial, Some(_)) => {
-            p.add("messages.size", "only applies to payload = \"bytes\"; the tutorial payload has its own size");
+            p.add(
+                "messages.size",
+                "only applies to payload = \"bytes\"; the tutorial payload has its own size",
+            );
             Payload::Tutorial
         }
         (PayloadKind::Bytes, size) => {
             let size = size.unwrap_or(256);
             if size > 1024 * 1024 {
-                p.add("messages.size", format!("{size} is not valid: at most 1 MiB"));
+                p.add(
+                    "messages.size",
+                    format!("{size} is not valid: at most 1 MiB"),
+                );
             }
             Payload::Bytes(size)
         }
@@ -506,7 +585,10 @@ fn messages(s: &Scenario, o: &Overrides, p: &mut Problems<'_>) -> Option<Message
     }
     let max_inflight = m.max_inflight.unwrap_or(16);
     if max_inflight == 0 || max_inflight > 65_535 {
-        p.add("messages.max-inflight", format!("{max_inflight} is not valid: 1 to 65535"));
+        p.add(
+            "messages.max-inflight",
+            format!("{max_inflight} is not valid: 1 to 65535"),
+        );
     }
     Some(MessagePlan {
         count: o.messages.or(m.count).unwrap_or(5),
@@ -540,14 +622,26 @@ mod tests {
         assert_eq!(e.0.len(), 1);
         assert_eq!(e.0[0].field, "fleet.devices");
         assert_eq!(e.0[0].line, Some(3));
-        assert!(e.to_string().contains("t.toml:3:1: fleet.devices: 0 is not valid"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("t.toml:3:1: fleet.devices: 0 is not valid"),
+            "{e}"
+        );
     }
 
     #[test]
     fn every_problem_is_listed_at_once() {
         let e = plan("[fleet]\ndevices = 0\nkey-type = \"dsa\"\n[connect]\nrate = -1.0\n[protocol]\nqos = 2\n").unwrap_err();
         let fields: Vec<_> = e.0.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["protocol.qos", "fleet.devices", "fleet.key-type", "connect.rate"]);
+        assert_eq!(
+            fields,
+            [
+                "protocol.qos",
+                "fleet.devices",
+                "fleet.key-type",
+                "connect.rate"
+            ]
+        );
     }
 
     #[test]

@@ -7,7 +7,10 @@ use rustls::client::Resumption;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::{
+    ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::pki::{DeviceIdentity, ServerIdentity};
@@ -90,7 +93,9 @@ impl ClientTls {
     pub fn roots(roots: &[CertificateDer<'_>]) -> Result<Arc<RootCertStore>, TlsConfigError> {
         let mut store = RootCertStore::empty();
         for r in roots {
-            store.add(r.clone().into_owned()).map_err(TlsConfigError::BadRoot)?;
+            store
+                .add(r.clone().into_owned())
+                .map_err(TlsConfigError::BadRoot)?;
         }
         Ok(Arc::new(store))
     }
@@ -106,9 +111,13 @@ impl ClientTls {
             .map_err(err)?;
         let builder = match &self.verifier {
             ServerVerification::Roots(roots) => builder.with_root_certificates(roots.clone()),
-            ServerVerification::Skip => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(NoServerVerification(self.provider.clone()))),
+            ServerVerification::Skip => {
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(NoServerVerification(
+                        self.provider.clone(),
+                    )))
+            }
         };
         let mut config = builder
             .with_client_auth_cert(device.presented_chain(), device.key.clone_key())
@@ -145,7 +154,12 @@ impl ServerCertVerifier for NoServerVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -154,7 +168,12 @@ impl ServerCertVerifier for NoServerVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -200,7 +219,12 @@ impl ClientCertVerifier for DeferredClientAuth {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -209,11 +233,18 @@ impl ClientCertVerifier for DeferredClientAuth {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
