@@ -1,6 +1,8 @@
 //! Integration tests, one binary (ripgrep style). Each module talks to real servers over real
 //! TLS on loopback, on ephemeral ports; none sleeps to synchronise.
 
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
+
 // Fixtures: inline scenarios, test PKI, hub on 127.0.0.1:0.
 mod support;
 

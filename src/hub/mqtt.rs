@@ -55,13 +55,10 @@ pub(super) async fn session(
         () = stop.cancelled() => return,
         r = tokio::time::timeout(hub.config.connect_timeout, framed.next()) => r,
     };
-    let connect = match first {
-        Ok(Some(Ok(Packet::Connect(c)))) => c,
-        _ => {
-            // Anything but a CONNECT first (garbage, timeout, another packet): close.
-            hub.stats.violations.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
+    // Anything but a CONNECT first (garbage, timeout, another packet): close.
+    let Ok(Some(Ok(Packet::Connect(connect)))) = first else {
+        hub.stats.violations.fetch_add(1, Ordering::Relaxed);
+        return;
     };
 
     let device = match authorize(hub, &chain, &connect) {
@@ -209,7 +206,7 @@ async fn serve_device(
                     .iter()
                     .map(|f| {
                         if f.path.starts_with(&allowed) || f.path.starts_with("$iothub/") {
-                            SubscribeReasonCode::Success(f.qos.min_qos1())
+                            SubscribeReasonCode::Success(at_most_qos1(f.qos))
                         } else {
                             SubscribeReasonCode::Failure
                         }
@@ -229,17 +226,11 @@ async fn serve_device(
     }
 }
 
-trait MinQos1 {
-    fn min_qos1(self) -> QoS;
-}
-
-impl MinQos1 for QoS {
-    /// IoT Hub grants at most QoS 1.
-    fn min_qos1(self) -> QoS {
-        match self {
-            QoS::ExactlyOnce => QoS::AtLeastOnce,
-            q => q,
-        }
+/// IoT Hub grants at most QoS 1.
+fn at_most_qos1(q: QoS) -> QoS {
+    match q {
+        QoS::ExactlyOnce => QoS::AtLeastOnce,
+        q => q,
     }
 }
 
