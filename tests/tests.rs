@@ -10,3 +10,5 @@ mod support;
 mod run_mqtt;
 // Issue 2: the binary's exit codes and scenario error messages.
 mod cli;
+// Issue 8: the generic dialect against Mosquitto with client certificates.
+mod mosquitto;

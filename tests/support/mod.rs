@@ -85,8 +85,19 @@ pub async fn fleet(
     ca: Arc<CaChain>,
     ids: DeviceIds,
 ) -> (Arc<Recorder>, FleetResult) {
+    fleet_at(plan, hub.mqtt, trust, ca, ids).await
+}
+
+/// Runs `ids` (signed by `ca`) against the server at `addr`, whose certificate `trust` signs.
+pub async fn fleet_at(
+    plan: &Plan,
+    addr: std::net::SocketAddr,
+    trust: &CaChain,
+    ca: Arc<CaChain>,
+    ids: DeviceIds,
+) -> (Arc<Recorder>, FleetResult) {
     let endpoint = Endpoint {
-        addr: hub.mqtt,
+        addr,
         server_name: ServerName::try_from("localhost").expect("name").to_owned(),
         host: "localhost".into(),
     };
@@ -110,4 +121,59 @@ pub async fn fleet(
     .await
     .expect("fleet runs");
     (recorder, result)
+}
+
+/// PEM text of DER blocks.
+pub fn pem(label: &str, ders: &[&[u8]]) -> String {
+    use base64::Engine as _;
+    let mut out = String::new();
+    for der in ders {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        out.push_str(&format!("-----BEGIN {label}-----\n"));
+        for chunk in b64.as_bytes().chunks(64) {
+            out.push_str(std::str::from_utf8(chunk).expect("base64 is ascii"));
+            out.push('\n');
+        }
+        out.push_str(&format!("-----END {label}-----\n"));
+    }
+    out
+}
+
+/// Writes a private key file readable by its owner only.
+pub fn write_private(path: &Path, contents: &str) {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .expect("key file");
+    f.write_all(contents.as_bytes()).expect("write key");
+}
+
+/// Whether an external program is installed; when it is not, tests that need it skip, unless
+/// FLEETBENCH_REQUIRE_BROKERS=1 (CI), where they fail.
+pub fn have(program: &str) -> bool {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("FLEETBENCH_REQUIRE_BROKERS").as_deref() != Ok("1"),
+            "{program} is not installed but FLEETBENCH_REQUIRE_BROKERS=1"
+        );
+        eprintln!("SKIPPED: {program} is not installed");
+    }
+    found
+}
+
+/// A free port on 127.0.0.1 for a server that must be told its port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
 }
