@@ -12,3 +12,5 @@ mod run_mqtt;
 mod cli;
 // Issue 8: the generic dialect against Mosquitto with client certificates.
 mod mosquitto;
+// Issue 8: the embedded hub refuses what IoT Hub refuses and survives hostile input.
+mod hub_security;

@@ -266,8 +266,3 @@ pub fn hub_server_config(identity: &ServerIdentity) -> Result<Arc<ServerConfig>,
     config.send_tls13_tickets = 1;
     Ok(Arc::new(config))
 }
-
-/// A private key the client presents, cloned for a configuration.
-pub fn clone_key(key: &PrivateKeyDer<'static>) -> PrivateKeyDer<'static> {
-    key.clone_key()
-}
