@@ -14,3 +14,5 @@ mod cli;
 mod mosquitto;
 // Issue 8: the embedded hub refuses what IoT Hub refuses and survives hostile input.
 mod hub_security;
+// Issue 5: load shapes, coordinated omission, churn, TLS knobs.
+mod load_model;

@@ -161,6 +161,21 @@ pub async fn bind_loopback() -> anyhow::Result<TcpListener> {
 
 /// Runs a validated plan end to end and writes its results.
 pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunReport> {
+    // Limits first: a fleet that cannot fit is an error before anything is minted or bound.
+    let peak = plan
+        .connect
+        .schedule
+        .peak_sessions()
+        .unwrap_or(plan.fleet.devices);
+    let per_session = if plan.target == Target::Embedded {
+        2
+    } else {
+        1
+    };
+    load::check_open_files(peak, per_session)?;
+    if let Some(warning) = load::port_warning(peak, &plan.connect.source_addresses) {
+        tracing::warn!("{warning}");
+    }
     let results = ResultsDir::create(
         &options.results_root,
         &plan.name,
@@ -198,7 +213,8 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
                 plan.tls.version,
                 ServerVerification::Roots(roots),
                 plan.tls.resumption,
-            );
+            )
+            .restrict(&plan.tls.cipher_suites, &plan.tls.groups);
             (endpoint, tls, Some(hub))
         }
         Target::Remote {
@@ -227,7 +243,8 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
             };
             (
                 endpoint,
-                ClientTls::new(plan.tls.version, verification, plan.tls.resumption),
+                ClientTls::new(plan.tls.version, verification, plan.tls.resumption)
+                    .restrict(&plan.tls.cipher_suites, &plan.tls.groups),
                 None,
             )
         }

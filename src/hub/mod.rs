@@ -38,8 +38,9 @@ pub struct HubConfig {
     pub connect_timeout: Duration,
     /// Largest message accepted (IoT Hub: 256 KiB).
     pub max_message_size: usize,
-    /// Fault injection: hold every CONNACK back this long (to test coordinated omission).
-    pub connack_delay: Option<Duration>,
+    /// Fault injection: CONNECTs that arrive in this window (offsets from the hub's start)
+    /// get their CONNACK only when it ends, as a stalled hub would answer them.
+    pub connack_stall: Option<(Duration, Duration)>,
 }
 
 impl Default for HubConfig {
@@ -48,7 +49,7 @@ impl Default for HubConfig {
             handshake_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
             max_message_size: MAX_MESSAGE_SIZE,
-            connack_delay: None,
+            connack_stall: None,
         }
     }
 }
@@ -133,6 +134,7 @@ pub struct Hub {
     config: HubConfig,
     tls: TlsAcceptor,
     next_conn: AtomicU64,
+    started: tokio::time::Instant,
 }
 
 impl std::fmt::Debug for Hub {
@@ -153,7 +155,16 @@ impl Hub {
             config,
             tls: TlsAcceptor::from(hub_server_config(identity)?),
             next_conn: AtomicU64::new(1),
+            started: tokio::time::Instant::now(),
         }))
+    }
+
+    /// When a CONNACK for a CONNECT received now may be sent (fault injection), if held back.
+    pub(crate) fn connack_hold(&self) -> Option<tokio::time::Instant> {
+        let (from, len) = self.config.connack_stall?;
+        let (start, end) = (self.started + from, self.started + from + len);
+        let now = tokio::time::Instant::now();
+        (now >= start && now < end).then_some(end)
     }
 
     /// The hub's behaviour settings.

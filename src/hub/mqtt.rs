@@ -76,10 +76,10 @@ pub(super) async fn session(
         }
     };
 
-    if let Some(delay) = hub.config.connack_delay {
+    if let Some(until) = hub.connack_hold() {
         tokio::select! {
             () = stop.cancelled() => return,
-            () = tokio::time::sleep(delay) => {}
+            () = tokio::time::sleep_until(until) => {}
         }
     }
     let kicked = device.take_over(conn);

@@ -1,12 +1,13 @@
-//! One device's lifecycle: TCP connect -> TLS handshake -> protocol connect -> send on its
-//! schedule while reading acknowledgements -> close. Every phase is timed and every failure
-//! counted by phase and kind; a failed device never aborts the run.
+//! One session of one device: TCP connect -> TLS handshake -> protocol connect -> send on the
+//! schedule while reading acknowledgements -> (hold) -> close. Every phase is timed and every
+//! failure counted by phase and kind; a failed session never aborts the run.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -14,26 +15,27 @@ use super::message::telemetry;
 use super::schedule::{lateness, SendSchedule};
 use crate::metrics::{incr, FailureKind, Phase, Recorder};
 use crate::protocol::{io_kind, MqttSession, Outcome, Session};
-use crate::scenario::{MessagePlan, ProtocolPlan};
+use crate::scenario::{MessagePlan, ProtocolPlan, SendModel};
 use crate::transport::{self, Endpoint};
 
-/// What every device task of a run shares.
+/// What every session of a run shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) endpoint: Endpoint,
     pub(crate) protocol: ProtocolPlan,
     pub(crate) messages: MessagePlan,
     pub(crate) connect_timeout: Duration,
+    /// Idle time after the last message: `None` none, `Some(MAX)` until stopped (stages).
+    pub(crate) hold: Option<Duration>,
+    pub(crate) sources: Vec<IpAddr>,
     pub(crate) recorder: Arc<Recorder>,
     /// Acknowledged messages per device index, for the hub's accounting.
     pub(crate) acked: Vec<AtomicU32>,
-    /// Cancelled when the schedule must stop: no new sends, in-flight acks still awaited.
-    pub(crate) stop: CancellationToken,
-    /// Cancelled when the grace period is over: give up on in-flight acks.
+    /// Cancelled when the grace period is over: give up on in-flight acknowledgements.
     pub(crate) abort: CancellationToken,
 }
 
-/// A device ready to connect: minted identity and its TLS configuration.
+/// A device ready to connect: its minted identity as a TLS configuration.
 #[derive(Debug)]
 pub(crate) struct ReadyDevice {
     pub(crate) index: usize,
@@ -41,21 +43,39 @@ pub(crate) struct ReadyDevice {
     pub(crate) tls: Arc<rustls::ClientConfig>,
 }
 
-/// Runs one device to completion. `intended` is when the schedule wanted it to connect.
-pub(crate) async fn run(
+/// When and how one session starts.
+#[derive(Debug)]
+pub(crate) struct Start {
+    /// The schedule's arrival number (picks the source address).
+    pub(crate) arrival: u64,
+    /// When the schedule wanted the session to connect.
+    pub(crate) intended: Instant,
+    /// When the task was spawned (to measure how late it first ran).
+    pub(crate) spawned: Instant,
+    /// Cancelled when this session must end: no new sends, in-flight acks still awaited.
+    pub(crate) stop: CancellationToken,
+}
+
+/// Why a session ended badly (already counted).
+struct Broken;
+
+/// Runs one session. `handshake` is released once the session is connected.
+pub(crate) async fn run<P: Send>(
     shared: Arc<Shared>,
-    device: ReadyDevice,
-    intended: Instant,
-    permit: OwnedSemaphorePermit,
+    device: &ReadyDevice,
+    start: Start,
+    handshake: P,
 ) {
     let rec = &*shared.recorder;
     let shard = device.index;
-    incr(&rec.counters.sessions_attempted);
     let started = Instant::now();
+    rec.record_task_start(started - start.spawned);
+    incr(&rec.counters.sessions_attempted);
     let t = shared.connect_timeout;
+    let source = (!shared.sources.is_empty())
+        .then(|| shared.sources[(start.arrival % shared.sources.len() as u64) as usize]);
 
-    // TCP
-    let tcp = match timeout(t, transport::tcp_connect(shared.endpoint.addr, None)).await {
+    let tcp = match timeout(t, transport::tcp_connect(shared.endpoint.addr, source)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             return fail_session(rec, Phase::TcpConnect, FailureKind::Connect, || {
@@ -71,28 +91,23 @@ pub(crate) async fn run(
     let t1 = Instant::now();
     rec.record(Phase::TcpConnect, shard, t1 - started);
 
-    // TLS
-    let server_name = shared.endpoint.server_name.clone();
-    let (tls, resumed) = match timeout(
-        t,
-        transport::tls_handshake(device.tls.clone(), server_name, tcp),
-    )
-    .await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            let kind = match io_kind(&e) {
-                FailureKind::Connect => FailureKind::Handshake,
-                k => k,
-            };
-            return fail_session(rec, Phase::TlsHandshake, kind, || e.to_string());
-        }
-        Err(_) => {
-            return fail_session(rec, Phase::TlsHandshake, FailureKind::Timeout, || {
-                format!("no handshake within {t:?}")
-            })
-        }
-    };
+    let name = shared.endpoint.server_name.clone();
+    let (tls, resumed) =
+        match timeout(t, transport::tls_handshake(device.tls.clone(), name, tcp)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                let kind = match io_kind(&e) {
+                    FailureKind::Connect => FailureKind::Handshake,
+                    k => k,
+                };
+                return fail_session(rec, Phase::TlsHandshake, kind, || e.to_string());
+            }
+            Err(_) => {
+                return fail_session(rec, Phase::TlsHandshake, FailureKind::Timeout, || {
+                    format!("no handshake within {t:?}")
+                })
+            }
+        };
     let t2 = Instant::now();
     rec.record(
         if resumed {
@@ -105,7 +120,6 @@ pub(crate) async fn run(
     );
     incr(&rec.counters.handshakes);
 
-    // Protocol connect
     let (session, phase) = match &shared.protocol {
         ProtocolPlan::Mqtt(opts) => {
             let connect =
@@ -130,18 +144,20 @@ pub(crate) async fn run(
     rec.record_scheduled(
         Phase::ConnectResponse,
         shard,
-        lateness(Duration::ZERO, started - intended),
-        ready - intended,
+        lateness(Duration::ZERO, started - start.intended),
+        ready - start.intended,
     );
-    drop(permit);
+    drop(handshake);
     incr(&rec.counters.sessions_connected);
     rec.counters.sessions_active.fetch_add(1, Ordering::Relaxed);
 
-    let result = send_loop(&shared, &device, &mut session).await;
+    let result = Sender::new(&shared, device)
+        .run(&mut session, &start.stop)
+        .await;
     rec.counters.sessions_active.fetch_sub(1, Ordering::Relaxed);
     match result {
         Ok(()) => session.close().await,
-        Err(()) => incr(&rec.counters.sessions_failed),
+        Err(Broken) => incr(&rec.counters.sessions_failed),
     }
 }
 
@@ -156,132 +172,220 @@ struct InFlight {
     sent: Instant,
 }
 
-/// Sends on schedule and reads acknowledgements until every message is settled. `Err` when
-/// the session broke (already counted).
-async fn send_loop<S>(
-    shared: &Shared,
-    device: &ReadyDevice,
-    session: &mut Session<S>,
-) -> Result<(), ()>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
-{
-    let rec = &*shared.recorder;
-    let plan = &shared.messages;
-    let ack_phase = match shared.protocol {
-        ProtocolPlan::Mqtt(_) => Phase::PublishAck,
-    };
-    let keep_alive = match &shared.protocol {
-        ProtocolPlan::Mqtt(o) => {
-            (o.keep_alive_secs > 0).then(|| Duration::from_secs(o.keep_alive_secs.into()))
-        }
-    };
-    let schedule = SendSchedule {
-        count: plan.count,
-        interval: plan.interval,
-    };
-    let max_inflight = plan.max_inflight as usize;
-    let mut rng = <rand::rngs::SmallRng as rand::SeedableRng>::from_rng(&mut rand::rng());
-    let start = Instant::now();
-    let mut next = 0u32;
-    let mut inflight: Vec<InFlight> = Vec::with_capacity(max_inflight.min(64));
-    let mut last_write = start;
-    let mut stopping = false;
-    let far = start + Duration::from_secs(86_400 * 365);
+/// The sending half of a connected session.
+struct Sender<'a> {
+    shared: &'a Shared,
+    device: &'a ReadyDevice,
+    ack_phase: Phase,
+    keep_alive: Option<Duration>,
+    inflight: Vec<InFlight>,
+    last_write: Instant,
+}
 
-    loop {
-        let due = if stopping {
-            None
-        } else {
-            schedule.offset(next).map(|o| start + o)
+impl<'a> Sender<'a> {
+    fn new(shared: &'a Shared, device: &'a ReadyDevice) -> Self {
+        let (ack_phase, keep_alive) = match &shared.protocol {
+            ProtocolPlan::Mqtt(o) => (
+                Phase::PublishAck,
+                (o.keep_alive_secs > 0).then(|| Duration::from_secs(o.keep_alive_secs.into())),
+            ),
         };
-        if due.is_none() && inflight.is_empty() {
-            return Ok(());
+        Self {
+            shared,
+            device,
+            ack_phase,
+            keep_alive,
+            inflight: Vec::with_capacity(shared.messages.max_inflight.min(64) as usize),
+            last_write: Instant::now(),
         }
-        let can_send = due.is_some() && inflight.len() < max_inflight;
-        let ack_deadline = inflight
-            .iter()
-            .map(|f| f.sent)
-            .min()
-            .map(|s| s + plan.timeout);
-        let ping_at = keep_alive.map(|k| last_write + k);
-        tokio::select! {
-            biased;
-            () = shared.abort.cancelled() => {
-                give_up(rec, ack_phase, inflight.len(), FailureKind::Unfinished, "run ended before the acknowledgement");
-                return Ok(());
-            }
-            () = shared.stop.cancelled(), if !stopping => stopping = true,
-            ack = session.next_ack() => match ack {
-                Ok(ack) => {
-                    let now = Instant::now();
-                    let Some(i) = inflight.iter().position(|f| f.seq == ack.seq) else { continue };
-                    let f = inflight.swap_remove(i);
-                    match ack.outcome {
-                        Outcome::Accepted => {
-                            rec.record(ack_phase, device.index, now - f.sent);
-                            rec.record_scheduled(Phase::SendResponse, device.index, f.sent - f.due, now - f.due);
-                            incr(&rec.counters.messages_acked);
-                            shared.acked[device.index].fetch_add(1, Ordering::Relaxed);
-                        }
-                        Outcome::Refused(reason) => {
-                            incr(&rec.counters.messages_unacked);
-                            rec.fail(ack_phase, FailureKind::Refused, || reason);
-                        }
+    }
+
+    fn rec(&self) -> &Recorder {
+        &self.shared.recorder
+    }
+
+    /// Sends on the schedule, reads acknowledgements, then holds if asked, until done or stopped.
+    async fn run<S>(
+        mut self,
+        session: &mut Session<S>,
+        stop: &CancellationToken,
+    ) -> Result<(), Broken>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let plan = &self.shared.messages;
+        let (interval, think) = match plan.model {
+            SendModel::Open { interval } => (interval, None),
+            SendModel::Closed { think } => (Duration::ZERO, Some(think)),
+        };
+        let schedule = SendSchedule {
+            count: plan.count,
+            interval,
+            duration: plan.duration,
+        };
+        let max_inflight = plan.max_inflight as usize;
+        let mut rng = <rand::rngs::SmallRng as rand::SeedableRng>::from_rng(&mut rand::rng());
+        let start = Instant::now();
+        let far = start + Duration::from_secs(86_400 * 365);
+        let mut next = 0u32;
+        let mut stopping = false;
+        // Closed model: the next message is due this long after the last acknowledgement.
+        let mut closed_due = start;
+        let mut hold_until: Option<Instant> = None;
+
+        loop {
+            let due = if stopping || hold_until.is_some() {
+                None
+            } else {
+                schedule.offset(next).map(|o| {
+                    if think.is_some() {
+                        closed_due
+                    } else {
+                        start + o
+                    }
+                })
+            };
+            if due.is_none() && self.inflight.is_empty() {
+                if stopping {
+                    return Ok(());
+                }
+                match (hold_until, self.shared.hold) {
+                    (Some(until), _) if Instant::now() >= until => return Ok(()),
+                    (Some(_), _) => {}
+                    (None, None) => return Ok(()),
+                    (None, Some(h)) => {
+                        hold_until = Some(Instant::now().checked_add(h).unwrap_or(far).min(far))
                     }
                 }
-                Err(e) => {
-                    let n = inflight.len();
-                    rec.fail(ack_phase, e.kind(), || format!("{e} ({n} awaiting acknowledgement)"));
-                    rec.counters.messages_unacked.fetch_add(n as u64, Ordering::Relaxed);
-                    return Err(());
+            }
+            let can_send = due.is_some() && self.inflight.len() < max_inflight;
+            let ack_deadline = self
+                .inflight
+                .iter()
+                .map(|f| f.sent)
+                .min()
+                .map(|s| s + plan.timeout);
+            let ping_at = self.keep_alive.map(|k| self.last_write + k);
+            tokio::select! {
+                biased;
+                () = self.shared.abort.cancelled() => {
+                    self.give_up(FailureKind::Unfinished, "run ended before the acknowledgement");
+                    return Ok(());
                 }
-            },
-            () = sleep_until(due.unwrap_or(far)), if can_send => {
-                let msg = telemetry(plan.payload, &device.id, next, &mut rng);
-                let sent = Instant::now();
-                match session.send(&msg).await {
-                    Ok((seq, settled)) => {
-                        incr(&rec.counters.messages_sent);
-                        rec.counters.bytes_sent.fetch_add(msg.body.len() as u64, Ordering::Relaxed);
-                        last_write = Instant::now();
-                        // Invariant: `can_send` implies `due` is Some.
-                        let due = due.unwrap_or(sent);
-                        if !settled {
-                            inflight.push(InFlight { seq, due, sent });
+                () = stop.cancelled(), if !stopping => stopping = true,
+                ack = session.next_ack() => match ack {
+                    Ok(ack) => {
+                        let now = Instant::now();
+                        let Some(i) = self.inflight.iter().position(|f| f.seq == ack.seq) else { continue };
+                        let f = self.inflight.swap_remove(i);
+                        self.acknowledged(f, ack.outcome, now);
+                        if let Some(think) = think {
+                            closed_due = now + think;
                         }
                     }
                     Err(e) => {
-                        rec.fail(ack_phase, e.kind(), || format!("{e} while sending"));
-                        rec.counters.messages_unacked.fetch_add(inflight.len() as u64, Ordering::Relaxed);
-                        return Err(());
+                        let n = self.inflight.len();
+                        self.rec().fail(self.ack_phase, e.kind(), || format!("{e} ({n} awaiting acknowledgement)"));
+                        self.rec().counters.messages_unacked.fetch_add(n as u64, Ordering::Relaxed);
+                        return Err(Broken);
                     }
+                },
+                () = sleep_until(due.unwrap_or(far)), if can_send => {
+                    // Invariant: `can_send` implies `due` is Some.
+                    self.send(session, next, due.unwrap_or(far), &mut rng).await?;
+                    next += 1;
                 }
-                next += 1;
-            }
-            () = sleep_until(ack_deadline.unwrap_or(far)), if ack_deadline.is_some() => {
-                let n = inflight.len();
-                give_up(rec, ack_phase, n, FailureKind::Timeout, "no acknowledgement within the timeout");
-                return Err(());
-            }
-            () = sleep_until(ping_at.unwrap_or(far)), if ping_at.is_some() => {
-                if let Err(e) = session.keep_alive().await {
-                    rec.fail(ack_phase, e.kind(), || format!("{e} on keep-alive"));
-                    rec.counters.messages_unacked.fetch_add(inflight.len() as u64, Ordering::Relaxed);
-                    return Err(());
+                () = sleep_until(ack_deadline.unwrap_or(far)), if ack_deadline.is_some() => {
+                    self.give_up(FailureKind::Timeout, "no acknowledgement within the timeout");
+                    return Err(Broken);
                 }
-                last_write = Instant::now();
+                () = sleep_until(hold_until.unwrap_or(far)), if hold_until.is_some() && self.inflight.is_empty() => {
+                    return Ok(());
+                }
+                () = sleep_until(ping_at.unwrap_or(far)), if ping_at.is_some() => {
+                    if let Err(e) = session.keep_alive().await {
+                        self.rec().fail(self.ack_phase, e.kind(), || format!("{e} on keep-alive"));
+                        self.rec().counters.messages_unacked.fetch_add(self.inflight.len() as u64, Ordering::Relaxed);
+                        return Err(Broken);
+                    }
+                    self.last_write = Instant::now();
+                }
             }
         }
     }
-}
 
-/// Counts `n` in-flight messages as never acknowledged.
-fn give_up(rec: &Recorder, phase: Phase, n: usize, kind: FailureKind, why: &'static str) {
-    if n > 0 {
-        rec.counters
-            .messages_unacked
-            .fetch_add(n as u64, Ordering::Relaxed);
-        rec.fail_many(phase, kind, n as u64, || why.to_owned());
+    async fn send<S>(
+        &mut self,
+        session: &mut Session<S>,
+        n: u32,
+        due: Instant,
+        rng: &mut rand::rngs::SmallRng,
+    ) -> Result<(), Broken>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let msg = telemetry(self.shared.messages.payload, &self.device.id, n, rng);
+        let sent = Instant::now();
+        match session.send(&msg).await {
+            Ok((seq, settled)) => {
+                self.last_write = Instant::now();
+                let rec = &*self.shared.recorder;
+                incr(&rec.counters.messages_sent);
+                rec.counters
+                    .bytes_sent
+                    .fetch_add(msg.body.len() as u64, Ordering::Relaxed);
+                if settled {
+                    rec.record_scheduled(
+                        Phase::SendResponse,
+                        self.device.index,
+                        sent - due,
+                        self.last_write - due,
+                    );
+                } else {
+                    self.inflight.push(InFlight { seq, due, sent });
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.rec()
+                    .fail(self.ack_phase, e.kind(), || format!("{e} while sending"));
+                self.rec()
+                    .counters
+                    .messages_unacked
+                    .fetch_add(self.inflight.len() as u64, Ordering::Relaxed);
+                Err(Broken)
+            }
+        }
+    }
+
+    fn acknowledged(&self, f: InFlight, outcome: Outcome, now: Instant) {
+        let rec = self.rec();
+        let shard = self.device.index;
+        match outcome {
+            Outcome::Accepted => {
+                rec.record(self.ack_phase, shard, now - f.sent);
+                rec.record_scheduled(Phase::SendResponse, shard, f.sent - f.due, now - f.due);
+                incr(&rec.counters.messages_acked);
+                self.shared.acked[shard].fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::Refused(reason) => {
+                incr(&rec.counters.messages_unacked);
+                rec.fail(self.ack_phase, FailureKind::Refused, || reason);
+            }
+        }
+    }
+
+    /// Counts every in-flight message as never acknowledged.
+    fn give_up(&mut self, kind: FailureKind, why: &'static str) {
+        let n = self.inflight.len() as u64;
+        if n > 0 {
+            self.rec()
+                .counters
+                .messages_unacked
+                .fetch_add(n, Ordering::Relaxed);
+            self.rec()
+                .fail_many(self.ack_phase, kind, n, || why.to_owned());
+            self.inflight.clear();
+        }
     }
 }

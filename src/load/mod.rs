@@ -1,16 +1,20 @@
 //! Running a fleet: mint identities on every core (streaming, bounded), start sessions on the
-//! connect schedule under a handshake cap, let each device run its lifecycle, watch the
-//! generator itself, and stop on time. One loop, driven by the plan's schedule.
+//! connect schedule under a handshake cap, let each session run its lifecycle, take sessions
+//! down when the stages say so, watch the generator itself, and stop on time. One loop, driven
+//! by the plan's schedule, whatever the load shape.
 
 mod device;
+mod limits;
 mod message;
+mod mint;
 pub mod schedule;
 mod watch;
 
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use parking_lot::Mutex;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -18,10 +22,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::metrics::{GeneratorHealth, Recorder, RunStatus, TimelineRow};
 use crate::pki::{CaChain, DeviceIds, KeyType, PkiError, Validity};
-use crate::scenario::Plan;
+use crate::scenario::{Plan, SessionPlan};
 use crate::transport::{ClientTls, Endpoint, TlsConfigError};
-use device::{ReadyDevice, Shared};
-use schedule::ConnectSchedule;
+use device::{ReadyDevice, Shared, Start};
+pub use limits::{check_open_files, port_warning, LimitError};
 
 /// Minted identities waiting for their connect slot. Small: minting is ~10x faster than
 /// handshaking, so a short queue keeps every core busy without holding the fleet in memory.
@@ -68,6 +72,9 @@ pub struct FleetResult {
     pub health: GeneratorHealth,
 }
 
+/// Open sessions that the stages may take down, newest last (k6 ramps down the newest first).
+type Departures = Arc<Mutex<Vec<(u64, CancellationToken)>>>;
+
 /// Runs `fleet` against `endpoint` per `plan`, recording into `recorder`, until the schedule
 /// completes, `plan.run.max_duration` passes, or `interrupt` is cancelled.
 pub async fn run(
@@ -88,51 +95,57 @@ pub async fn run(
     }
 
     let stop = interrupt.child_token();
+    let hold = match plan.session {
+        SessionPlan::Once { hold } => hold,
+        SessionPlan::Staged => Some(Duration::MAX),
+        SessionPlan::Churn { .. } => None,
+    };
     let shared = Arc::new(Shared {
         endpoint,
         protocol: plan.protocol.clone(),
         messages: plan.messages.clone(),
         connect_timeout: plan.connect.timeout,
+        hold,
+        sources: plan.connect.source_addresses.clone(),
         recorder: recorder.clone(),
         acked: (0..n).map(|_| AtomicU32::new(0)).collect(),
-        stop: stop.clone(),
         abort: CancellationToken::new(),
     });
     let started_at = SystemTime::now();
     let start = Instant::now();
     let watcher = watch::Watcher::start(recorder.clone());
 
-    let deadline_hit = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let deadline = tokio::spawn({
-        let stop = stop.clone();
-        let hit = deadline_hit.clone();
-        let max = plan.run.max_duration;
-        async move {
-            tokio::time::sleep(max).await;
-            hit.store(true, std::sync::atomic::Ordering::Relaxed);
-            stop.cancel();
-        }
-    });
+    let deadline_hit = Arc::new(AtomicBool::new(false));
+    let timers = Timers::start(plan, start, &stop, &deadline_hit);
 
-    let (tx, rx) = mpsc::channel(MINT_QUEUE);
-    let minter = mint_in_background(&fleet, tls, tx, stop.clone());
-    let schedule = plan
-        .connect
-        .rate
-        .map_or(ConnectSchedule::Burst, ConnectSchedule::Rate);
-    let tracker = TaskTracker::new();
-    let mint_error = schedule_sessions(
-        &shared,
-        rx,
-        schedule,
-        plan.connect.max_handshakes as usize,
+    // Devices come from the minters and, when sessions repeat (churn, stages), go back into
+    // the same queue when their session ends; its capacity covers the whole fleet then, so a
+    // returning device never waits.
+    let reuse = !matches!(plan.session, SessionPlan::Once { .. });
+    let (tx, rx) = mpsc::channel(if reuse { n.max(1) } else { MINT_QUEUE });
+    let minter = mint::start(&fleet, tls, tx.clone(), stop.clone());
+    let departures: Departures = Arc::default();
+    let departing = tokio::spawn(take_down(
+        plan.connect.schedule.departures(),
         start,
-        &tracker,
-    )
-    .await;
+        departures.clone(),
+        stop.clone(),
+    ));
+    let tracker = TaskTracker::new();
+    let arrivals = arrivals(plan, n);
+    let sessions = Sessions {
+        shared: &shared,
+        pool: reuse.then_some(tx),
+        departures: &departures,
+        handshakes: Arc::new(Semaphore::new(plan.connect.max_handshakes as usize)),
+        stop: &stop,
+        tracker: &tracker,
+    };
+    let mint_error = sessions.schedule(rx, arrivals, start).await;
+    drop(sessions);
     tracker.close();
 
-    // Drain: wait for devices; once stopped, give in-flight work the grace period.
+    // Drain: wait for sessions; once stopped, give in-flight work the grace period.
     tokio::select! {
         () = tracker.wait() => {}
         () = stop.cancelled() => {
@@ -142,11 +155,13 @@ pub async fn run(
             }
         }
     }
-    deadline.abort();
+    timers.cancel();
+    departing.abort();
     stop.cancel();
     minter.join();
     let elapsed = start.elapsed();
-    let (timeline, health) = watcher.finish(elapsed).await;
+    let (timeline, mut health) = watcher.finish(elapsed).await;
+    watch::task_start_health(&mut health, &recorder.task_start_lag());
 
     let status = if let Some(e) = mint_error {
         RunStatus::Partial {
@@ -156,7 +171,7 @@ pub async fn run(
         RunStatus::Partial {
             reason: "interrupted".into(),
         }
-    } else if deadline_hit.load(std::sync::atomic::Ordering::Relaxed) {
+    } else if deadline_hit.load(Ordering::Relaxed) {
         RunStatus::Partial {
             reason: format!(
                 "max-duration {} reached",
@@ -169,7 +184,7 @@ pub async fn run(
     let acked = shared
         .acked
         .iter()
-        .map(|a| a.load(std::sync::atomic::Ordering::Relaxed))
+        .map(|a| a.load(Ordering::Relaxed))
         .collect();
     Ok(FleetResult {
         status,
@@ -181,96 +196,149 @@ pub async fn run(
     })
 }
 
-/// Starts sessions on the schedule until every device has started or the run stops.
-/// Returns a minting error if one cut the fleet short.
-async fn schedule_sessions(
-    shared: &Arc<Shared>,
-    mut rx: mpsc::Receiver<Result<ReadyDevice, String>>,
-    schedule: ConnectSchedule,
-    max_handshakes: usize,
+/// Intended connect offsets: one per device once, or as many as fit a churn duration, or the
+/// stages' crossings.
+fn arrivals(plan: &Plan, devices: usize) -> Box<dyn Iterator<Item = Duration> + Send> {
+    let all = plan.connect.schedule.arrivals();
+    match plan.session {
+        SessionPlan::Once { .. } => Box::new(all.take(devices)),
+        SessionPlan::Churn { duration } => Box::new(all.take_while(move |t| *t < duration)),
+        SessionPlan::Staged => all,
+    }
+}
+
+/// The run's deadline, and the end of a staged schedule: both stop the run.
+struct Timers {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Timers {
+    fn start(
+        plan: &Plan,
+        start: Instant,
+        stop: &CancellationToken,
+        deadline_hit: &Arc<AtomicBool>,
+    ) -> Self {
+        let mut tasks = Vec::new();
+        let (stop2, hit, max) = (stop.clone(), deadline_hit.clone(), plan.run.max_duration);
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep_until(start + max).await;
+            hit.store(true, Ordering::Relaxed);
+            stop2.cancel();
+        }));
+        if let Some(end) = plan.connect.schedule.stages_end() {
+            let stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep_until(start + end).await;
+                stop.cancel();
+            }));
+        }
+        Self { tasks }
+    }
+
+    fn cancel(self) {
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// At each departure time, stops the newest open session.
+async fn take_down(
+    times: Vec<Duration>,
     start: Instant,
-    tracker: &TaskTracker,
-) -> Option<String> {
-    let handshakes = Arc::new(Semaphore::new(max_handshakes));
-    let stop = &shared.stop;
-    let mut k = 0u64;
-    loop {
-        let intended = start + schedule.offset(k);
-        tokio::select! {
-            biased;
-            () = stop.cancelled() => return None,
-            () = tokio::time::sleep_until(intended) => {}
-        }
-        let permit = tokio::select! {
-            biased;
-            () = stop.cancelled() => return None,
-            p = handshakes.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return None,
-            },
-        };
-        let device = tokio::select! {
-            biased;
-            () = stop.cancelled() => return None,
-            d = rx.recv() => match d {
-                None => return None,
-                Some(Err(e)) => return Some(e),
-                Some(Ok(d)) => d,
-            },
-        };
-        tracker.spawn(device::run(shared.clone(), device, intended, permit));
-        k += 1;
-    }
-}
-
-/// Threads that mint device identities and their TLS configurations, all cores, streaming.
-struct Minter {
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Minter {
-    fn join(self) {
-        for t in self.threads {
-            let _ = t.join();
-        }
-    }
-}
-
-fn mint_in_background(
-    fleet: &Fleet,
-    tls: ClientTls,
-    tx: mpsc::Sender<Result<ReadyDevice, String>>,
+    open: Departures,
     stop: CancellationToken,
-) -> Minter {
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let n = fleet.ids.len();
-    let threads = (0..workers)
-        .map(|w| {
-            let (fleet, tls, tx, stop) = (fleet.clone(), tls.clone(), tx.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name(format!("mint-{w}"))
-                .spawn(move || {
-                    for index in (w..n).step_by(workers) {
-                        if stop.is_cancelled() {
-                            return;
-                        }
-                        let id = fleet.ids.id(index);
-                        let ready = fleet
-                            .ca
-                            .mint_device(&id, fleet.key_type, fleet.validity)
-                            .map_err(|e| format!("{id}: {e}"))
-                            .and_then(|d| {
-                                tls.for_device(&d)
-                                    .map(|tls| ReadyDevice { index, id, tls })
-                                    .map_err(|e| e.to_string())
-                            });
-                        if tx.blocking_send(ready).is_err() {
-                            return;
-                        }
-                    }
-                })
-        })
-        .filter_map(Result::ok)
-        .collect();
-    Minter { threads }
+) {
+    for t in times {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep_until(start + t) => {}
+        }
+        if let Some((_, token)) = open.lock().pop() {
+            token.cancel();
+        }
+    }
+}
+
+/// Starts sessions.
+struct Sessions<'a> {
+    shared: &'a Arc<Shared>,
+    /// Where devices go back after a session, when sessions repeat.
+    pool: Option<mpsc::Sender<Result<ReadyDevice, String>>>,
+    departures: &'a Departures,
+    handshakes: Arc<Semaphore>,
+    stop: &'a CancellationToken,
+    tracker: &'a TaskTracker,
+}
+
+impl Sessions<'_> {
+    /// Starts a session at each arrival until the arrivals end or the run stops. Returns a
+    /// minting error if one cut the fleet short.
+    async fn schedule(
+        &self,
+        mut devices: mpsc::Receiver<Result<ReadyDevice, String>>,
+        arrivals: Box<dyn Iterator<Item = Duration> + Send>,
+        start: Instant,
+    ) -> Option<String> {
+        for (k, offset) in arrivals.enumerate() {
+            let intended = start + offset;
+            let stop = self.stop;
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => return None,
+                () = tokio::time::sleep_until(intended) => {}
+            }
+            let permit = tokio::select! {
+                biased;
+                () = stop.cancelled() => return None,
+                p = self.handshakes.clone().acquire_owned() => p.ok()?,
+            };
+            let device = tokio::select! {
+                biased;
+                () = stop.cancelled() => return None,
+                d = devices.recv() => match d? {
+                    Err(e) => return Some(e),
+                    Ok(d) => d,
+                },
+            };
+            self.spawn(device, k as u64, intended, permit);
+        }
+        None
+    }
+
+    fn spawn(
+        &self,
+        device: ReadyDevice,
+        arrival: u64,
+        intended: Instant,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        let session_stop = self.stop.child_token();
+        let staged = self.pool.is_some() && matches!(self.shared.hold, Some(Duration::MAX));
+        if staged {
+            self.departures.lock().push((arrival, session_stop.clone()));
+        }
+        let start = Start {
+            arrival,
+            intended,
+            spawned: Instant::now(),
+            stop: session_stop,
+        };
+        let (shared, pool, departures) = (
+            self.shared.clone(),
+            self.pool.clone(),
+            self.departures.clone(),
+        );
+        self.tracker.spawn(async move {
+            device::run(shared, &device, start, permit).await;
+            if staged {
+                departures.lock().retain(|(a, _)| *a != arrival);
+            }
+            if let Some(pool) = pool {
+                // Capacity covers the fleet, so this never fails for want of room.
+                let _ = pool.try_send(Ok(device));
+            }
+        });
+    }
 }

@@ -125,9 +125,25 @@ impl Watcher {
             rss_per_session_kib: rss_per_session,
             timer_lag_p99_us: lag_p99,
             timer_lag_max_us: w.lag.max(),
+            task_start_lag_p99_us: 0,
+            task_start_lag_max_us: 0,
             saturated: !reasons.is_empty(),
             saturation_reasons: reasons,
         };
         (w.timeline.into_rows(), health)
+    }
+}
+
+/// Adds the task-start lag (spawn to first poll of session tasks) to the health verdict.
+pub(crate) fn task_start_health(health: &mut GeneratorHealth, lag: &LatencyHistogram) {
+    health.task_start_lag_p99_us = lag.value_at_quantile(0.99);
+    health.task_start_lag_max_us = lag.max();
+    if health.task_start_lag_p99_us > crate::metrics::micros(LAG_SATURATION) {
+        health.saturated = true;
+        health.saturation_reasons.push(format!(
+            "session tasks started {:.1} ms after being spawned (p99; threshold {} ms)",
+            health.task_start_lag_p99_us as f64 / 1000.0,
+            LAG_SATURATION.as_millis()
+        ));
     }
 }

@@ -52,11 +52,15 @@ pub enum Phase {
     SendAck,
     /// Intended send time to acknowledgement (response time of a send).
     SendResponse,
+    /// How late connects started against their schedule.
+    ConnectLag,
+    /// How late sends started against their schedule.
+    SendLag,
 }
 
 impl Phase {
     /// Every phase, in report order.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 12] = [
         Self::TcpConnect,
         Self::TlsHandshake,
         Self::TlsResumed,
@@ -67,6 +71,8 @@ impl Phase {
         Self::PublishAck,
         Self::SendAck,
         Self::SendResponse,
+        Self::ConnectLag,
+        Self::SendLag,
     ];
 
     /// The stable name used in reports and `summary.json`.
@@ -82,6 +88,8 @@ impl Phase {
             Self::PublishAck => "publish_ack",
             Self::SendAck => "send_ack",
             Self::SendResponse => "send_response",
+            Self::ConnectLag => "connect_start_lag",
+            Self::SendLag => "send_start_lag",
         }
     }
 
@@ -172,6 +180,7 @@ pub struct Recorder {
     pub counters: Counters,
     failures: Mutex<BTreeMap<(Phase, FailureKind), FailureEntry>>,
     lateness_tolerance: Duration,
+    task_start: Mutex<LatencyHistogram>,
 }
 
 #[derive(Debug, Clone)]
@@ -198,6 +207,7 @@ impl Recorder {
             // its deadline on an idle generator; lateness beyond 2 ms is the generator falling
             // behind, not timer granularity.
             lateness_tolerance: Duration::from_millis(2),
+            task_start: Mutex::new(new_histogram()),
         }
     }
 
@@ -216,13 +226,24 @@ impl Recorder {
         total: Duration,
     ) {
         self.phases.record(phase.index(), shard, total);
+        let (lag, counter) = match phase {
+            Phase::ConnectResponse => (Phase::ConnectLag, &self.counters.late_connects),
+            _ => (Phase::SendLag, &self.counters.late_sends),
+        };
+        self.phases.record(lag.index(), shard, lateness);
         if lateness > self.lateness_tolerance {
-            let counter = match phase {
-                Phase::ConnectResponse => &self.counters.late_connects,
-                _ => &self.counters.late_sends,
-            };
             incr(counter);
         }
+    }
+
+    /// Records how long a spawned session task waited before it first ran.
+    pub fn record_task_start(&self, lag: Duration) {
+        self.task_start.lock().saturating_record(micros(lag));
+    }
+
+    /// The task-start lag histogram.
+    pub fn task_start_lag(&self) -> LatencyHistogram {
+        self.task_start.lock().clone()
     }
 
     /// Counts a failure of `kind` during `phase`, keeping the first message as a sample.

@@ -152,6 +152,10 @@ pub struct GeneratorHealth {
     pub timer_lag_p99_us: u64,
     /// Largest timer lag, µs.
     pub timer_lag_max_us: u64,
+    /// 99th percentile of how long a spawned session task waited before it first ran, µs.
+    pub task_start_lag_p99_us: u64,
+    /// Largest task-start lag, µs.
+    pub task_start_lag_max_us: u64,
     /// Whether the generator was saturated (CPU or lag beyond the thresholds below).
     pub saturated: bool,
     /// What made it saturated, in words.

@@ -4,6 +4,7 @@
 
 mod locate;
 mod plan;
+mod shape;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -12,10 +13,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use locate::Locator;
-pub use plan::{
-    ConnectPlan, FleetPlan, MessagePlan, Overrides, Payload, Plan, ProtocolPlan, RunPlan, Target,
-    TlsPlan,
-};
+pub use plan::{FleetPlan, Overrides, Plan, ProtocolPlan, RunPlan, Target, TlsPlan};
+pub use shape::{parse_addresses, ConnectPlan, MessagePlan, Payload, SendModel, SessionPlan};
 
 /// One problem in a scenario, located.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +96,13 @@ pub struct Scenario {
     /// What devices send.
     #[serde(default)]
     pub messages: MessagesSection,
+    /// k6-style stages of open sessions (ramp up, hold, ramp down).
+    pub stages: Option<Vec<StageSection>>,
+    /// Session lifetime after the messages.
+    #[serde(default)]
+    pub session: SessionSection,
+    /// Churn: connect, send k, disconnect, reconnect, for a duration.
+    pub churn: Option<ChurnSection>,
     /// Run-wide bounds.
     #[serde(default)]
     pub run: RunSection,
@@ -181,6 +187,61 @@ pub struct TlsSection {
     pub version: Option<crate::transport::TlsVersion>,
     /// Offer session resumption on reconnects.
     pub resumption: Option<bool>,
+    /// Cipher suites to offer, by rustls name (e.g. `TLS13_AES_128_GCM_SHA256`).
+    pub cipher_suites: Option<Vec<String>>,
+    /// Key-exchange groups to offer (`x25519`, `secp256r1`, `secp384r1`).
+    pub groups: Option<Vec<String>>,
+}
+
+/// One `[[stages]]` entry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StageSection {
+    /// Length of the stage.
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+    /// Open sessions at its end.
+    pub sessions: u64,
+}
+
+/// `[session]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SessionSection {
+    /// Stay connected this long after the last message, idle with keep-alives.
+    #[serde(default, with = "humantime_serde")]
+    pub hold: Option<Duration>,
+}
+
+/// `[churn]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ChurnSection {
+    /// How long to keep cycling.
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+    /// Messages per session before disconnecting (0 = handshake benchmark).
+    pub messages: Option<u32>,
+}
+
+/// Arrival process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ArrivalKind {
+    /// Evenly spaced.
+    Constant,
+    /// Exponential gaps (Poisson process).
+    Poisson,
+}
+
+/// Send model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// Each device sends its next message when the last is acknowledged, after `think`.
+    Closed,
+    /// Messages are due on a fixed schedule whatever the hub does.
+    Open,
 }
 
 /// `[fleet]`
@@ -207,6 +268,15 @@ pub struct FleetSection {
 pub struct ConnectSection {
     /// New sessions per second (open model). Absent: as fast as `max-handshakes` allows.
     pub rate: Option<f64>,
+    /// Spread the fleet's connects evenly over this time (instead of `rate`).
+    #[serde(default, with = "humantime_serde")]
+    pub ramp: Option<Duration>,
+    /// `constant` (default) or `poisson` arrivals at `rate`.
+    pub arrival: Option<ArrivalKind>,
+    /// Seed of Poisson arrivals (default 1).
+    pub seed: Option<u64>,
+    /// Local source addresses, used round-robin: `"127.0.0.2"` or ranges `"127.0.0.2-127.0.0.50"`.
+    pub source_addresses: Option<Vec<String>>,
     /// Handshakes in flight at most.
     pub max_handshakes: Option<u32>,
     /// Timeout of each connect phase (TCP, TLS, protocol connect).
@@ -220,6 +290,14 @@ pub struct ConnectSection {
 pub struct MessagesSection {
     /// Messages per device.
     pub count: Option<u32>,
+    /// Send for this long instead of (or as well as) a count.
+    #[serde(default, with = "humantime_serde")]
+    pub duration: Option<Duration>,
+    /// `open` (default: fixed schedule) or `closed` (next message after the last ack + think).
+    pub model: Option<ModelKind>,
+    /// Closed model: pause between an acknowledgement and the next message.
+    #[serde(default, with = "humantime_serde")]
+    pub think: Option<Duration>,
     /// Time between a device's messages.
     #[serde(default, with = "humantime_serde")]
     pub interval: Option<Duration>,

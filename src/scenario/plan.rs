@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::locate::Locator;
-use super::{ConfigError, ConfigErrors, Dialect, HubKind, PayloadKind, ProtocolKind, Scenario};
+use super::shape::{self, ConnectPlan, MessagePlan, SessionPlan};
+use super::{ConfigError, ConfigErrors, Dialect, HubKind, ProtocolKind, Scenario};
 use crate::pki::{IdTemplate, KeyType};
 use crate::protocol::{MqttDialect, MqttOptions, QoS};
 use crate::transport::TlsVersion;
@@ -59,6 +60,58 @@ pub struct TlsPlan {
     pub version: TlsVersion,
     /// Session resumption offered on reconnects.
     pub resumption: bool,
+    /// Cipher suites offered (rustls names); empty = the provider's defaults.
+    pub cipher_suites: Vec<String>,
+    /// Key-exchange groups offered; empty = the provider's defaults.
+    pub groups: Vec<String>,
+}
+
+fn tls(s: &Scenario, p: &mut Problems<'_>) -> TlsPlan {
+    let t = &s.tls;
+    let version = t.version.unwrap_or_default();
+    let cipher_suites = t.cipher_suites.clone().unwrap_or_default();
+    for name in &cipher_suites {
+        match crate::transport::tls::cipher_suite(name) {
+            None => p.add(
+                "tls.cipher-suites",
+                format!(
+                    "unknown cipher suite {name:?}; known: {}",
+                    crate::transport::tls::cipher_suite_names().join(", ")
+                ),
+            ),
+            Some(suite) if suite.version().version != version.rustls() => p.add(
+                "tls.cipher-suites",
+                format!(
+                    "{name:?} is a TLS {} suite, but tls.version is {}",
+                    suite_version(suite),
+                    version
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+    let groups = t.groups.clone().unwrap_or_default();
+    for name in &groups {
+        if crate::transport::tls::group(name).is_none() {
+            p.add(
+                "tls.groups",
+                format!("unknown key-exchange group {name:?}; known: x25519, secp256r1, secp384r1"),
+            );
+        }
+    }
+    TlsPlan {
+        version,
+        resumption: t.resumption.unwrap_or(false),
+        cipher_suites,
+        groups,
+    }
+}
+
+fn suite_version(suite: rustls::SupportedCipherSuite) -> &'static str {
+    match suite {
+        rustls::SupportedCipherSuite::Tls12(_) => "1.2",
+        rustls::SupportedCipherSuite::Tls13(_) => "1.3",
+    }
 }
 
 /// The fleet.
@@ -76,41 +129,6 @@ pub struct FleetPlan {
     pub intermediates: u8,
     /// Device certificate validity, days.
     pub validity_days: u32,
-}
-
-/// Connect schedule.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConnectPlan {
-    /// New sessions per second, or as fast as the handshake cap allows.
-    pub rate: Option<f64>,
-    /// Handshakes in flight at most.
-    pub max_handshakes: u32,
-    /// Timeout of each connect phase.
-    pub timeout: Duration,
-}
-
-/// What a payload looks like.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Payload {
-    /// Random bytes of this size.
-    Bytes(usize),
-    /// The Azure tutorial's JSON with `temperatureAlert`.
-    Tutorial,
-}
-
-/// What each device sends.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MessagePlan {
-    /// Messages per device.
-    pub count: u32,
-    /// Time between a device's messages.
-    pub interval: Duration,
-    /// Payload.
-    pub payload: Payload,
-    /// Acknowledgement timeout.
-    pub timeout: Duration,
-    /// Acknowledgements awaited at once per device.
-    pub max_inflight: u32,
 }
 
 /// Run-wide bounds.
@@ -139,19 +157,21 @@ pub struct Plan {
     pub connect: ConnectPlan,
     /// Messages.
     pub messages: MessagePlan,
+    /// Session lifetime (hold, churn).
+    pub session: SessionPlan,
     /// Bounds.
     pub run: RunPlan,
 }
 
 /// Collects located errors.
-struct Problems<'a> {
+pub(super) struct Problems<'a> {
     file: &'a Path,
     locator: Locator,
     errors: Vec<ConfigError>,
 }
 
 impl Problems<'_> {
-    fn add(&mut self, field: &str, message: impl Into<String>) {
+    pub(super) fn add(&mut self, field: &str, message: impl Into<String>) {
         // Point at the field, or at its table, or at nothing when it came from defaults/CLI.
         let span = self.locator.span_of(field).or_else(|| {
             field
@@ -207,13 +227,19 @@ impl Plan {
         }
         let target = target(s, &mut p);
         let protocol = protocol(s, &mut p);
-        let tls = TlsPlan {
-            version: s.tls.version.unwrap_or_default(),
-            resumption: s.tls.resumption.unwrap_or(false),
-        };
+        let tls = tls(s, &mut p);
         let fleet = fleet(s, overrides, &mut p);
-        let connect = connect(s, overrides, &mut p);
-        let messages = messages(s, overrides, &mut p);
+        let connect = shape::connect(s, overrides, &mut p);
+        let messages = shape::messages(s, overrides, &mut p);
+        let session = shape::session(s, &mut p);
+        if let (Some(f), Some(c)) = (&fleet, &connect) {
+            shape::check_fleet_size(
+                f.devices,
+                s.fleet.devices.is_some() || overrides.devices.is_some(),
+                c,
+                &mut p,
+            );
+        }
         let run = RunPlan {
             max_duration: s.run.max_duration.unwrap_or(Duration::from_secs(300)),
             grace: s.run.grace.unwrap_or(Duration::from_secs(10)),
@@ -224,10 +250,20 @@ impl Plan {
                 "0s is not valid: the run needs time to do anything",
             );
         }
-        match (target, protocol, fleet, connect, messages) {
-            (Some(target), Some(protocol), Some(fleet), Some(connect), Some(messages))
-                if p.errors.is_empty() =>
-            {
+        match (target, protocol, fleet, connect, messages, session) {
+            (
+                Some(target),
+                Some(protocol),
+                Some(mut fleet),
+                Some(connect),
+                Some(messages),
+                Some(session),
+            ) if p.errors.is_empty() => {
+                // Stages without an explicit fleet size: one device per peak session.
+                let explicit = s.fleet.devices.is_some() || overrides.devices.is_some();
+                if let (Some(peak), false) = (connect.schedule.peak_sessions(), explicit) {
+                    fleet.devices = peak.max(1);
+                }
                 Ok(Self {
                     name,
                     target,
@@ -236,6 +272,7 @@ impl Plan {
                     fleet,
                     connect,
                     messages,
+                    session,
                     run,
                 })
             }
@@ -284,17 +321,14 @@ impl Plan {
             "name": self.name,
             "target": target,
             "protocol": protocol,
-            "tls": {"version": match self.tls.version { TlsVersion::Tls12 => "1.2", TlsVersion::Tls13 => "1.3" },
-                    "resumption": self.tls.resumption},
+            "tls": {"version": self.tls.version.to_string(), "resumption": self.tls.resumption,
+                    "cipher-suites": self.tls.cipher_suites, "groups": self.tls.groups},
             "fleet": {"devices": self.fleet.devices, "id": self.fleet.ids.to_string(),
                       "key-type": self.fleet.key_type.name(), "ca-key-type": self.fleet.ca_key_type.name(),
                       "intermediates": self.fleet.intermediates, "validity-days": self.fleet.validity_days},
-            "connect": {"rate": self.connect.rate, "max-handshakes": self.connect.max_handshakes,
-                        "timeout": d(self.connect.timeout)},
-            "messages": {"count": self.messages.count, "interval": d(self.messages.interval),
-                         "payload": match self.messages.payload { Payload::Tutorial => json!("tutorial"),
-                                                                  Payload::Bytes(n) => json!({"bytes": n}) },
-                         "timeout": d(self.messages.timeout), "max-inflight": self.messages.max_inflight},
+            "connect": self.connect.to_json(),
+            "messages": self.messages.to_json(),
+            "session": self.session.to_json(),
             "run": {"max-duration": d(self.run.max_duration), "grace": d(self.run.grace)},
         })
     }
@@ -528,77 +562,6 @@ fn fleet(s: &Scenario, o: &Overrides, p: &mut Problems<'_>) -> Option<FleetPlan>
     })
 }
 
-fn connect(s: &Scenario, o: &Overrides, p: &mut Problems<'_>) -> Option<ConnectPlan> {
-    let c = &s.connect;
-    let rate = o.rate.or(c.rate);
-    if let Some(r) = rate {
-        if !(r.is_finite() && r > 0.0 && r <= 1_000_000.0) {
-            p.add(
-                "connect.rate",
-                format!("{r} is not valid: a rate above 0 and at most 1,000,000 per second"),
-            );
-        }
-    }
-    let max_handshakes = o.max_handshakes.or(c.max_handshakes).unwrap_or(64);
-    if max_handshakes == 0 {
-        p.add(
-            "connect.max-handshakes",
-            "0 is not valid: at least one handshake must be allowed",
-        );
-    }
-    let timeout = c.timeout.unwrap_or(Duration::from_secs(10));
-    if timeout.is_zero() {
-        p.add("connect.timeout", "0s is not valid");
-    }
-    Some(ConnectPlan {
-        rate,
-        max_handshakes,
-        timeout,
-    })
-}
-
-fn messages(s: &Scenario, o: &Overrides, p: &mut Problems<'_>) -> Option<MessagePlan> {
-    let m = &s.messages;
-    let payload = match (m.payload.unwrap_or(PayloadKind::Tutorial), m.size) {
-        (PayloadKind::Tutorial, None) => Payload::Tutorial,
-        (PayloadKind::Tutorial, Some(_)) => {
-            p.add(
-                "messages.size",
-                "only applies to payload = \"bytes\"; the tutorial payload has its own size",
-            );
-            Payload::Tutorial
-        }
-        (PayloadKind::Bytes, size) => {
-            let size = size.unwrap_or(256);
-            if size > 1024 * 1024 {
-                p.add(
-                    "messages.size",
-                    format!("{size} is not valid: at most 1 MiB"),
-                );
-            }
-            Payload::Bytes(size)
-        }
-    };
-    let timeout = m.timeout.unwrap_or(Duration::from_secs(30));
-    if timeout.is_zero() {
-        p.add("messages.timeout", "0s is not valid");
-    }
-    let max_inflight = m.max_inflight.unwrap_or(16);
-    if max_inflight == 0 || max_inflight > 65_535 {
-        p.add(
-            "messages.max-inflight",
-            format!("{max_inflight} is not valid: 1 to 65535"),
-        );
-    }
-    Some(MessagePlan {
-        count: o.messages.or(m.count).unwrap_or(5),
-        interval: o.interval.or(m.interval).unwrap_or(Duration::from_secs(1)),
-        payload,
-        timeout,
-        max_inflight,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -665,5 +628,48 @@ mod tests {
         };
         let p = Plan::new(&s, "", Path::new("t.toml"), "t", &o).unwrap();
         assert_eq!(p.fleet.devices, 7);
+    }
+
+    #[test]
+    fn load_shape_contradictions_are_named() {
+        let e = plan("[connect]\nrate = 5.0\n[[stages]]\nduration = \"1s\"\nsessions = 3\n")
+            .unwrap_err();
+        assert!(
+            e.0.iter()
+                .any(|e| e.field == "connect.rate" && e.message.contains("stages")),
+            "{e}"
+        );
+        let e = plan("[churn]\nduration = \"1s\"\n").unwrap_err();
+        assert!(
+            e.0.iter()
+                .any(|e| e.field == "churn" && e.message.contains("connect.rate")),
+            "{e}"
+        );
+        let e = plan("[messages]\nmodel = \"closed\"\ninterval = \"1s\"\n").unwrap_err();
+        assert_eq!(e.0[0].field, "messages.interval");
+        let e = plan("[connect]\narrival = \"poisson\"\n").unwrap_err();
+        assert_eq!(e.0[0].field, "connect.arrival");
+        let e = plan("[fleet]\ndevices = 2\n[[stages]]\nduration = \"1s\"\nsessions = 3\n")
+            .unwrap_err();
+        assert_eq!(e.0[0].field, "fleet.devices");
+        let e = plan("[tls]\nversion = \"1.3\"\ncipher-suites = [\"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\"]\n").unwrap_err();
+        assert!(
+            e.0[0]
+                .message
+                .contains("is a TLS 1.2 suite, but tls.version is 1.3"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn stages_size_the_fleet_and_ramp_sets_a_rate() {
+        let p = plan("[[stages]]\nduration = \"1s\"\nsessions = 30\n").unwrap();
+        assert_eq!(p.fleet.devices, 30);
+        assert_eq!(p.session, SessionPlan::Staged);
+        let p = plan("[fleet]\ndevices = 50\n[connect]\nramp = \"10s\"\n").unwrap();
+        assert_eq!(
+            p.connect.schedule.arrivals().nth(1),
+            Some(Duration::from_millis(200))
+        );
     }
 }

@@ -44,7 +44,51 @@ pub enum TlsVersion {
     Tls13,
 }
 
+impl std::fmt::Display for TlsVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Tls12 => "1.2",
+            Self::Tls13 => "1.3",
+        })
+    }
+}
+
+/// A cipher suite of the provider by its rustls name, e.g. `TLS13_AES_128_GCM_SHA256`.
+pub fn cipher_suite(name: &str) -> Option<rustls::SupportedCipherSuite> {
+    rustls::crypto::ring::ALL_CIPHER_SUITES
+        .iter()
+        .find(|s| format!("{:?}", s.suite()).eq_ignore_ascii_case(name))
+        .copied()
+}
+
+/// Every cipher suite name the provider knows.
+pub fn cipher_suite_names() -> Vec<String> {
+    rustls::crypto::ring::ALL_CIPHER_SUITES
+        .iter()
+        .map(|s| format!("{:?}", s.suite()))
+        .collect()
+}
+
+/// A key-exchange group by name: `x25519`, `secp256r1`, `secp384r1`.
+pub fn group(name: &str) -> Option<&'static dyn rustls::crypto::SupportedKxGroup> {
+    use rustls::crypto::ring::kx_group;
+    match name.to_ascii_lowercase().as_str() {
+        "x25519" => Some(kx_group::X25519),
+        "secp256r1" | "p256" | "p-256" => Some(kx_group::SECP256R1),
+        "secp384r1" | "p384" | "p-384" => Some(kx_group::SECP384R1),
+        _ => None,
+    }
+}
+
 impl TlsVersion {
+    /// The rustls version.
+    pub fn rustls(self) -> rustls::ProtocolVersion {
+        match self {
+            Self::Tls12 => rustls::ProtocolVersion::TLSv1_2,
+            Self::Tls13 => rustls::ProtocolVersion::TLSv1_3,
+        }
+    }
+
     fn versions(self) -> &'static [&'static rustls::SupportedProtocolVersion] {
         static TLS12: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS12];
         static TLS13: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
@@ -87,6 +131,20 @@ impl ClientTls {
             verifier,
             resumption,
         }
+    }
+
+    /// Offers only these cipher suites and key-exchange groups (names already validated;
+    /// unknown names are ignored, empty lists keep the defaults).
+    pub fn restrict(mut self, suites: &[String], groups: &[String]) -> Self {
+        let mut provider = (*self.provider).clone();
+        if !suites.is_empty() {
+            provider.cipher_suites = suites.iter().filter_map(|n| cipher_suite(n)).collect();
+        }
+        if !groups.is_empty() {
+            provider.kx_groups = groups.iter().filter_map(|n| group(n)).collect();
+        }
+        self.provider = Arc::new(provider);
+        self
     }
 
     /// A root store holding `roots`.

@@ -1,0 +1,63 @@
+//! Threads that mint device identities and their TLS configurations on every core, streaming
+//! them through a bounded queue so that memory grows with the queue, not with the fleet.
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::device::ReadyDevice;
+use super::Fleet;
+use crate::transport::ClientTls;
+
+/// The minting threads of a run.
+pub(super) struct Minter {
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Minter {
+    /// Waits for the threads (they stop when the queue closes or the run stops).
+    pub(super) fn join(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One thread per core; thread w mints devices w, w + cores, ... in order.
+pub(super) fn start(
+    fleet: &Fleet,
+    tls: ClientTls,
+    tx: mpsc::Sender<Result<ReadyDevice, String>>,
+    stop: CancellationToken,
+) -> Minter {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let n = fleet.ids.len();
+    let threads = (0..workers)
+        .filter_map(|w| {
+            let (fleet, tls, tx, stop) = (fleet.clone(), tls.clone(), tx.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name(format!("mint-{w}"))
+                .spawn(move || {
+                    for index in (w..n).step_by(workers) {
+                        if stop.is_cancelled() {
+                            return;
+                        }
+                        let id = fleet.ids.id(index);
+                        let ready = fleet
+                            .ca
+                            .mint_device(&id, fleet.key_type, fleet.validity)
+                            .map_err(|e| format!("{id}: {e}"))
+                            .and_then(|d| {
+                                tls.for_device(&d)
+                                    .map(|tls| ReadyDevice { index, id, tls })
+                                    .map_err(|e| e.to_string())
+                            });
+                        if tx.blocking_send(ready).is_err() {
+                            return;
+                        }
+                    }
+                })
+                .ok()
+        })
+        .collect();
+    Minter { threads }
+}

@@ -1,0 +1,190 @@
+//! Issue 5: the load model against the embedded hub: coordinated-omission correction under a
+//! CONNACK stall, stages, churn with resumption, the closed model, idle hold, TLS knobs and
+//! source-address pools.
+
+use std::time::Duration;
+
+use fleetbench::hub::HubConfig;
+use fleetbench::metrics::RunStatus;
+
+use crate::support;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connack_stall_shows_in_response_time_and_late_starts() {
+    // 100 devices arrive at 100/s; CONNECTs received between 0.2 s and 0.9 s wait for the end
+    // of that window. With 8 handshakes in flight, later arrivals cannot even start on time.
+    let plan = support::plan(
+        r#"
+        [fleet]
+        devices = 100
+        [connect]
+        rate = 100
+        max-handshakes = 8
+        [messages]
+        count = 1
+        "#,
+    );
+    let stall = HubConfig {
+        connack_stall: Some((Duration::from_millis(200), Duration::from_millis(700))),
+        ..HubConfig::default()
+    };
+    let (report, _dir) = support::run_with(&plan, stall).await;
+    let s = &report.summary;
+    assert_eq!(s.status, RunStatus::Complete);
+    assert_eq!(s.counts.sessions_connected, 100, "{:?}", s.failures);
+    let response = s.phase("connect_response").unwrap();
+    let service = s.phase("mqtt_connect").unwrap();
+    let lag = s.phase("connect_start_lag").unwrap();
+    // The stall is visible from the schedule's point of view...
+    assert!(
+        response.max_us >= 400_000,
+        "response max {} µs",
+        response.max_us
+    );
+    assert!(lag.max_us >= 200_000, "start lag max {} µs", lag.max_us);
+    assert!(
+        s.counts.late_connects >= 20,
+        "late connects {}",
+        s.counts.late_connects
+    );
+    // ...while the median service time hides it: most CONNACKs were quick once sent.
+    assert!(
+        service.p50_us < response.p50_us,
+        "service p50 {} vs response p50 {}",
+        service.p50_us,
+        response.p50_us
+    );
+    assert!(response.p90_us > 3 * service.p50_us);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stages_ramp_up_hold_and_ramp_down() {
+    let plan = support::plan(
+        r#"
+        [[stages]]
+        duration = "300ms"
+        sessions = 20
+        [[stages]]
+        duration = "400ms"
+        sessions = 20
+        [[stages]]
+        duration = "200ms"
+        sessions = 0
+        [messages]
+        interval = "100ms"
+        "#,
+    );
+    assert_eq!(plan.fleet.devices, 20);
+    let (report, _dir) = support::run(&plan).await;
+    let s = &report.summary;
+    assert_eq!(s.status, RunStatus::Complete, "{:?}", s.failures);
+    assert_eq!(s.counts.sessions_connected, 20);
+    assert_eq!(s.counts.sessions_failed, 0, "{:?}", s.failures);
+    assert_eq!(s.generator.peak_sessions, 20);
+    assert!(
+        s.counts.messages_acked >= 20 * 4,
+        "acked {}",
+        s.counts.messages_acked
+    );
+    assert_eq!(s.hub.as_ref().unwrap().lost, 0);
+    assert!(s.duration_secs >= 0.9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_reconnects_and_resumes_tls_sessions() {
+    let plan = support::plan(
+        r#"
+        [fleet]
+        devices = 10
+        [connect]
+        rate = 200
+        [churn]
+        duration = "1s"
+        messages = 0
+        [tls]
+        resumption = true
+        "#,
+    );
+    let (report, _dir) = support::run(&plan).await;
+    let s = &report.summary;
+    assert_eq!(s.status, RunStatus::Complete);
+    assert!(
+        s.counts.sessions_connected >= 150,
+        "connected {}",
+        s.counts.sessions_connected
+    );
+    assert_eq!(s.counts.sessions_failed, 0, "{:?}", s.failures);
+    assert_eq!(s.counts.messages_sent, 0);
+    let full = s.phase("tls_handshake").map_or(0, |p| p.count);
+    let resumed = s.phase("tls_resumed").map_or(0, |p| p.count);
+    assert_eq!(full + resumed, s.counts.handshakes);
+    assert!(full >= 10, "every device's first handshake is full");
+    assert!(resumed > full, "full {full}, resumed {resumed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_model_sends_one_at_a_time() {
+    let plan = support::plan(
+        r#"
+        [fleet]
+        devices = 10
+        [messages]
+        model = "closed"
+        think = "5ms"
+        count = 6
+        "#,
+    );
+    let (report, _dir) = support::run(&plan).await;
+    let s = &report.summary;
+    assert_eq!(s.counts.messages_acked, 60);
+    assert_eq!(s.hub.as_ref().unwrap().received, 60);
+    assert_eq!(s.phase("publish_ack").unwrap().count, 60);
+    assert_eq!(s.scenario["messages"]["model"]["model"], "closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_hold_keeps_sessions_open_with_keep_alives() {
+    let plan = support::plan(
+        r#"
+        [fleet]
+        devices = 5
+        [protocol]
+        keep-alive = "1s"
+        [messages]
+        count = 1
+        [session]
+        hold = "1500ms"
+        "#,
+    );
+    let (report, _dir) = support::run(&plan).await;
+    let s = &report.summary;
+    assert_eq!(s.counts.sessions_failed, 0, "{:?}", s.failures);
+    assert_eq!(s.generator.peak_sessions, 5);
+    assert!(s.duration_secs >= 1.5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_12_with_chosen_suite_and_group_and_a_source_address_pool() {
+    let plan = support::plan(
+        r#"
+        [fleet]
+        devices = 12
+        [tls]
+        version = "1.2"
+        cipher-suites = ["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"]
+        groups = ["secp256r1"]
+        [connect]
+        arrival = "poisson"
+        rate = 500
+        source-addresses = ["127.0.0.2-127.0.0.4"]
+        [messages]
+        count = 2
+        interval = "10ms"
+        "#,
+    );
+    let (report, _dir) = support::run(&plan).await;
+    let s = &report.summary;
+    assert_eq!(s.counts.sessions_connected, 12, "{:?}", s.failures);
+    assert_eq!(s.counts.messages_acked, 24);
+    assert_eq!(s.scenario["tls"]["version"], "1.2");
+}
