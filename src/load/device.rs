@@ -18,6 +18,9 @@ use crate::protocol::{io_kind, MqttSession, Outcome, Session};
 use crate::scenario::{MessagePlan, ProtocolPlan, SendModel};
 use crate::transport::{self, Endpoint};
 
+/// The stream a device session runs over.
+type DeviceStream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
 /// What every session of a run shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -67,10 +70,45 @@ pub(crate) async fn run<P: Send>(
     handshake: P,
 ) {
     let rec = &*shared.recorder;
-    let shard = device.index;
     let started = Instant::now();
     rec.record_task_start(started - start.spawned);
     incr(&rec.counters.sessions_attempted);
+    // Boxed: the handshake's futures are large and dead once connected, so they live on the
+    // heap only while they run instead of widening every session task for its whole life.
+    let Some(session) = Box::pin(connect(&shared, device, &start, started)).await else {
+        return;
+    };
+    drop(handshake);
+    Box::pin(live(&shared, device, session, &start.stop)).await;
+}
+
+/// A connected session's life: send, (hold), close.
+async fn live(
+    shared: &Shared,
+    device: &ReadyDevice,
+    mut session: Session<DeviceStream>,
+    stop: &CancellationToken,
+) {
+    let rec = &*shared.recorder;
+    incr(&rec.counters.sessions_connected);
+    rec.counters.sessions_active.fetch_add(1, Ordering::Relaxed);
+    let result = Sender::new(shared, device).run(&mut session, stop).await;
+    rec.counters.sessions_active.fetch_sub(1, Ordering::Relaxed);
+    match result {
+        Ok(()) => session.close().await,
+        Err(Broken) => incr(&rec.counters.sessions_failed),
+    }
+}
+
+/// TCP connect, TLS handshake and protocol connect, each timed; `None` when one failed (counted).
+async fn connect(
+    shared: &Shared,
+    device: &ReadyDevice,
+    start: &Start,
+    started: Instant,
+) -> Option<Session<DeviceStream>> {
+    let rec = &*shared.recorder;
+    let shard = device.index;
     let t = shared.connect_timeout;
     let source = (!shared.sources.is_empty())
         .then(|| shared.sources[(start.arrival % shared.sources.len() as u64) as usize]);
@@ -130,7 +168,7 @@ pub(crate) async fn run<P: Send>(
             )
         }
     };
-    let mut session = match session {
+    let session = match session {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return fail_session(rec, phase, e.kind(), || e.to_string()),
         Err(_) => {
@@ -147,23 +185,18 @@ pub(crate) async fn run<P: Send>(
         lateness(Duration::ZERO, started - start.intended),
         ready - start.intended,
     );
-    drop(handshake);
-    incr(&rec.counters.sessions_connected);
-    rec.counters.sessions_active.fetch_add(1, Ordering::Relaxed);
-
-    let result = Sender::new(&shared, device)
-        .run(&mut session, &start.stop)
-        .await;
-    rec.counters.sessions_active.fetch_sub(1, Ordering::Relaxed);
-    match result {
-        Ok(()) => session.close().await,
-        Err(Broken) => incr(&rec.counters.sessions_failed),
-    }
+    Some(session)
 }
 
-fn fail_session(rec: &Recorder, phase: Phase, kind: FailureKind, msg: impl FnOnce() -> String) {
+fn fail_session<T>(
+    rec: &Recorder,
+    phase: Phase,
+    kind: FailureKind,
+    msg: impl FnOnce() -> String,
+) -> Option<T> {
     rec.fail(phase, kind, msg);
     incr(&rec.counters.sessions_failed);
+    None
 }
 
 struct InFlight {
@@ -232,9 +265,13 @@ impl<'a> Sender<'a> {
         // Closed model: the next message is due this long after the last acknowledgement.
         let mut closed_due = start;
         let mut hold_until: Option<Instant> = None;
+        let send_end = plan.duration.map(|d| start + d);
 
         loop {
-            let due = if stopping || hold_until.is_some() {
+            let due = if stopping
+                || hold_until.is_some()
+                || send_end.is_some_and(|e| Instant::now() >= e)
+            {
                 None
             } else {
                 schedule.offset(next).map(|o| {
@@ -291,9 +328,19 @@ impl<'a> Sender<'a> {
                     }
                 },
                 () = sleep_until(due.unwrap_or(far)), if can_send => {
-                    // Invariant: `can_send` implies `due` is Some.
-                    self.send(session, next, due.unwrap_or(far), &mut rng).await?;
-                    next += 1;
+                    // Queue every message that is due by now and fits the window, then write
+                    // them at once: one syscall and one TLS record for a burst.
+                    let now = Instant::now();
+                    let mut due = due;
+                    while let Some(d) = due.filter(|d| *d <= now && self.inflight.len() < max_inflight) {
+                        self.queue(session, next, d, &mut rng)?;
+                        next += 1;
+                        due = if think.is_some() { None } else { schedule.offset(next).map(|o| start + o) };
+                        if send_end.is_some_and(|e| now >= e) {
+                            break;
+                        }
+                    }
+                    self.flush(session).await?;
                 }
                 () = sleep_until(ack_deadline.unwrap_or(far)), if ack_deadline.is_some() => {
                     self.give_up(FailureKind::Timeout, "no acknowledgement within the timeout");
@@ -314,7 +361,31 @@ impl<'a> Sender<'a> {
         }
     }
 
-    async fn send<S>(
+    /// Writes everything queued.
+    async fn flush<S>(&mut self, session: &mut Session<S>) -> Result<(), Broken>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        match session.flush().await {
+            Ok(()) => {
+                self.last_write = Instant::now();
+                Ok(())
+            }
+            Err(e) => {
+                let n = self.inflight.len();
+                self.rec()
+                    .fail(self.ack_phase, e.kind(), || format!("{e} while sending"));
+                self.rec()
+                    .counters
+                    .messages_unacked
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                Err(Broken)
+            }
+        }
+    }
+
+    /// Queues message `n`, due at `due`.
+    fn queue<S>(
         &mut self,
         session: &mut Session<S>,
         n: u32,
@@ -326,9 +397,8 @@ impl<'a> Sender<'a> {
     {
         let msg = telemetry(self.shared.messages.payload, &self.device.id, n, rng);
         let sent = Instant::now();
-        match session.send(&msg).await {
+        match session.send(&msg) {
             Ok((seq, settled)) => {
-                self.last_write = Instant::now();
                 let rec = &*self.shared.recorder;
                 incr(&rec.counters.messages_sent);
                 rec.counters
@@ -339,7 +409,7 @@ impl<'a> Sender<'a> {
                         Phase::SendResponse,
                         self.device.index,
                         sent - due,
-                        self.last_write - due,
+                        sent - due,
                     );
                 } else {
                     self.inflight.push(InFlight { seq, due, sent });

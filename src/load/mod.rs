@@ -140,6 +140,10 @@ pub async fn run(
         handshakes: Arc::new(Semaphore::new(plan.connect.max_handshakes as usize)),
         stop: &stop,
         tracker: &tracker,
+        until: match plan.session {
+            SessionPlan::Churn { duration } => Some(start + duration),
+            _ => None,
+        },
     };
     let mint_error = sessions.schedule(rx, arrivals, start).await;
     drop(sessions);
@@ -270,6 +274,8 @@ struct Sessions<'a> {
     handshakes: Arc<Semaphore>,
     stop: &'a CancellationToken,
     tracker: &'a TaskTracker,
+    /// No new session after this instant (churn).
+    until: Option<Instant>,
 }
 
 impl Sessions<'_> {
@@ -283,6 +289,10 @@ impl Sessions<'_> {
     ) -> Option<String> {
         for (k, offset) in arrivals.enumerate() {
             let intended = start + offset;
+            // A churn run that cannot keep up ends on time rather than when it catches up.
+            if self.until.is_some_and(|end| Instant::now() >= end) {
+                return None;
+            }
             let stop = self.stop;
             tokio::select! {
                 biased;
@@ -330,7 +340,7 @@ impl Sessions<'_> {
             self.pool.clone(),
             self.departures.clone(),
         );
-        self.tracker.spawn(async move {
+        let fut = async move {
             device::run(shared, &device, start, permit).await;
             if staged {
                 departures.lock().retain(|(a, _)| *a != arrival);
@@ -339,6 +349,7 @@ impl Sessions<'_> {
                 // Capacity covers the fleet, so this never fails for want of room.
                 let _ = pool.try_send(Ok(device));
             }
-        });
+        };
+        self.tracker.spawn(fut);
     }
 }

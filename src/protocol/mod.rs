@@ -111,10 +111,18 @@ impl<S> Session<S>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
 {
-    /// Writes one message. Returns its sequence number, and whether it is already settled (QoS 0).
-    pub async fn send(&mut self, msg: &Telemetry) -> Result<(u64, bool), SessionError> {
+    /// Queues one message for the next [`Self::flush`]. Returns its sequence number, and
+    /// whether it is already settled (QoS 0).
+    pub fn send(&mut self, msg: &Telemetry) -> Result<(u64, bool), SessionError> {
         match self {
-            Self::Mqtt(s) => s.send(msg).await,
+            Self::Mqtt(s) => s.send(msg),
+        }
+    }
+
+    /// Writes every queued message (one write, one TLS record where they fit).
+    pub async fn flush(&mut self) -> Result<(), SessionError> {
+        match self {
+            Self::Mqtt(s) => s.flush().await,
         }
     }
 

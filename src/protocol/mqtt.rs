@@ -3,11 +3,10 @@
 
 use std::fmt;
 
-use futures::{SinkExt, StreamExt};
+use bytes::BytesMut;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use rumqttc::mqttbytes::v4::{Codec, ConnAck, Connect, ConnectReturnCode, Login, Packet, Publish};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::codec::Framed;
+use rumqttc::mqttbytes::v4::{ConnAck, Connect, ConnectReturnCode, Login, Packet, Publish};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 
 pub use rumqttc::mqttbytes::QoS;
 
@@ -136,9 +135,82 @@ impl MqttOptions {
     }
 }
 
+/// Packets over a byte stream with small, reused buffers: an idle session holds a few hundred
+/// bytes here rather than the 2 x 8 KiB of a tokio-util `Framed`, and queued packets go out
+/// in one write (one TLS record) per flush.
+struct Wire<S> {
+    io: S,
+    read: BytesMut,
+    write: BytesMut,
+}
+
+/// Initial buffer size: a CONNACK, a few PUBACKs, one small PUBLISH.
+const BUFFER: usize = 512;
+/// A buffer grown beyond this by a large message is given back once empty.
+const KEEP: usize = 16 * 1024;
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
+    fn new(io: S) -> Self {
+        Self {
+            io,
+            read: BytesMut::with_capacity(BUFFER),
+            write: BytesMut::with_capacity(BUFFER),
+        }
+    }
+
+    /// Encodes a packet into the write buffer; nothing is written until [`Self::flush`].
+    fn queue(&mut self, packet: &Packet) -> Result<(), SessionError> {
+        packet
+            .write(&mut self.write, MAX_OUTGOING)
+            .map(drop)
+            .map_err(codec_error)
+    }
+
+    /// Writes everything queued.
+    async fn flush(&mut self) -> Result<(), SessionError> {
+        if !self.write.is_empty() {
+            self.io.write_all(&self.write).await?;
+            self.write.clear();
+            if self.write.capacity() > KEEP {
+                self.write = BytesMut::with_capacity(BUFFER);
+            }
+        }
+        self.io.flush().await?;
+        Ok(())
+    }
+
+    async fn send(&mut self, packet: &Packet) -> Result<(), SessionError> {
+        self.queue(packet)?;
+        self.flush().await
+    }
+
+    /// The next packet, `None` at end of stream. Cancel-safe: bytes read stay in the buffer.
+    async fn next(&mut self) -> Option<Result<Packet, SessionError>> {
+        loop {
+            match Packet::read(&mut self.read, MAX_INCOMING) {
+                Ok(p) => {
+                    if self.read.is_empty() && self.read.capacity() > KEEP {
+                        self.read = BytesMut::with_capacity(BUFFER);
+                    }
+                    return Some(Ok(p));
+                }
+                Err(rumqttc::mqttbytes::Error::InsufficientBytes(n)) => {
+                    self.read.reserve(n.max(64));
+                    match self.io.read_buf(&mut self.read).await {
+                        Ok(0) => return None,
+                        Ok(_) => {}
+                        Err(e) => return Some(Err(SessionError::Io(e))),
+                    }
+                }
+                Err(e) => return Some(Err(codec_error(e))),
+            }
+        }
+    }
+}
+
 /// A connected MQTT session.
 pub struct MqttSession<S> {
-    framed: Framed<S, Codec>,
+    wire: Wire<S>,
     options: MqttOptions,
     topic_base: String,
     next_pkid: u16,
@@ -184,16 +256,10 @@ where
         device_id: &str,
         host: &str,
     ) -> Result<Self, SessionError> {
-        let codec = Codec {
-            max_incoming_size: MAX_INCOMING,
-            max_outgoing_size: MAX_OUTGOING,
-        };
-        let mut framed = Framed::new(stream, codec);
-        framed
-            .send(Packet::Connect(options.connect_packet(device_id, host)))
-            .await
-            .map_err(codec_error)?;
-        match framed.next().await {
+        let mut wire = Wire::new(stream);
+        wire.send(&Packet::Connect(options.connect_packet(device_id, host)))
+            .await?;
+        match wire.next().await {
             Some(Ok(Packet::ConnAck(ConnAck { code, .. }))) => {
                 if code != ConnectReturnCode::Success {
                     return Err(SessionError::Refused(connack_text(code)));
@@ -204,12 +270,12 @@ where
                     "expected CONNACK, got {other:?}"
                 )))
             }
-            Some(Err(e)) => return Err(read_error(e)),
+            Some(Err(e)) => return Err(e),
             None => return Err(SessionError::Closed),
         }
         let topic_base = options.topic_base(device_id);
         Ok(Self {
-            framed,
+            wire,
             options,
             topic_base,
             next_pkid: 1,
@@ -218,8 +284,9 @@ where
         })
     }
 
-    /// Publishes one message. QoS 0 messages are settled on write.
-    pub async fn send(&mut self, msg: &Telemetry) -> Result<(u64, bool), SessionError> {
+    /// Queues one message; it goes out at the next [`Self::flush`]. QoS 0 messages are
+    /// settled on write.
+    pub fn send(&mut self, msg: &Telemetry) -> Result<(u64, bool), SessionError> {
         let seq = self.next_seq;
         self.next_seq += 1;
         let mut publish = Publish::from_bytes(
@@ -233,17 +300,19 @@ where
             self.inflight.push((self.next_pkid, seq));
             self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
         }
-        self.framed
-            .send(Packet::Publish(publish))
-            .await
-            .map_err(write_error)?;
+        self.wire.queue(&Packet::Publish(publish))?;
         Ok((seq, settled))
+    }
+
+    /// Writes every queued message.
+    pub async fn flush(&mut self) -> Result<(), SessionError> {
+        self.wire.flush().await
     }
 
     /// Waits for the next PUBACK, answering nothing else; PINGRESP is absorbed.
     pub async fn next_ack(&mut self) -> Result<Ack, SessionError> {
         loop {
-            match self.framed.next().await {
+            match self.wire.next().await {
                 Some(Ok(Packet::PubAck(ack))) => {
                     let Some(i) = self.inflight.iter().position(|(p, _)| *p == ack.pkid) else {
                         return Err(SessionError::Protocol(format!(
@@ -263,7 +332,7 @@ where
                         "unexpected packet from the hub: {other:?}"
                     )))
                 }
-                Some(Err(e)) => return Err(read_error(e)),
+                Some(Err(e)) => return Err(e),
                 None => return Err(SessionError::Closed),
             }
         }
@@ -271,25 +340,14 @@ where
 
     /// Sends PINGREQ.
     pub async fn ping(&mut self) -> Result<(), SessionError> {
-        self.framed.send(Packet::PingReq).await.map_err(write_error)
+        self.wire.send(&Packet::PingReq).await
     }
 
     /// Sends DISCONNECT and shuts the stream down.
     pub async fn close(mut self) {
-        let _ = self.framed.send(Packet::Disconnect).await;
-        let _ = tokio::io::AsyncWriteExt::shutdown(self.framed.get_mut()).await;
+        let _ = self.wire.send(&Packet::Disconnect).await;
+        let _ = self.wire.io.shutdown().await;
     }
-}
-
-fn read_error(e: rumqttc::mqttbytes::Error) -> SessionError {
-    match e {
-        rumqttc::mqttbytes::Error::Io(io) => SessionError::Io(io),
-        other => codec_error(other),
-    }
-}
-
-fn write_error(e: rumqttc::mqttbytes::Error) -> SessionError {
-    read_error(e)
 }
 
 #[cfg(test)]

@@ -1,0 +1,586 @@
+//! Generator benchmarks, each against a baseline measured in the same run on the same machine:
+//!
+//! 1. handshakes: full mutual TLS 1.3 handshakes per client CPU-second in churn mode (k = 0),
+//!    against a bare tokio-rustls connect/handshake/close loop (same certificates, same server);
+//!    the same with resumption;
+//! 2. memory: client RSS per idle mutual-TLS MQTT session with 10,000 held, against the RSS per
+//!    bare tokio-rustls connection;
+//! 4. messages: QoS 1 publishes acknowledged per client CPU-second over 100 sessions, against a
+//!    bare rumqttc `AsyncClient` loop;
+//! 5. recording: nanoseconds per histogram sample on the hot path, against a bare hdrhistogram;
+//!
+//! and, only when asked (`cargo bench --bench fleet -- concurrency`):
+//! 3. concurrency: 19,000 sessions from this process, held 60 s with keep-alives.
+//!
+//! The hub always runs in a child process (this binary re-executed as the server) so that the
+//! client's CPU time is the generator's alone. Client runtimes have one worker thread: "per core".
+
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fleetbench::command::run::bind_loopback;
+use fleetbench::hub::{self, Hub, HubConfig, Listeners};
+use fleetbench::load::{self, Fleet};
+use fleetbench::metrics::{Phase, ProcessSample, Recorder};
+use fleetbench::pki::{
+    CaChain, ChainSpec, DeviceIds, IdTemplate, KeyType, ServerIdentity, Validity,
+};
+use fleetbench::scenario::{Overrides, Plan, Scenario};
+use fleetbench::transport::{self, ClientTls, Endpoint, ServerVerification, TlsVersion};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use tokio_util::sync::CancellationToken;
+
+const ROLE: &str = "FLEETBENCH_BENCH_ROLE";
+const IDS: &str = "bench-{n:05}";
+const FLEET: u64 = 20_000;
+
+fn main() {
+    match std::env::var(ROLE).as_deref() {
+        Ok("server") => return server(Path::new(&std::env::args().nth(1).unwrap())),
+        Ok(role) => return client_role(role),
+        Err(_) => {}
+    }
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let only = |name: &str| args.is_empty() || args.iter().any(|a| a == name);
+    let lab = Lab::new();
+    println!("fleetbench generator benchmarks ({} cores)\n", cores());
+    if only("handshakes") {
+        handshakes(&lab, false);
+        handshakes(&lab, true);
+    }
+    if only("memory") {
+        memory(&lab);
+    }
+    if only("messages") {
+        messages(&lab);
+    }
+    if only("recording") {
+        recording();
+    }
+    if args.iter().any(|a| a == "concurrency") {
+        concurrency(&lab);
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The PKI of a benchmark run, written for the server process.
+struct Lab {
+    dir: tempfile::TempDir,
+    chain: Arc<CaChain>,
+}
+
+impl Lab {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        // Devices signed by the root, so child processes can mint from the root alone.
+        let spec = ChainSpec {
+            intermediates: 0,
+            ..ChainSpec::default()
+        };
+        let chain = Arc::new(CaChain::generate(&spec).unwrap());
+        let server = chain
+            .mint_server(&["localhost".into()], KeyType::EcdsaP256)
+            .unwrap();
+        std::fs::write(dir.path().join("root.der"), chain.root().cert()).unwrap();
+        for (i, c) in server.chain.iter().enumerate() {
+            std::fs::write(dir.path().join(format!("server-{i}.der")), c).unwrap();
+        }
+        std::fs::write(dir.path().join("server.key"), server.key.secret_der()).unwrap();
+        Self { dir, chain }
+    }
+
+    /// Starts the hub in a child process; it exits when its stdin closes.
+    fn server(&self) -> (Child, u16) {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .arg(self.dir.path())
+            .env(ROLE, "server")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().strip_prefix("READY ").unwrap().parse().unwrap();
+        (child, port)
+    }
+
+    /// Runs this binary as a client in `role` against a server on `port`; its stdout line.
+    fn client(&self, role: &str, port: u16) -> String {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .arg(self.dir.path())
+            .arg(port.to_string())
+            .env(ROLE, role)
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "client {role} failed");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The hub, fed from the lab's files.
+fn server(dir: &Path) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut chain = Vec::new();
+        for i in 0.. {
+            match std::fs::read(dir.join(format!("server-{i}.der"))) {
+                Ok(der) => chain.push(CertificateDer::from(der)),
+                Err(_) => break,
+            }
+        }
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            std::fs::read(dir.join("server.key")).unwrap(),
+        ));
+        let hub = Hub::new(HubConfig::default(), &ServerIdentity { chain, key }).unwrap();
+        hub.registry
+            .add_verified_ca(
+                "root",
+                CertificateDer::from(std::fs::read(dir.join("root.der")).unwrap()),
+            )
+            .unwrap();
+        hub.registry.register_ca_signed(ids(FLEET).iter());
+        let listener = bind_loopback().await.unwrap();
+        println!("READY {}", listener.local_addr().unwrap().port());
+        std::io::stdout().flush().unwrap();
+        let eof = tokio::task::spawn_blocking(|| {
+            let mut sink = String::new();
+            while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {}
+        });
+        hub::serve(
+            hub,
+            Listeners {
+                mqtt: Some(listener),
+            },
+            async move {
+                let _ = eof.await;
+            },
+        )
+        .await;
+    });
+}
+
+fn ids(n: u64) -> DeviceIds {
+    DeviceIds::new(IdTemplate::parse(IDS).unwrap(), n, 0, 1)
+}
+
+fn plan(toml: &str) -> Plan {
+    let s = Scenario::parse(toml, Path::new("bench.toml")).unwrap();
+    Plan::new(
+        &s,
+        toml,
+        Path::new("bench.toml"),
+        "bench",
+        &Overrides::default(),
+    )
+    .unwrap()
+}
+
+/// The CA a child client mints its devices from (written by `Lab::export_ca`).
+fn chain_from(dir: &Path) -> Arc<CaChain> {
+    let cert = CertificateDer::from(std::fs::read(dir.join("ca.der")).unwrap());
+    let key =
+        rcgen::KeyPair::try_from(std::fs::read(dir.join("ca.key")).unwrap().as_slice()).unwrap();
+    Arc::new(
+        CaChain::from_authorities(vec![
+            fleetbench::pki::Authority::from_parts(cert, key).unwrap()
+        ])
+        .unwrap(),
+    )
+}
+
+fn endpoint(port: u16) -> Endpoint {
+    Endpoint {
+        addr: ([127, 0, 0, 1], port).into(),
+        server_name: ServerName::try_from("localhost").unwrap().to_owned(),
+        host: "localhost".into(),
+    }
+}
+
+fn client_tls(root: &CertificateDer<'static>, resumption: bool) -> ClientTls {
+    let roots = ClientTls::roots(std::slice::from_ref(root)).unwrap();
+    ClientTls::new(
+        TlsVersion::Tls13,
+        ServerVerification::Roots(roots),
+        resumption,
+    )
+}
+
+/// CPU seconds (user + system) and wall seconds of `f`.
+fn measured<T>(f: impl FnOnce() -> T) -> (T, f64, f64) {
+    let (c0, w0) = (ProcessSample::now().cpu(), Instant::now());
+    let out = f();
+    (
+        out,
+        ProcessSample::now().cpu().saturating_sub(c0).as_secs_f64(),
+        w0.elapsed().as_secs_f64(),
+    )
+}
+
+fn fleet(chain: &Arc<CaChain>, n: u64) -> Fleet {
+    Fleet {
+        ca: chain.clone(),
+        ids: ids(n),
+        key_type: KeyType::EcdsaP256,
+        validity: Validity::default(),
+    }
+}
+
+fn handshakes(lab: &Lab, resumption: bool) {
+    let (mut server, port) = lab.server();
+    let root = lab.chain.root().cert().clone();
+    let secs = 4;
+    let concurrency = 16;
+    let devices = 64;
+    let kind = if resumption { "resumed" } else { "full" };
+
+    // fleetbench: churn, k = 0, as fast as the handshake cap allows.
+    let p = plan(&format!(
+        "[fleet]\ndevices = {devices}\n[connect]\nrate = 1000000\nmax-handshakes = {concurrency}\n\
+         [churn]\nduration = \"{secs}s\"\nmessages = 0\n[tls]\nresumption = {resumption}\n"
+    ));
+    let rec = Arc::new(Recorder::new());
+    let rt = runtime();
+    let (_, fb_cpu, fb_wall) = measured(|| {
+        rt.block_on(load::run(
+            &p,
+            fleet(&lab.chain, devices),
+            endpoint(port),
+            client_tls(&root, resumption),
+            rec.clone(),
+            CancellationToken::new(),
+        ))
+        .unwrap()
+    });
+    let fb = rec.snapshot().handshakes as f64;
+
+    // Bare tokio-rustls: connect, handshake, close; same certificates, same server.
+    let tls = client_tls(&root, resumption);
+    let configs: Vec<_> = (0..devices as usize)
+        .map(|i| {
+            tls.for_device(
+                &lab.chain
+                    .mint_device(&ids(devices).id(i), KeyType::EcdsaP256, Validity::default())
+                    .unwrap(),
+            )
+            .unwrap()
+        })
+        .collect();
+    let count = Arc::new(AtomicU64::new(0));
+    let (_, bare_cpu, bare_wall) = measured(|| {
+        rt.block_on(async {
+            let end = tokio::time::Instant::now() + Duration::from_secs(secs);
+            let tasks: Vec<_> = (0..concurrency)
+                .map(|t| {
+                    let (configs, count) = (configs.clone(), count.clone());
+                    tokio::spawn(async move {
+                        let mut i = t;
+                        while tokio::time::Instant::now() < end {
+                            let tcp = transport::tcp_connect(([127, 0, 0, 1], port).into(), None)
+                                .await
+                                .unwrap();
+                            let name = ServerName::try_from("localhost").unwrap().to_owned();
+                            let (mut s, _) = transport::tls_handshake(
+                                configs[i % configs.len()].clone(),
+                                name,
+                                tcp,
+                            )
+                            .await
+                            .unwrap();
+                            count.fetch_add(1, Ordering::Relaxed);
+                            // Close, then read to the end: a TLS 1.3 session ticket arrives
+                            // after the handshake, and resumption needs it read.
+                            let _ = tokio::io::AsyncWriteExt::shutdown(&mut s).await;
+                            let mut sink = Vec::new();
+                            let _ = tokio::io::AsyncReadExt::read_to_end(&mut s, &mut sink).await;
+                            i += concurrency;
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+        });
+    });
+    let bare = count.load(Ordering::Relaxed) as f64;
+    let (fb_rate, bare_rate) = (fb / fb_cpu, bare / bare_cpu);
+    println!("1. handshakes ({kind}, TLS 1.3, mutual, concurrency {concurrency}, {secs} s each)");
+    println!("   fleetbench churn k=0: {fb:>7.0} handshakes, {:>6.0}/s wall, {fb_rate:>6.0} per client CPU-second", fb / fb_wall);
+    println!("   bare tokio-rustls   : {bare:>7.0} handshakes, {:>6.0}/s wall, {bare_rate:>6.0} per client CPU-second", bare / bare_wall);
+    println!(
+        "   ratio (per CPU-second): {:.2}   (aim >= 0.9)\n",
+        fb_rate / bare_rate
+    );
+    drop(server.stdin.take());
+    let _ = server.wait();
+}
+
+fn memory(lab: &Lab) {
+    let (mut server, port) = lab.server();
+    lab.export_ca();
+    let fb: f64 = lab.client("memory-fleet", port).parse().unwrap();
+    let bare: f64 = lab.client("memory-bare", port).parse().unwrap();
+    println!("2. memory per idle mutual-TLS session, 10,000 held (separate client processes)");
+    println!("   fleetbench MQTT session : {fb:>6.1} KiB RSS each");
+    println!("   bare tokio-rustls conn  : {bare:>6.1} KiB RSS each");
+    println!("   ratio: {:.2}   (aim <= 1.5)\n", fb / bare);
+    drop(server.stdin.take());
+    let _ = server.wait();
+}
+
+impl Lab {
+    /// Child clients mint their own devices from the same issuing CA.
+    fn export_ca(&self) {
+        let issuing = self.chain.issuing();
+        std::fs::write(self.dir.path().join("ca.der"), issuing.cert()).unwrap();
+        std::fs::write(
+            self.dir.path().join("ca.key"),
+            issuing.key().serialize_der(),
+        )
+        .unwrap();
+    }
+}
+
+fn client_role(role: &str) {
+    let args: Vec<String> = std::env::args().collect();
+    let dir = PathBuf::from(&args[1]);
+    let port: u16 = args[2].parse().unwrap();
+    let root = CertificateDer::from(std::fs::read(dir.join("root.der")).unwrap());
+    let chain = chain_from(&dir);
+    let n = 10_000;
+    let rt = runtime();
+    let per_session = match role {
+        "memory-fleet" => {
+            // Connect all (the handshake cap paces them), each sends one message, then holds
+            // long enough for every session to be open at once.
+            let p = plan(&format!(
+                "[fleet]\ndevices = {n}\n[connect]\nmax-handshakes = 64\n[messages]\ncount = 1\n\
+                 [session]\nhold = \"20s\"\n[protocol]\nkeep-alive = \"60s\"\n"
+            ));
+            let rec = Arc::new(Recorder::new());
+            let result = rt
+                .block_on(load::run(
+                    &p,
+                    fleet(&chain, n),
+                    endpoint(port),
+                    client_tls(&root, false),
+                    rec.clone(),
+                    CancellationToken::new(),
+                ))
+                .unwrap();
+            assert_eq!(rec.snapshot().sessions_connected, n, "{:?}", rec.failures());
+            result.health.rss_per_session_kib.unwrap()
+        }
+        "memory-bare" => rt.block_on(async {
+            let tls = client_tls(&root, false);
+            use futures::StreamExt as _;
+            let before = ProcessSample::now().rss_kib;
+            let held: Vec<_> = futures::stream::iter(0..n as usize)
+                .map(|i| {
+                    let cfg = tls
+                        .for_device(
+                            &chain
+                                .mint_device(&ids(n).id(i), KeyType::EcdsaP256, Validity::default())
+                                .unwrap(),
+                        )
+                        .unwrap();
+                    async move {
+                        let tcp = transport::tcp_connect(([127, 0, 0, 1], port).into(), None)
+                            .await
+                            .unwrap();
+                        let name = ServerName::try_from("localhost").unwrap().to_owned();
+                        transport::tls_handshake(cfg, name, tcp).await.unwrap().0
+                    }
+                })
+                .buffer_unordered(64)
+                .collect()
+                .await;
+            let after = ProcessSample::now().rss_kib;
+            assert_eq!(held.len(), n as usize);
+            (after.saturating_sub(before)) as f64 / n as f64
+        }),
+        "concurrency" => return concurrency_client(&rt, &chain, &root, port),
+        other => panic!("unknown role {other}"),
+    };
+    println!("{per_session}");
+}
+
+fn messages(lab: &Lab) {
+    let (mut server, port) = lab.server();
+    let root = lab.chain.root().cert().clone();
+    let sessions = 100u64;
+    let secs = 4;
+    let rt = runtime();
+    let p = plan(&format!(
+        "[fleet]\ndevices = {sessions}\n[messages]\ninterval = \"0s\"\nduration = \"{secs}s\"\nmax-inflight = 16\n"
+    ));
+    let rec = Arc::new(Recorder::new());
+    // Sessions connect first; time only the sending.
+    let (_, fb_cpu, _) = measured(|| {
+        rt.block_on(load::run(
+            &p,
+            fleet(&lab.chain, sessions),
+            endpoint(port),
+            client_tls(&root, false),
+            rec.clone(),
+            CancellationToken::new(),
+        ))
+        .unwrap()
+    });
+    let fb = rec.snapshot().messages_acked as f64;
+
+    let tls = client_tls(&root, false);
+    let acked = Arc::new(AtomicU64::new(0));
+    let (_, bare_cpu, _) = measured(|| {
+        rt.block_on(async {
+            let end = tokio::time::Instant::now() + Duration::from_secs(secs);
+            let mut tasks = Vec::new();
+            for i in 0..sessions as usize {
+                let id = ids(sessions).id(i);
+                let cfg = tls.for_device(&lab.chain.mint_device(&id, KeyType::EcdsaP256, Validity::default()).unwrap()).unwrap();
+                let mut o = rumqttc::MqttOptions::new(id.clone(), "localhost", port);
+                o.set_credentials(format!("localhost/{id}/?api-version=2021-04-12"), "");
+                o.set_clean_session(false);
+                o.set_inflight(16);
+                o.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(cfg)));
+                let (client, mut events) = rumqttc::AsyncClient::new(o, 16);
+                let acked = acked.clone();
+                let topic = format!("devices/{id}/messages/events/");
+                tasks.push(tokio::spawn(async move {
+                    let publisher = tokio::spawn(async move {
+                        while tokio::time::Instant::now() < end {
+                            let body = br#"{"deviceId":"x","messageId":1,"temperature":25.00,"humidity":70.00}"#;
+                            if client.publish(&topic, rumqttc::QoS::AtLeastOnce, false, body.to_vec()).await.is_err() {
+                                break;
+                            }
+                        }
+                        let _ = client.disconnect().await;
+                    });
+                    while let Ok(ev) = events.poll().await {
+                        if matches!(ev, rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) {
+                            acked.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if matches!(ev, rumqttc::Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                            break;
+                        }
+                    }
+                    let _ = publisher.await;
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+        });
+    });
+    let bare = acked.load(Ordering::Relaxed) as f64;
+    let (fb_rate, bare_rate) = (fb / fb_cpu, bare / bare_cpu);
+    println!("4. QoS 1 publishes acknowledged, {sessions} sessions, 16 in flight each, {secs} s");
+    println!("   fleetbench   : {fb:>8.0} acked, {fb_rate:>7.0} per client CPU-second");
+    println!("   bare rumqttc : {bare:>8.0} acked, {bare_rate:>7.0} per client CPU-second (both include 100 handshakes)");
+    println!("   ratio: {:.2}   (aim > 1.0)\n", fb_rate / bare_rate);
+    drop(server.stdin.take());
+    let _ = server.wait();
+}
+
+fn recording() {
+    let n = 10_000_000u64;
+    let rec = Recorder::new();
+    let (_, _, fb) = measured(|| {
+        for i in 0..n {
+            rec.record(
+                Phase::PublishAck,
+                (i & 7) as usize,
+                Duration::from_micros(50 + (i & 1023)),
+            );
+        }
+    });
+    let mut h = fleetbench::metrics::new_histogram();
+    let (_, _, bare) = measured(|| {
+        for i in 0..n {
+            h.saturating_record(std::hint::black_box(50 + (i & 1023)));
+        }
+    });
+    std::hint::black_box(&h);
+    let (fb_ns, bare_ns) = (fb * 1e9 / n as f64, bare * 1e9 / n as f64);
+    println!("5. cost of recording one latency sample ({n} samples, one thread)");
+    println!("   fleetbench Recorder::record : {fb_ns:>5.1} ns   (sharded lock + histogram)");
+    println!("   bare Histogram::record      : {bare_ns:>5.1} ns");
+    println!("   ratio: {:.2}\n", fb_ns / bare_ns);
+}
+
+fn concurrency(lab: &Lab) {
+    let (mut server, port) = lab.server();
+    lab.export_ca();
+    let line = lab.client("concurrency", port);
+    println!("3. concurrency: {line}\n");
+    drop(server.stdin.take());
+    let _ = server.wait();
+}
+
+fn concurrency_client(
+    rt: &tokio::runtime::Runtime,
+    chain: &Arc<CaChain>,
+    root: &CertificateDer<'static>,
+    port: u16,
+) {
+    let n = 19_000;
+    let p = plan(&format!(
+        "[fleet]\ndevices = {n}\n[connect]\nmax-handshakes = 64\n[messages]\ncount = 1\n\
+         [session]\nhold = \"60s\"\n[protocol]\nkeep-alive = \"30s\"\n[run]\nmax-duration = \"10m\"\n"
+    ));
+    load::check_open_files(n, 1).unwrap();
+    let rec = Arc::new(Recorder::new());
+    let result = rt
+        .block_on(load::run(
+            &p,
+            fleet(chain, n),
+            endpoint(port),
+            client_tls(root, false),
+            rec.clone(),
+            CancellationToken::new(),
+        ))
+        .unwrap();
+    let s = rec.snapshot();
+    let connect_all = result
+        .timeline
+        .iter()
+        .find(|r| r.active >= n)
+        .map_or(f64::NAN, |r| r.t as f64);
+    println!(
+        "{} of {n} sessions connected, {} failed, peak {} open at once, all open after {connect_all:.0} s, \
+         held 60 s; peak RSS {:.1} MiB ({:.1} KiB/session); {} acked",
+        s.sessions_connected,
+        s.sessions_failed,
+        result.health.peak_sessions,
+        result.health.peak_rss_kib as f64 / 1024.0,
+        result.health.rss_per_session_kib.unwrap_or(f64::NAN),
+        s.messages_acked
+    );
+}
