@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::locate::Locator;
 use super::{ConfigError, ConfigErrors, Dialect, HubKind, PayloadKind, ProtocolKind, Scenario};
+use crate::metrics::Threshold;
 use crate::pki::{IdTemplate, KeyType};
 use crate::protocol::{MqttDialect, MqttOptions, QoS};
 use crate::transport::TlsVersion;
@@ -141,17 +142,19 @@ pub struct Plan {
     pub messages: MessagePlan,
     /// Bounds.
     pub run: RunPlan,
+    /// Pass/fail conditions judged at the end of the run, sorted by metric name.
+    pub thresholds: Vec<Threshold>,
 }
 
 /// Collects located errors.
-struct Problems<'a> {
+pub(super) struct Problems<'a> {
     file: &'a Path,
     locator: Locator,
     errors: Vec<ConfigError>,
 }
 
 impl Problems<'_> {
-    fn add(&mut self, field: &str, message: impl Into<String>) {
+    pub(super) fn add(&mut self, field: &str, message: impl Into<String>) {
         // Point at the field, or at its table, or at nothing when it came from defaults/CLI.
         let span = self.locator.span_of(field).or_else(|| {
             field
@@ -214,6 +217,7 @@ impl Plan {
         let fleet = fleet(s, overrides, &mut p);
         let connect = connect(s, overrides, &mut p);
         let messages = messages(s, overrides, &mut p);
+        let thresholds = super::thresholds::thresholds(s, &mut p);
         let run = RunPlan {
             max_duration: s.run.max_duration.unwrap_or(Duration::from_secs(300)),
             grace: s.run.grace.unwrap_or(Duration::from_secs(10)),
@@ -237,6 +241,7 @@ impl Plan {
                     connect,
                     messages,
                     run,
+                    thresholds,
                 })
             }
             _ => Err(ConfigErrors(p.errors)),
@@ -296,6 +301,9 @@ impl Plan {
                                                                   Payload::Bytes(n) => json!({"bytes": n}) },
                          "timeout": d(self.messages.timeout), "max-inflight": self.messages.max_inflight},
             "run": {"max-duration": d(self.run.max_duration), "grace": d(self.run.grace)},
+            "thresholds": self.thresholds.iter()
+                .map(|t| (t.name.clone(), json!(t.condition)))
+                .collect::<serde_json::Map<_, _>>(),
         })
     }
 }
