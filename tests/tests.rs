@@ -1,6 +1,10 @@
 //! Integration tests, one binary (ripgrep style). Each module talks to real servers over real
 //! TLS on loopback, on ephemeral ports; none sleeps to synchronise.
 
+// Helpers outside `#[test]` functions unwrap too (clippy's allow-unwrap-in-tests covers only
+// the test functions themselves).
+#![allow(clippy::unwrap_used)]
+
 // Fixtures: inline scenarios, test PKI, hub on 127.0.0.1:0.
 mod support;
 
@@ -8,3 +12,11 @@ mod support;
 mod run_mqtt;
 // Issue 2: the binary's exit codes and scenario error messages.
 mod cli;
+// Issue 6: results layout and schema, timeline.csv, latency.hlog, `report`, `compare`.
+mod reports;
+// Issue 6: thresholds and exit codes.
+mod thresholds;
+// Issue 6: the live metrics endpoint and Ctrl-C writing partial results.
+mod live;
+// Issue 6: report.html in headless Chromium.
+mod report_html;
