@@ -192,3 +192,46 @@ async fn report_re_renders_text_and_html_from_a_results_directory() {
         );
     }
 }
+
+/// Debian's `libhdrhistogram-java` (HdrHistogram's own Java tools).
+const HDR_JAR: &str = "/usr/share/java/hdrhistogram.jar";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_hlog_is_read_by_hdrhistograms_own_log_processor() {
+    let java = Command::new("java")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !(java && Path::new(HDR_JAR).is_file()) {
+        assert!(
+            std::env::var("FLEETBENCH_REQUIRE_HDRHISTOGRAM_JAVA").as_deref() != Ok("1"),
+            "FLEETBENCH_REQUIRE_HDRHISTOGRAM_JAVA=1 but java or {HDR_JAR} is missing"
+        );
+        return;
+    }
+    let (report, dir) = support::run(&support::plan(SMALL)).await;
+    let out_base = dir.path().join("publish_ack");
+    let out = Command::new("java")
+        .args([
+            "-cp",
+            HDR_JAR,
+            "org.HdrHistogram.HistogramLogProcessor",
+            "-i",
+        ])
+        .arg(report.dir.join("latency.hlog"))
+        .args(["-tag", "publish_ack", "-outputValueUnitRatio", "1000", "-o"])
+        .arg(&out_base)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hgrm = std::fs::read_to_string(out_base.with_extension("hgrm")).unwrap();
+    let p = report.summary.phase("publish_ack").unwrap();
+    let total = format!("Total count    = {:>12}", p.count);
+    assert!(hgrm.contains(&total), "{total} not in\n{hgrm}");
+    let max = format!("Max     = {:>12.3}", p.max_us as f64 / 1000.0);
+    assert!(hgrm.contains(&max), "{max} not in\n{hgrm}");
+}
