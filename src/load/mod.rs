@@ -115,7 +115,7 @@ pub async fn run(
     });
 
     let (tx, rx) = mpsc::channel(MINT_QUEUE);
-    let minter = mint_in_background(&fleet, tls, tx, stop.clone());
+    let minter = mint_in_background(&fleet, tls, tx, stop.clone(), recorder.clone());
     let schedule = plan
         .connect
         .rate
@@ -241,12 +241,14 @@ fn mint_in_background(
     tls: ClientTls,
     tx: mpsc::Sender<Result<ReadyDevice, String>>,
     stop: CancellationToken,
+    recorder: Arc<Recorder>,
 ) -> Minter {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let n = fleet.ids.len();
     let threads = (0..workers)
         .map(|w| {
             let (fleet, tls, tx, stop) = (fleet.clone(), tls.clone(), tx.clone(), stop.clone());
+            let recorder = recorder.clone();
             std::thread::Builder::new()
                 .name(format!("mint-{w}"))
                 .spawn(move || {
@@ -264,6 +266,9 @@ fn mint_in_background(
                                     .map(|tls| ReadyDevice { index, id, tls })
                                     .map_err(|e| e.to_string())
                             });
+                        if ready.is_ok() {
+                            crate::metrics::incr(&recorder.counters.identities_minted);
+                        }
                         if tx.blocking_send(ready).is_err() {
                             return;
                         }

@@ -149,6 +149,8 @@ impl FailureKind {
 /// Plain counters of a run. All relaxed atomics: they are statistics, not synchronisation.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Device identities (key, certificate, TLS configuration) minted so far.
+    pub identities_minted: AtomicU64,
     /// Sessions that began a TCP connect.
     pub sessions_attempted: AtomicU64,
     /// Sessions that reached the protocol's connected state (CONNACK 0, AMQP attach).
@@ -271,6 +273,7 @@ impl Recorder {
             errors_by_kind[*kind as usize] += e.count;
         }
         Snapshot {
+            identities_minted: load(&c.identities_minted),
             sessions_attempted: load(&c.sessions_attempted),
             sessions_connected: load(&c.sessions_connected),
             sessions_failed: load(&c.sessions_failed),
@@ -313,6 +316,8 @@ impl Recorder {
 /// A point-in-time copy of the counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Snapshot {
+    /// See [`Counters::identities_minted`].
+    pub identities_minted: u64,
     /// See [`Counters::sessions_attempted`].
     pub sessions_attempted: u64,
     /// See [`Counters::sessions_connected`].
