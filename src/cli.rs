@@ -1,6 +1,7 @@
 //! The command line (clap derive only). No clap type leaves this file: commands receive plain
 //! values.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -23,8 +24,10 @@ pub struct Cli {
 pub enum Command {
     /// Run a scenario (against the embedded hub unless the scenario names another).
     Run(RunArgs),
-    /// Re-render the text report of a results directory.
+    /// Re-render the text and HTML reports of a results directory.
     Report(ReportArgs),
+    /// Compare two runs; exit 1 when NEW regressed beyond the tolerance.
+    Compare(CompareArgs),
 }
 
 /// `fleetbench run`
@@ -53,13 +56,37 @@ pub struct RunArgs {
     /// No progress display.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Serve live metrics (OpenMetrics text) on this address, e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
 }
 
 /// `fleetbench report`
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// A results directory or summary.json.
+    /// A results directory (its report.txt and report.html are rewritten) or a summary.json.
     pub dir: PathBuf,
+}
+
+/// `fleetbench compare`
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The baseline: a results directory or summary.json.
+    pub base: PathBuf,
+    /// The run to judge: a results directory or summary.json.
+    pub new: PathBuf,
+    /// How much worse NEW may be than BASE, e.g. 10% (latency and error rate up, throughput
+    /// down).
+    #[arg(long, default_value = "10%", value_parser = parse_tolerance)]
+    pub tolerance: f64,
+}
+
+fn parse_tolerance(s: &str) -> Result<f64, String> {
+    let number = s.trim().strip_suffix('%').unwrap_or(s.trim());
+    match number.parse::<f64>() {
+        Ok(n) if n.is_finite() && n >= 0.0 => Ok(n / 100.0),
+        _ => Err(format!("{s:?} is not a tolerance such as 10% or 2.5%")),
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

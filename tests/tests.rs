@@ -16,3 +16,11 @@ mod mosquitto;
 mod hub_security;
 // Issue 5: load shapes, coordinated omission, churn, TLS knobs.
 mod load_model;
+// Issue 6: results layout and schema, timeline.csv, latency.hlog, `report`, `compare`.
+mod reports;
+// Issue 6: thresholds and exit codes.
+mod thresholds;
+// Issue 6: the live metrics endpoint and Ctrl-C writing partial results.
+mod live;
+// Issue 6: report.html in headless Chromium.
+mod report_html;

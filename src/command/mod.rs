@@ -1,9 +1,11 @@
 //! What each subcommand does. This is the edge: it wires scenario, pki, hub, load and report
 //! together and turns errors into `anyhow` with context.
 
+pub mod live;
 pub mod run;
 
 use crate::cli::{Cli, Command};
+use crate::report;
 use crate::Outcome;
 
 /// Runs the chosen subcommand.
@@ -11,10 +13,30 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Run(args) => run::command(args).await,
         Command::Report(args) => {
-            let summary = crate::report::read_summary(&args.dir)?;
+            let summary = report::read_summary(&args.dir)?;
+            if args.dir.is_dir() {
+                report::ResultsDir::open(&args.dir)?.write_reports(&summary)?;
+            }
             let mut out = std::io::stdout().lock();
-            write_or_broken_pipe(crate::report::write_text(&mut out, &summary))?;
+            write_or_broken_pipe(report::write_text(&mut out, &summary))?;
             Ok(Outcome::Success)
+        }
+        Command::Compare(args) => {
+            let base = report::read_summary(&args.base)?;
+            let new = report::read_summary(&args.new)?;
+            let comparison = report::compare(&base, &new, args.tolerance);
+            let mut out = std::io::stdout().lock();
+            write_or_broken_pipe(report::write_comparison(
+                &mut out,
+                &comparison,
+                &args.base.display().to_string(),
+                &args.new.display().to_string(),
+            ))?;
+            Ok(if comparison.regressions().next().is_some() {
+                Outcome::ChecksFailed
+            } else {
+                Outcome::Success
+            })
         }
     }
 }

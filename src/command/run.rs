@@ -14,7 +14,9 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::RunArgs;
 use crate::hub::{self, Hub, HubConfig, Listeners};
 use crate::load::{self, Fleet, FleetResult};
-use crate::metrics::{HubAccounting, PhaseSummary, Recorder, RunCounts, Summary, SCHEMA_VERSION};
+use crate::metrics::{
+    HubAccounting, PhaseSummary, Recorder, RunCounts, RunStatus, Summary, SCHEMA_VERSION,
+};
 use crate::pki::{CaChain, ChainSpec, DeviceIds, KeyType, Validity};
 use crate::report::{progress::Progress, write_text, ResultsDir};
 use crate::scenario::{Overrides, Plan, Target};
@@ -35,6 +37,8 @@ pub struct RunOptions {
     pub interrupt: CancellationToken,
     /// Embedded hub behaviour.
     pub hub: HubConfig,
+    /// Where to serve live metrics (OpenMetrics text), if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// What a finished run leaves.
@@ -71,6 +75,7 @@ pub(super) async fn command(args: RunArgs) -> anyhow::Result<Outcome> {
         quiet: args.quiet,
         interrupt,
         hub: HubConfig::default(),
+        metrics: args.metrics,
     };
     let report = run_plan(&plan, &options).await?;
     let mut out = std::io::stdout().lock();
@@ -251,6 +256,16 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
     };
 
     let recorder = Arc::new(Recorder::new());
+    let live = CancellationToken::new();
+    if let Some(addr) = options.metrics {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot serve live metrics on {addr}"))?;
+        let bound = listener.local_addr()?;
+        tracing::info!("live metrics on http://{bound}/metrics");
+        tokio::spawn(super::live::serve(listener, recorder.clone(), live.clone()));
+    }
+    let _stop_live = live.drop_guard();
     let expected = plan.fleet.devices * u64::from(plan.messages.count);
     let progress = Progress::start(
         recorder.clone(),
@@ -283,24 +298,26 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
         hub.stop().await;
     }
     let summary = summarize(plan, &recorder, &result, accounting, ids.len() as u64);
-    results.write_summary(&summary)?;
-    let mut text = Vec::new();
-    write_text(&mut text, &summary)?;
-    results.write("report.txt", &text)?;
+    results.write_all(&summary)?;
     results.write(
         "plan.json",
         serde_json::to_string_pretty(&plan.to_json())?.as_bytes(),
     )?;
-    let lost = summary.hub.as_ref().is_some_and(|h| h.lost > 0);
     Ok(RunReport {
+        outcome: outcome(&summary),
         summary,
         dir: results.path().to_owned(),
-        outcome: if lost {
-            Outcome::ChecksFailed
-        } else {
-            Outcome::Success
-        },
     })
+}
+
+/// Exit 1 unless the run completed, lost nothing and passed every threshold.
+pub fn outcome(s: &Summary) -> Outcome {
+    let lost = s.hub.as_ref().is_some_and(|h| h.lost > 0);
+    if lost || !s.thresholds_passed() || s.status != RunStatus::Complete {
+        Outcome::ChecksFailed
+    } else {
+        Outcome::Success
+    }
 }
 
 fn read_roots(file: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
@@ -353,7 +370,7 @@ pub fn summarize(
     let c = &recorder.counters;
     let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
     let secs = result.elapsed.as_secs_f64().max(1e-9);
-    Summary {
+    let mut summary = Summary {
         schema_version: SCHEMA_VERSION,
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),
         scenario_name: plan.name.clone(),
@@ -385,5 +402,8 @@ pub fn summarize(
         hub,
         generator: result.health.clone(),
         timeline: result.timeline.clone(),
-    }
+        thresholds: Vec::new(),
+    };
+    summary.thresholds = crate::metrics::evaluate(&plan.thresholds, &summary);
+    summary
 }

@@ -4,8 +4,11 @@
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+
 use super::device::ReadyDevice;
 use super::Fleet;
+use crate::metrics::{incr, Recorder};
 use crate::transport::ClientTls;
 
 /// The minting threads of a run.
@@ -28,12 +31,14 @@ pub(super) fn start(
     tls: ClientTls,
     tx: mpsc::Sender<Result<ReadyDevice, String>>,
     stop: CancellationToken,
+    recorder: Arc<Recorder>,
 ) -> Minter {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let n = fleet.ids.len();
     let threads = (0..workers)
         .filter_map(|w| {
             let (fleet, tls, tx, stop) = (fleet.clone(), tls.clone(), tx.clone(), stop.clone());
+            let recorder = recorder.clone();
             std::thread::Builder::new()
                 .name(format!("mint-{w}"))
                 .spawn(move || {
@@ -51,6 +56,9 @@ pub(super) fn start(
                                     .map(|tls| ReadyDevice { index, id, tls })
                                     .map_err(|e| e.to_string())
                             });
+                        if ready.is_ok() {
+                            incr(&recorder.counters.identities_minted);
+                        }
                         if tx.blocking_send(ready).is_err() {
                             return;
                         }

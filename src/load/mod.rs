@@ -123,7 +123,7 @@ pub async fn run(
     // returning device never waits.
     let reuse = !matches!(plan.session, SessionPlan::Once { .. });
     let (tx, rx) = mpsc::channel(if reuse { n.max(1) } else { MINT_QUEUE });
-    let minter = mint::start(&fleet, tls, tx.clone(), stop.clone());
+    let minter = mint::start(&fleet, tls, tx.clone(), stop.clone(), recorder.clone());
     let departures: Departures = Arc::default();
     let departing = tokio::spawn(take_down(
         plan.connect.schedule.departures(),

@@ -46,6 +46,7 @@ impl Watcher {
             let mut next = start + TICK;
             let mut ticks = 0u64;
             let mut last = before;
+            let mut last_at = start;
             loop {
                 tokio::select! {
                     _ = &mut done_rx => break,
@@ -68,11 +69,18 @@ impl Watcher {
                     }
                     w.timeline.push(ticks / 10, snap, cpu, sample.rss_kib);
                     last = sample;
+                    last_at = now;
                 } else if snap.sessions_active > w.peak_sessions {
                     w.peak_sessions = snap.sessions_active;
                     w.rss_at_peak = ProcessSample::now().rss_kib;
                 }
             }
+            // The last, partial second, so that the rows add up to the run's totals.
+            let sample = ProcessSample::now();
+            let secs = (Instant::now() - last_at).as_secs_f64().max(1e-3);
+            let cpu = sample.cpu().saturating_sub(last.cpu()).as_secs_f64() / secs;
+            w.timeline
+                .push(ticks / 10 + 1, recorder.snapshot(), cpu, sample.rss_kib);
             w
         });
         Self { done, task, before }

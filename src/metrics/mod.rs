@@ -8,6 +8,7 @@
 mod histogram;
 mod process;
 mod summary;
+mod threshold;
 mod timeline;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ pub use summary::{
     FailureSummary, GeneratorHealth, HubAccounting, PhaseSummary, RunCounts, RunStatus, Summary,
     SCHEMA_VERSION,
 };
+pub use threshold::{evaluate, Metric, Op, Stat, Threshold, ThresholdError, ThresholdResult, Unit};
 pub use timeline::{Timeline, TimelineRow};
 
 /// A timed phase of a device session. Each has its own histogram.
@@ -125,6 +127,18 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// Every kind, in name order (the order of `Snapshot::errors_by_kind`).
+    pub const ALL: [Self; 8] = [
+        Self::Closed,
+        Self::Connect,
+        Self::Handshake,
+        Self::Protocol,
+        Self::Refused,
+        Self::Throttled,
+        Self::Timeout,
+        Self::Unfinished,
+    ];
+
     /// The stable name used in reports and `summary.json`.
     pub const fn name(self) -> &'static str {
         match self {
@@ -143,6 +157,8 @@ impl FailureKind {
 /// Plain counters of a run. All relaxed atomics: they are statistics, not synchronisation.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Device identities (key, certificate, TLS configuration) minted so far.
+    pub identities_minted: AtomicU64,
     /// Sessions that began a TCP connect.
     pub sessions_attempted: AtomicU64,
     /// Sessions that reached the protocol's connected state (CONNACK 0, AMQP attach).
@@ -273,7 +289,12 @@ impl Recorder {
     pub fn snapshot(&self) -> Snapshot {
         let c = &self.counters;
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut errors_by_kind = [0; FailureKind::ALL.len()];
+        for ((_, kind), e) in self.failures.lock().iter() {
+            errors_by_kind[*kind as usize] += e.count;
+        }
         Snapshot {
+            identities_minted: load(&c.identities_minted),
             sessions_attempted: load(&c.sessions_attempted),
             sessions_connected: load(&c.sessions_connected),
             sessions_failed: load(&c.sessions_failed),
@@ -282,7 +303,8 @@ impl Recorder {
             messages_sent: load(&c.messages_sent),
             messages_acked: load(&c.messages_acked),
             messages_unacked: load(&c.messages_unacked),
-            errors: self.failures.lock().values().map(|e| e.count).sum(),
+            errors: errors_by_kind.iter().sum(),
+            errors_by_kind,
         }
     }
 
@@ -315,6 +337,8 @@ impl Recorder {
 /// A point-in-time copy of the counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Snapshot {
+    /// See [`Counters::identities_minted`].
+    pub identities_minted: u64,
     /// See [`Counters::sessions_attempted`].
     pub sessions_attempted: u64,
     /// See [`Counters::sessions_connected`].
@@ -333,6 +357,8 @@ pub struct Snapshot {
     pub messages_unacked: u64,
     /// Failures of every kind so far.
     pub errors: u64,
+    /// Failures so far by kind, indexed like [`FailureKind::ALL`].
+    pub errors_by_kind: [u64; FailureKind::ALL.len()],
 }
 
 #[cfg(test)]
@@ -351,6 +377,13 @@ mod tests {
     }
 
     #[test]
+    fn failure_kinds_are_listed_in_index_order() {
+        for (i, k) in FailureKind::ALL.into_iter().enumerate() {
+            assert_eq!(k as usize, i, "{}", k.name());
+        }
+    }
+
+    #[test]
     fn failures_keep_the_first_sample_and_count_all() {
         let r = Recorder::new();
         r.fail(Phase::MqttConnect, FailureKind::Refused, || "first".into());
@@ -360,6 +393,10 @@ mod tests {
         assert_eq!(f[0].count, 2);
         assert_eq!(f[0].sample, "first");
         assert_eq!(r.snapshot().errors, 2);
+        assert_eq!(
+            r.snapshot().errors_by_kind[FailureKind::Refused as usize],
+            2
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::histogram::{encode_histogram, LatencyHistogram};
-use super::{FailureKind, Phase, TimelineRow};
+use super::{FailureKind, Phase, ThresholdResult, TimelineRow};
 
 /// Version of the `summary.json` layout; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -195,12 +195,20 @@ pub struct Summary {
     pub generator: GeneratorHealth,
     /// One row per second.
     pub timeline: Vec<TimelineRow>,
+    /// The scenario's thresholds judged on this summary, sorted by metric name.
+    #[serde(default)]
+    pub thresholds: Vec<ThresholdResult>,
 }
 
 impl Summary {
     /// The phase called `name`, if it has samples.
     pub fn phase(&self, name: &str) -> Option<&PhaseSummary> {
         self.phases.iter().find(|p| p.name == name)
+    }
+
+    /// Whether every threshold passed (true when there are none).
+    pub fn thresholds_passed(&self) -> bool {
+        self.thresholds.iter().all(|t| t.passed)
     }
 
     /// Failures summed over phases for `kind`.

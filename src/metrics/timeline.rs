@@ -1,8 +1,10 @@
 //! Throughput over time: a sampler copies the counters once per second, off the hot path.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
-use super::Snapshot;
+use super::{FailureKind, Snapshot};
 
 /// One second of a run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -19,6 +21,9 @@ pub struct TimelineRow {
     pub acks: u64,
     /// Failures counted in this interval.
     pub errors: u64,
+    /// Failures counted in this interval by kind name (kinds with none are left out).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub errors_by_kind: BTreeMap<String, u64>,
     /// Sessions open at the end of the interval.
     pub active: u64,
     /// Generator CPU use in this interval, as a fraction of one core.
@@ -45,6 +50,12 @@ impl Timeline {
             sends: d(now.messages_sent, self.last.messages_sent),
             acks: d(now.messages_acked, self.last.messages_acked),
             errors: d(now.errors, self.last.errors),
+            errors_by_kind: FailureKind::ALL
+                .into_iter()
+                .zip(now.errors_by_kind.iter().zip(&self.last.errors_by_kind))
+                .filter(|(_, (n, l))| n > l)
+                .map(|(k, (n, l))| (k.name().to_owned(), n - l))
+                .collect(),
             active: now.sessions_active,
             cpu,
             rss_kib,
@@ -75,8 +86,12 @@ mod tests {
             sessions_active: 3,
             ..Snapshot::default()
         };
+        let mut errors_by_kind = [0; FailureKind::ALL.len()];
+        errors_by_kind[FailureKind::Timeout as usize] = 4;
         let s2 = Snapshot {
             messages_acked: 25,
+            errors: 4,
+            errors_by_kind,
             sessions_active: 1,
             ..Snapshot::default()
         };
@@ -85,5 +100,8 @@ mod tests {
         assert_eq!(t.rows()[0].acks, 10);
         assert_eq!(t.rows()[1].acks, 15);
         assert_eq!(t.rows()[1].active, 1);
+        assert!(t.rows()[0].errors_by_kind.is_empty());
+        assert_eq!(t.rows()[1].errors_by_kind.get("timeout"), Some(&4));
+        assert_eq!(t.rows()[1].errors, 4);
     }
 }

@@ -1,5 +1,7 @@
 //! Units people read: µs / ms / s, and k / M.
 
+use crate::metrics::Unit;
+
 /// A duration in microseconds as `823 µs`, `1.23 ms`, `2.50 s`.
 pub fn micros(us: u64) -> String {
     if us < 1_000 {
@@ -46,6 +48,31 @@ pub fn kib(k: u64) -> String {
     }
 }
 
+/// A threshold's value in its unit: `3.21 ms`, `512.0/s`, `0.120%`, `12`.
+pub fn observed(unit: Unit, v: f64) -> String {
+    match unit {
+        Unit::Count => count(v.round() as u64),
+        Unit::Microseconds => micros(v.round() as u64),
+        Unit::PerSecond => rate(v),
+        Unit::Ratio => format!("{:.3}%", v * 100.0),
+    }
+}
+
+/// A signed relative change as `+12.3%`, `-0.5%`, `0.0%`; `n/a` when there is no base.
+pub fn change(base: f64, new: f64) -> String {
+    match relative_change(base, new) {
+        Some(c) if c.abs() < 0.0005 => "0.0%".to_owned(),
+        Some(c) => format!("{:+.1}%", c * 100.0),
+        None if new == 0.0 => "0.0%".to_owned(),
+        None => "new".to_owned(),
+    }
+}
+
+/// `(new - base) / base`, or `None` when the base is zero.
+pub fn relative_change(base: f64, new: f64) -> Option<f64> {
+    (base != 0.0).then(|| (new - base) / base)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +88,11 @@ mod tests {
         assert_eq!(count(4_560_000), "4.56M");
         assert_eq!(rate(3_400.0), "3.4k/s");
         assert_eq!(kib(25 * 1024 + 300), "25.3 MiB");
+        assert_eq!(observed(Unit::Ratio, 0.0012), "0.120%");
+        assert_eq!(observed(Unit::Microseconds, 3_210.4), "3.21 ms");
+        assert_eq!(change(100.0, 112.34), "+12.3%");
+        assert_eq!(change(100.0, 100.0), "0.0%");
+        assert_eq!(change(0.0, 0.0), "0.0%");
+        assert_eq!(change(0.0, 3.0), "new");
     }
 }

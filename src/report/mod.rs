@@ -1,10 +1,21 @@
-//! Presentation of a [`Summary`]: the text report, `summary.json` and the results directory.
-//! Functions here are pure over `impl Write`; measurement never calls into this module.
+//! Presentation of a [`Summary`]: the text and HTML reports, run comparisons, the files of a
+//! results directory, live progress and live metrics text. Functions here are pure over
+//! `impl Write` and read a `Summary` or a `Snapshot`; measurement never calls into this module.
+//!
+//! [`Summary`]: crate::metrics::Summary
 
+mod charts;
+pub mod compare;
+mod files;
 pub mod format;
+mod html;
+pub mod openmetrics;
 pub mod progress;
 mod results;
 mod text;
 
+pub use compare::{compare, write_comparison, Comparison};
+pub use files::{write_hlog, write_timeline_csv};
+pub use html::{chart_names, write_html};
 pub use results::{read_summary, ResultsDir};
 pub use text::write_text;

@@ -1,6 +1,7 @@
-//! The results directory: `results/<scenario>-<UTC time>/` with `summary.json`, the scenario
-//! as given, and the text report. Created before the load starts, so an unwritable location is
-//! an error up front, not after the run.
+//! The results directory: `results/<scenario>-<UTC time>/` with `summary.json`, the resolved
+//! scenario, `timeline.csv`, `latency.hlog` and the text and HTML reports (see
+//! `results/README.md`). Created before the load starts, so an unwritable location is an error
+//! up front, not after the run.
 
 use std::fs;
 use std::io::{self, Write};
@@ -50,6 +51,42 @@ impl ResultsDir {
             }
         }
         anyhow::bail!("too many runs of {name} at {stamp} in {}", root.display())
+    }
+
+    /// An existing results directory (to re-render its reports).
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            path.join("summary.json").is_file(),
+            "{} is not a results directory: it has no summary.json",
+            path.display()
+        );
+        Ok(Self {
+            path: path.to_owned(),
+        })
+    }
+
+    /// Writes everything made from a summary: `summary.json`, `timeline.csv`, `latency.hlog`,
+    /// `report.txt` and `report.html`.
+    pub fn write_all(&self, s: &Summary) -> anyhow::Result<()> {
+        self.write_summary(s)?;
+        let mut csv = Vec::new();
+        super::files::write_timeline_csv(&mut csv, s)?;
+        self.write("timeline.csv", &csv)?;
+        let mut hlog = Vec::new();
+        super::files::write_hlog(&mut hlog, s)?;
+        self.write("latency.hlog", &hlog)?;
+        self.write_reports(s)
+    }
+
+    /// Writes `report.txt` and `report.html`.
+    pub fn write_reports(&self, s: &Summary) -> anyhow::Result<()> {
+        let mut text = Vec::new();
+        super::write_text(&mut text, s)?;
+        self.write("report.txt", &text)?;
+        let mut html = Vec::new();
+        super::write_html(&mut html, s)?;
+        self.write("report.html", &html)?;
+        Ok(())
     }
 
     /// The directory.

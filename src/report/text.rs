@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use super::format::{count, kib, micros, rate};
+use super::format::{count, kib, micros, observed, rate};
 use crate::metrics::{RunStatus, Summary};
 
 /// Writes the report of `s`.
@@ -11,11 +11,13 @@ pub fn write_text(w: &mut impl Write, s: &Summary) -> io::Result<()> {
         RunStatus::Complete => "complete".to_owned(),
         RunStatus::Partial { reason } => format!("PARTIAL ({reason})"),
     };
-    writeln!(
-        w,
-        "fleetbench {}: {} in {:.1} s",
-        s.scenario_name, status, s.duration_secs
-    )?;
+    let head = format!("fleetbench {}:", s.scenario_name);
+    let tail = format!("{status} in {:.1} s", s.duration_secs);
+    if head.chars().count() + tail.chars().count() < 100 {
+        writeln!(w, "{head} {tail}")?;
+    } else {
+        writeln!(w, "{head}\n{:<12}{tail}", "")?;
+    }
     writeln!(w)?;
     let c = &s.counts;
     writeln!(
@@ -38,7 +40,8 @@ pub fn write_text(w: &mut impl Write, s: &Summary) -> io::Result<()> {
     if let Some(hub) = &s.hub {
         write!(
             w,
-            "   hub received {}   lost {}",
+            "\n{:<12}hub received {}   lost {}",
+            "",
             count(hub.received),
             count(hub.lost)
         )?;
@@ -46,7 +49,7 @@ pub fn write_text(w: &mut impl Write, s: &Summary) -> io::Result<()> {
     writeln!(w)?;
     writeln!(
         w,
-        "{:<12}connects {}   acknowledgements {}   late connects {}   late sends {}",
+        "{:<12}connects {}   acks {}   late connects {}   late sends {}",
         "Rates",
         rate(s.connects_per_sec),
         rate(s.acks_per_sec),
@@ -111,28 +114,35 @@ pub fn write_text(w: &mut impl Write, s: &Summary) -> io::Result<()> {
             writeln!(w)?;
             writeln!(
                 w,
-                "!!! LOST MESSAGES: the hub counted {} fewer messages than were acknowledged ({} devices, e.g. {}).",
+                "!!! LOST MESSAGES: the hub counted {} fewer messages than were acknowledged\n    \
+                 ({} devices, e.g. {}).",
                 hub.lost,
                 hub.lost_devices.len(),
                 hub.lost_devices.first().map_or("?", String::as_str)
             )?;
         }
     }
+    write_thresholds(w, s)?;
     writeln!(w)?;
     let g = &s.generator;
     let per_session = g
         .rss_per_session_kib
-        .map_or_else(String::new, |k| format!(", {k:.1} KiB/session"));
+        .map_or_else(String::new, |k| format!(" ({k:.1} KiB/session)"));
     writeln!(
         w,
-        "{:<12}CPU {:.0}% of {} cores, peak RSS {}{}, peak sessions {}, timer lag p99 {}",
+        "{:<12}CPU {:.0}% of {} cores, timer lag p99 {}, peak sessions {}",
         "Generator",
         g.cpu_utilisation * 100.0,
         g.cores,
-        kib(g.peak_rss_kib),
-        per_session,
+        micros(g.timer_lag_p99_us),
         count(g.peak_sessions),
-        micros(g.timer_lag_p99_us)
+    )?;
+    writeln!(
+        w,
+        "{:<12}peak RSS {}{}",
+        "",
+        kib(g.peak_rss_kib),
+        per_session
     )?;
     if g.saturated {
         writeln!(
@@ -145,4 +155,131 @@ pub fn write_text(w: &mut impl Write, s: &Summary) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+fn write_thresholds(w: &mut impl Write, s: &Summary) -> io::Result<()> {
+    if s.thresholds.is_empty() {
+        return Ok(());
+    }
+    let failed = s.thresholds.iter().filter(|t| !t.passed).count();
+    writeln!(w)?;
+    writeln!(
+        w,
+        "{:<12}{} passed, {} failed",
+        "Thresholds",
+        s.thresholds.len() - failed,
+        failed
+    )?;
+    for t in &s.thresholds {
+        let seen = t
+            .observed
+            .map_or_else(|| "no data".to_owned(), |v| observed(t.unit, v));
+        writeln!(
+            w,
+            "  {:<6}{:<28}{:<16}observed {}",
+            if t.passed { "pass" } else { "FAIL" },
+            t.metric,
+            t.condition,
+            seen
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{
+        new_histogram, FailureSummary, GeneratorHealth, HubAccounting, Op, PhaseSummary, RunCounts,
+        ThresholdResult, Unit,
+    };
+
+    /// A summary with every section and the widest values a big run produces.
+    fn busy() -> Summary {
+        let mut h = new_histogram();
+        h.saturating_record(3_599_000_000);
+        h.saturating_record(1);
+        let big = 987_654_321;
+        Summary {
+            schema_version: 1,
+            tool_version: "0.1.0".into(),
+            scenario_name: "a-rather-long-scenario-name-for-a-fleet".into(),
+            scenario: serde_json::json!({}),
+            status: RunStatus::Partial {
+                reason: "max-duration 1h 30m reached".into(),
+            },
+            started_at: "2026-01-01T00:00:00.000Z".into(),
+            duration_secs: 5400.0,
+            counts: RunCounts {
+                devices: big,
+                sessions_attempted: big,
+                sessions_connected: big,
+                sessions_failed: big,
+                handshakes: big,
+                messages_sent: big,
+                messages_acked: big,
+                messages_unacked: big,
+                bytes_sent: big,
+                late_connects: big,
+                late_sends: big,
+            },
+            connects_per_sec: 123_456.7,
+            acks_per_sec: 9_876_543.2,
+            phases: vec![PhaseSummary::from_histogram("connect_response", &h)],
+            failures: vec![FailureSummary {
+                phase: "connect_response".into(),
+                kind: "unfinished".into(),
+                count: big,
+                sample: "x".repeat(300),
+            }],
+            hub: Some(HubAccounting {
+                received: big,
+                acked: big,
+                lost: big,
+                lost_devices: vec!["device-with-a-long-identifier-0000001".into()],
+                refused: vec![("unknown-ca".into(), big), ("identity".into(), big)],
+            }),
+            generator: GeneratorHealth {
+                cores: 256,
+                cpu_utilisation: 0.999,
+                peak_rss_kib: 512 * 1024 * 1024,
+                peak_sessions: big,
+                rss_per_session_kib: Some(1234.5),
+                timer_lag_p99_us: 3_000_000,
+                saturated: true,
+                saturation_reasons: vec![
+                    "generator CPU averaged 100% of 256 cores (threshold 90%)".into(),
+                ],
+                ..GeneratorHealth::default()
+            },
+            timeline: Vec::new(),
+            thresholds: vec![ThresholdResult {
+                metric: "connect_response.p99.999".into(),
+                condition: ">= 12345678/s".into(),
+                op: Op::AtLeast,
+                limit: 1.0,
+                observed: Some(3_599_000_000.0),
+                unit: Unit::Microseconds,
+                passed: false,
+            }],
+        }
+    }
+
+    #[test]
+    fn every_section_fits_100_columns() {
+        let mut out = Vec::new();
+        write_text(&mut out, &busy()).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        for section in [
+            "Thresholds  0 passed, 1 failed",
+            "FAIL  connect_response",
+            "LOST MESSAGES",
+            "SATURATED",
+        ] {
+            assert!(text.contains(section), "{section} missing:\n{text}");
+        }
+        for line in text.lines() {
+            assert!(line.chars().count() <= 100, "over 100 columns: {line}");
+        }
+    }
 }

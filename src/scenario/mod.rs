@@ -5,6 +5,7 @@
 mod locate;
 mod plan;
 mod shape;
+mod thresholds;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -106,6 +107,10 @@ pub struct Scenario {
     /// Run-wide bounds.
     #[serde(default)]
     pub run: RunSection,
+    /// Pass/fail conditions: metric = "condition", e.g. `"tls_handshake.p99" = "< 50ms"`.
+    /// Dotted keys may be quoted or not; either way they name one metric.
+    #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
+    pub thresholds: toml::Table,
 }
 
 /// `[target]`

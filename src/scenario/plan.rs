@@ -9,6 +9,7 @@ use serde_json::json;
 use super::locate::Locator;
 use super::shape::{self, ConnectPlan, MessagePlan, SessionPlan};
 use super::{ConfigError, ConfigErrors, Dialect, HubKind, ProtocolKind, Scenario};
+use crate::metrics::Threshold;
 use crate::pki::{IdTemplate, KeyType};
 use crate::protocol::{MqttDialect, MqttOptions, QoS};
 use crate::transport::TlsVersion;
@@ -161,6 +162,8 @@ pub struct Plan {
     pub session: SessionPlan,
     /// Bounds.
     pub run: RunPlan,
+    /// Pass/fail conditions judged at the end of the run, sorted by metric name.
+    pub thresholds: Vec<Threshold>,
 }
 
 /// Collects located errors.
@@ -240,6 +243,7 @@ impl Plan {
                 &mut p,
             );
         }
+        let thresholds = super::thresholds::thresholds(s, &mut p);
         let run = RunPlan {
             max_duration: s.run.max_duration.unwrap_or(Duration::from_secs(300)),
             grace: s.run.grace.unwrap_or(Duration::from_secs(10)),
@@ -274,6 +278,7 @@ impl Plan {
                     messages,
                     session,
                     run,
+                    thresholds,
                 })
             }
             _ => Err(ConfigErrors(p.errors)),
@@ -330,6 +335,9 @@ impl Plan {
             "messages": self.messages.to_json(),
             "session": self.session.to_json(),
             "run": {"max-duration": d(self.run.max_duration), "grace": d(self.run.grace)},
+            "thresholds": self.thresholds.iter()
+                .map(|t| (t.name.clone(), json!(t.condition)))
+                .collect::<serde_json::Map<_, _>>(),
         })
     }
 }

@@ -42,6 +42,7 @@ pub async fn run_with(plan: &Plan, hub: HubConfig) -> (RunReport, tempfile::Temp
         quiet: true,
         interrupt: CancellationToken::new(),
         hub,
+        metrics: None,
     };
     let report = run_plan(plan, &options).await.expect("run completes");
     (report, dir)

@@ -1,0 +1,78 @@
+//! The live metrics endpoint of `run --metrics ADDR`: a minimal HTTP/1.1 responder on tokio
+//! that answers `GET /metrics` with the recorder's current counters in OpenMetrics text. It
+//! reads snapshots only, so scraping never touches the measured path.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Recorder;
+use crate::report::openmetrics::{write_openmetrics, CONTENT_TYPE};
+
+/// A request head larger than this is refused: scrapers send a few hundred bytes.
+const MAX_HEAD: usize = 8 * 1024;
+/// A client that has not sent its request head by then is dropped.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves `listener` until `stop` is cancelled.
+pub async fn serve(listener: TcpListener, recorder: Arc<Recorder>, stop: CancellationToken) {
+    loop {
+        let stream = tokio::select! {
+            () = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::debug!(error = %e, "metrics endpoint accept failed");
+                    continue;
+                }
+            },
+        };
+        let recorder = recorder.clone();
+        tokio::spawn(async move {
+            if let Err(e) = respond(stream, &recorder).await {
+                tracing::debug!(error = %e, "metrics endpoint request failed");
+            }
+        });
+    }
+}
+
+async fn respond(mut stream: TcpStream, recorder: &Recorder) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(READ_TIMEOUT, stream.read(&mut buf))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        if n == 0 || head.len() + n > MAX_HEAD {
+            return Ok(());
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
+    let mut parts = line.split(|b| *b == b' ');
+    let (method, path) = (parts.next(), parts.next());
+    let (status, content_type, body) = match (method, path) {
+        (Some(b"GET"), Some(b"/metrics")) => {
+            let mut body = Vec::with_capacity(4096);
+            write_openmetrics(&mut body, &recorder.snapshot(), &recorder.histograms())?;
+            ("200 OK", CONTENT_TYPE, body)
+        }
+        (Some(b"GET"), _) => ("404 Not Found", "text/plain", b"try /metrics\n".to_vec()),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            b"GET only\n".to_vec(),
+        ),
+    };
+    let header = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(header.as_bytes()).await?;
+    stream.write_all(&body).await?;
+    stream.shutdown().await
+}

@@ -1,0 +1,331 @@
+//! `report.html`: one self-contained page (inline CSS and SVG, no script, no network; a
+//! Content-Security-Policy forbids fetching anything) with the run's numbers and charts.
+//!
+//! Every chart is a `<figure class="chart" data-chart="NAME">` holding one `<svg>`; the names
+//! are listed by [`chart_names`] so a browser check can tell that none is missing.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+use super::charts::{over_time, spectrum};
+use super::format::{count, kib, micros, observed, rate};
+use crate::metrics::{decode_histogram, FailureKind, RunStatus, Summary, TimelineRow};
+
+const STYLE: &str = "body{font-family:sans-serif;margin:24px;color:#222;max-width:1200px}\
+h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ddd}\
+table{border-collapse:collapse;margin:8px 0}td,th{padding:3px 10px;text-align:right;\
+border-bottom:1px solid #eee}th:first-child,td:first-child{text-align:left}\
+.pass{color:#1a7f37;font-weight:bold}.fail{color:#cf222e;font-weight:bold}\
+.charts{display:flex;flex-wrap:wrap;gap:12px}figure.chart{margin:0;border:1px solid #ddd}\
+figcaption{font-size:12px;color:#555;padding:4px 8px}.note{color:#555;font-size:13px}";
+
+/// The names of the charts [`write_html`] draws for `s`, in page order.
+pub fn chart_names(s: &Summary) -> Vec<String> {
+    let mut names: Vec<String> = s
+        .phases
+        .iter()
+        .map(|p| format!("latency-{}", p.name))
+        .collect();
+    names.extend(
+        [
+            "rates",
+            "sessions",
+            "errors",
+            "generator-cpu",
+            "generator-memory",
+        ]
+        .map(String::from),
+    );
+    names
+}
+
+/// Writes the HTML report of `s`.
+pub fn write_html(w: &mut impl Write, s: &Summary) -> io::Result<()> {
+    let status = match &s.status {
+        RunStatus::Complete => "complete".to_owned(),
+        RunStatus::Partial { reason } => format!("PARTIAL ({reason})"),
+    };
+    let title = format!("fleetbench {}: {status}", s.scenario_name);
+    write!(
+        w,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; \
+         style-src 'unsafe-inline'\"><title>{}</title><style>{STYLE}</style></head><body>\n",
+        esc(&title)
+    )?;
+    writeln!(
+        w,
+        "<h1>{}</h1><p>Started {} UTC, ran {:.1} s, fleetbench {}.</p>",
+        esc(&title),
+        esc(&s.started_at),
+        s.duration_secs,
+        esc(&s.tool_version)
+    )?;
+    write_thresholds(w, s)?;
+    write_totals(w, s)?;
+    write_phases(w, s)?;
+    writeln!(
+        w,
+        "<h2>Latency percentile spectrum</h2><p class=\"note\">x: percentile on a log \
+        scale (1/(1-q), as HdrHistogram plots it); y: latency. *_response phases run from the \
+        scheduled start.</p><div class=\"charts\">"
+    )?;
+    for p in &s.phases {
+        let h = decode_histogram(&p.histogram).map_err(io::Error::other)?;
+        figure(w, &format!("latency-{}", p.name), &spectrum(&p.name, &h)?)?;
+    }
+    writeln!(w, "</div><h2>Over time</h2><div class=\"charts\">")?;
+    for (name, svg) in timeline_charts(&s.timeline)? {
+        figure(w, name, &svg)?;
+    }
+    writeln!(w, "</div>")?;
+    write_failures(w, s)?;
+    write_generator(w, s)?;
+    writeln!(w, "<h2>Settings</h2><table>")?;
+    let mut settings = Vec::new();
+    flatten("", &s.scenario, &mut settings);
+    for (k, v) in settings {
+        writeln!(w, "<tr><td>{}</td><td>{}</td></tr>", esc(&k), esc(&v))?;
+    }
+    writeln!(w, "</table></body></html>")
+}
+
+fn figure(w: &mut impl Write, name: &str, svg: &str) -> io::Result<()> {
+    writeln!(
+        w,
+        "<figure class=\"chart\" data-chart=\"{name}\">{svg}<figcaption>{name}</figcaption></figure>"
+    )
+}
+
+type Named = (&'static str, String);
+
+fn timeline_charts(rows: &[TimelineRow]) -> io::Result<Vec<Named>> {
+    // Rows are per-second deltas ending at `t`; the run starts from zero at t = 0.
+    let line = |name: &str, f: &dyn Fn(&TimelineRow) -> f64| {
+        let mut points = vec![(0.0, 0.0)];
+        points.extend(rows.iter().map(|r| (r.t as f64, f(r))));
+        (name.to_owned(), points)
+    };
+    let rates = [
+        line("connects/s", &|r| r.connects as f64),
+        line("handshakes/s", &|r| r.handshakes as f64),
+        line("sends/s", &|r| r.sends as f64),
+        line("acks/s", &|r| r.acks as f64),
+    ];
+    let mut errors: Vec<_> = FailureKind::ALL
+        .into_iter()
+        .filter(|k| rows.iter().any(|r| r.errors_by_kind.contains_key(k.name())))
+        .map(|k| {
+            line(k.name(), &|r: &TimelineRow| {
+                r.errors_by_kind.get(k.name()).copied().unwrap_or(0) as f64
+            })
+        })
+        .collect();
+    if errors.is_empty() {
+        errors.push(line("errors (none)", &|r| r.errors as f64));
+    }
+    Ok(vec![
+        ("rates", over_time("Rates", "per second", &rates)?),
+        (
+            "sessions",
+            over_time(
+                "Active sessions",
+                "sessions",
+                &[line("active", &|r| r.active as f64)],
+            )?,
+        ),
+        (
+            "errors",
+            over_time("Errors by kind", "per second", &errors)?,
+        ),
+        (
+            "generator-cpu",
+            over_time(
+                "Generator CPU",
+                "% of one core",
+                &[line("cpu", &|r| r.cpu * 100.0)],
+            )?,
+        ),
+        (
+            "generator-memory",
+            over_time(
+                "Generator memory",
+                "RSS (MiB)",
+                &[line("rss", &|r| r.rss_kib as f64 / 1024.0)],
+            )?,
+        ),
+    ])
+}
+
+fn write_thresholds(w: &mut impl Write, s: &Summary) -> io::Result<()> {
+    if s.thresholds.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        w,
+        "<h2>Thresholds</h2><table><tr><th>metric</th><th>condition</th>\
+        <th>observed</th><th>result</th></tr>"
+    )?;
+    for t in &s.thresholds {
+        let seen = t
+            .observed
+            .map_or_else(|| "no data".to_owned(), |v| observed(t.unit, v));
+        let (class, word) = if t.passed {
+            ("pass", "pass")
+        } else {
+            ("fail", "FAIL")
+        };
+        writeln!(
+            w,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{class}\">{word}</td></tr>",
+            esc(&t.metric),
+            esc(&t.condition),
+            esc(&seen)
+        )?;
+    }
+    writeln!(w, "</table>")
+}
+
+fn write_totals(w: &mut impl Write, s: &Summary) -> io::Result<()> {
+    let c = &s.counts;
+    let mut rows = vec![
+        ("devices", count(c.devices)),
+        ("sessions attempted", count(c.sessions_attempted)),
+        ("sessions connected", count(c.sessions_connected)),
+        ("sessions failed", count(c.sessions_failed)),
+        ("messages sent", count(c.messages_sent)),
+        ("messages acknowledged", count(c.messages_acked)),
+        ("messages unacknowledged", count(c.messages_unacked)),
+        ("connects", rate(s.connects_per_sec)),
+        ("acknowledgements", rate(s.acks_per_sec)),
+        (
+            "late connects / sends",
+            format!("{} / {}", count(c.late_connects), count(c.late_sends)),
+        ),
+    ];
+    if let Some(hub) = &s.hub {
+        rows.push((
+            "hub received / lost",
+            format!("{} / {}", count(hub.received), count(hub.lost)),
+        ));
+    }
+    writeln!(w, "<h2>Totals</h2><table>")?;
+    for (k, v) in rows {
+        writeln!(w, "<tr><td>{k}</td><td>{}</td></tr>", esc(&v))?;
+    }
+    writeln!(w, "</table>")
+}
+
+fn write_phases(w: &mut impl Write, s: &Summary) -> io::Result<()> {
+    writeln!(
+        w,
+        "<h2>Latency</h2><table><tr><th>phase</th><th>count</th><th>min</th>\
+        <th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th><th>mean</th></tr>"
+    )?;
+    for p in &s.phases {
+        let mut row = format!("<tr><td>{}</td><td>{}</td>", esc(&p.name), count(p.count));
+        for v in [
+            p.min_us,
+            p.p50_us,
+            p.p90_us,
+            p.p99_us,
+            p.p999_us,
+            p.max_us,
+            p.mean_us.round() as u64,
+        ] {
+            let _ = write!(row, "<td>{}</td>", micros(v));
+        }
+        writeln!(w, "{row}</tr>")?;
+    }
+    writeln!(w, "</table>")
+}
+
+fn write_failures(w: &mut impl Write, s: &Summary) -> io::Result<()> {
+    if s.failures.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        w,
+        "<h2>Failures</h2><table><tr><th>phase</th><th>kind</th><th>count</th>\
+        <th>first message</th></tr>"
+    )?;
+    for f in &s.failures {
+        writeln!(
+            w,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&f.phase),
+            esc(&f.kind),
+            count(f.count),
+            esc(&f.sample)
+        )?;
+    }
+    writeln!(w, "</table>")
+}
+
+fn write_generator(w: &mut impl Write, s: &Summary) -> io::Result<()> {
+    let g = &s.generator;
+    let rows = [
+        (
+            "CPU",
+            format!("{:.0}% of {} cores", g.cpu_utilisation * 100.0, g.cores),
+        ),
+        (
+            "CPU user / system",
+            format!("{:.2} s / {:.2} s", g.cpu_user_secs, g.cpu_system_secs),
+        ),
+        ("peak RSS", kib(g.peak_rss_kib)),
+        ("peak sessions", count(g.peak_sessions)),
+        (
+            "RSS per session",
+            g.rss_per_session_kib
+                .map_or("-".into(), |k| format!("{k:.1} KiB")),
+        ),
+        (
+            "timer lag p99 / max",
+            format!(
+                "{} / {}",
+                micros(g.timer_lag_p99_us),
+                micros(g.timer_lag_max_us)
+            ),
+        ),
+        (
+            "saturated",
+            if g.saturated {
+                g.saturation_reasons.join("; ")
+            } else {
+                "no".into()
+            },
+        ),
+    ];
+    writeln!(w, "<h2>Generator health</h2><table>")?;
+    for (k, v) in rows {
+        writeln!(w, "<tr><td>{k}</td><td>{}</td></tr>", esc(&v))?;
+    }
+    writeln!(w, "</table>")
+}
+
+/// `a.b = value` pairs of a JSON document, for the settings table.
+fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    match v {
+        serde_json::Value::Object(m) if !m.is_empty() => {
+            for (k, v) in m {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        serde_json::Value::String(s) => out.push((prefix.to_owned(), s.clone())),
+        other => out.push((prefix.to_owned(), other.to_string())),
+    }
+}
+
+/// Escapes text for HTML.
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}

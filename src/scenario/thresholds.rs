@@ -1,0 +1,109 @@
+//! The `[thresholds]` table: `metric = "condition"` pairs, checked here with file, line and
+//! field, and turned into [`Threshold`]s that `metrics` evaluates on any summary.
+//!
+//! ```toml
+//! [thresholds]
+//! "tls_handshake.p99" = "< 50ms"
+//! "publish_ack.p99.9" = "< 200ms"
+//! "errors.rate" = "< 0.001"
+//! "connect.rate" = "> 500"
+//! ```
+//!
+//! Unquoted dotted keys (`tls_handshake.p99 = "< 50ms"`) are TOML sub-tables; they are
+//! flattened back into the same metric names, so both spellings work.
+
+use super::plan::Problems;
+use super::Scenario;
+use crate::metrics::Threshold;
+
+/// Validates every threshold, reporting each bad one at its line.
+pub(super) fn thresholds(s: &Scenario, p: &mut Problems<'_>) -> Vec<Threshold> {
+    let mut flat = Vec::new();
+    flatten(&s.thresholds, "", &mut flat, p);
+    flat.into_iter()
+        .filter_map(
+            |(name, condition)| match Threshold::parse(&name, &condition) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    p.add(&format!("thresholds.{name}"), e.to_string());
+                    None
+                }
+            },
+        )
+        .collect()
+}
+
+fn flatten(
+    table: &toml::Table,
+    prefix: &str,
+    out: &mut Vec<(String, String)>,
+    p: &mut Problems<'_>,
+) {
+    for (key, value) in table {
+        let name = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            toml::Value::String(c) => out.push((name, c.clone())),
+            toml::Value::Table(t) => flatten(t, &name, out, p),
+            other => p.add(
+                &format!("thresholds.{name}"),
+                format!(
+                    "{other} is not valid: a threshold is a condition string such as \"< 50ms\" \
+                     or \"> 500\""
+                ),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::metrics::{Metric, Op, Phase, Stat};
+    use crate::scenario::{ConfigErrors, Overrides, Plan, Scenario};
+
+    fn plan(text: &str) -> Result<Plan, ConfigErrors> {
+        let s = Scenario::parse(text, Path::new("t.toml"))?;
+        Plan::new(&s, text, Path::new("t.toml"), "t", &Overrides::default())
+    }
+
+    #[test]
+    fn quoted_and_dotted_keys_name_the_same_metrics() {
+        let p = plan(
+            "[thresholds]\n\"tls_handshake.p99\" = \"< 50ms\"\npublish_ack.max = \"<= 1s\"\n\
+             \"errors.rate\" = \"< 0.001\"\n",
+        )
+        .unwrap();
+        let names: Vec<_> = p.thresholds.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["errors.rate", "publish_ack.max", "tls_handshake.p99"]
+        );
+        assert_eq!(
+            p.thresholds[1].metric,
+            Metric::Latency(Phase::PublishAck, Stat::Max)
+        );
+        assert_eq!(p.thresholds[1].op, Op::AtMost);
+        assert_eq!(p.to_json()["thresholds"]["tls_handshake.p99"], "< 50ms");
+    }
+
+    #[test]
+    fn a_bad_threshold_is_named_with_line_and_field() {
+        let e = plan("[fleet]\ndevices = 2\n[thresholds]\n\"tls_handshake.p99\" = \"< 50\"\n\"bogus.p99\" = \"< 1ms\"\nok = 3\n")
+            .unwrap_err();
+        let got: Vec<_> = e.0.iter().map(|e| (e.field.as_str(), e.line)).collect();
+        assert_eq!(
+            got,
+            [
+                ("thresholds.ok", Some(6)),
+                ("thresholds.bogus.p99", Some(5)),
+                ("thresholds.tls_handshake.p99", Some(4)),
+            ]
+        );
+        assert!(e.0[2].message.contains("needs a unit"), "{}", e.0[2]);
+    }
+}
