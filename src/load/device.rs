@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::message::telemetry;
 use super::schedule::{lateness, SendSchedule};
 use crate::metrics::{incr, FailureKind, Phase, Recorder};
-use crate::protocol::{io_kind, MqttSession, Outcome, Session};
+use crate::protocol::{io_kind, AmqpSession, MqttSession, Outcome, Session};
 use crate::scenario::{MessagePlan, ProtocolPlan};
 use crate::transport::{self, Endpoint};
 
@@ -106,27 +106,10 @@ pub(crate) async fn run(
     incr(&rec.counters.handshakes);
 
     // Protocol connect
-    let (session, phase) = match &shared.protocol {
-        ProtocolPlan::Mqtt(opts) => {
-            let connect =
-                MqttSession::connect(tls, opts.clone(), &device.id, &shared.endpoint.host);
-            (
-                timeout(t, connect).await.map(|r| r.map(Session::Mqtt)),
-                Phase::MqttConnect,
-            )
-        }
+    let (mut session, ready) = match connect_protocol(&shared, &device, tls, t2).await {
+        Some(s) => s,
+        None => return incr(&rec.counters.sessions_failed),
     };
-    let mut session = match session {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return fail_session(rec, phase, e.kind(), || e.to_string()),
-        Err(_) => {
-            return fail_session(rec, phase, FailureKind::Timeout, || {
-                format!("no answer within {t:?}")
-            })
-        }
-    };
-    let ready = Instant::now();
-    rec.record(phase, shard, ready - t2);
     rec.record_scheduled(
         Phase::ConnectResponse,
         shard,
@@ -142,6 +125,68 @@ pub(crate) async fn run(
     match result {
         Ok(()) => session.close().await,
         Err(()) => incr(&rec.counters.sessions_failed),
+    }
+}
+
+/// The protocol's own connect phases, each timed and recorded; `None` when one failed (counted).
+/// Returns the session and when it became ready.
+async fn connect_protocol(
+    shared: &Shared,
+    device: &ReadyDevice,
+    tls: transport::DeviceStream,
+    from: Instant,
+) -> Option<(Session<transport::DeviceStream>, Instant)> {
+    let rec = &*shared.recorder;
+    let t = shared.connect_timeout;
+    let host = &shared.endpoint.host;
+    match &shared.protocol {
+        ProtocolPlan::Mqtt(opts) => {
+            let connect = MqttSession::connect(tls, opts.clone(), &device.id, host);
+            let s = timed_phase(rec, Phase::MqttConnect, device.index, from, t, connect).await?;
+            Some((Session::Mqtt(s), Instant::now()))
+        }
+        ProtocolPlan::Amqp(opts) => {
+            let open = AmqpSession::open(tls, opts.clone(), &device.id, host);
+            let conn = timed_phase(rec, Phase::AmqpOpen, device.index, from, t, open).await?;
+            let opened = Instant::now();
+            let s = timed_phase(
+                rec,
+                Phase::AmqpAttach,
+                device.index,
+                opened,
+                t,
+                conn.attach(),
+            )
+            .await?;
+            Some((Session::Amqp(s), Instant::now()))
+        }
+    }
+}
+
+/// Runs one connect phase under the timeout and records its time from `from`, or its failure.
+async fn timed_phase<T>(
+    rec: &Recorder,
+    phase: Phase,
+    shard: usize,
+    from: Instant,
+    t: Duration,
+    fut: impl std::future::Future<Output = Result<T, crate::protocol::SessionError>>,
+) -> Option<T> {
+    match timeout(t, fut).await {
+        Ok(Ok(v)) => {
+            rec.record(phase, shard, from.elapsed());
+            Some(v)
+        }
+        Ok(Err(e)) => {
+            rec.fail(phase, e.kind(), || e.to_string());
+            None
+        }
+        Err(_) => {
+            rec.fail(phase, FailureKind::Timeout, || {
+                format!("no answer within {t:?}")
+            });
+            None
+        }
     }
 }
 
@@ -169,9 +214,12 @@ where
     let rec = &*shared.recorder;
     let plan = &shared.messages;
     let ack_phase = match shared.protocol {
+        ProtocolPlan::Amqp(_) => Phase::SendAck,
         ProtocolPlan::Mqtt(_) => Phase::PublishAck,
     };
     let keep_alive = match &shared.protocol {
+        // fe2o3-amqp answers the hub's idle-time-out with empty frames by itself.
+        ProtocolPlan::Amqp(_) => None,
         ProtocolPlan::Mqtt(o) => {
             (o.keep_alive_secs > 0).then(|| Duration::from_secs(o.keep_alive_secs.into()))
         }
