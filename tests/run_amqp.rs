@@ -156,9 +156,9 @@ async fn fleet_of_50_against_rabbitmq_with_sasl_external_is_all_accepted() {
             snap.messages_unacked
         ),
         (50, 200, 0),
-        "{:?} (broker logs in {})",
+        "{:?}\n{}",
         rec.failures(),
-        broker.work_dir().display()
+        broker.log_tail()
     );
     assert!(rec.failures().is_empty(), "{:?}", rec.failures());
     let phases: Vec<_> = rec
@@ -168,4 +168,17 @@ async fn fleet_of_50_against_rabbitmq_with_sasl_external_is_all_accepted() {
         .collect();
     assert!(phases.contains(&("amqp_open", 50)), "{phases:?}");
     assert!(phases.contains(&("send_ack", 200)), "{phases:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_also_accepts_sasl_external_and_anonymous_before_open() {
+    for sasl in ["external", "anonymous"] {
+        let plan = support::plan(&format!(
+            "[protocol]\nkind = \"amqp\"\ndialect = \"generic\"\nsasl = \"{sasl}\"\naddress = \"amqps://localhost/devices/{{device_id}}/messages/events\"\n[fleet]\ndevices = 5\n[messages]\ncount = 2\ninterval = \"5ms\"\n"
+        ));
+        let (report, _dir) = support::run(&plan).await;
+        let s = &report.summary;
+        assert_eq!(s.counts.messages_acked, 10, "{sasl}: {:?}", s.failures);
+        assert_eq!(s.hub.as_ref().map(|h| (h.received, h.lost)), Some((10, 0)));
+    }
 }

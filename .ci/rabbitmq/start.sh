@@ -47,10 +47,13 @@ setsid "$bin/rabbitmq-server" > "$work/log/stdout.log" 2>&1 < /dev/null &
 pid=$!
 echo "$pid" > "$work/server.pid"
 
-# Ready when the node says so (no fixed sleeps): await_startup blocks until boot completes.
-if ! timeout 90 "$bin/rabbitmqctl" -n "$node" await_startup --timeout 60 > "$work/log/await.log" 2>&1; then
+# Ready when the node says so (no fixed sleeps): `wait` blocks until the node has written its
+# PID file and its application has started (await_startup alone fails if the node has not yet
+# registered with epmd).
+if ! timeout 90 "$bin/rabbitmqctl" -n "$node" wait --timeout 60 "$RABBITMQ_PID_FILE" > "$work/log/await.log" 2>&1 ||
+   ! timeout 90 "$bin/rabbitmqctl" -n "$node" await_startup --timeout 60 >> "$work/log/await.log" 2>&1; then
     echo "start.sh: RabbitMQ did not start; see $work/log" >&2
-    tail -n 20 "$work/log/stdout.log" >&2 || true
+    tail -n 20 "$work/log/stdout.log" "$work/log/await.log" >&2 || true
     kill "$pid" 2>/dev/null || true
     exit 1
 fi

@@ -3,15 +3,14 @@
 //! [`AmqpConnection::attach`]: BEGIN and the sender ATTACH). Sends are pipelined: each transfer's
 //! settlement is awaited in a [`FuturesUnordered`], so [`AmqpSession::next_ack`] is cancel-safe.
 
+mod external;
+
 use std::fmt;
 
 use fe2o3_amqp::connection::{ConnectionHandle, OpenError};
-use fe2o3_amqp::frames::sasl;
 use fe2o3_amqp::link::{SendError, SenderAttachError};
 use fe2o3_amqp::sasl_profile::SaslProfile;
 use fe2o3_amqp::session::SessionHandle;
-use fe2o3_amqp::transport::protocol_header::ProtocolHeaderCodec;
-use fe2o3_amqp::transport::Transport;
 use fe2o3_amqp::types::definitions::{self, ErrorCondition, Fields, SenderSettleMode};
 use fe2o3_amqp::types::messaging::{
     ApplicationProperties, Data, Message, Outcome as AmqpOutcome, Properties,
@@ -22,11 +21,9 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::codec::{FramedRead, FramedWrite};
 
 use super::mqtt::render;
 use super::{Ack, Outcome, SessionError, Telemetry};
-use crate::transport::Replay;
 
 /// The client version the IoT Hub dialect announces on its sender link.
 const CLIENT_VERSION: &str = concat!("fleetbench/", env!("CARGO_PKG_VERSION"));
@@ -280,25 +277,9 @@ impl AmqpSession {
                 .await
                 .map_err(open_error)?,
             SaslMechanism::External => {
-                // fe2o3 refuses EXTERNAL over a stream it did not wrap in TLS itself, so run the
-                // SASL layer with its public transport, then open over the same stream. Bytes
-                // the peer pipelined after the SASL outcome sit in the read buffer: replay them.
-                let mut builder = connection_builder!(device_id, host).sasl_hostname(host);
-                let (r, w) = tokio::io::split(stream);
-                let fw = FramedWrite::new(w, ProtocolHeaderCodec::new());
-                let fr = FramedRead::new(r, ProtocolHeaderCodec::new());
-                let mut transport = Transport::<_, sasl::Frame>::negotiate_sasl_header(fw, fr)
-                    .await
-                    .map_err(|e| open_error(e.into()))?;
-                builder
-                    .negotiate_sasl(&mut transport, SaslProfile::External)
-                    .await
-                    .map_err(|e| open_error(e.into()))?;
-                let (fw, fr) = transport.into_framed_codec();
-                let leftover = fr.read_buffer().to_vec();
-                let stream = fr.into_inner().unsplit(fw.into_inner());
-                builder
-                    .open_with_stream(Replay::new(leftover, stream))
+                let stream = external::negotiate(stream, host).await?;
+                connection_builder!(device_id, host)
+                    .open_with_stream(stream)
                     .await
                     .map_err(open_error)?
             }

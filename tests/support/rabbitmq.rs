@@ -75,9 +75,27 @@ impl RabbitMq {
         Some(Self { port, dir })
     }
 
-    /// Where the node's logs are.
+    /// Where the node's files are.
     pub fn work_dir(&self) -> PathBuf {
         self.dir.path().join("rabbitmq")
+    }
+
+    /// The last lines of the node's log, for assertion messages (the directory goes on drop).
+    pub fn log_tail(&self) -> String {
+        let mut out = String::new();
+        let Ok(entries) = std::fs::read_dir(self.work_dir().join("log")) else {
+            return out;
+        };
+        for entry in entries.flatten() {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            out.push_str(&format!("==> {} <==\n", entry.path().display()));
+            for line in &lines[lines.len().saturating_sub(25)..] {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
     }
 }
 
