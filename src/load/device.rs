@@ -106,9 +106,8 @@ pub(crate) async fn run(
     incr(&rec.counters.handshakes);
 
     // Protocol connect
-    let (mut session, ready) = match connect_protocol(&shared, &device, tls, t2).await {
-        Some(s) => s,
-        None => return incr(&rec.counters.sessions_failed),
+    let Some((mut session, ready)) = connect_protocol(&shared, &device, tls, t2).await else {
+        return incr(&rec.counters.sessions_failed);
     };
     rec.record_scheduled(
         Phase::ConnectResponse,
