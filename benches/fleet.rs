@@ -176,6 +176,7 @@ fn server(dir: &Path) {
         hub::serve(
             hub,
             Listeners {
+                amqp: None,
                 mqtt: Some(listener),
             },
             async move {

@@ -8,6 +8,8 @@ mod support;
 
 // Issue 2: MQTT fleets against the embedded hub, refusals, summary.json.
 mod run_mqtt;
+// Issue 4: AMQP 1.0 fleets against the embedded hub and RabbitMQ, attach refusals.
+mod run_amqp;
 // Issue 2: the binary's exit codes and scenario error messages.
 mod cli;
 // Issue 8: the generic dialect against Mosquitto with client certificates.

@@ -19,7 +19,7 @@ use crate::metrics::{
 };
 use crate::pki::{CaChain, ChainSpec, DeviceIds, KeyType, Validity};
 use crate::report::{progress::Progress, write_text, ResultsDir};
-use crate::scenario::{Overrides, Plan, Target};
+use crate::scenario::{Overrides, Plan, ProtocolPlan, Target};
 use crate::transport::{ClientTls, Endpoint, ServerVerification};
 use crate::Outcome;
 
@@ -115,6 +115,8 @@ async fn shutdown_signal() {
 pub struct EmbeddedHub {
     /// The hub's state (registries, counters).
     pub hub: Arc<Hub>,
+    /// AMQP address.
+    pub amqp: SocketAddr,
     /// MQTT address.
     pub mqtt: SocketAddr,
     stop: CancellationToken,
@@ -133,20 +135,32 @@ impl EmbeddedHub {
         let hub = Hub::new(config, &identity).context("configuring the hub's TLS")?;
         let listener = bind_loopback().await?;
         let mqtt = listener.local_addr()?;
+        let amqp_listener = bind_loopback().await?;
+        let amqp = amqp_listener.local_addr()?;
         let stop = CancellationToken::new();
         let task = tokio::spawn(hub::serve(
             hub.clone(),
             Listeners {
+                amqp: Some(amqp_listener),
                 mqtt: Some(listener),
             },
             stop.clone().cancelled_owned(),
         ));
         Ok(Self {
             hub,
+            amqp,
             mqtt,
             stop,
             task,
         })
+    }
+
+    /// The address that serves `protocol`.
+    pub fn addr_for(&self, protocol: &ProtocolPlan) -> SocketAddr {
+        match protocol {
+            ProtocolPlan::Amqp(_) => self.amqp,
+            ProtocolPlan::Mqtt(_) => self.mqtt,
+        }
     }
 
     /// Stops the hub and waits for its connections to close.
@@ -209,7 +223,7 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
                 .add_verified_ca("fleetbench-root", chain.root().cert().clone())?;
             hub.hub.registry.register_ca_signed(ids.iter());
             let endpoint = Endpoint {
-                addr: hub.mqtt,
+                addr: hub.addr_for(&plan.protocol),
                 server_name: ServerName::try_from("localhost")?.to_owned(),
                 host: "localhost".into(),
             };

@@ -5,6 +5,7 @@
 //! never binds and never installs signal handlers, so tests bind port 0 and `main` wires Ctrl-C.
 //! The hub depends only on `transport` and `pki`.
 
+mod amqp;
 mod mqtt;
 pub mod registry;
 
@@ -176,6 +177,8 @@ impl Hub {
 /// The hub's listening sockets; bound by the caller.
 #[derive(Debug, Default)]
 pub struct Listeners {
+    /// AMQP 1.0 over TLS (IoT Hub: 5671).
+    pub amqp: Option<TcpListener>,
     /// MQTT over TLS (IoT Hub: 8883).
     pub mqtt: Option<TcpListener>,
 }
@@ -184,13 +187,16 @@ pub struct Listeners {
 pub async fn serve(hub: Arc<Hub>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
-    if let Some(listener) = listeners.mqtt {
-        tracker.spawn(accept_loop(
-            hub.clone(),
-            listener,
-            stop.clone(),
-            tracker.clone(),
-        ));
+    for (listener, wire) in [(listeners.amqp, Wire::Amqp), (listeners.mqtt, Wire::Mqtt)] {
+        if let Some(listener) = listener {
+            tracker.spawn(accept_loop(
+                hub.clone(),
+                listener,
+                wire,
+                stop.clone(),
+                tracker.clone(),
+            ));
+        }
     }
     shutdown.await;
     stop.cancel();
@@ -198,9 +204,17 @@ pub async fn serve(hub: Arc<Hub>, listeners: Listeners, shutdown: impl Future<Ou
     tracker.wait().await;
 }
 
+/// The protocol a listener speaks.
+#[derive(Debug, Clone, Copy)]
+enum Wire {
+    Amqp,
+    Mqtt,
+}
+
 async fn accept_loop(
     hub: Arc<Hub>,
     listener: TcpListener,
+    wire: Wire,
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -214,7 +228,7 @@ async fn accept_loop(
             Ok((tcp, _peer)) => {
                 backoff = Duration::from_millis(1);
                 hub.stats.connections.fetch_add(1, Ordering::Relaxed);
-                tracker.spawn(connection(hub.clone(), tcp, stop.clone()));
+                tracker.spawn(connection(hub.clone(), tcp, wire, stop.clone()));
             }
             Err(e) => {
                 // Out of file descriptors or similar: wait a little rather than spin.
@@ -229,7 +243,7 @@ async fn accept_loop(
     }
 }
 
-async fn connection(hub: Arc<Hub>, tcp: TcpStream, stop: CancellationToken) {
+async fn connection(hub: Arc<Hub>, tcp: TcpStream, wire: Wire, stop: CancellationToken) {
     let _ = tcp.set_nodelay(true);
     let handshake = tokio::time::timeout(hub.config.handshake_timeout, hub.tls.accept(tcp));
     let tls = tokio::select! {
@@ -243,5 +257,8 @@ async fn connection(hub: Arc<Hub>, tcp: TcpStream, stop: CancellationToken) {
         },
     };
     let conn = hub.next_conn.fetch_add(1, Ordering::Relaxed);
-    mqtt::session(&hub, tls, conn, stop).await;
+    match wire {
+        Wire::Amqp => amqp::session(hub, tls, conn, stop).await,
+        Wire::Mqtt => mqtt::session(&hub, tls, conn, stop).await,
+    }
 }

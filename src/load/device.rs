@@ -14,12 +14,9 @@ use tokio_util::sync::CancellationToken;
 use super::message::telemetry;
 use super::schedule::{lateness, SendSchedule};
 use crate::metrics::{incr, FailureKind, Phase, Recorder};
-use crate::protocol::{io_kind, MqttSession, Outcome, Session};
+use crate::protocol::{io_kind, AmqpSession, MqttSession, Outcome, Session, SessionError};
 use crate::scenario::{MessagePlan, ProtocolPlan, SendModel};
-use crate::transport::{self, Endpoint};
-
-/// The stream a device session runs over.
-type DeviceStream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+use crate::transport::{self, DeviceStream, Endpoint};
 
 /// What every session of a run shares.
 #[derive(Debug)]
@@ -158,27 +155,7 @@ async fn connect(
     );
     incr(&rec.counters.handshakes);
 
-    let (session, phase) = match &shared.protocol {
-        ProtocolPlan::Mqtt(opts) => {
-            let connect =
-                MqttSession::connect(tls, opts.clone(), &device.id, &shared.endpoint.host);
-            (
-                timeout(t, connect).await.map(|r| r.map(Session::Mqtt)),
-                Phase::MqttConnect,
-            )
-        }
-    };
-    let session = match session {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return fail_session(rec, phase, e.kind(), || e.to_string()),
-        Err(_) => {
-            return fail_session(rec, phase, FailureKind::Timeout, || {
-                format!("no answer within {t:?}")
-            })
-        }
-    };
-    let ready = Instant::now();
-    rec.record(phase, shard, ready - t2);
+    let (session, ready) = connect_protocol(shared, device, tls, t2).await?;
     rec.record_scheduled(
         Phase::ConnectResponse,
         shard,
@@ -186,6 +163,63 @@ async fn connect(
         ready - start.intended,
     );
     Some(session)
+}
+
+/// The protocol's own connect phases, each timed and recorded; `None` when one failed (counted).
+/// Returns the session and when it became ready.
+async fn connect_protocol(
+    shared: &Shared,
+    device: &ReadyDevice,
+    tls: DeviceStream,
+    from: Instant,
+) -> Option<(Session<DeviceStream>, Instant)> {
+    let rec = &*shared.recorder;
+    let t = shared.connect_timeout;
+    let host = &shared.endpoint.host;
+    match &shared.protocol {
+        ProtocolPlan::Mqtt(opts) => {
+            let connect = MqttSession::connect(tls, opts.clone(), &device.id, host);
+            let s = timed_phase(rec, Phase::MqttConnect, device.index, from, t, connect).await?;
+            Some((Session::Mqtt(s), Instant::now()))
+        }
+        ProtocolPlan::Amqp(opts) => {
+            let open = AmqpSession::open(tls, opts.clone(), &device.id, host);
+            let conn = timed_phase(rec, Phase::AmqpOpen, device.index, from, t, open).await?;
+            let opened = Instant::now();
+            let s = timed_phase(
+                rec,
+                Phase::AmqpAttach,
+                device.index,
+                opened,
+                t,
+                conn.attach(),
+            )
+            .await?;
+            Some((Session::Amqp(s), Instant::now()))
+        }
+    }
+}
+
+/// Runs one connect phase under the timeout and records its time from `from`, or its failure
+/// (and the session's).
+async fn timed_phase<T>(
+    rec: &Recorder,
+    phase: Phase,
+    shard: usize,
+    from: Instant,
+    t: Duration,
+    fut: impl std::future::Future<Output = Result<T, SessionError>>,
+) -> Option<T> {
+    match timeout(t, fut).await {
+        Ok(Ok(v)) => {
+            rec.record(phase, shard, from.elapsed());
+            Some(v)
+        }
+        Ok(Err(e)) => fail_session(rec, phase, e.kind(), || e.to_string()),
+        Err(_) => fail_session(rec, phase, FailureKind::Timeout, || {
+            format!("no answer within {t:?}")
+        }),
+    }
 }
 
 fn fail_session<T>(
@@ -218,6 +252,8 @@ struct Sender<'a> {
 impl<'a> Sender<'a> {
     fn new(shared: &'a Shared, device: &'a ReadyDevice) -> Self {
         let (ack_phase, keep_alive) = match &shared.protocol {
+            // fe2o3-amqp answers the hub's idle-time-out with empty frames by itself.
+            ProtocolPlan::Amqp(_) => (Phase::SendAck, None),
             ProtocolPlan::Mqtt(o) => (
                 Phase::PublishAck,
                 (o.keep_alive_secs > 0).then(|| Duration::from_secs(o.keep_alive_secs.into())),
@@ -333,7 +369,7 @@ impl<'a> Sender<'a> {
                     let now = Instant::now();
                     let mut due = due;
                     while let Some(d) = due.filter(|d| *d <= now && self.inflight.len() < max_inflight) {
-                        self.queue(session, next, d, &mut rng)?;
+                        self.queue(session, next, d, &mut rng).await?;
                         next += 1;
                         due = if think.is_some() { None } else { schedule.offset(next).map(|o| start + o) };
                         if send_end.is_some_and(|e| now >= e) {
@@ -385,7 +421,7 @@ impl<'a> Sender<'a> {
     }
 
     /// Queues message `n`, due at `due`.
-    fn queue<S>(
+    async fn queue<S>(
         &mut self,
         session: &mut Session<S>,
         n: u32,
@@ -397,7 +433,7 @@ impl<'a> Sender<'a> {
     {
         let msg = telemetry(self.shared.messages.payload, &self.device.id, n, rng);
         let sent = Instant::now();
-        match session.send(&msg) {
+        match session.send(&msg).await {
             Ok((seq, settled)) => {
                 let rec = &*self.shared.recorder;
                 incr(&rec.counters.messages_sent);

@@ -2,6 +2,7 @@
 //! [`Session`] without seeing any rumqttc or fe2o3-amqp type: it sends [`Telemetry`] and reads
 //! [`Ack`]s.
 
+pub mod amqp;
 pub mod mqtt;
 
 use std::io;
@@ -10,6 +11,7 @@ use bytes::Bytes;
 
 use crate::metrics::FailureKind;
 
+pub use amqp::{AmqpConnection, AmqpDialect, AmqpOptions, AmqpSession, SaslMechanism, SettleMode};
 pub use mqtt::{MqttDialect, MqttOptions, MqttSession, QoS};
 
 /// One device-to-cloud message, protocol-neutral.
@@ -101,8 +103,13 @@ pub enum Protocol {
 }
 
 /// A connected device session of either protocol.
+// Both variants are large (a TLS stream inline, fe2o3's handles); one lives per device task
+// and is never moved after connect, so boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Session<S> {
+    /// AMQP 1.0; fe2o3-amqp owns the stream in its connection task.
+    Amqp(AmqpSession),
     /// MQTT over the device's stream.
     Mqtt(MqttSession<S>),
 }
@@ -111,10 +118,11 @@ impl<S> Session<S>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
 {
-    /// Queues one message for the next [`Self::flush`]. Returns its sequence number, and
-    /// whether it is already settled (QoS 0).
-    pub fn send(&mut self, msg: &Telemetry) -> Result<(u64, bool), SessionError> {
+    /// Queues one message for the next [`Self::flush`] (AMQP transfers it at once). Returns
+    /// its sequence number, and whether it is already settled (QoS 0, pre-settled AMQP).
+    pub async fn send(&mut self, msg: &Telemetry) -> Result<(u64, bool), SessionError> {
         match self {
+            Self::Amqp(s) => s.send(msg).await,
             Self::Mqtt(s) => s.send(msg),
         }
     }
@@ -122,6 +130,7 @@ where
     /// Writes every queued message (one write, one TLS record where they fit).
     pub async fn flush(&mut self) -> Result<(), SessionError> {
         match self {
+            Self::Amqp(_) => Ok(()),
             Self::Mqtt(s) => s.flush().await,
         }
     }
@@ -129,13 +138,15 @@ where
     /// Waits for the next acknowledgement. Cancel-safe: use it in `select!`.
     pub async fn next_ack(&mut self) -> Result<Ack, SessionError> {
         match self {
+            Self::Amqp(s) => s.next_ack().await,
             Self::Mqtt(s) => s.next_ack().await,
         }
     }
 
-    /// Sends a keep-alive.
+    /// Sends a keep-alive (AMQP: fe2o3-amqp sends empty frames on its own).
     pub async fn keep_alive(&mut self) -> Result<(), SessionError> {
         match self {
+            Self::Amqp(_) => Ok(()),
             Self::Mqtt(s) => s.ping().await,
         }
     }
@@ -143,6 +154,7 @@ where
     /// Closes the session politely (DISCONNECT, AMQP close); errors are ignored.
     pub async fn close(self) {
         match self {
+            Self::Amqp(s) => s.close().await,
             Self::Mqtt(s) => s.close().await,
         }
     }

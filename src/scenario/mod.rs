@@ -162,6 +162,34 @@ pub struct ProtocolSection {
     pub client_id: Option<String>,
     /// Generic dialect: username template.
     pub username: Option<String>,
+    /// AMQP generic dialect: target address template, e.g. `/queue/{device_id}`.
+    pub address: Option<String>,
+    /// AMQP generic dialect: SASL mechanism.
+    pub sasl: Option<SaslKind>,
+    /// AMQP: sender settle mode.
+    pub settle_mode: Option<SettleKind>,
+}
+
+/// AMQP SASL mechanism.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SaslKind {
+    /// SASL ANONYMOUS.
+    Anonymous,
+    /// SASL EXTERNAL (identity from the client certificate).
+    External,
+    /// No SASL layer.
+    None,
+}
+
+/// AMQP sender settle mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SettleKind {
+    /// Pre-settled transfers.
+    Settled,
+    /// Transfers await a settling disposition.
+    Unsettled,
 }
 
 /// Protocol.

@@ -1,6 +1,8 @@
 //! The validated plan of a run: a [`Scenario`] with every default filled in, every value
 //! checked, and command-line overrides applied. Downstream code never re-checks it.
 
+mod amqp;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -11,7 +13,7 @@ use super::shape::{self, ConnectPlan, MessagePlan, SessionPlan};
 use super::{ConfigError, ConfigErrors, Dialect, HubKind, ProtocolKind, Scenario};
 use crate::metrics::Threshold;
 use crate::pki::{IdTemplate, KeyType};
-use crate::protocol::{MqttDialect, MqttOptions, QoS};
+use crate::protocol::{AmqpOptions, MqttDialect, MqttOptions, QoS};
 use crate::transport::TlsVersion;
 
 /// Command-line overrides of the common knobs.
@@ -50,6 +52,8 @@ pub enum Target {
 /// Protocol settings.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProtocolPlan {
+    /// AMQP 1.0.
+    Amqp(AmqpOptions),
     /// MQTT 3.1.1.
     Mqtt(MqttOptions),
 }
@@ -298,6 +302,7 @@ impl Plan {
                         "ca-file": ca_file, "verify-server": verify_server}),
         };
         let protocol = match &self.protocol {
+            ProtocolPlan::Amqp(a) => amqp::to_json(a),
             ProtocolPlan::Mqtt(m) => {
                 let mut v = json!({"kind": "mqtt", "qos": m.qos as u8,
                     "keep-alive": humantime::format_duration(Duration::from_secs(m.keep_alive_secs.into())).to_string(),
@@ -402,11 +407,16 @@ fn target(s: &Scenario, p: &mut Problems<'_>) -> Option<Target> {
 fn protocol(s: &Scenario, p: &mut Problems<'_>) -> Option<ProtocolPlan> {
     let pr = &s.protocol;
     if pr.kind == Some(ProtocolKind::Amqp) {
-        p.add(
-            "protocol.kind",
-            "amqp is not available in this build yet; use \"mqtt\"",
-        );
-        return None;
+        return amqp::protocol(pr, p);
+    }
+    for (set, field) in [
+        (pr.address.is_some(), "protocol.address"),
+        (pr.sasl.is_some(), "protocol.sasl"),
+        (pr.settle_mode.is_some(), "protocol.settle-mode"),
+    ] {
+        if set {
+            p.add(field, "only applies to kind = \"amqp\"");
+        }
     }
     let qos = match pr.qos.unwrap_or(1) {
         0 => QoS::AtMostOnce,

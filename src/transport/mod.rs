@@ -1,6 +1,7 @@
 //! The transport under every protocol: TCP connect (optionally from a chosen local address)
 //! and the mutual-TLS handshake, each timed on its own.
 
+pub mod replay;
 pub mod tls;
 
 use std::io;
@@ -12,7 +13,11 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+pub use replay::Replay;
 pub use tls::{ClientTls, ServerVerification, TlsConfigError, TlsVersion};
+
+/// A device's mutual-TLS stream, as protocols receive it.
+pub type DeviceStream = TlsStream<TcpStream>;
 
 /// Where devices connect.
 #[derive(Debug, Clone)]

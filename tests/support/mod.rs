@@ -3,6 +3,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod rabbitmq;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -77,8 +79,8 @@ pub fn ids(prefix: &str, count: u64) -> DeviceIds {
     )
 }
 
-/// Runs `ids` (signed by `ca`) against `hub` per `plan`, in-process. `trust` signs the hub's
-/// server certificate.
+/// Runs `ids` (signed by `ca`) against `hub` per `plan`, in-process, on the hub's port for the
+/// plan's protocol. `trust` signs the hub's server certificate.
 pub async fn fleet(
     plan: &Plan,
     hub: &EmbeddedHub,
@@ -86,10 +88,11 @@ pub async fn fleet(
     ca: Arc<CaChain>,
     ids: DeviceIds,
 ) -> (Arc<Recorder>, FleetResult) {
-    fleet_at(plan, hub.mqtt, trust, ca, ids).await
+    fleet_at(plan, hub.addr_for(&plan.protocol), trust, ca, ids).await
 }
 
-/// Runs `ids` (signed by `ca`) against the server at `addr`, whose certificate `trust` signs.
+/// Runs `ids` (signed by `ca`) against the server at `addr` (certificate for `localhost`, signed
+/// by `trust`) per `plan`, in-process.
 pub async fn fleet_at(
     plan: &Plan,
     addr: std::net::SocketAddr,

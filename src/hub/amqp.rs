@@ -1,0 +1,337 @@
+//! The hub's AMQP 1.0 endpoint: IoT Hub's rules for X.509 devices, with fe2o3-amqp's acceptor.
+//!
+//! The AMQP header follows TLS directly (no SASL, protocol id 0); a client that starts SASL
+//! (protocol id 3) is offered EXTERNAL and ANONYMOUS. The certificate decides at ATTACH: the
+//! target's device id must equal the certificate CN, be registered, and chain to a verified CA,
+//! else the attach is refused with `amqp:unauthorized-access`. OPEN, BEGIN and ATTACH carry the
+//! values IoT Hub sends (see `docs/azure-iot-hub.md` sections 2.3 and 7).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fe2o3_amqp::acceptor::sasl_acceptor::{SaslAcceptor, SaslServerFrame};
+use fe2o3_amqp::acceptor::{
+    ConnectionAcceptor, LinkAcceptor, LinkEndpoint, ListenerSessionHandle, SessionAcceptor,
+};
+use fe2o3_amqp::types::definitions::{self, AmqpError, Fields, LinkError};
+use fe2o3_amqp::types::messaging::{ApplicationProperties, Body, TargetArchetype};
+use fe2o3_amqp::types::performatives::Attach;
+use fe2o3_amqp::types::primitives::{Array, SimpleValue, Symbol, Value};
+use fe2o3_amqp::types::sasl::{SaslCode, SaslInit, SaslOutcome, SaslResponse};
+use fe2o3_amqp::Receiver;
+use percent_encoding::percent_decode_str;
+use rustls::pki_types::CertificateDer;
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
+
+use super::registry::{Device, Refusal};
+use super::Hub;
+use crate::pki::common_name_of;
+use crate::transport::Replay;
+
+/// What IoT Hub advertises on its OPEN.
+const MAX_FRAME_SIZE: u32 = 65_536;
+const CHANNEL_MAX: u16 = 8_191;
+const IDLE_TIME_OUT_MS: u32 = 240_000;
+/// What IoT Hub advertises on its BEGIN.
+const INCOMING_WINDOW: u32 = 5_000;
+const HANDLE_MAX: u32 = 262_143;
+/// What the hub advertises on ATTACH; the 256 KiB service limit is enforced per message.
+const LINK_MAX_MESSAGE_SIZE: u64 = 1_048_576;
+/// Time allowed for the peer to answer a refusing DETACH.
+const REFUSAL_GRACE: Duration = Duration::from_secs(5);
+
+/// SASL for clients that start it: EXTERNAL (the certificate is the identity) or ANONYMOUS.
+#[derive(Debug, Clone)]
+struct CertificateSasl {
+    cn: Option<String>,
+}
+
+impl SaslAcceptor for CertificateSasl {
+    fn mechanisms(&self) -> Array<Symbol> {
+        Array::from(vec![Symbol::from("EXTERNAL"), Symbol::from("ANONYMOUS")])
+    }
+
+    fn on_init(&mut self, init: SaslInit) -> SaslServerFrame {
+        let ok = match init.mechanism.as_str() {
+            // An EXTERNAL authorization id, when given, must be the certificate's CN.
+            "EXTERNAL" => {
+                self.cn.is_some()
+                    && init.initial_response.as_ref().is_none_or(|r| {
+                        r.is_empty() || Some(r.as_slice()) == self.cn.as_deref().map(str::as_bytes)
+                    })
+            }
+            "ANONYMOUS" => true,
+            _ => false,
+        };
+        SaslServerFrame::Outcome(SaslOutcome {
+            code: if ok { SaslCode::Ok } else { SaslCode::Auth },
+            additional_data: None,
+        })
+    }
+
+    fn on_response(&mut self, _response: SaslResponse) -> SaslServerFrame {
+        SaslServerFrame::Outcome(SaslOutcome {
+            code: SaslCode::Auth,
+            additional_data: None,
+        })
+    }
+}
+
+// The acceptor builder's type-state markers are private, so a function cannot name it.
+macro_rules! connection_acceptor {
+    () => {
+        ConnectionAcceptor::builder()
+            .container_id(format!("DeviceGateway_{:032x}", rand::random::<u128>()))
+            .max_frame_size(MAX_FRAME_SIZE)
+            .channel_max(CHANNEL_MAX)
+            .idle_time_out(IDLE_TIME_OUT_MS)
+    };
+}
+
+/// The device id named by an events target, absolute (`amqps://host[:port]/devices/{id}/messages/events`)
+/// or relative (`/devices/{id}/messages/events`), percent-decoded once.
+fn target_device(address: &str) -> Option<String> {
+    let path = match address.strip_prefix("amqps://") {
+        Some(rest) => &rest[rest.find('/')?..],
+        None => address,
+    };
+    let id = path
+        .trim_start_matches('/')
+        .strip_prefix("devices/")?
+        .strip_suffix("/messages/events")?;
+    if id.is_empty() || id.contains('/') {
+        return None;
+    }
+    percent_decode_str(id)
+        .decode_utf8()
+        .ok()
+        .map(|id| id.into_owned())
+}
+
+fn target_address(attach: &Attach) -> Option<String> {
+    match attach.target.as_deref() {
+        Some(TargetArchetype::Target(t)) => t.address.clone(),
+        _ => None,
+    }
+}
+
+pub(super) async fn session(
+    hub: Arc<Hub>,
+    tls: TlsStream<TcpStream>,
+    conn: u64,
+    stop: CancellationToken,
+) {
+    let chain: Vec<CertificateDer<'static>> = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+        .unwrap_or_default();
+    let timeout = hub.config.connect_timeout;
+    let open = async {
+        let (header, stream) = Replay::peek::<8>(tls).await.ok()?;
+        let mut connection = match header {
+            [b'A', b'M', b'Q', b'P', 0, 1, 0, 0] => {
+                connection_acceptor!().build().accept(stream).await.ok()?
+            }
+            [b'A', b'M', b'Q', b'P', 3, 1, 0, 0] => connection_acceptor!()
+                .sasl_acceptor(CertificateSasl {
+                    cn: chain.first().and_then(|c| common_name_of(c)),
+                })
+                .build()
+                .accept(stream)
+                .await
+                .ok()?,
+            _ => return None,
+        };
+        let session = SessionAcceptor::builder()
+            .incoming_window(INCOMING_WINDOW)
+            .handle_max(HANDLE_MAX)
+            .build()
+            .accept(&mut connection)
+            .await
+            .ok()?;
+        Some((connection, session))
+    };
+    let opened = tokio::select! {
+        () = stop.cancelled() => return,
+        r = tokio::time::timeout(timeout, open) => r.ok().flatten(),
+    };
+    let Some((mut connection, mut session)) = opened else {
+        // Not AMQP, a failed SASL, or silence: close.
+        hub.stats.violations.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let mut attached: Option<(Arc<Device>, CancellationToken)> = None;
+    let mut receivers = JoinSet::new();
+    let links = LinkAcceptor::builder()
+        .max_message_size(LINK_MAX_MESSAGE_SIZE)
+        .build();
+    loop {
+        let kicked = async {
+            match &attached {
+                Some((_, token)) => token.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        let attach = tokio::select! {
+            () = stop.cancelled() => break,
+            () = kicked => {
+                hub.stats.taken_over.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+            a = session.next_incoming_attach() => a,
+        };
+        let Some(attach) = attach else { break };
+        let device = match authorize(&hub, &chain, &attach) {
+            Ok(d) => d,
+            Err(refusal) => {
+                tracing::debug!(conn, link = %attach.name, %refusal, "hub refused attach");
+                hub.stats.refuse(&refusal);
+                refuse(&mut session, attach, &refusal).await;
+                continue;
+            }
+        };
+        let Ok(link) = links.accept_incoming_attach(attach, &mut session).await else {
+            continue;
+        };
+        match link {
+            LinkEndpoint::Receiver(r) => {
+                if attached.is_none() {
+                    let token = device.take_over(conn);
+                    hub.stats.sessions.fetch_add(1, Ordering::Relaxed);
+                    hub.stats.active.fetch_add(1, Ordering::Relaxed);
+                    attached = Some((device.clone(), token));
+                }
+                receivers.spawn(receive(r, device, hub.clone()));
+            }
+            // Cloud-to-device links are not served.
+            LinkEndpoint::Sender(s) => {
+                let _ = s.close().await;
+            }
+        }
+    }
+    receivers.abort_all();
+    let _ = connection.close().await;
+    if let Some((device, _)) = attached {
+        hub.stats.active.fetch_sub(1, Ordering::Relaxed);
+        device.release(conn);
+    }
+}
+
+/// The target must name the certificate's device, registered and chaining to a verified CA.
+fn authorize(
+    hub: &Hub,
+    chain: &[CertificateDer<'static>],
+    attach: &Attach,
+) -> Result<Arc<Device>, Refusal> {
+    let address = target_address(attach).unwrap_or_default();
+    let id = target_device(&address).ok_or_else(|| {
+        Refusal::IdentityMismatch(format!(
+            "target {address:?} is not /devices/{{deviceId}}/messages/events"
+        ))
+    })?;
+    hub.registry.authenticate(chain, &id)
+}
+
+/// Answers an ATTACH with a null target, then DETACH with `amqp:unauthorized-access`.
+async fn refuse(session: &mut ListenerSessionHandle, mut attach: Attach, refusal: &Refusal) {
+    attach.target = None;
+    let error = definitions::Error::new(AmqpError::UnauthorizedAccess, refusal.to_string(), None);
+    let links = LinkAcceptor::builder().build();
+    match links.accept_incoming_attach(attach, session).await {
+        Ok(LinkEndpoint::Receiver(r)) => {
+            let _ = tokio::time::timeout(REFUSAL_GRACE, r.close_with_error(error)).await;
+        }
+        Ok(LinkEndpoint::Sender(s)) => {
+            let _ = tokio::time::timeout(REFUSAL_GRACE, s.close_with_error(error)).await;
+        }
+        Err(_) => {}
+    }
+}
+
+/// IoT Hub's size of a message: body plus application property names and values.
+fn message_size(body: &Body<Value>, properties: Option<&ApplicationProperties>) -> usize {
+    let body = match body {
+        Body::Data(batch) => batch.iter().map(|d| d.0.len()).sum(),
+        _ => 0,
+    };
+    let props: usize = properties.map_or(0, |p| {
+        p.0.iter()
+            .map(|(k, v)| {
+                k.len()
+                    + match v {
+                        SimpleValue::String(s) => s.len(),
+                        _ => 0,
+                    }
+            })
+            .sum()
+    });
+    body + props
+}
+
+/// Receives until the link ends: counts each message, then settles it `accepted`; rejects
+/// oversize messages with `amqp:link:message-size-exceeded`.
+async fn receive(mut receiver: Receiver, device: Arc<Device>, hub: Arc<Hub>) {
+    let max = hub.config.max_message_size;
+    while let Ok(delivery) = receiver.recv::<Body<Value>>().await {
+        let message = delivery.message();
+        let size = message_size(&message.body, message.application_properties.as_ref());
+        let settled = if size > max {
+            hub.stats.violations.fetch_add(1, Ordering::Relaxed);
+            let mut info = Fields::new();
+            info.insert(
+                Symbol::from("com.microsoft:tracking-id"),
+                Value::String(format!("fleetbench-{:032x}", rand::random::<u128>())),
+            );
+            info.insert(Symbol::from("com.microsoft:is-filtered"), Value::Bool(true));
+            let error = definitions::Error::new(
+                LinkError::MessageSizeExceeded,
+                format!("Message size is {size} bytes which is greater than the max size {max} bytes allowed."),
+                Some(info),
+            );
+            receiver.reject(&delivery, error).await
+        } else {
+            // Count before settling: whatever the device sees accepted is counted.
+            device.count_message();
+            hub.stats.messages.fetch_add(1, Ordering::Relaxed);
+            receiver.accept(&delivery).await
+        };
+        if settled.is_err() {
+            break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absolute_and_relative_targets_name_the_device() {
+        for t in [
+            "/devices/d1/messages/events",
+            "devices/d1/messages/events",
+            "amqps://hub.azure-devices.net/devices/d1/messages/events",
+            "amqps://hub:5671/devices/d1/messages/events",
+        ] {
+            assert_eq!(target_device(t).as_deref(), Some("d1"), "{t}");
+        }
+        assert_eq!(
+            target_device("/devices/a%2Db/messages/events").as_deref(),
+            Some("a-b")
+        );
+        for t in [
+            "/devices//messages/events",
+            "/devices/d1/messages/devicebound",
+            "/queue/x",
+            "amqps://hub",
+        ] {
+            assert_eq!(target_device(t), None, "{t}");
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Issue 4: fleets over AMQP 1.0 on mutual TLS against the embedded hub and a real RabbitMQ.
+
+use fleetbench::command::run::account;
+use fleetbench::metrics::{FailureKind, RunStatus};
+use fleetbench::Outcome;
+
+use crate::support;
+use crate::support::rabbitmq::RabbitMq;
+
+const FLEET: &str = r#"
+[protocol]
+kind = "amqp"
+[fleet]
+devices = 200
+[connect]
+max-handshakes = 32
+[messages]
+count = 3
+interval = "20ms"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_of_200_over_amqp_every_accepted_message_is_counted_by_the_hub() {
+    let plan = support::plan(FLEET);
+    let (report, _dir) = support::run(&plan).await;
+    let s = &report.summary;
+    assert_eq!(s.status, RunStatus::Complete);
+    assert_eq!(s.counts.sessions_connected, 200);
+    assert_eq!(s.counts.sessions_failed, 0, "{:?}", s.failures);
+    assert_eq!(s.counts.messages_acked, 600);
+    let hub = s.hub.as_ref().expect("embedded hub accounting");
+    assert_eq!((hub.acked, hub.received, hub.lost), (600, 600, 0));
+    assert_eq!(report.outcome, Outcome::Success);
+    for (phase, n) in [
+        ("tcp_connect", 200),
+        ("tls_handshake", 200),
+        ("amqp_open", 200),
+        ("amqp_attach", 200),
+        ("send_ack", 600),
+    ] {
+        assert_eq!(s.phase(phase).map(|p| p.count), Some(n), "{phase}");
+    }
+    assert!(s.phase("mqtt_connect").is_none());
+    // summary.json carries the AMQP phases in the same schema as the MQTT ones.
+    let text = std::fs::read_to_string(report.dir.join("summary.json")).unwrap();
+    let back: fleetbench::metrics::Summary = serde_json::from_str(&text).unwrap();
+    assert_eq!(back.phase("amqp_attach").unwrap().count, 200);
+    assert_eq!(back.scenario["protocol"]["kind"], "amqp");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_attaching_to_another_devices_address_is_refused_and_counted() {
+    // mallory-00001 holds a valid certificate from the verified CA and is registered, but its
+    // sender link targets victim-00001's events address.
+    let plan = support::plan(
+        "[protocol]\nkind = \"amqp\"\ndialect = \"generic\"\nsasl = \"none\"\naddress = \"/devices/victim-00001/messages/events\"\n[messages]\ncount = 1\n",
+    );
+    let ca = support::chain();
+    let hub = support::hub(&ca, &[&ca]).await;
+    let mallory = support::ids("mallory", 1);
+    let victims = support::ids("victim", 2);
+    hub.hub
+        .registry
+        .register_ca_signed(mallory.iter().chain(victims.iter()));
+
+    let (rec, _) = support::fleet(&plan, &hub, &ca, ca.clone(), mallory).await;
+    let snap = rec.snapshot();
+    assert_eq!((snap.sessions_connected, snap.sessions_failed), (0, 1));
+    let failures = rec.failures();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].phase, "amqp_attach");
+    assert!(failures[0].is(FailureKind::Refused), "{failures:?}");
+    assert!(
+        failures[0].sample.contains("amqp:unauthorized-access"),
+        "{}",
+        failures[0].sample
+    );
+    assert!(hub
+        .hub
+        .stats
+        .refusals()
+        .contains(&("identity_mismatch".to_owned(), 1)));
+    assert_eq!(hub.hub.registry.received("victim-00001"), 0);
+
+    // The victims themselves get in, with IoT Hub's own address form.
+    let own =
+        support::plan("[protocol]\nkind = \"amqp\"\n[messages]\ncount = 2\ninterval = \"5ms\"\n");
+    let (rec, result) = support::fleet(&own, &hub, &ca, ca.clone(), victims.clone()).await;
+    assert_eq!(rec.snapshot().messages_acked, 4);
+    assert_eq!(account(&hub.hub, &victims, &result).lost, 0);
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_from_an_unregistered_ca_is_refused_at_attach() {
+    let plan = support::plan("[protocol]\nkind = \"amqp\"\n[messages]\ncount = 1\n");
+    let good_ca = support::chain();
+    let rogue_ca = support::chain();
+    let hub = support::hub(&good_ca, &[&good_ca]).await;
+    let rogue = support::ids("rogue", 3);
+    hub.hub.registry.register_ca_signed(rogue.iter());
+    let (rec, _) = support::fleet(&plan, &hub, &good_ca, rogue_ca, rogue).await;
+    let failures = rec.failures();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(
+        (failures[0].phase.as_str(), failures[0].count),
+        ("amqp_attach", 3)
+    );
+    assert!(failures[0].sample.contains("amqp:unauthorized-access"));
+    assert!(hub
+        .hub
+        .stats
+        .refusals()
+        .contains(&("unknown_ca".to_owned(), 3)));
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversize_message_is_rejected_with_message_size_exceeded_and_not_counted() {
+    // 300 KiB: under the link's 1 MiB max-message-size, over IoT Hub's 256 KiB.
+    let plan = support::plan(
+        "[protocol]\nkind = \"amqp\"\n[fleet]\ndevices = 2\n[messages]\ncount = 2\ninterval = \"5ms\"\npayload = \"bytes\"\nsize = 307200\n",
+    );
+    let (report, _dir) = support::run(&plan).await;
+    let s = &report.summary;
+    assert_eq!(s.counts.sessions_connected, 2);
+    assert_eq!(s.counts.messages_acked, 0);
+    assert_eq!(s.counts.messages_unacked, 4);
+    let refused = s
+        .failures
+        .iter()
+        .find(|f| f.phase == "send_ack" && f.is(FailureKind::Refused))
+        .unwrap_or_else(|| panic!("{:?}", s.failures));
+    assert_eq!(refused.count, 4);
+    assert_eq!(refused.sample, "rejected: amqp:link:message-size-exceeded");
+    assert_eq!(s.hub.as_ref().map(|h| h.received), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_of_50_against_rabbitmq_with_sasl_external_is_all_accepted() {
+    let ca = support::chain();
+    let ids = support::ids("rmq", 50);
+    let Some(broker) = RabbitMq::start(&ca, ids.iter()) else {
+        return;
+    };
+    let plan = support::plan(
+        "[protocol]\nkind = \"amqp\"\ndialect = \"generic\"\naddress = \"/queue/telemetry\"\nsasl = \"external\"\n[messages]\ncount = 4\ninterval = \"10ms\"\n",
+    );
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], broker.port));
+    let (rec, _) = support::fleet_at(&plan, addr, &ca, ca.clone(), ids).await;
+    let snap = rec.snapshot();
+    assert_eq!(
+        (
+            snap.sessions_connected,
+            snap.messages_acked,
+            snap.messages_unacked
+        ),
+        (50, 200, 0),
+        "{:?}\n{}",
+        rec.failures(),
+        broker.log_tail()
+    );
+    assert!(rec.failures().is_empty(), "{:?}", rec.failures());
+    let phases: Vec<_> = rec
+        .histograms()
+        .iter()
+        .map(|(p, h)| (p.name(), h.len()))
+        .collect();
+    assert!(phases.contains(&("amqp_open", 50)), "{phases:?}");
+    assert!(phases.contains(&("send_ack", 200)), "{phases:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_also_accepts_sasl_external_and_anonymous_before_open() {
+    for sasl in ["external", "anonymous"] {
+        let plan = support::plan(&format!(
+            "[protocol]\nkind = \"amqp\"\ndialect = \"generic\"\nsasl = \"{sasl}\"\naddress = \"amqps://localhost/devices/{{device_id}}/messages/events\"\n[fleet]\ndevices = 5\n[messages]\ncount = 2\ninterval = \"5ms\"\n"
+        ));
+        let (report, _dir) = support::run(&plan).await;
+        let s = &report.summary;
+        assert_eq!(s.counts.messages_acked, 10, "{sasl}: {:?}", s.failures);
+        assert_eq!(s.hub.as_ref().map(|h| (h.received, h.lost)), Some((10, 0)));
+    }
+}
