@@ -92,6 +92,8 @@ max-handshakes = 32
 [messages]
 count = 2
 interval = "10ms"
+[run]
+max-duration = "60s"
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

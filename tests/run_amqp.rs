@@ -144,7 +144,7 @@ async fn fleet_of_50_against_rabbitmq_with_sasl_external_is_all_accepted() {
         return;
     };
     let plan = support::plan(
-        "[protocol]\nkind = \"amqp\"\ndialect = \"generic\"\naddress = \"/queue/telemetry\"\nsasl = \"external\"\n[messages]\ncount = 4\ninterval = \"10ms\"\n",
+        "[protocol]\nkind = \"amqp\"\ndialect = \"generic\"\naddress = \"/queue/telemetry\"\nsasl = \"external\"\n[messages]\ncount = 4\ninterval = \"10ms\"\n[run]\nmax-duration = \"60s\"\n",
     );
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], broker.port));
     let (rec, _) = support::fleet_at(&plan, addr, &ca, ca.clone(), ids).await;

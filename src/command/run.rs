@@ -403,6 +403,7 @@ pub fn summarize(
             messages_unacked: s.messages_unacked,
             bytes_sent: load(&c.bytes_sent),
             late_connects: load(&c.late_connects),
+            reconnects: load(&c.reconnects),
             late_sends: load(&c.late_sends),
         },
         connects_per_sec: s.sessions_connected as f64 / secs,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -15,7 +16,7 @@ use super::message::telemetry;
 use super::schedule::{lateness, SendSchedule};
 use crate::metrics::{incr, FailureKind, Phase, Recorder};
 use crate::protocol::{io_kind, AmqpSession, MqttSession, Outcome, Session, SessionError};
-use crate::scenario::{MessagePlan, ProtocolPlan, SendModel};
+use crate::scenario::{MessagePlan, ProtocolPlan, ReconnectPlan, SendModel};
 use crate::transport::{self, DeviceStream, Endpoint};
 
 /// What every session of a run shares.
@@ -33,6 +34,10 @@ pub(crate) struct Shared {
     pub(crate) acked: Vec<AtomicU32>,
     /// Cancelled when the grace period is over: give up on in-flight acknowledgements.
     pub(crate) abort: CancellationToken,
+    /// Reconnect after a failure, with backoff, if set.
+    pub(crate) reconnect: Option<ReconnectPlan>,
+    /// Handshakes in flight (reconnects take a slot too).
+    pub(crate) handshakes: Arc<Semaphore>,
 }
 
 /// A device ready to connect: its minted identity as a TLS configuration.
@@ -59,41 +64,80 @@ pub(crate) struct Start {
 /// Why a session ended badly (already counted).
 struct Broken;
 
-/// Runs one session. `handshake` is released once the session is connected.
+/// Runs one device's sessions: the first, and with a reconnect policy, the ones after a
+/// failure, until its messages are done or the run stops. `handshake` is released once the
+/// first attempt is over; reconnects take a handshake slot of their own.
 pub(crate) async fn run<P: Send>(
     shared: Arc<Shared>,
     device: &ReadyDevice,
-    start: Start,
+    mut start: Start,
     handshake: P,
 ) {
     let rec = &*shared.recorder;
-    let started = Instant::now();
-    rec.record_task_start(started - start.spawned);
-    incr(&rec.counters.sessions_attempted);
-    // Boxed: the handshake's futures are large and dead once connected, so they live on the
-    // heap only while they run instead of widening every session task for its whole life.
-    let Some(session) = Box::pin(connect(&shared, device, &start, started)).await else {
-        return;
-    };
-    drop(handshake);
-    Box::pin(live(&shared, device, session, &start.stop)).await;
+    rec.record_task_start(Instant::now() - start.spawned);
+    let mut sender = Sender::new(&shared, device);
+    let mut first = Some(handshake);
+    let mut slot: Option<OwnedSemaphorePermit> = None;
+    let mut failures = 0u32;
+    loop {
+        incr(&rec.counters.sessions_attempted);
+        // Boxed: the handshake's futures are large and dead once connected, so they live on the
+        // heap only while they run instead of widening every session task for its whole life.
+        let connected = Box::pin(connect(&shared, device, &start, Instant::now())).await;
+        drop(first.take());
+        drop(slot.take());
+        if let Some(session) = connected {
+            failures = 0;
+            if Box::pin(live(&shared, session, &mut sender, &start.stop))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
+        // The session failed (counted). Reconnect if the scenario says so.
+        let Some(policy) = &shared.reconnect else {
+            return;
+        };
+        failures += 1;
+        if start.stop.is_cancelled() || sender.finished() || failures > policy.attempts {
+            return;
+        }
+        let delay = policy.backoff(failures, &mut sender.rng);
+        tokio::select! {
+            () = start.stop.cancelled() => return,
+            () = tokio::time::sleep(delay) => {}
+        }
+        slot = tokio::select! {
+            () = start.stop.cancelled() => return,
+            p = shared.handshakes.clone().acquire_owned() => p.ok(),
+        };
+        incr(&rec.counters.reconnects);
+        start.intended = Instant::now();
+    }
 }
 
-/// A connected session's life: send, (hold), close.
+/// A connected session's life: send, (hold), close. `Err` when it broke (counted).
 async fn live(
     shared: &Shared,
-    device: &ReadyDevice,
     mut session: Session<DeviceStream>,
+    sender: &mut Sender<'_>,
     stop: &CancellationToken,
-) {
+) -> Result<(), Broken> {
     let rec = &*shared.recorder;
     incr(&rec.counters.sessions_connected);
     rec.counters.sessions_active.fetch_add(1, Ordering::Relaxed);
-    let result = Sender::new(shared, device).run(&mut session, stop).await;
+    let result = sender.run(&mut session, stop).await;
     rec.counters.sessions_active.fetch_sub(1, Ordering::Relaxed);
     match result {
-        Ok(()) => session.close().await,
-        Err(Broken) => incr(&rec.counters.sessions_failed),
+        Ok(()) => {
+            session.close().await;
+            Ok(())
+        }
+        Err(Broken) => {
+            incr(&rec.counters.sessions_failed);
+            Err(Broken)
+        }
     }
 }
 
@@ -247,6 +291,16 @@ struct Sender<'a> {
     keep_alive: Option<Duration>,
     inflight: Vec<InFlight>,
     last_write: Instant,
+    /// The send schedule survives reconnects: these say where it stands.
+    schedule: SendSchedule,
+    think: Option<Duration>,
+    /// When the first session became ready (the schedule's origin).
+    origin: Option<Instant>,
+    next: u32,
+    /// Closed model: the next message is due this long after the last acknowledgement.
+    closed_due: Option<Instant>,
+    hold_until: Option<Instant>,
+    rng: rand::rngs::SmallRng,
 }
 
 impl<'a> Sender<'a> {
@@ -259,6 +313,11 @@ impl<'a> Sender<'a> {
                 (o.keep_alive_secs > 0).then(|| Duration::from_secs(o.keep_alive_secs.into())),
             ),
         };
+        let plan = &shared.messages;
+        let (interval, think) = match plan.model {
+            SendModel::Open { interval } => (interval, None),
+            SendModel::Closed { think } => (Duration::ZERO, Some(think)),
+        };
         Self {
             shared,
             device,
@@ -266,7 +325,40 @@ impl<'a> Sender<'a> {
             keep_alive,
             inflight: Vec::with_capacity(shared.messages.max_inflight.min(64) as usize),
             last_write: Instant::now(),
+            schedule: SendSchedule {
+                count: plan.count,
+                interval,
+                duration: plan.duration,
+            },
+            think,
+            origin: None,
+            next: 0,
+            closed_due: None,
+            hold_until: None,
+            rng: <rand::rngs::SmallRng as rand::SeedableRng>::from_rng(&mut rand::rng()),
         }
+    }
+
+    /// The message due next, if any is left (open model: on the schedule; closed: after the
+    /// last acknowledgement).
+    fn due(&self, origin: Instant) -> Option<Instant> {
+        let send_end = self.schedule.duration.map(|d| origin + d);
+        if send_end.is_some_and(|e| Instant::now() >= e) {
+            return None;
+        }
+        let at = self.schedule.offset(self.next)?;
+        Some(match self.think {
+            Some(_) => self.closed_due.unwrap_or(origin),
+            None => origin + at,
+        })
+    }
+
+    /// Whether nothing is left to do: every message sent and any hold over.
+    fn finished(&self) -> bool {
+        let sent_all = self.origin.is_some_and(|o| self.due(o).is_none());
+        let held =
+            self.shared.hold.is_none() || self.hold_until.is_some_and(|h| Instant::now() >= h);
+        sent_all && held
     }
 
     fn rec(&self) -> &Recorder {
@@ -275,7 +367,7 @@ impl<'a> Sender<'a> {
 
     /// Sends on the schedule, reads acknowledgements, then holds if asked, until done or stopped.
     async fn run<S>(
-        mut self,
+        &mut self,
         session: &mut Session<S>,
         stop: &CancellationToken,
     ) -> Result<(), Broken>
@@ -283,51 +375,29 @@ impl<'a> Sender<'a> {
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
         let plan = &self.shared.messages;
-        let (interval, think) = match plan.model {
-            SendModel::Open { interval } => (interval, None),
-            SendModel::Closed { think } => (Duration::ZERO, Some(think)),
-        };
-        let schedule = SendSchedule {
-            count: plan.count,
-            interval,
-            duration: plan.duration,
-        };
         let max_inflight = plan.max_inflight as usize;
-        let mut rng = <rand::rngs::SmallRng as rand::SeedableRng>::from_rng(&mut rand::rng());
-        let start = Instant::now();
-        let far = start + Duration::from_secs(86_400 * 365);
-        let mut next = 0u32;
+        let start = *self.origin.get_or_insert_with(Instant::now);
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
         let mut stopping = false;
-        // Closed model: the next message is due this long after the last acknowledgement.
-        let mut closed_due = start;
-        let mut hold_until: Option<Instant> = None;
-        let send_end = plan.duration.map(|d| start + d);
+        self.last_write = Instant::now();
 
         loop {
-            let due = if stopping
-                || hold_until.is_some()
-                || send_end.is_some_and(|e| Instant::now() >= e)
-            {
+            let due = if stopping || self.hold_until.is_some() {
                 None
             } else {
-                schedule.offset(next).map(|o| {
-                    if think.is_some() {
-                        closed_due
-                    } else {
-                        start + o
-                    }
-                })
+                self.due(start)
             };
             if due.is_none() && self.inflight.is_empty() {
                 if stopping {
                     return Ok(());
                 }
-                match (hold_until, self.shared.hold) {
+                match (self.hold_until, self.shared.hold) {
                     (Some(until), _) if Instant::now() >= until => return Ok(()),
                     (Some(_), _) => {}
                     (None, None) => return Ok(()),
                     (None, Some(h)) => {
-                        hold_until = Some(Instant::now().checked_add(h).unwrap_or(far).min(far))
+                        self.hold_until =
+                            Some(Instant::now().checked_add(h).unwrap_or(far).min(far))
                     }
                 }
             }
@@ -339,6 +409,7 @@ impl<'a> Sender<'a> {
                 .min()
                 .map(|s| s + plan.timeout);
             let ping_at = self.keep_alive.map(|k| self.last_write + k);
+            let hold_until = self.hold_until;
             tokio::select! {
                 biased;
                 () = self.shared.abort.cancelled() => {
@@ -352,15 +423,13 @@ impl<'a> Sender<'a> {
                         let Some(i) = self.inflight.iter().position(|f| f.seq == ack.seq) else { continue };
                         let f = self.inflight.swap_remove(i);
                         self.acknowledged(f, ack.outcome, now);
-                        if let Some(think) = think {
-                            closed_due = now + think;
+                        if let Some(think) = self.think {
+                            self.closed_due = Some(now + think);
                         }
                     }
                     Err(e) => {
                         let n = self.inflight.len();
-                        self.rec().fail(self.ack_phase, e.kind(), || format!("{e} ({n} awaiting acknowledgement)"));
-                        self.rec().counters.messages_unacked.fetch_add(n as u64, Ordering::Relaxed);
-                        return Err(Broken);
+                        return Err(self.broken(e.kind(), format!("{e} ({n} awaiting acknowledgement)")));
                     }
                 },
                 () = sleep_until(due.unwrap_or(far)), if can_send => {
@@ -369,12 +438,8 @@ impl<'a> Sender<'a> {
                     let now = Instant::now();
                     let mut due = due;
                     while let Some(d) = due.filter(|d| *d <= now && self.inflight.len() < max_inflight) {
-                        self.queue(session, next, d, &mut rng).await?;
-                        next += 1;
-                        due = if think.is_some() { None } else { schedule.offset(next).map(|o| start + o) };
-                        if send_end.is_some_and(|e| now >= e) {
-                            break;
-                        }
+                        self.queue(session, d).await?;
+                        due = if self.think.is_some() { None } else { self.due(start) };
                     }
                     self.flush(session).await?;
                 }
@@ -387,14 +452,24 @@ impl<'a> Sender<'a> {
                 }
                 () = sleep_until(ping_at.unwrap_or(far)), if ping_at.is_some() => {
                     if let Err(e) = session.keep_alive().await {
-                        self.rec().fail(self.ack_phase, e.kind(), || format!("{e} on keep-alive"));
-                        self.rec().counters.messages_unacked.fetch_add(self.inflight.len() as u64, Ordering::Relaxed);
-                        return Err(Broken);
+                        return Err(self.broken(e.kind(), format!("{e} on keep-alive")));
                     }
                     self.last_write = Instant::now();
                 }
             }
         }
+    }
+
+    /// The session broke: one failure of `kind`, and every in-flight message unacknowledged.
+    fn broken(&mut self, kind: FailureKind, message: String) -> Broken {
+        let n = self.inflight.len() as u64;
+        self.rec().fail(self.ack_phase, kind, || message);
+        self.rec()
+            .counters
+            .messages_unacked
+            .fetch_add(n, Ordering::Relaxed);
+        self.inflight.clear();
+        Broken
     }
 
     /// Writes everything queued.
@@ -407,34 +482,25 @@ impl<'a> Sender<'a> {
                 self.last_write = Instant::now();
                 Ok(())
             }
-            Err(e) => {
-                let n = self.inflight.len();
-                self.rec()
-                    .fail(self.ack_phase, e.kind(), || format!("{e} while sending"));
-                self.rec()
-                    .counters
-                    .messages_unacked
-                    .fetch_add(n as u64, Ordering::Relaxed);
-                Err(Broken)
-            }
+            Err(e) => Err(self.broken(e.kind(), format!("{e} while sending"))),
         }
     }
 
-    /// Queues message `n`, due at `due`.
-    async fn queue<S>(
-        &mut self,
-        session: &mut Session<S>,
-        n: u32,
-        due: Instant,
-        rng: &mut rand::rngs::SmallRng,
-    ) -> Result<(), Broken>
+    /// Queues the next message, due at `due`.
+    async fn queue<S>(&mut self, session: &mut Session<S>, due: Instant) -> Result<(), Broken>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
-        let msg = telemetry(self.shared.messages.payload, &self.device.id, n, rng);
+        let msg = telemetry(
+            self.shared.messages.payload,
+            &self.device.id,
+            self.next,
+            &mut self.rng,
+        );
         let sent = Instant::now();
         match session.send(&msg).await {
             Ok((seq, settled)) => {
+                self.next += 1;
                 let rec = &*self.shared.recorder;
                 incr(&rec.counters.messages_sent);
                 rec.counters
@@ -452,15 +518,8 @@ impl<'a> Sender<'a> {
                 }
                 Ok(())
             }
-            Err(e) => {
-                self.rec()
-                    .fail(self.ack_phase, e.kind(), || format!("{e} while sending"));
-                self.rec()
-                    .counters
-                    .messages_unacked
-                    .fetch_add(self.inflight.len() as u64, Ordering::Relaxed);
-                Err(Broken)
-            }
+            // Not sent: with a reconnect policy it goes out on the next session.
+            Err(e) => Err(self.broken(e.kind(), format!("{e} while sending"))),
         }
     }
 

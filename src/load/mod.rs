@@ -110,6 +110,8 @@ pub async fn run(
         recorder: recorder.clone(),
         acked: (0..n).map(|_| AtomicU32::new(0)).collect(),
         abort: CancellationToken::new(),
+        reconnect: plan.reconnect.clone(),
+        handshakes: Arc::new(Semaphore::new(plan.connect.max_handshakes as usize)),
     });
     let started_at = SystemTime::now();
     let start = Instant::now();
@@ -137,7 +139,7 @@ pub async fn run(
         shared: &shared,
         pool: reuse.then_some(tx),
         departures: &departures,
-        handshakes: Arc::new(Semaphore::new(plan.connect.max_handshakes as usize)),
+        handshakes: shared.handshakes.clone(),
         stop: &stop,
         tracker: &tracker,
         until: match plan.session {

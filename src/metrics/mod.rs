@@ -177,6 +177,8 @@ pub struct Counters {
     pub messages_unacked: AtomicU64,
     /// Payload bytes written.
     pub bytes_sent: AtomicU64,
+    /// Reconnect attempts after a failed session.
+    pub reconnects: AtomicU64,
     /// Connects that started later than their scheduled time by more than the lateness tolerance.
     pub late_connects: AtomicU64,
     /// Sends that started later than their scheduled time by more than the lateness tolerance.

@@ -44,6 +44,9 @@ pub struct RunCounts {
     pub bytes_sent: u64,
     /// Connects that began later than scheduled.
     pub late_connects: u64,
+    /// Reconnect attempts after failed sessions.
+    #[serde(default)]
+    pub reconnects: u64,
     /// Sends that began later than scheduled.
     pub late_sends: u64,
 }

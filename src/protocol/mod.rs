@@ -14,6 +14,9 @@ use crate::metrics::FailureKind;
 pub use amqp::{AmqpConnection, AmqpDialect, AmqpOptions, AmqpSession, SaslMechanism, SettleMode};
 pub use mqtt::{MqttDialect, MqttOptions, MqttSession, QoS};
 
+/// How long a polite close may take before the connection is simply dropped.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// One device-to-cloud message, protocol-neutral.
 #[derive(Debug, Clone)]
 pub struct Telemetry {
@@ -153,9 +156,13 @@ where
 
     /// Closes the session politely (DISCONNECT, AMQP close); errors are ignored.
     pub async fn close(self) {
-        match self {
-            Self::Amqp(s) => s.close().await,
-            Self::Mqtt(s) => s.close().await,
-        }
+        // A peer that stopped answering must not hold a device (and the run) forever.
+        let close = async {
+            match self {
+                Self::Amqp(s) => s.close().await,
+                Self::Mqtt(s) => s.close().await,
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
     }
 }

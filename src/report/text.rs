@@ -20,7 +20,7 @@ pub fn write_text(w: &mut impl Write, s: &Summary) -> io::Result<()> {
     }
     writeln!(w)?;
     let c = &s.counts;
-    writeln!(
+    write!(
         w,
         "{:<12}attempted {}   connected {}   failed {}   devices {}",
         "Sessions",
@@ -29,6 +29,15 @@ pub fn write_text(w: &mut impl Write, s: &Summary) -> io::Result<()> {
         count(c.sessions_failed),
         count(c.devices)
     )?;
+    writeln!(w)?;
+    if c.reconnects > 0 {
+        writeln!(
+            w,
+            "{:<12}reconnect attempts {} (sessions that failed and came back)",
+            "",
+            count(c.reconnects)
+        )?;
+    }
     write!(
         w,
         "{:<12}sent {}   acknowledged {}   unacknowledged {}",
@@ -222,6 +231,7 @@ mod tests {
                 bytes_sent: big,
                 late_connects: big,
                 late_sends: big,
+                reconnects: big,
             },
             connects_per_sec: 123_456.7,
             acks_per_sec: 9_876_543.2,

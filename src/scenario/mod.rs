@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use locate::Locator;
 pub use plan::{FleetPlan, Overrides, Plan, ProtocolPlan, RunPlan, Target, TlsPlan};
-pub use shape::{parse_addresses, ConnectPlan, MessagePlan, Payload, SendModel, SessionPlan};
+pub use shape::{
+    parse_addresses, ConnectPlan, MessagePlan, Payload, ReconnectPlan, SendModel, SessionPlan,
+};
 
 /// One problem in a scenario, located.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +106,8 @@ pub struct Scenario {
     pub session: SessionSection,
     /// Churn: connect, send k, disconnect, reconnect, for a duration.
     pub churn: Option<ChurnSection>,
+    /// Reconnect after a failed session, with exponential backoff and jitter.
+    pub reconnect: Option<ReconnectSection>,
     /// Run-wide bounds.
     #[serde(default)]
     pub run: RunSection,
@@ -244,6 +248,20 @@ pub struct SessionSection {
     /// Stay connected this long after the last message, idle with keep-alives.
     #[serde(default, with = "humantime_serde")]
     pub hold: Option<Duration>,
+}
+
+/// `[reconnect]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ReconnectSection {
+    /// First backoff (default 100ms); doubles per failure.
+    #[serde(default, with = "humantime_serde")]
+    pub initial: Option<Duration>,
+    /// Backoff cap (default 10s).
+    #[serde(default, with = "humantime_serde")]
+    pub max: Option<Duration>,
+    /// Consecutive failed attempts before a device gives up (default 20).
+    pub attempts: Option<u32>,
 }
 
 /// `[churn]`

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::locate::Locator;
-use super::shape::{self, ConnectPlan, MessagePlan, SessionPlan};
+use super::shape::{self, ConnectPlan, MessagePlan, ReconnectPlan, SessionPlan};
 use super::{ConfigError, ConfigErrors, Dialect, HubKind, ProtocolKind, Scenario};
 use crate::metrics::Threshold;
 use crate::pki::{IdTemplate, KeyType};
@@ -164,6 +164,8 @@ pub struct Plan {
     pub messages: MessagePlan,
     /// Session lifetime (hold, churn).
     pub session: SessionPlan,
+    /// Reconnecting after failures, if at all.
+    pub reconnect: Option<ReconnectPlan>,
     /// Bounds.
     pub run: RunPlan,
     /// Pass/fail conditions judged at the end of the run, sorted by metric name.
@@ -239,6 +241,7 @@ impl Plan {
         let connect = shape::connect(s, overrides, &mut p);
         let messages = shape::messages(s, overrides, &mut p);
         let session = shape::session(s, &mut p);
+        let reconnect = shape::reconnect(s, &mut p);
         if let (Some(f), Some(c)) = (&fleet, &connect) {
             shape::check_fleet_size(
                 f.devices,
@@ -281,6 +284,7 @@ impl Plan {
                     connect,
                     messages,
                     session,
+                    reconnect,
                     run,
                     thresholds,
                 })
@@ -339,6 +343,7 @@ impl Plan {
             "connect": self.connect.to_json(),
             "messages": self.messages.to_json(),
             "session": self.session.to_json(),
+            "reconnect": self.reconnect.as_ref().map(ReconnectPlan::to_json),
             "run": {"max-duration": d(self.run.max_duration), "grace": d(self.run.grace)},
             "thresholds": self.thresholds.iter()
                 .map(|t| (t.name.clone(), json!(t.condition)))

@@ -64,6 +64,65 @@ pub struct MessagePlan {
     pub max_inflight: u32,
 }
 
+/// Reconnecting after a failure: exponential backoff with jitter, capped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReconnectPlan {
+    /// First backoff.
+    pub initial: Duration,
+    /// Largest backoff.
+    pub max: Duration,
+    /// Consecutive failures before giving up.
+    pub attempts: u32,
+}
+
+impl ReconnectPlan {
+    /// The wait before reconnect attempt `n` (from 1): `initial * 2^(n-1)`, capped at `max`,
+    /// then scaled by a random factor in [0.5, 1) ("equal jitter") so a fleet that lost its
+    /// hub at once does not come back at once.
+    pub fn backoff(&self, n: u32, rng: &mut impl rand::Rng) -> Duration {
+        let exp = self
+            .initial
+            .saturating_mul(1u32 << n.saturating_sub(1).min(20));
+        exp.min(self.max).mul_f64(0.5 + rng.random::<f64>() * 0.5)
+    }
+
+    pub(super) fn to_json(&self) -> Value {
+        json!({"initial": fmt(self.initial), "max": fmt(self.max), "attempts": self.attempts})
+    }
+}
+
+pub(super) fn reconnect(s: &Scenario, p: &mut Problems<'_>) -> Option<ReconnectPlan> {
+    let r = s.reconnect.as_ref()?;
+    let plan = ReconnectPlan {
+        initial: r.initial.unwrap_or(Duration::from_millis(100)),
+        max: r.max.unwrap_or(Duration::from_secs(10)),
+        attempts: r.attempts.unwrap_or(20),
+    };
+    if plan.initial.is_zero() {
+        p.add(
+            "reconnect.initial",
+            "0s is not valid: a fleet reconnecting without pause is a storm",
+        );
+    }
+    if plan.max < plan.initial {
+        p.add(
+            "reconnect.max",
+            format!(
+                "{} is less than reconnect.initial {}",
+                fmt(plan.max),
+                fmt(plan.initial)
+            ),
+        );
+    }
+    if plan.attempts == 0 {
+        p.add(
+            "reconnect.attempts",
+            "0 is not valid; leave [reconnect] out to never reconnect",
+        );
+    }
+    Some(plan)
+}
+
 /// How long sessions live beyond their messages.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionPlan {
