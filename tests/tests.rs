@@ -8,3 +8,7 @@ mod support;
 mod run_mqtt;
 // Issue 2: the binary's exit codes and scenario error messages.
 mod cli;
+// Issue 3: certificate exports checked by the openssl CLI; bulk import; bad input.
+mod pki;
+// Issue 3: the CA workflow on the embedded hub (portal steps, state directory, hub serve).
+mod hub_ca;

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use locate::Locator;
 pub use plan::{
-    ConnectPlan, FleetPlan, MessagePlan, Overrides, Payload, Plan, ProtocolPlan, RunPlan, Target,
-    TlsPlan,
+    CaDirPlan, ConnectPlan, FleetPlan, MessagePlan, Overrides, Payload, Plan, ProtocolPlan,
+    RunPlan, Target, TlsPlan,
 };
 
 /// One problem in a scenario, located.
@@ -199,6 +199,9 @@ pub struct FleetSection {
     pub intermediates: Option<u8>,
     /// Validity of minted device certificates, days.
     pub validity_days: Option<u32>,
+    /// A CA directory (`fleetbench pki init`) whose issuing CA signs the devices, instead of a
+    /// chain minted for the run: the CA uploaded and verified once serves every run.
+    pub ca_dir: Option<PathBuf>,
 }
 
 /// `[connect]`
