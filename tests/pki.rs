@@ -264,10 +264,7 @@ fn the_cli_walks_init_prove_devices_and_openssl_checks_each_file() {
         "-sha256",
     ]));
     let fp = fp.trim().rsplit('=').next().unwrap().replace(':', "");
-    assert!(
-        csv.contains(&format!("dev-001,")) && csv.contains(&fp),
-        "{csv}\n{fp}"
-    );
+    assert!(csv.contains("dev-001,") && csv.contains(&fp), "{csv}\n{fp}");
 }
 
 #[test]

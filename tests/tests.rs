@@ -1,6 +1,9 @@
 //! Integration tests, one binary (ripgrep style). Each module talks to real servers over real
 //! TLS on loopback, on ephemeral ports; none sleeps to synchronise.
 
+// Helpers outside #[test] functions unwrap too; a failure there is a failed test.
+#![allow(clippy::unwrap_used)]
+
 // Fixtures: inline scenarios, test PKI, hub on 127.0.0.1:0.
 mod support;
 

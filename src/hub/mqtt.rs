@@ -55,13 +55,10 @@ pub(super) async fn session(
         () = stop.cancelled() => return,
         r = tokio::time::timeout(hub.config.connect_timeout, framed.next()) => r,
     };
-    let connect = match first {
-        Ok(Some(Ok(Packet::Connect(c)))) => c,
-        _ => {
-            // Anything but a CONNECT first (garbage, timeout, another packet): close.
-            hub.stats.violations.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
+    let Ok(Some(Ok(Packet::Connect(connect)))) = first else {
+        // Anything but a CONNECT first (garbage, timeout, another packet): close.
+        hub.stats.violations.fetch_add(1, Ordering::Relaxed);
+        return;
     };
 
     let device = match authorize(hub, &chain, &connect) {
@@ -235,9 +232,9 @@ trait MinQos1 {
 
 impl MinQos1 for QoS {
     /// IoT Hub grants at most QoS 1.
-    fn min_qos1(self) -> QoS {
+    fn min_qos1(self) -> Self {
         match self {
-            QoS::ExactlyOnce => QoS::AtLeastOnce,
+            Self::ExactlyOnce => Self::AtLeastOnce,
             q => q,
         }
     }

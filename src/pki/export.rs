@@ -112,6 +112,9 @@ pub enum ExportError {
     Pfx(#[from] PfxError),
 }
 
+/// A device written: its index in the fleet, id and thumbprints.
+type Exported = (usize, String, Thumbprints);
+
 /// What to export for each device.
 #[derive(Debug, Clone)]
 pub struct DeviceExport {
@@ -139,27 +142,26 @@ impl DeviceExport {
             check_pfx_key_type(self.key_type)?;
         }
         let workers = workers.clamp(1, ids.len().max(1));
-        let parts: Vec<Result<Vec<(usize, String, Thumbprints)>, ExportError>> =
-            std::thread::scope(|s| {
-                let handles: Vec<_> = (0..workers)
-                    .map(|w| {
-                        s.spawn(move || {
-                            (w..ids.len())
-                                .step_by(workers)
-                                .map(|i| {
-                                    let id = ids.id(i);
-                                    let t = self.one(&id)?;
-                                    Ok((i, id, t))
-                                })
-                                .collect()
-                        })
+        let parts: Vec<Result<Vec<Exported>, ExportError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..workers)
+                .map(|w| {
+                    s.spawn(move || {
+                        (w..ids.len())
+                            .step_by(workers)
+                            .map(|i| {
+                                let id = ids.id(i);
+                                let t = self.one(&id)?;
+                                Ok((i, id, t))
+                            })
+                            .collect()
                     })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                    .collect()
-            });
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
         let mut all = Vec::with_capacity(ids.len());
         for part in parts {
             all.extend(part?);
