@@ -253,3 +253,41 @@ fn hub_and_load_in_separate_processes_walk_the_tutorial() {
     assert_eq!(json["counts"]["messages_acked"], 40, "{stdout}");
     assert_eq!(json["scenario"]["fleet"]["ca-dir"], p(&ca));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_mints_devices_from_a_ca_directory_and_checks_its_depth() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ChainSpec {
+        intermediates: 2,
+        key_type: KeyType::EcdsaP384,
+        ..ChainSpec::default()
+    };
+    write_ca_dir(dir.path(), &CaChain::generate(&spec).unwrap()).unwrap();
+    let fleet = format!(
+        "[fleet]\ndevices = 10\nkey-type = \"ed25519\"\nca-dir = \"{}\"\n[messages]\ncount = 1\n",
+        dir.path().display()
+    );
+    let (report, _results) = support::run(&support::plan(&fleet)).await;
+    assert_eq!(report.summary.counts.sessions_connected, 10);
+    assert_eq!(report.summary.counts.messages_acked, 10);
+
+    let mut wrong = support::plan(&fleet);
+    if let Some(ca) = wrong.fleet.ca_dir.as_mut() {
+        ca.intermediates = Some(1);
+    }
+    let results = tempfile::tempdir().unwrap();
+    let options = fleetbench::command::run::RunOptions {
+        results_root: results.path().to_owned(),
+        quiet: true,
+        interrupt: tokio_util::sync::CancellationToken::new(),
+        hub: fleetbench::hub::HubConfig::default(),
+    };
+    let err = fleetbench::command::run::run_plan(&wrong, &options)
+        .await
+        .unwrap_err();
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("fleet.intermediates = 1") && err.contains("holds 2"),
+        "{err}"
+    );
+}
