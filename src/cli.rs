@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::pki::KeyType;
+
 /// Load-test fleets of X.509-authenticated IoT devices over MQTT and AMQP with mutual TLS.
 #[derive(Debug, Parser)]
 #[command(name = "fleetbench", version, about, long_about = None)]
@@ -28,6 +30,12 @@ pub enum Command {
     Report(ReportArgs),
     /// Compare two runs; exit 1 when NEW regressed beyond the tolerance.
     Compare(CompareArgs),
+    /// The tutorial's certificates: CA chains, proof of possession, device exports, bulk import.
+    #[command(subcommand)]
+    Pki(PkiCommand),
+    /// The embedded hub as a standalone server, and its CA and device registries (the portal).
+    #[command(subcommand)]
+    Hub(HubCommand),
 }
 
 /// `fleetbench run`
@@ -50,6 +58,10 @@ pub struct RunArgs {
     /// Handshakes in flight at most (overrides connect.max-handshakes).
     #[arg(long)]
     pub max_handshakes: Option<u32>,
+    /// CA directory (from `pki init`) that signs the devices, minted at run time
+    /// (overrides fleet.ca-dir).
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
     /// Where results directories are made.
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
@@ -59,6 +71,203 @@ pub struct RunArgs {
     /// Serve live metrics (OpenMetrics text) on this address, e.g. 127.0.0.1:9464.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
+}
+
+/// `fleetbench pki …`
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    /// Create a root CA and intermediates in a new directory (PEM, DER .cer, PKCS#8 keys 0600).
+    Init(PkiInitArgs),
+    /// Make the proof-of-possession certificate: CN = the hub's verification code, signed by a CA.
+    Prove(PkiProveArgs),
+    /// Mint device certificates and keys (PEM, chains, PFX) on every core.
+    Devices(PkiDevicesArgs),
+    /// Write IoT Hub's bulk import file (one JSON object per line).
+    Registry(PkiRegistryArgs),
+}
+
+/// `fleetbench pki init`
+#[derive(Debug, Args)]
+pub struct PkiInitArgs {
+    /// Directory to create the CA in (refused if it already holds one).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Intermediate CAs below the root (0 = devices signed by the root).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=8))]
+    pub intermediates: u8,
+    /// Key type of every CA in the chain.
+    #[arg(long, default_value = "ecdsa-p256")]
+    pub key_type: KeyType,
+    /// Validity in days.
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
+    /// Common-name prefix of the CAs.
+    #[arg(long, default_value = "fleetbench")]
+    pub name: String,
+}
+
+/// `fleetbench pki prove`
+#[derive(Debug, Args)]
+pub struct PkiProveArgs {
+    /// CA directory.
+    #[arg(long)]
+    pub ca: PathBuf,
+    /// The verification code the hub gave for the uploaded CA.
+    #[arg(long)]
+    pub code: String,
+    /// Which CA of the chain was uploaded: root, intermediate-1, …
+    #[arg(long, default_value = "root")]
+    pub signer: String,
+    /// Output file (default: CA_DIR/verification-code.cert.pem).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `fleetbench pki devices`
+#[derive(Debug, Args)]
+pub struct PkiDevicesArgs {
+    /// CA directory that signs the devices.
+    #[arg(
+        long,
+        required_unless_present = "self_signed",
+        conflicts_with = "self_signed"
+    )]
+    pub ca: Option<PathBuf>,
+    /// Self-signed devices (registered by thumbprint) instead of CA-signed ones.
+    #[arg(long)]
+    pub self_signed: bool,
+    /// How many devices.
+    #[arg(long)]
+    pub count: u64,
+    /// Device id template; {n} is the device number from 1, {n:05} zero-pads it.
+    #[arg(long, default_value = "device-{n:05}")]
+    pub id: String,
+    /// Output directory (created if needed).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also write ID.pfx, encrypted with this password (the tutorial uses 1234).
+    #[arg(long)]
+    pub pfx_password: Option<String>,
+    /// Device key type.
+    #[arg(long, default_value = "ecdsa-p256")]
+    pub key_type: KeyType,
+    /// Validity in days.
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
+}
+
+/// `fleetbench pki registry`
+#[derive(Debug, Args)]
+pub struct PkiRegistryArgs {
+    /// CA directory the devices chain to (checked to load; its thumbprint is printed).
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// How many devices.
+    #[arg(long)]
+    pub count: u64,
+    /// Device id template.
+    #[arg(long, default_value = "device-{n:05}")]
+    pub id: String,
+    /// Self-signed devices: thumbprints from the certificates in --devices.
+    #[arg(long, requires = "devices")]
+    pub self_signed: bool,
+    /// Directory of exported device certificates (`pki devices --out`).
+    #[arg(long)]
+    pub devices: Option<PathBuf>,
+    /// Output file (default: standard output).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `fleetbench hub …`
+#[derive(Debug, Subcommand)]
+pub enum HubCommand {
+    /// Serve MQTT over mutual TLS with the registries kept in a state directory.
+    Serve(HubServeArgs),
+    /// CA certificates: add (unverified, prints the verification code), verify, list.
+    #[command(subcommand)]
+    Ca(HubCaCommand),
+    /// Devices: add, list.
+    #[command(subcommand)]
+    Device(HubDeviceCommand),
+}
+
+/// `fleetbench hub serve`
+#[derive(Debug, Args)]
+pub struct HubServeArgs {
+    /// State directory (registries, the hub's server certificate).
+    #[arg(long)]
+    pub state: PathBuf,
+    /// MQTT listen address.
+    #[arg(long, default_value = "127.0.0.1:8883")]
+    pub mqtt: SocketAddr,
+    /// AMQP 1.0 listen address (IoT Hub: 5671); none unless given.
+    #[arg(long)]
+    pub amqp: Option<SocketAddr>,
+}
+
+/// `fleetbench hub ca …`
+#[derive(Debug, Subcommand)]
+pub enum HubCaCommand {
+    /// Upload a CA certificate (PEM or DER); it is unverified until proven.
+    Add {
+        /// State directory.
+        #[arg(long)]
+        state: PathBuf,
+        /// Name of the CA in the hub.
+        #[arg(long)]
+        name: String,
+        /// The CA certificate file.
+        #[arg(long)]
+        cert: PathBuf,
+        /// Mark it verified on upload (the portal's checkbox).
+        #[arg(long)]
+        verified: bool,
+    },
+    /// Verify a CA with the proof-of-possession certificate from `pki prove`.
+    Verify {
+        /// State directory.
+        #[arg(long)]
+        state: PathBuf,
+        /// Name of the CA in the hub.
+        #[arg(long)]
+        name: String,
+        /// The verification certificate.
+        #[arg(long)]
+        cert: PathBuf,
+    },
+    /// List the CAs with their verified flag, code and thumbprint.
+    List {
+        /// State directory.
+        #[arg(long)]
+        state: PathBuf,
+    },
+}
+
+/// `fleetbench hub device …`
+#[derive(Debug, Subcommand)]
+pub enum HubDeviceCommand {
+    /// Register devices: a numbered range as "X.509 CA signed", or a bulk import file.
+    Add {
+        /// State directory.
+        #[arg(long)]
+        state: PathBuf,
+        /// How many devices (CA-signed).
+        #[arg(long, required_unless_present = "import", conflicts_with = "import")]
+        count: Option<u64>,
+        /// Device id template.
+        #[arg(long, default_value = "device-{n:05}")]
+        id: String,
+        /// A bulk import file (`pki registry`).
+        #[arg(long)]
+        import: Option<PathBuf>,
+    },
+    /// List the registered devices.
+    List {
+        /// State directory.
+        #[arg(long)]
+        state: PathBuf,
+    },
 }
 
 /// `fleetbench report`

@@ -26,3 +26,9 @@ mod thresholds;
 mod live;
 // Issue 6: report.html in headless Chromium.
 mod report_html;
+// Issue 3: certificate exports checked by the openssl CLI; bulk import; bad input.
+mod pki;
+// Issue 3: bad CA directories, codes and PFX key types; PKCS#1 keys.
+mod pki_errors;
+// Issue 3: the CA workflow on the embedded hub (portal steps, state directory, hub serve).
+mod hub_ca;

@@ -1,7 +1,9 @@
 //! What each subcommand does. This is the edge: it wires scenario, pki, hub, load and report
 //! together and turns errors into `anyhow` with context.
 
+mod hub;
 pub mod live;
+mod pki;
 pub mod run;
 
 use crate::cli::{Cli, Command};
@@ -12,6 +14,8 @@ use crate::Outcome;
 pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Run(args) => run::command(args).await,
+        Command::Pki(cmd) => pki::command(cmd),
+        Command::Hub(cmd) => hub::command(cmd).await,
         Command::Report(args) => {
             let summary = report::read_summary(&args.dir)?;
             if args.dir.is_dir() {

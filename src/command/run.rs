@@ -17,9 +17,10 @@ use crate::load::{self, Fleet, FleetResult};
 use crate::metrics::{
     HubAccounting, PhaseSummary, Recorder, RunCounts, RunStatus, Summary, SCHEMA_VERSION,
 };
+use crate::pki::store::load_ca_dir;
 use crate::pki::{CaChain, ChainSpec, DeviceIds, KeyType, Validity};
 use crate::report::{progress::Progress, write_text, ResultsDir};
-use crate::scenario::{Overrides, Plan, ProtocolPlan, Target};
+use crate::scenario::{FleetPlan, Overrides, Plan, ProtocolPlan, Target};
 use crate::transport::{ClientTls, Endpoint, ServerVerification};
 use crate::Outcome;
 
@@ -59,6 +60,7 @@ pub(super) async fn command(args: RunArgs) -> anyhow::Result<Outcome> {
         messages: args.messages,
         interval: args.interval,
         max_handshakes: args.max_handshakes,
+        ca_dir: args.ca,
     };
     let plan = Plan::from_file(&args.scenario, &overrides)?;
     let interrupt = CancellationToken::new();
@@ -88,7 +90,7 @@ pub(super) async fn command(args: RunArgs) -> anyhow::Result<Outcome> {
 }
 
 /// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub(super) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         let term = async {
@@ -200,13 +202,7 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
         &plan.name,
         std::time::SystemTime::now(),
     )?;
-    let spec = ChainSpec {
-        key_type: plan.fleet.ca_key_type,
-        intermediates: plan.fleet.intermediates,
-        validity: Validity::days_from_now(plan.fleet.validity_days),
-        name: "fleetbench".into(),
-    };
-    let chain = Arc::new(CaChain::generate(&spec).context("minting the CA chain")?);
+    let chain = Arc::new(signing_chain(&plan.fleet)?);
     let ids = DeviceIds::new(plan.fleet.ids.clone(), plan.fleet.devices, 0, 1);
     let fleet = Fleet {
         ca: chain.clone(),
@@ -332,6 +328,30 @@ pub fn outcome(s: &Summary) -> Outcome {
     } else {
         Outcome::Success
     }
+}
+
+/// The chain that signs the devices: loaded from the scenario's CA directory, or minted.
+fn signing_chain(fleet: &FleetPlan) -> anyhow::Result<CaChain> {
+    let Some(ca) = &fleet.ca_dir else {
+        let spec = ChainSpec {
+            key_type: fleet.ca_key_type,
+            intermediates: fleet.intermediates,
+            validity: Validity::days_from_now(fleet.validity_days),
+            name: "fleetbench".into(),
+        };
+        return CaChain::generate(&spec).context("minting the CA chain");
+    };
+    let chain = load_ca_dir(&ca.path)
+        .with_context(|| format!("loading fleet.ca-dir {}", ca.path.display()))?;
+    let held = chain.authorities().len() - 1;
+    if let Some(want) = ca.intermediates {
+        anyhow::ensure!(
+            usize::from(want) == held,
+            "fleet.intermediates = {want}, but CA directory {} holds {held}",
+            ca.path.display()
+        );
+    }
+    Ok(chain)
 }
 
 fn read_roots(file: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {

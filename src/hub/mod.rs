@@ -8,6 +8,7 @@
 mod amqp;
 mod mqtt;
 pub mod registry;
+pub mod state;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -26,6 +27,7 @@ use crate::pki::ServerIdentity;
 use crate::transport::tls::{hub_server_config, TlsConfigError};
 
 pub use registry::{CaInfo, DeviceAuth, Refusal, Registry, RegistryError};
+pub use state::{StateDir, StateError};
 
 /// IoT Hub's device-to-cloud message size limit.
 pub const MAX_MESSAGE_SIZE: usize = 256 * 1024;

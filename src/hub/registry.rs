@@ -230,7 +230,7 @@ impl Registry {
         name: &str,
         cert: CertificateDer<'static>,
     ) -> Result<String, RegistryError> {
-        self.insert_ca(name, cert, false)
+        self.insert_ca(name, cert, false, None)
     }
 
     /// Uploads a CA certificate and marks it verified ("verified on upload").
@@ -239,7 +239,41 @@ impl Registry {
         name: &str,
         cert: CertificateDer<'static>,
     ) -> Result<(), RegistryError> {
-        self.insert_ca(name, cert, true).map(drop)
+        self.insert_ca(name, cert, true, None).map(drop)
+    }
+
+    /// Restores a CA as it was saved (a hub's state directory), code and flag included. A CA
+    /// already present is only marked verified if the saved one is.
+    pub fn restore_ca(
+        &self,
+        name: &str,
+        cert: CertificateDer<'static>,
+        verified: bool,
+        code: String,
+    ) -> Result<(), RegistryError> {
+        if let Some(ca) = self.inner.write().cas.iter_mut().find(|c| c.name == name) {
+            ca.verified |= verified;
+            return Ok(());
+        }
+        self.insert_ca(name, cert, verified, Some(code)).map(drop)
+    }
+
+    /// The registered CAs with their certificates (for saving).
+    pub fn ca_entries(&self) -> Vec<CaEntry> {
+        self.inner.read().cas.clone()
+    }
+
+    /// Every registered device and how it authenticates, sorted by id.
+    pub fn devices(&self) -> Vec<(String, DeviceAuth)> {
+        let mut all: Vec<_> = self
+            .inner
+            .read()
+            .devices
+            .values()
+            .map(|d| (d.id.clone(), d.auth.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 
     fn insert_ca(
@@ -247,6 +281,7 @@ impl Registry {
         name: &str,
         cert: CertificateDer<'static>,
         verified: bool,
+        code: Option<String>,
     ) -> Result<String, RegistryError> {
         let bad = |reason: String| RegistryError::BadCa {
             name: name.to_owned(),
@@ -264,7 +299,7 @@ impl Registry {
         if inner.cas.iter().any(|c| c.name == name) {
             return Err(RegistryError::DuplicateCa(name.to_owned()));
         }
-        let code = hex_upper(&rand::random::<[u8; 24]>());
+        let code = code.unwrap_or_else(|| hex_upper(&rand::random::<[u8; 24]>()));
         inner.cas.push(CaEntry {
             name: name.to_owned(),
             thumbprint: sha1_hex(&cert),

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use locate::Locator;
-pub use plan::{FleetPlan, Overrides, Plan, ProtocolPlan, RunPlan, Target, TlsPlan};
+pub use plan::{CaDirPlan, FleetPlan, Overrides, Plan, ProtocolPlan, RunPlan, Target, TlsPlan};
 pub use shape::{
     parse_addresses, ConnectPlan, MessagePlan, Payload, ReconnectPlan, SendModel, SessionPlan,
 };
@@ -311,6 +311,9 @@ pub struct FleetSection {
     pub intermediates: Option<u8>,
     /// Validity of minted device certificates, days.
     pub validity_days: Option<u32>,
+    /// A CA directory (`fleetbench pki init`) whose issuing CA signs the devices, instead of a
+    /// chain minted for the run: the CA uploaded and verified once serves every run.
+    pub ca_dir: Option<PathBuf>,
 }
 
 /// `[connect]`

@@ -29,6 +29,8 @@ pub struct Overrides {
     pub interval: Option<Duration>,
     /// `--max-handshakes`
     pub max_handshakes: Option<u32>,
+    /// `--ca`
+    pub ca_dir: Option<PathBuf>,
 }
 
 /// Which hub the run targets.
@@ -134,6 +136,17 @@ pub struct FleetPlan {
     pub intermediates: u8,
     /// Device certificate validity, days.
     pub validity_days: u32,
+    /// An existing CA directory signs the devices (`None`: a chain is minted for the run).
+    pub ca_dir: Option<CaDirPlan>,
+}
+
+/// Devices signed by an existing CA directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaDirPlan {
+    /// The directory.
+    pub path: PathBuf,
+    /// `fleet.intermediates` when the scenario states it: the directory must hold that many.
+    pub intermediates: Option<u8>,
 }
 
 /// Run-wide bounds.
@@ -339,7 +352,8 @@ impl Plan {
                     "cipher-suites": self.tls.cipher_suites, "groups": self.tls.groups},
             "fleet": {"devices": self.fleet.devices, "id": self.fleet.ids.to_string(),
                       "key-type": self.fleet.key_type.name(), "ca-key-type": self.fleet.ca_key_type.name(),
-                      "intermediates": self.fleet.intermediates, "validity-days": self.fleet.validity_days},
+                      "intermediates": self.fleet.intermediates, "validity-days": self.fleet.validity_days,
+                      "ca-dir": self.fleet.ca_dir.as_ref().map(|c| &c.path)},
             "connect": self.connect.to_json(),
             "messages": self.messages.to_json(),
             "session": self.session.to_json(),
@@ -561,6 +575,20 @@ fn fleet(s: &Scenario, o: &Overrides, p: &mut Problems<'_>) -> Option<FleetPlan>
     };
     let key = key_type(f.key_type.as_ref(), "fleet.key-type", p);
     let ca_key = key_type(f.ca_key_type.as_ref(), "fleet.ca-key-type", p);
+    let ca_dir = o
+        .ca_dir
+        .clone()
+        .or_else(|| f.ca_dir.clone())
+        .map(|path| CaDirPlan {
+            path,
+            intermediates: f.intermediates,
+        });
+    if ca_dir.is_some() && f.ca_key_type.is_some() {
+        p.add(
+            "fleet.ca-key-type",
+            "only applies without a CA directory; the CA directory's keys fix it",
+        );
+    }
     let intermediates = f.intermediates.unwrap_or(1);
     if intermediates > 8 {
         p.add(
@@ -582,6 +610,7 @@ fn fleet(s: &Scenario, o: &Overrides, p: &mut Problems<'_>) -> Option<FleetPlan>
         ca_key_type: ca_key,
         intermediates,
         validity_days,
+        ca_dir,
     })
 }
 
@@ -640,6 +669,24 @@ mod tests {
     fn contradictory_settings_are_refused() {
         let e = plan("[protocol]\ntopic = \"x/{device_id}\"\n").unwrap_err();
         assert_eq!(e.0[0].field, "protocol.topic");
+    }
+
+    #[test]
+    fn a_ca_dir_comes_from_the_file_or_the_command_line() {
+        let p = plan("[fleet]\nca-dir = \"ca\"\nintermediates = 2\n").unwrap();
+        let ca = p.fleet.ca_dir.unwrap();
+        assert_eq!(
+            (ca.path.as_path(), ca.intermediates),
+            (Path::new("ca"), Some(2))
+        );
+        let e = plan("[fleet]\nca-dir = \"ca\"\nca-key-type = \"rsa-2048\"\n").unwrap_err();
+        assert_eq!(e.0[0].field, "fleet.ca-key-type");
+        let o = Overrides {
+            ca_dir: Some("other".into()),
+            ..Overrides::default()
+        };
+        let p = Plan::new(&Scenario::default(), "", Path::new("t.toml"), "t", &o).unwrap();
+        assert_eq!(p.fleet.ca_dir.unwrap().path, Path::new("other"));
     }
 
     #[test]

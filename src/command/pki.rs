@@ -1,0 +1,200 @@
+//! `fleetbench pki …`: the tutorial's certificate steps, one command each.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+
+use crate::cli::{PkiCommand, PkiDevicesArgs, PkiInitArgs, PkiProveArgs, PkiRegistryArgs};
+use crate::pki::export::{
+    check_code, read_thumbprints, DeviceExport, ImportAuth, ImportDevice, Thumbprints,
+    X509Thumbprint,
+};
+use crate::pki::store::{level_name, load_ca_dir, pem, write_ca_dir, write_public};
+use crate::pki::{CaChain, ChainSpec, DeviceIds, IdTemplate, KeyType, Validity};
+use crate::Outcome;
+
+/// Runs a `pki` subcommand.
+pub(super) fn command(cmd: PkiCommand) -> anyhow::Result<Outcome> {
+    let mut out = std::io::stdout().lock();
+    let text = match cmd {
+        PkiCommand::Init(args) => init(&args)?,
+        PkiCommand::Prove(args) => prove(&args)?,
+        PkiCommand::Devices(args) => devices(&args)?,
+        PkiCommand::Registry(args) => registry(&args)?,
+    };
+    super::write_or_broken_pipe(out.write_all(text.as_bytes()))?;
+    Ok(Outcome::Success)
+}
+
+fn init(args: &PkiInitArgs) -> anyhow::Result<String> {
+    let spec = ChainSpec {
+        key_type: args.key_type,
+        intermediates: args.intermediates,
+        validity: Validity::days_from_now(args.days),
+        name: args.name.clone(),
+    };
+    let chain = CaChain::generate(&spec).context("minting the CA chain")?;
+    let files = write_ca_dir(&args.out, &chain)?;
+    let mut text = format!(
+        "CA chain ({}, {} intermediates) in {}\n",
+        args.key_type,
+        args.intermediates,
+        args.out.display()
+    );
+    for (level, ca) in chain.authorities().iter().enumerate() {
+        let t = Thumbprints::of(ca.cert());
+        text.push_str(&format!(
+            "  {:<16} {:<40} sha1 {}\n",
+            level_name(level),
+            ca.common_name(),
+            t.sha1
+        ));
+    }
+    text.push_str(&format!(
+        "{} files; upload {} to the hub\n",
+        files.len(),
+        args.out.join("root.cer").display()
+    ));
+    Ok(text)
+}
+
+fn prove(args: &PkiProveArgs) -> anyhow::Result<String> {
+    check_code(&args.code)?;
+    let chain = load_ca_dir(&args.ca)?;
+    let level = (0..chain.authorities().len())
+        .find(|l| level_name(*l) == args.signer)
+        .with_context(|| {
+            let names: Vec<_> = (0..chain.authorities().len()).map(level_name).collect();
+            format!(
+                "--signer {:?} is not in {}: expected one of {}",
+                args.signer,
+                args.ca.display(),
+                names.join(", ")
+            )
+        })?;
+    let cert =
+        CaChain::mint_verification(&chain.authorities()[level], &args.code, KeyType::EcdsaP256)
+            .context("minting the verification certificate")?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.ca.join("verification-code.cert.pem"));
+    write_public(&out, pem("CERTIFICATE", &cert).as_bytes())?;
+    Ok(format!(
+        "verification certificate (CN={}, signed by {}) in {}\n",
+        args.code,
+        level_name(level),
+        out.display()
+    ))
+}
+
+fn devices(args: &PkiDevicesArgs) -> anyhow::Result<String> {
+    let ids = device_ids(&args.id, args.count)?;
+    let ca = args
+        .ca
+        .as_deref()
+        .map(load_ca_dir)
+        .transpose()?
+        .map(Arc::new);
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let export = DeviceExport {
+        dir: args.out.clone(),
+        ca,
+        key_type: args.key_type,
+        validity: Validity::days_from_now(args.days),
+        pfx_password: args.pfx_password.clone(),
+    };
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let start = Instant::now();
+    let thumbprints = export
+        .run(&ids, workers)
+        .with_context(|| format!("exporting devices to {}", args.out.display()))?;
+    let elapsed = start.elapsed();
+    let csv: String = std::iter::once("id,sha1,sha256\n".to_owned())
+        .chain(
+            thumbprints
+                .iter()
+                .map(|(id, t)| format!("{id},{},{}\n", t.sha1, t.sha256)),
+        )
+        .collect();
+    let csv_path = args.out.join("thumbprints.csv");
+    write_public(&csv_path, csv.as_bytes())?;
+    let mut text = format!(
+        "{} {} devices in {} ({:.0}/s on {workers} threads); thumbprints in {}\n",
+        ids.len(),
+        args.key_type,
+        args.out.display(),
+        ids.len() as f64 / elapsed.as_secs_f64().max(1e-9),
+        csv_path.display()
+    );
+    for (id, t) in thumbprints.iter().take(3) {
+        text.push_str(&format!("  {id}  sha256 {}\n", t.sha256));
+    }
+    Ok(text)
+}
+
+fn registry(args: &PkiRegistryArgs) -> anyhow::Result<String> {
+    let ids = device_ids(&args.id, args.count)?;
+    let mut note = String::new();
+    if let Some(dir) = &args.ca {
+        let chain = load_ca_dir(dir)?;
+        note = format!(
+            "devices chain to {} (sha1 {})\n",
+            chain.root().common_name(),
+            Thumbprints::of(chain.root().cert()).sha1
+        );
+    }
+    let lines = import_lines(
+        &ids,
+        args.self_signed.then_some(()).and(args.devices.as_deref()),
+    )?;
+    match &args.out {
+        Some(path) => {
+            write_public(path, lines.as_bytes())?;
+            Ok(format!(
+                "{note}{} devices in {}\n",
+                ids.len(),
+                path.display()
+            ))
+        }
+        None => Ok(lines),
+    }
+}
+
+/// The bulk import file: CA-signed lines, or self-signed lines with the SHA-256 thumbprints of
+/// the certificates in `self_signed_dir`.
+fn import_lines(ids: &DeviceIds, self_signed_dir: Option<&Path>) -> anyhow::Result<String> {
+    let mut text = String::with_capacity(ids.len() * 128);
+    let mut push = |id: String, auth: ImportAuth| -> anyhow::Result<()> {
+        text.push_str(&serde_json::to_string(&ImportDevice::create(id, auth))?);
+        text.push('\n');
+        Ok(())
+    };
+    match self_signed_dir {
+        None => {
+            for id in ids.iter() {
+                push(id, ImportAuth::CertificateAuthority)?;
+            }
+        }
+        Some(dir) => {
+            for (id, t) in read_thumbprints(dir, ids)? {
+                let x509_thumbprint = X509Thumbprint {
+                    primary_thumbprint: t.sha256,
+                    secondary_thumbprint: None,
+                };
+                push(id, ImportAuth::SelfSigned { x509_thumbprint })?;
+            }
+        }
+    }
+    Ok(text)
+}
+
+fn device_ids(template: &str, count: u64) -> anyhow::Result<DeviceIds> {
+    anyhow::ensure!(count > 0, "--count 0 is not valid: at least one device");
+    let template = IdTemplate::parse(template).with_context(|| format!("--id {template:?}"))?;
+    Ok(DeviceIds::new(template, count, 0, 1))
+}

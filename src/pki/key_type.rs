@@ -1,0 +1,105 @@
+//! Key types: the algorithms devices and CAs use, and their generation.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rcgen::{KeyPair, RsaKeySize, SignatureAlgorithm};
+use serde::{Deserialize, Serialize};
+
+use super::PkiError;
+
+/// The key algorithm of a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyType {
+    /// ECDSA on NIST P-256 with SHA-256 (the default: fast to mint and to verify).
+    #[default]
+    EcdsaP256,
+    /// ECDSA on NIST P-384 with SHA-384.
+    EcdsaP384,
+    /// Ed25519.
+    Ed25519,
+    /// RSA 2048 with SHA-256.
+    Rsa2048,
+    /// RSA 3072 with SHA-256.
+    Rsa3072,
+    /// RSA 4096 with SHA-256.
+    Rsa4096,
+}
+
+impl KeyType {
+    /// Every key type, for help texts and benchmarks.
+    pub const ALL: [Self; 6] = [
+        Self::EcdsaP256,
+        Self::EcdsaP384,
+        Self::Ed25519,
+        Self::Rsa2048,
+        Self::Rsa3072,
+        Self::Rsa4096,
+    ];
+
+    /// The name used in scenario files and on the command line.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::EcdsaP256 => "ecdsa-p256",
+            Self::EcdsaP384 => "ecdsa-p384",
+            Self::Ed25519 => "ed25519",
+            Self::Rsa2048 => "rsa-2048",
+            Self::Rsa3072 => "rsa-3072",
+            Self::Rsa4096 => "rsa-4096",
+        }
+    }
+
+    fn algorithm(self) -> &'static SignatureAlgorithm {
+        match self {
+            Self::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            Self::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+            Self::Ed25519 => &rcgen::PKCS_ED25519,
+            Self::Rsa2048 | Self::Rsa3072 | Self::Rsa4096 => &rcgen::PKCS_RSA_SHA256,
+        }
+    }
+
+    /// Generates a fresh key pair of this type. RSA keys come from aws-lc-rs (ring cannot
+    /// generate them), which is why rcgen is built with its `aws_lc_rs` backend.
+    pub fn generate(self) -> Result<KeyPair, PkiError> {
+        let rsa = |size| KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, size);
+        match self {
+            Self::Rsa2048 => rsa(RsaKeySize::_2048),
+            Self::Rsa3072 => rsa(RsaKeySize::_3072),
+            Self::Rsa4096 => rsa(RsaKeySize::_4096),
+            _ => KeyPair::generate_for(self.algorithm()),
+        }
+        .map_err(|source| PkiError::Mint {
+            what: format!("a {} key", self.name()),
+            source,
+        })
+    }
+
+    /// Whether the tutorial's .NET device can load this key type from a PFX.
+    pub const fn fits_dotnet_pfx(self) -> bool {
+        !matches!(self, Self::Ed25519)
+    }
+}
+
+impl fmt::Display for KeyType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for KeyType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|k| k.name()).collect();
+                format!(
+                    "unknown key type {s:?}, expected one of {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
