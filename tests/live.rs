@@ -106,6 +106,19 @@ grace = "2s"
 #[test]
 #[cfg(unix)]
 fn sigint_mid_run_writes_partial_results_and_exits_1() {
+    interrupt_mid_run("-INT");
+}
+
+#[test]
+#[cfg(unix)]
+fn sigterm_mid_run_writes_partial_results_and_exits_1() {
+    interrupt_mid_run("-TERM");
+}
+
+/// Sends `signal` to a long run once acknowledgements flow; the run must drain, write every
+/// results file marked partial, and exit 1.
+#[cfg(unix)]
+fn interrupt_mid_run(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
     let scenario = dir.path().join("long.toml");
     std::fs::write(&scenario, LONG).unwrap();
@@ -160,7 +173,7 @@ fn sigint_mid_run_writes_partial_results_and_exits_1() {
     );
 
     let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());

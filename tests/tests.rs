@@ -18,6 +18,10 @@ mod mosquitto;
 mod hub_security;
 // Issue 5: load shapes, coordinated omission, churn, TLS knobs.
 mod load_model;
+// Issue 8: hub outages, silent hubs, unwritable results.
+mod faults;
+// Issue 8: broken scenario files through the binary.
+mod corpus;
 // Issue 6: results layout and schema, timeline.csv, latency.hlog, `report`, `compare`.
 mod reports;
 // Issue 6: thresholds and exit codes.

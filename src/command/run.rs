@@ -170,14 +170,42 @@ impl EmbeddedHub {
         self.stop.cancel();
         let _ = self.task.await;
     }
+
+    /// Takes the hub down (every connection dropped, listeners closed) and brings it back on
+    /// the same ports with the same registries and counters: an outage.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        (&mut self.task).await.context("the hub task failed")?;
+        let mqtt = bind_at(self.mqtt).await?;
+        let amqp = bind_at(self.amqp).await?;
+        self.stop = CancellationToken::new();
+        self.task = tokio::spawn(hub::serve(
+            self.hub.clone(),
+            Listeners {
+                amqp: Some(amqp),
+                mqtt: Some(mqtt),
+            },
+            self.stop.clone().cancelled_owned(),
+        ));
+        Ok(())
+    }
 }
 
 /// Binds 127.0.0.1 on an ephemeral port with a deep backlog.
 pub async fn bind_loopback() -> anyhow::Result<TcpListener> {
+    bind_at(SocketAddr::from(([127, 0, 0, 1], 0))).await
+}
+
+/// Binds `addr` (reusing it even with connections in TIME_WAIT) with a deep backlog.
+async fn bind_at(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     let socket = TcpSocket::new_v4()?;
     socket.set_reuseaddr(true)?;
-    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    socket.listen(BACKLOG).context("listening on 127.0.0.1")
+    socket
+        .bind(addr)
+        .with_context(|| format!("binding {addr}"))?;
+    socket
+        .listen(BACKLOG)
+        .with_context(|| format!("listening on {addr}"))
 }
 
 /// Runs a validated plan end to end and writes its results.

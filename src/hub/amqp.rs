@@ -298,7 +298,7 @@ async fn receive(mut receiver: Receiver, device: Arc<Device>, hub: Arc<Hub>) {
         } else {
             // Count before settling: whatever the device sees accepted is counted.
             device.count_message();
-            hub.stats.messages.fetch_add(1, Ordering::Relaxed);
+            hub.stats.count_message();
             receiver.accept(&delivery).await
         };
         if settled.is_err() {

@@ -44,6 +44,9 @@ pub struct HubConfig {
     /// Fault injection: CONNECTs that arrive in this window (offsets from the hub's start)
     /// get their CONNACK only when it ends, as a stalled hub would answer them.
     pub connack_stall: Option<(Duration, Duration)>,
+    /// Fault injection: messages received in this window are counted but never acknowledged
+    /// (no PUBACK), as a hub that lost its way would.
+    pub puback_stall: Option<(Duration, Duration)>,
 }
 
 impl Default for HubConfig {
@@ -53,6 +56,7 @@ impl Default for HubConfig {
             connect_timeout: Duration::from_secs(10),
             max_message_size: MAX_MESSAGE_SIZE,
             connack_stall: None,
+            puback_stall: None,
         }
     }
 }
@@ -75,9 +79,28 @@ pub struct HubStats {
     /// Older connections dropped because the same device connected again.
     pub taken_over: AtomicU64,
     refusals: Mutex<BTreeMap<&'static str, u64>>,
+    /// Woken whenever a message is counted, for callers that wait for a count.
+    counted: tokio::sync::Notify,
 }
 
 impl HubStats {
+    /// Counts one received message and wakes waiters.
+    pub(crate) fn count_message(&self) {
+        self.messages.fetch_add(1, Ordering::Relaxed);
+        self.counted.notify_waiters();
+    }
+
+    /// Waits until the hub has counted at least `n` messages.
+    pub async fn messages_at_least(&self, n: u64) {
+        loop {
+            let woken = self.counted.notified();
+            if self.messages.load(Ordering::Relaxed) >= n {
+                return;
+            }
+            woken.await;
+        }
+    }
+
     fn refuse(&self, r: &Refusal) {
         *self.refusals.lock().entry(r.name()).or_default() += 1;
     }
@@ -164,7 +187,16 @@ impl Hub {
 
     /// When a CONNACK for a CONNECT received now may be sent (fault injection), if held back.
     pub(crate) fn connack_hold(&self) -> Option<tokio::time::Instant> {
-        let (from, len) = self.config.connack_stall?;
+        self.in_window(self.config.connack_stall)
+    }
+
+    /// Whether a PUBACK for a message received now is withheld (fault injection).
+    pub(crate) fn puback_withheld(&self) -> bool {
+        self.in_window(self.config.puback_stall).is_some()
+    }
+
+    fn in_window(&self, window: Option<(Duration, Duration)>) -> Option<tokio::time::Instant> {
+        let (from, len) = window?;
         let (start, end) = (self.started + from, self.started + from + len);
         let now = tokio::time::Instant::now();
         (now >= start && now < end).then_some(end)

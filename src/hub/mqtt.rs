@@ -184,8 +184,9 @@ async fn serve_device(
                 }
                 // Count before acknowledging: whatever the device sees acknowledged is counted.
                 device.count_message();
-                hub.stats.messages.fetch_add(1, Ordering::Relaxed);
+                hub.stats.count_message();
                 if p.qos == QoS::AtLeastOnce
+                    && !hub.puback_withheld()
                     && framed
                         .send(Packet::PubAck(PubAck::new(p.pkid)))
                         .await

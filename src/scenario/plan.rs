@@ -302,7 +302,12 @@ impl Plan {
                     thresholds,
                 })
             }
-            _ => Err(ConfigErrors(p.errors)),
+            _ => {
+                // In file order, so the list reads top to bottom.
+                p.errors
+                    .sort_by_key(|e| (e.line.is_none(), e.line, e.column));
+                Err(ConfigErrors(p.errors))
+            }
         }
     }
 
@@ -651,10 +656,10 @@ mod tests {
         assert_eq!(
             fields,
             [
-                "protocol.qos",
                 "fleet.devices",
                 "fleet.key-type",
-                "connect.rate"
+                "connect.rate",
+                "protocol.qos"
             ]
         );
     }

@@ -99,11 +99,11 @@ mod tests {
         assert_eq!(
             got,
             [
-                ("thresholds.ok", Some(6)),
-                ("thresholds.bogus.p99", Some(5)),
                 ("thresholds.tls_handshake.p99", Some(4)),
+                ("thresholds.bogus.p99", Some(5)),
+                ("thresholds.ok", Some(6)),
             ]
         );
-        assert!(e.0[2].message.contains("needs a unit"), "{}", e.0[2]);
+        assert!(e.0[0].message.contains("needs a unit"), "{}", e.0[0]);
     }
 }
