@@ -22,6 +22,8 @@ mod load_model;
 mod faults;
 // Issue 8: broken scenario files through the binary.
 mod corpus;
+// Issue 8: IoT Hub throttling on the embedded hub, recognised in the report.
+mod throttling;
 // Issue 6: results layout and schema, timeline.csv, latency.hlog, `report`, `compare`.
 mod reports;
 // Issue 6: thresholds and exit codes.

@@ -225,6 +225,9 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
     if let Some(warning) = load::port_warning(peak, &plan.connect.source_addresses) {
         tracing::warn!("{warning}");
     }
+    for warning in plan.quota_warnings() {
+        tracing::warn!("{warning}");
+    }
     let results = ResultsDir::create(
         &options.results_root,
         &plan.name,
@@ -241,7 +244,10 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
 
     let (endpoint, tls, hub) = match &plan.target {
         Target::Embedded => {
-            let hub = EmbeddedHub::start(&chain, options.hub.clone()).await?;
+            let mut config = options.hub.clone();
+            // A scenario that names a tier gets that tier's throttles on the embedded hub.
+            config.throttle = config.throttle.or(plan.tier);
+            let hub = EmbeddedHub::start(&chain, config).await?;
             hub.hub
                 .registry
                 .add_verified_ca("fleetbench-root", chain.root().cert().clone())?;
@@ -466,7 +472,10 @@ pub fn summarize(
         generator: result.health.clone(),
         timeline: result.timeline.clone(),
         thresholds: Vec::new(),
+        throttling: None,
     };
+    let throttled = summary.failures_of(crate::metrics::FailureKind::Throttled);
+    summary.throttling = crate::metrics::detect_throttling(&summary.timeline, 0.9, throttled);
     summary.thresholds = crate::metrics::evaluate(&plan.thresholds, &summary);
     summary
 }

@@ -28,6 +28,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 use super::registry::{Device, Refusal};
+use super::throttle::Admission;
 use super::Hub;
 use crate::pki::common_name_of;
 use crate::transport::Replay;
@@ -296,10 +297,28 @@ async fn receive(mut receiver: Receiver, device: Arc<Device>, hub: Arc<Hub>) {
             );
             receiver.reject(&delivery, error).await
         } else {
-            // Count before settling: whatever the device sees accepted is counted.
-            device.count_message();
-            hub.stats.count_message();
-            receiver.accept(&delivery).await
+            match hub.admit_send() {
+                // Past the throttle's queue: rejected, not counted.
+                Admission::Refused => {
+                    let error = definitions::Error::new(
+                        definitions::ErrorCondition::Custom(Symbol::from(
+                            "com.microsoft:device-container-throttled",
+                        )),
+                        "device-to-cloud send throttle exceeded".to_owned(),
+                        None,
+                    );
+                    receiver.reject(&delivery, error).await
+                }
+                admission => {
+                    // Count before settling: whatever the device sees accepted is counted.
+                    device.count_message();
+                    hub.stats.count_message();
+                    if let Admission::After(wait) = admission {
+                        tokio::time::sleep(wait).await;
+                    }
+                    receiver.accept(&delivery).await
+                }
+            }
         };
         if settled.is_err() {
             break;

@@ -9,6 +9,7 @@ mod amqp;
 mod mqtt;
 pub mod registry;
 pub mod state;
+pub mod throttle;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -29,6 +30,10 @@ use crate::transport::tls::{hub_server_config, TlsConfigError};
 pub use registry::{CaInfo, DeviceAuth, Refusal, Registry, RegistryError};
 pub use state::{StateDir, StateError};
 
+/// How much waiting the throttles queue before they refuse (IoT Hub: "the first minute or
+/// two" at twice the rate; kept short so a local rehearsal shows all three stages).
+const THROTTLE_QUEUE: Duration = Duration::from_secs(2);
+
 /// IoT Hub's device-to-cloud message size limit.
 pub const MAX_MESSAGE_SIZE: usize = 256 * 1024;
 
@@ -47,6 +52,8 @@ pub struct HubConfig {
     /// Fault injection: messages received in this window are counted but never acknowledged
     /// (no PUBACK), as a hub that lost its way would.
     pub puback_stall: Option<(Duration, Duration)>,
+    /// IoT Hub's throttles for a tier and unit count, if the hub should apply them.
+    pub throttle: Option<(throttle::Tier, u32)>,
 }
 
 impl Default for HubConfig {
@@ -57,6 +64,7 @@ impl Default for HubConfig {
             max_message_size: MAX_MESSAGE_SIZE,
             connack_stall: None,
             puback_stall: None,
+            throttle: None,
         }
     }
 }
@@ -78,6 +86,10 @@ pub struct HubStats {
     pub violations: AtomicU64,
     /// Older connections dropped because the same device connected again.
     pub taken_over: AtomicU64,
+    /// Requests the throttles delayed (traffic shaping).
+    pub throttle_delays: AtomicU64,
+    /// Requests the throttles refused (disconnect or throttled rejection).
+    pub throttle_refusals: AtomicU64,
     refusals: Mutex<BTreeMap<&'static str, u64>>,
     /// Woken whenever a message is counted, for callers that wait for a count.
     counted: tokio::sync::Notify,
@@ -125,6 +137,8 @@ impl HubStats {
             messages: l(&self.messages),
             violations: l(&self.violations),
             taken_over: l(&self.taken_over),
+            throttle_delays: l(&self.throttle_delays),
+            throttle_refusals: l(&self.throttle_refusals),
             refusals: self.refusals(),
         }
     }
@@ -147,6 +161,10 @@ pub struct HubSnapshot {
     pub violations: u64,
     /// See [`HubStats::taken_over`].
     pub taken_over: u64,
+    /// See [`HubStats::throttle_delays`].
+    pub throttle_delays: u64,
+    /// See [`HubStats::throttle_refusals`].
+    pub throttle_refusals: u64,
     /// Refusals by reason.
     pub refusals: Vec<(String, u64)>,
 }
@@ -161,6 +179,7 @@ pub struct Hub {
     tls: TlsAcceptor,
     next_conn: AtomicU64,
     started: tokio::time::Instant,
+    throttles: Option<throttle::Throttles>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -175,6 +194,9 @@ impl std::fmt::Debug for Hub {
 impl Hub {
     /// A hub with an empty registry serving `identity`.
     pub fn new(config: HubConfig, identity: &ServerIdentity) -> Result<Arc<Self>, TlsConfigError> {
+        let throttles = config
+            .throttle
+            .map(|(tier, units)| throttle::Throttles::new(tier, units, THROTTLE_QUEUE));
         Ok(Arc::new(Self {
             registry: Registry::new(),
             stats: HubStats::default(),
@@ -182,12 +204,43 @@ impl Hub {
             tls: TlsAcceptor::from(hub_server_config(identity)?),
             next_conn: AtomicU64::new(1),
             started: tokio::time::Instant::now(),
+            throttles,
         }))
     }
 
     /// When a CONNACK for a CONNECT received now may be sent (fault injection), if held back.
     pub(crate) fn connack_hold(&self) -> Option<tokio::time::Instant> {
         self.in_window(self.config.connack_stall)
+    }
+
+    /// The connect throttle's decision for a session starting now.
+    pub(crate) fn admit_connect(&self) -> throttle::Admission {
+        self.admit(|t| &t.connects)
+    }
+
+    /// The send throttle's decision for a message received now.
+    pub(crate) fn admit_send(&self) -> throttle::Admission {
+        self.admit(|t| &t.sends)
+    }
+
+    fn admit(
+        &self,
+        bucket: impl Fn(&throttle::Throttles) -> &throttle::Bucket,
+    ) -> throttle::Admission {
+        let Some(t) = &self.throttles else {
+            return throttle::Admission::Now;
+        };
+        let decision = bucket(t).admit(tokio::time::Instant::now());
+        match decision {
+            throttle::Admission::Now => {}
+            throttle::Admission::After(_) => {
+                self.stats.throttle_delays.fetch_add(1, Ordering::Relaxed);
+            }
+            throttle::Admission::Refused => {
+                self.stats.throttle_refusals.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        decision
     }
 
     /// Whether a PUBACK for a message received now is withheld (fault injection).

@@ -16,6 +16,7 @@ use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
 use super::registry::{Device, Refusal};
+use super::throttle::Admission;
 use super::Hub;
 
 type Conn = Framed<TlsStream<TcpStream>, Codec>;
@@ -81,6 +82,17 @@ pub(super) async fn session(
             () = stop.cancelled() => return,
             () = tokio::time::sleep_until(until) => {}
         }
+    }
+    // The new-connection throttle: shaped (a late CONNACK), or a throttling disconnect.
+    match hub.admit_connect() {
+        Admission::Now => {}
+        Admission::After(wait) => {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+        Admission::Refused => return,
     }
     let kicked = device.take_over(conn);
     if framed
@@ -182,9 +194,23 @@ async fn serve_device(
                 {
                     return violation(hub);
                 }
+                // The send throttle: over the limit the PUBACK comes late (queued at the limit
+                // rate); past the queue, IoT Hub closes the connection (MQTT has no negative ack).
+                let wait = match hub.admit_send() {
+                    Admission::Now => None,
+                    Admission::After(wait) => Some(wait),
+                    Admission::Refused => return End::Closed,
+                };
                 // Count before acknowledging: whatever the device sees acknowledged is counted.
                 device.count_message();
                 hub.stats.count_message();
+                if let Some(wait) = wait {
+                    tokio::select! {
+                        () = stop.cancelled() => return End::Shutdown,
+                        () = kicked.cancelled() => return End::TakenOver,
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                }
                 if p.qos == QoS::AtLeastOnce
                     && !hub.puback_withheld()
                     && framed

@@ -529,13 +529,21 @@ impl<'a> Sender<'a> {
         match outcome {
             Outcome::Accepted => {
                 rec.record(self.ack_phase, shard, now - f.sent);
+                rec.counters
+                    .ack_latency_us
+                    .fetch_add(crate::metrics::micros(now - f.sent), Ordering::Relaxed);
                 rec.record_scheduled(Phase::SendResponse, shard, f.sent - f.due, now - f.due);
                 incr(&rec.counters.messages_acked);
                 self.shared.acked[shard].fetch_add(1, Ordering::Relaxed);
             }
             Outcome::Refused(reason) => {
                 incr(&rec.counters.messages_unacked);
-                rec.fail(self.ack_phase, FailureKind::Refused, || reason);
+                let kind = if reason.contains("throttled") {
+                    FailureKind::Throttled
+                } else {
+                    FailureKind::Refused
+                };
+                rec.fail(self.ack_phase, kind, || reason);
             }
         }
     }

@@ -94,6 +94,28 @@ impl ConnectSchedule {
         }
     }
 
+    /// The fastest planned connect rate per second, if bounded (a burst is not).
+    pub fn peak_connect_rate(&self) -> Option<f64> {
+        match self {
+            Self::Burst => None,
+            Self::Rate { rate, .. } => Some(*rate),
+            Self::Stages(stages) => {
+                let mut level = 0u64;
+                let mut peak = 0.0f64;
+                for s in stages {
+                    if s.sessions > level {
+                        if s.duration.is_zero() {
+                            return None;
+                        }
+                        peak = peak.max((s.sessions - level) as f64 / s.duration.as_secs_f64());
+                    }
+                    level = s.sessions;
+                }
+                Some(peak)
+            }
+        }
+    }
+
     /// Largest number of sessions the schedule keeps open at once (stages), if bounded.
     pub fn peak_sessions(&self) -> Option<u64> {
         match self {

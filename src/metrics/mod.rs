@@ -9,6 +9,7 @@ mod histogram;
 mod process;
 mod summary;
 mod threshold;
+mod throttling;
 mod timeline;
 
 use std::collections::BTreeMap;
@@ -26,6 +27,7 @@ pub use summary::{
     SCHEMA_VERSION,
 };
 pub use threshold::{evaluate, Metric, Op, Stat, Threshold, ThresholdError, ThresholdResult, Unit};
+pub use throttling::{detect as detect_throttling, Throttling};
 pub use timeline::{Timeline, TimelineRow};
 
 /// A timed phase of a device session. Each has its own histogram.
@@ -179,6 +181,8 @@ pub struct Counters {
     pub bytes_sent: AtomicU64,
     /// Reconnect attempts after a failed session.
     pub reconnects: AtomicU64,
+    /// Sum of acknowledgement latencies, µs.
+    pub ack_latency_us: AtomicU64,
     /// Connects that started later than their scheduled time by more than the lateness tolerance.
     pub late_connects: AtomicU64,
     /// Sends that started later than their scheduled time by more than the lateness tolerance.
@@ -307,6 +311,7 @@ impl Recorder {
             messages_unacked: load(&c.messages_unacked),
             errors: errors_by_kind.iter().sum(),
             errors_by_kind,
+            ack_latency_us: load(&c.ack_latency_us),
         }
     }
 
@@ -361,6 +366,8 @@ pub struct Snapshot {
     pub errors: u64,
     /// Failures so far by kind, indexed like [`FailureKind::ALL`].
     pub errors_by_kind: [u64; FailureKind::ALL.len()],
+    /// Sum of acknowledgement latencies so far, µs (for per-second means).
+    pub ack_latency_us: u64,
 }
 
 #[cfg(test)]

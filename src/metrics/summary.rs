@@ -198,6 +198,9 @@ pub struct Summary {
     pub generator: GeneratorHealth,
     /// One row per second.
     pub timeline: Vec<TimelineRow>,
+    /// Evidence that the hub throttled the run, if any.
+    #[serde(default)]
+    pub throttling: Option<super::Throttling>,
     /// The scenario's thresholds judged on this summary, sorted by metric name.
     #[serde(default)]
     pub thresholds: Vec<ThresholdResult>,

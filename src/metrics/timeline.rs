@@ -26,6 +26,9 @@ pub struct TimelineRow {
     pub errors_by_kind: BTreeMap<String, u64>,
     /// Sessions open at the end of the interval.
     pub active: u64,
+    /// Mean acknowledgement latency of the acknowledgements in this interval, µs.
+    #[serde(default)]
+    pub ack_mean_us: u64,
     /// Generator CPU use in this interval, as a fraction of one core.
     pub cpu: f64,
     /// Generator resident memory at the end of the interval, KiB.
@@ -57,6 +60,9 @@ impl Timeline {
                 .map(|(k, (n, l))| (k.name().to_owned(), n - l))
                 .collect(),
             active: now.sessions_active,
+            ack_mean_us: d(now.ack_latency_us, self.last.ack_latency_us)
+                .checked_div(d(now.messages_acked, self.last.messages_acked))
+                .unwrap_or(0),
             cpu,
             rss_kib,
         });

@@ -132,6 +132,30 @@ pub fn write_text(w: &mut impl Write, s: &Summary) -> io::Result<()> {
         }
     }
     write_thresholds(w, s)?;
+    if let Some(t) = &s.throttling {
+        writeln!(w)?;
+        writeln!(
+            w,
+            "{:<12}began {} s into the run; throttled refusals {}",
+            "Throttling",
+            t.began_at_secs,
+            count(t.throttled_refusals)
+        )?;
+        writeln!(
+            w,
+            "{:<12}acks {} -> {}, ack latency {} -> {}",
+            "",
+            rate(t.acks_per_sec_before),
+            rate(t.acks_per_sec_after),
+            micros(t.ack_latency_before_us),
+            micros(t.ack_latency_after_us)
+        )?;
+        writeln!(
+            w,
+            "{:<12}the hub, not its capacity, limited the rate from then on",
+            ""
+        )?;
+    }
     writeln!(w)?;
     let g = &s.generator;
     let per_session = g
@@ -263,6 +287,14 @@ mod tests {
                 ..GeneratorHealth::default()
             },
             timeline: Vec::new(),
+            throttling: Some(crate::metrics::Throttling {
+                began_at_secs: big,
+                acks_per_sec_before: 9_876_543.2,
+                acks_per_sec_after: 9_876_543.2,
+                ack_latency_before_us: 3_599_000_000,
+                ack_latency_after_us: 3_599_000_000,
+                throttled_refusals: big,
+            }),
             thresholds: vec![ThresholdResult {
                 metric: "connect_response.p99.999".into(),
                 condition: ">= 12345678/s".into(),

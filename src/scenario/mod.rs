@@ -131,6 +131,11 @@ pub struct TargetSection {
     pub ca_file: Option<PathBuf>,
     /// Check the server's certificate (default true).
     pub verify_server: Option<bool>,
+    /// IoT Hub tier (F1, B1-B3, S1-S3): planned rates are checked against its quotas, and the
+    /// embedded hub throttles as that tier does.
+    pub tier: Option<String>,
+    /// IoT Hub units of the tier (default 1).
+    pub units: Option<u32>,
 }
 
 /// Embedded or remote hub.

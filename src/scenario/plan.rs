@@ -114,6 +114,69 @@ fn tls(s: &Scenario, p: &mut Problems<'_>) -> TlsPlan {
     }
 }
 
+fn tier(s: &Scenario, p: &mut Problems<'_>) -> Option<(crate::hub::throttle::Tier, u32)> {
+    let units = s.target.units.unwrap_or(1);
+    if units == 0 || units > 200 {
+        p.add(
+            "target.units",
+            format!("{units} is not valid: 1 to 200 units"),
+        );
+    }
+    let Some(name) = &s.target.tier else {
+        if s.target.units.is_some() {
+            p.add("target.units", "needs target.tier");
+        }
+        return None;
+    };
+    match name.parse() {
+        Ok(t) => Some((t, units)),
+        Err(e) => {
+            p.add("target.tier", e);
+            None
+        }
+    }
+}
+
+impl Plan {
+    /// Warnings when the planned connect or send rate exceeds the named tier's quota.
+    pub fn quota_warnings(&self) -> Vec<String> {
+        let Some((tier, units)) = self.tier else {
+            return Vec::new();
+        };
+        let quota = crate::hub::throttle::Quota::of(tier, units);
+        let mut out = Vec::new();
+        if let Some(rate) = self.connect.schedule.peak_connect_rate() {
+            if rate > quota.connects_per_sec {
+                out.push(format!(
+                    "the plan connects up to {rate:.0} devices/s but {tier} x {units} accepts {:.0} new connections/s; \
+                     IoT Hub will shape and then refuse the excess",
+                    quota.connects_per_sec
+                ));
+            }
+        } else {
+            out.push(format!(
+                "the plan connects as fast as it can (no connect.rate) but {tier} x {units} accepts {:.0} new connections/s",
+                quota.connects_per_sec
+            ));
+        }
+        if let crate::scenario::SendModel::Open { interval } = self.messages.model {
+            let sessions = self
+                .connect
+                .schedule
+                .peak_sessions()
+                .unwrap_or(self.fleet.devices) as f64;
+            let rate = sessions / interval.as_secs_f64().max(1e-6);
+            if rate > quota.sends_per_sec {
+                out.push(format!(
+                    "the plan sends up to {rate:.0} messages/s but {tier} x {units} accepts {:.0} device-to-cloud sends/s",
+                    quota.sends_per_sec
+                ));
+            }
+        }
+        out
+    }
+}
+
 fn suite_version(suite: rustls::SupportedCipherSuite) -> &'static str {
     match suite {
         rustls::SupportedCipherSuite::Tls12(_) => "1.2",
@@ -179,6 +242,8 @@ pub struct Plan {
     pub session: SessionPlan,
     /// Reconnecting after failures, if at all.
     pub reconnect: Option<ReconnectPlan>,
+    /// The IoT Hub tier and units the target stands for, if named.
+    pub tier: Option<(crate::hub::throttle::Tier, u32)>,
     /// Bounds.
     pub run: RunPlan,
     /// Pass/fail conditions judged at the end of the run, sorted by metric name.
@@ -255,6 +320,7 @@ impl Plan {
         let messages = shape::messages(s, overrides, &mut p);
         let session = shape::session(s, &mut p);
         let reconnect = shape::reconnect(s, &mut p);
+        let tier = tier(s, &mut p);
         if let (Some(f), Some(c)) = (&fleet, &connect) {
             shape::check_fleet_size(
                 f.devices,
@@ -298,6 +364,7 @@ impl Plan {
                     messages,
                     session,
                     reconnect,
+                    tier,
                     run,
                     thresholds,
                 })
@@ -363,6 +430,7 @@ impl Plan {
             "messages": self.messages.to_json(),
             "session": self.session.to_json(),
             "reconnect": self.reconnect.as_ref().map(ReconnectPlan::to_json),
+            "tier": self.tier.map(|(t, u)| json!({"tier": t.to_string(), "units": u})),
             "run": {"max-duration": d(self.run.max_duration), "grace": d(self.run.grace)},
             "thresholds": self.thresholds.iter()
                 .map(|t| (t.name.clone(), json!(t.condition)))
