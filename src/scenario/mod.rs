@@ -393,6 +393,13 @@ pub struct RunSection {
     pub grace: Option<Duration>,
 }
 
+/// A plan from inline TOML, as the unit tests of this module build them.
+#[cfg(test)]
+pub(crate) fn test_plan(text: &str) -> Result<Plan, ConfigErrors> {
+    let s = Scenario::parse(text, Path::new("t.toml"))?;
+    Plan::new(&s, text, Path::new("t.toml"), "t", &Overrides::default())
+}
+
 impl Scenario {
     /// Reads and parses a scenario file.
     pub fn load(path: &Path) -> Result<(Self, String), ConfigErrors> {

@@ -691,10 +691,7 @@ fn fleet(s: &Scenario, o: &Overrides, p: &mut Problems<'_>) -> Option<FleetPlan>
 mod tests {
     use super::*;
 
-    fn plan(text: &str) -> Result<Plan, ConfigErrors> {
-        let s = Scenario::parse(text, Path::new("t.toml"))?;
-        Plan::new(&s, text, Path::new("t.toml"), "t", &Overrides::default())
-    }
+    use crate::scenario::test_plan as plan;
 
     #[test]
     fn defaults_make_a_valid_plan() {

@@ -61,15 +61,9 @@ fn flatten(
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use crate::metrics::{Metric, Op, Phase, Stat};
-    use crate::scenario::{ConfigErrors, Overrides, Plan, Scenario};
 
-    fn plan(text: &str) -> Result<Plan, ConfigErrors> {
-        let s = Scenario::parse(text, Path::new("t.toml"))?;
-        Plan::new(&s, text, Path::new("t.toml"), "t", &Overrides::default())
-    }
+    use crate::scenario::test_plan as plan;
 
     #[test]
     fn quoted_and_dotted_keys_name_the_same_metrics() {

@@ -173,7 +173,7 @@ impl ClientTls {
                 builder
                     .dangerous()
                     .with_custom_certificate_verifier(Arc::new(NoServerVerification(
-                        self.provider.clone(),
+                        HandshakeSignatures(self.provider.clone()),
                     )))
             }
         };
@@ -190,9 +190,48 @@ impl ClientTls {
     }
 }
 
+/// Checks the handshake's own signatures (CertificateVerify) with a provider's algorithms: the
+/// part of peer verification both of our custom verifiers keep.
+#[derive(Debug)]
+struct HandshakeSignatures(Arc<CryptoProvider>);
+
+impl HandshakeSignatures {
+    fn tls12(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn tls13(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
 /// Accepts any server certificate (verification off), still checking handshake signatures.
 #[derive(Debug)]
-struct NoServerVerification(Arc<CryptoProvider>);
+struct NoServerVerification(HandshakeSignatures);
 
 impl ServerCertVerifier for NoServerVerification {
     fn verify_server_cert(
@@ -212,12 +251,7 @@ impl ServerCertVerifier for NoServerVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        self.0.tls12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -226,16 +260,11 @@ impl ServerCertVerifier for NoServerVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        self.0.tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.0.schemes()
     }
 }
 
@@ -246,7 +275,7 @@ impl ServerCertVerifier for NoServerVerification {
 /// `amqp:unauthorized-access` rather than a TLS alert.
 #[derive(Debug)]
 pub struct DeferredClientAuth {
-    provider: Arc<CryptoProvider>,
+    signatures: HandshakeSignatures,
 }
 
 impl ClientCertVerifier for DeferredClientAuth {
@@ -277,12 +306,7 @@ impl ClientCertVerifier for DeferredClientAuth {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signatures.tls12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -291,18 +315,11 @@ impl ClientCertVerifier for DeferredClientAuth {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signatures.tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.signatures.schemes()
     }
 }
 
@@ -316,7 +333,9 @@ pub fn hub_server_config(identity: &ServerIdentity) -> Result<Arc<ServerConfig>,
     let mut config = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(rustls::ALL_VERSIONS)
         .map_err(err)?
-        .with_client_cert_verifier(Arc::new(DeferredClientAuth { provider }))
+        .with_client_cert_verifier(Arc::new(DeferredClientAuth {
+            signatures: HandshakeSignatures(provider),
+        }))
         .with_single_cert(identity.chain.clone(), identity.key.clone_key())
         .map_err(err)?;
     // A modest cache: rustls scans the whole cache on eviction (see docs/tls-costs.md).

@@ -94,16 +94,10 @@ pub(super) fn to_json(a: &AmqpOptions) -> serde_json::Value {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
-    use crate::scenario::{ConfigErrors, Overrides, Plan, Scenario};
 
     use super::*;
 
-    fn plan(text: &str) -> Result<Plan, ConfigErrors> {
-        let s = Scenario::parse(text, Path::new("t.toml"))?;
-        Plan::new(&s, text, Path::new("t.toml"), "t", &Overrides::default())
-    }
+    use crate::scenario::test_plan as plan;
 
     #[test]
     fn iot_hub_amqp_is_the_default_dialect() {
