@@ -76,7 +76,7 @@ async fn timeline_csv_and_interval_log_hold_the_run() {
             "{header:?}"
         );
     }
-    assert!(header.ends_with(&["active_sessions", "cpu_cores", "rss_kib"]));
+    assert!(header.ends_with(&["active_sessions", "cpu_cores", "rss_kib", "timer_lag_us"]));
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert_eq!(rows.len(), s.timeline.len());
     assert!(rows.iter().all(|r| r.len() == header.len()));

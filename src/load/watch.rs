@@ -47,13 +47,16 @@ impl Watcher {
             let mut ticks = 0u64;
             let mut last = before;
             let mut last_at = start;
+            let mut second_lag = 0u64;
             loop {
                 tokio::select! {
                     _ = &mut done_rx => break,
                     () = tokio::time::sleep_until(next) => {}
                 }
                 let now = Instant::now();
-                w.lag.saturating_record(crate::metrics::micros(now - next));
+                let lag = crate::metrics::micros(now - next);
+                w.lag.saturating_record(lag);
+                second_lag = second_lag.max(lag);
                 ticks += 1;
                 next += TICK;
                 if next < now {
@@ -67,7 +70,9 @@ impl Watcher {
                         w.peak_sessions = snap.sessions_active;
                         w.rss_at_peak = sample.rss_kib;
                     }
-                    w.timeline.push(ticks / 10, snap, cpu, sample.rss_kib);
+                    w.timeline
+                        .push(ticks / 10, snap, cpu, sample.rss_kib, second_lag);
+                    second_lag = 0;
                     last = sample;
                     last_at = now;
                 } else if snap.sessions_active > w.peak_sessions {
@@ -79,8 +84,13 @@ impl Watcher {
             let sample = ProcessSample::now();
             let secs = (Instant::now() - last_at).as_secs_f64().max(1e-3);
             let cpu = sample.cpu().saturating_sub(last.cpu()).as_secs_f64() / secs;
-            w.timeline
-                .push(ticks / 10 + 1, recorder.snapshot(), cpu, sample.rss_kib);
+            w.timeline.push(
+                ticks / 10 + 1,
+                recorder.snapshot(),
+                cpu,
+                sample.rss_kib,
+                second_lag,
+            );
             w
         });
         Self { done, task, before }

@@ -33,6 +33,9 @@ pub struct TimelineRow {
     pub cpu: f64,
     /// Generator resident memory at the end of the interval, KiB.
     pub rss_kib: u64,
+    /// The generator's worst timer lag in this interval, µs (how late a 100 ms ticker fired).
+    #[serde(default)]
+    pub lag_us: u64,
 }
 
 /// Accumulates timeline rows from successive snapshots.
@@ -44,7 +47,7 @@ pub struct Timeline {
 
 impl Timeline {
     /// Adds the interval ending at `t` seconds, from the counters now.
-    pub fn push(&mut self, t: u64, now: Snapshot, cpu: f64, rss_kib: u64) {
+    pub fn push(&mut self, t: u64, now: Snapshot, cpu: f64, rss_kib: u64, lag_us: u64) {
         let d = |a: u64, b: u64| a.saturating_sub(b);
         self.rows.push(TimelineRow {
             t,
@@ -65,6 +68,7 @@ impl Timeline {
                 .unwrap_or(0),
             cpu,
             rss_kib,
+            lag_us,
         });
         self.last = now;
     }
@@ -101,8 +105,8 @@ mod tests {
             sessions_active: 1,
             ..Snapshot::default()
         };
-        t.push(1, s1, 0.5, 100);
-        t.push(2, s2, 0.5, 100);
+        t.push(1, s1, 0.5, 100, 0);
+        t.push(2, s2, 0.5, 100, 0);
         assert_eq!(t.rows()[0].acks, 10);
         assert_eq!(t.rows()[1].acks, 15);
         assert_eq!(t.rows()[1].active, 1);

@@ -16,7 +16,7 @@ pub fn write_timeline_csv(w: &mut impl Write, s: &Summary) -> io::Result<()> {
     for k in FailureKind::ALL {
         write!(w, ",errors_{}", k.name())?;
     }
-    writeln!(w, ",active_sessions,cpu_cores,rss_kib")?;
+    writeln!(w, ",active_sessions,cpu_cores,rss_kib,timer_lag_us")?;
     for r in &s.timeline {
         write!(
             w,
@@ -30,7 +30,7 @@ pub fn write_timeline_csv(w: &mut impl Write, s: &Summary) -> io::Result<()> {
                 r.errors_by_kind.get(k.name()).copied().unwrap_or(0)
             )?;
         }
-        writeln!(w, ",{},{:.3},{}", r.active, r.cpu, r.rss_kib)?;
+        writeln!(w, ",{},{:.3},{},{}", r.active, r.cpu, r.rss_kib, r.lag_us)?;
     }
     Ok(())
 }
