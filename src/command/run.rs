@@ -150,11 +150,7 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
     if let Some(warning) = load::port_warning(peak, &plan.connect.source_addresses) {
         tracing::warn!("{warning}");
     }
-    let results = ResultsDir::create(
-        &options.results_root,
-        &plan.name,
-        SystemTime::now(),
-    )?;
+    let results = ResultsDir::create(&options.results_root, &plan.name, SystemTime::now())?;
     let chain = Arc::new(signing_chain(&plan.fleet)?);
     let fleet = Fleet {
         ca: chain.clone(),
