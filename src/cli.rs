@@ -3,11 +3,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::pki::KeyType;
+use crate::scenario::Shard;
 
 /// Load-test fleets of X.509-authenticated IoT devices over MQTT and AMQP with mutual TLS.
 #[derive(Debug, Parser)]
@@ -30,6 +31,9 @@ pub enum Command {
     Report(ReportArgs),
     /// Compare two runs; exit 1 when NEW regressed beyond the tolerance.
     Compare(CompareArgs),
+    /// Merge the results of the shards of one fleet (directories, summary.json files or logs
+    /// holding `run --print-summary` lines) and judge the thresholds on the merge.
+    Merge(MergeArgs),
     /// The tutorial's certificates: CA chains, proof of possession, device exports, bulk import.
     #[command(subcommand)]
     Pki(PkiCommand),
@@ -71,6 +75,24 @@ pub struct RunArgs {
     /// Serve live metrics (OpenMetrics text) on this address, e.g. 127.0.0.1:9464.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
+    /// Run shard K of N of the fleet (K from 0), e.g. 2/8: a disjoint slice of the devices at
+    /// 1/N of the rates. Needs a shared CA (--ca or fleet.ca-dir).
+    #[arg(long, env = "FLEETBENCH_SHARD", value_name = "K/N")]
+    pub shard: Option<Shard>,
+    /// The shard index K alone (a Kubernetes Indexed Job sets JOB_COMPLETION_INDEX); needs
+    /// --shards.
+    #[arg(long, env = "JOB_COMPLETION_INDEX", value_name = "K")]
+    pub shard_index: Option<u64>,
+    /// The shard count N, with --shard-index.
+    #[arg(long, env = "FLEETBENCH_SHARDS", value_name = "N")]
+    pub shards: Option<u64>,
+    /// Begin the schedule at this wall-clock instant (RFC 3339 UTC, e.g. 2025-06-01T12:00:00Z),
+    /// so that shards started seconds apart ramp together.
+    #[arg(long, env = "FLEETBENCH_START_AT", value_name = "TIME", value_parser = parse_instant)]
+    pub start_at: Option<SystemTime>,
+    /// Also print summary.json as one line on stdout, for `merge` to read from logs.
+    #[arg(long, env = "FLEETBENCH_PRINT_SUMMARY")]
+    pub print_summary: bool,
 }
 
 /// `fleetbench pki …`
@@ -277,6 +299,18 @@ pub struct ReportArgs {
     pub dir: PathBuf,
 }
 
+/// `fleetbench merge`
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Shard results: results directories, summary.json files, or logs (`kubectl logs`) with one
+    /// `run --print-summary` line per shard.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+    /// The merged results directory to write (created; refused if it holds a summary already).
+    #[arg(short, long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
 /// `fleetbench compare`
 #[derive(Debug, Args)]
 pub struct CompareArgs {
@@ -301,4 +335,9 @@ fn parse_tolerance(s: &str) -> Result<f64, String> {
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("{s:?} is not a duration such as 500ms or 2s: {e}"))
+}
+
+fn parse_instant(s: &str) -> Result<SystemTime, String> {
+    humantime::parse_rfc3339_weak(s.trim())
+        .map_err(|e| format!("{s:?} is not an RFC 3339 instant such as 2025-06-01T12:00:00Z: {e}"))
 }

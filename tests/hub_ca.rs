@@ -282,6 +282,8 @@ async fn run_mints_devices_from_a_ca_directory_and_checks_its_depth() {
         interrupt: tokio_util::sync::CancellationToken::new(),
         hub: fleetbench::hub::HubConfig::default(),
         metrics: None,
+        shard: None,
+        start_at: None,
     };
     let err = fleetbench::command::run::run_plan(&wrong, &options)
         .await

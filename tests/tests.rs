@@ -38,3 +38,7 @@ mod pki;
 mod pki_errors;
 // Issue 3: the CA workflow on the embedded hub (portal steps, state directory, hub serve).
 mod hub_ca;
+// Issue 7: shards of one fleet as separate processes against one hub, merged without loss.
+mod shards;
+// Issue 7: the Kubernetes Indexed Job manifest holds what the binary reads.
+mod kubernetes;

@@ -1,10 +1,14 @@
 //! What each subcommand does. This is the edge: it wires scenario, pki, hub, load and report
 //! together and turns errors into `anyhow` with context.
 
+mod embedded;
 mod hub;
 pub mod live;
+mod merge;
 mod pki;
 pub mod run;
+mod shard;
+mod summarize;
 
 use crate::cli::{Cli, Command};
 use crate::report;
@@ -14,6 +18,7 @@ use crate::Outcome;
 pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Run(args) => run::command(args).await,
+        Command::Merge(args) => merge::command(&args),
         Command::Pki(cmd) => pki::command(cmd),
         Command::Hub(cmd) => hub::command(cmd).await,
         Command::Report(args) => {

@@ -3,29 +3,28 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use anyhow::Context as _;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
-use tokio::net::{TcpListener, TcpSocket};
-use tokio::task::JoinHandle;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::RunArgs;
-use crate::hub::{self, Hub, HubConfig, Listeners};
-use crate::load::{self, Fleet, FleetResult};
-use crate::metrics::{
-    HubAccounting, PhaseSummary, Recorder, RunCounts, RunStatus, Summary, SCHEMA_VERSION,
-};
+use crate::hub::HubConfig;
+use crate::load::{self, Fleet};
+use crate::metrics::{Recorder, RunStatus, Summary};
+use crate::pki::export::Thumbprints;
 use crate::pki::store::load_ca_dir;
-use crate::pki::{CaChain, ChainSpec, DeviceIds, KeyType, Validity};
+use crate::pki::{CaChain, ChainSpec, DeviceIds, Validity};
 use crate::report::{progress::Progress, write_text, ResultsDir};
-use crate::scenario::{FleetPlan, Overrides, Plan, ProtocolPlan, Target};
+use crate::scenario::{FleetPlan, Overrides, Plan, Shard, Target};
 use crate::transport::{ClientTls, Endpoint, ServerVerification};
 use crate::Outcome;
 
-/// Listen backlog for the embedded hub: connection storms need more than the default 128.
-const BACKLOG: u32 = 4096;
+pub use super::embedded::{bind_loopback, EmbeddedHub};
+pub use super::summarize::{account, summarize};
 
 /// Options of a run besides the plan.
 #[derive(Debug, Clone)]
@@ -40,6 +39,10 @@ pub struct RunOptions {
     pub hub: HubConfig,
     /// Where to serve live metrics (OpenMetrics text), if anywhere.
     pub metrics: Option<SocketAddr>,
+    /// The shard of the fleet to run (`None`: the whole fleet).
+    pub shard: Option<Shard>,
+    /// Wall-clock instant at which the schedule begins (`None`: as soon as ready).
+    pub start_at: Option<SystemTime>,
 }
 
 /// What a finished run leaves.
@@ -63,6 +66,8 @@ pub(super) async fn command(args: RunArgs) -> anyhow::Result<Outcome> {
         ca_dir: args.ca,
     };
     let plan = Plan::from_file(&args.scenario, &overrides)?;
+    let shard = super::shard::resolve(args.shard, args.shard_index, args.shards)?;
+    super::shard::check_plan(&plan, shard)?;
     let interrupt = CancellationToken::new();
     tokio::spawn({
         let interrupt = interrupt.clone();
@@ -78,6 +83,8 @@ pub(super) async fn command(args: RunArgs) -> anyhow::Result<Outcome> {
         interrupt,
         hub: HubConfig::default(),
         metrics: args.metrics,
+        shard,
+        start_at: args.start_at,
     };
     let report = run_plan(&plan, &options).await?;
     let mut out = std::io::stdout().lock();
@@ -86,6 +93,11 @@ pub(super) async fn command(args: RunArgs) -> anyhow::Result<Outcome> {
         &mut out,
         format!("{:<12}{}\n", "Results", report.dir.display()).as_bytes(),
     ))?;
+    if args.print_summary {
+        let mut line = serde_json::to_vec(&report.summary)?;
+        line.push(b'\n');
+        super::write_or_broken_pipe(std::io::Write::write_all(&mut out, &line))?;
+    }
     Ok(report.outcome)
 }
 
@@ -112,110 +124,23 @@ pub(super) async fn shutdown_signal() {
     }
 }
 
-/// An embedded hub serving on loopback.
-#[derive(Debug)]
-pub struct EmbeddedHub {
-    /// The hub's state (registries, counters).
-    pub hub: Arc<Hub>,
-    /// AMQP address.
-    pub amqp: SocketAddr,
-    /// MQTT address.
-    pub mqtt: SocketAddr,
-    stop: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-impl EmbeddedHub {
-    /// Starts a hub whose server certificate comes from `chain`, on 127.0.0.1 with an ephemeral port.
-    pub async fn start(chain: &CaChain, config: HubConfig) -> anyhow::Result<Self> {
-        let identity = chain
-            .mint_server(
-                &["localhost".into(), "127.0.0.1".into()],
-                KeyType::EcdsaP256,
-            )
-            .context("minting the hub's server certificate")?;
-        let hub = Hub::new(config, &identity).context("configuring the hub's TLS")?;
-        let listener = bind_loopback().await?;
-        let mqtt = listener.local_addr()?;
-        let amqp_listener = bind_loopback().await?;
-        let amqp = amqp_listener.local_addr()?;
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(hub::serve(
-            hub.clone(),
-            Listeners {
-                amqp: Some(amqp_listener),
-                mqtt: Some(listener),
-            },
-            stop.clone().cancelled_owned(),
-        ));
-        Ok(Self {
-            hub,
-            amqp,
-            mqtt,
-            stop,
-            task,
-        })
-    }
-
-    /// The address that serves `protocol`.
-    pub fn addr_for(&self, protocol: &ProtocolPlan) -> SocketAddr {
-        match protocol {
-            ProtocolPlan::Amqp(_) => self.amqp,
-            ProtocolPlan::Mqtt(_) => self.mqtt,
-        }
-    }
-
-    /// Stops the hub and waits for its connections to close.
-    pub async fn stop(self) {
-        self.stop.cancel();
-        let _ = self.task.await;
-    }
-
-    /// Takes the hub down (every connection dropped, listeners closed) and brings it back on
-    /// the same ports with the same registries and counters: an outage.
-    pub async fn restart(&mut self) -> anyhow::Result<()> {
-        self.stop.cancel();
-        (&mut self.task).await.context("the hub task failed")?;
-        let mqtt = bind_at(self.mqtt).await?;
-        let amqp = bind_at(self.amqp).await?;
-        self.stop = CancellationToken::new();
-        self.task = tokio::spawn(hub::serve(
-            self.hub.clone(),
-            Listeners {
-                amqp: Some(amqp),
-                mqtt: Some(mqtt),
-            },
-            self.stop.clone().cancelled_owned(),
-        ));
-        Ok(())
-    }
-}
-
-/// Binds 127.0.0.1 on an ephemeral port with a deep backlog.
-pub async fn bind_loopback() -> anyhow::Result<TcpListener> {
-    bind_at(SocketAddr::from(([127, 0, 0, 1], 0))).await
-}
-
-/// Binds `addr` (reusing it even with connections in TIME_WAIT) with a deep backlog.
-async fn bind_at(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    let socket = TcpSocket::new_v4()?;
-    socket.set_reuseaddr(true)?;
-    socket
-        .bind(addr)
-        .with_context(|| format!("binding {addr}"))?;
-    socket
-        .listen(BACKLOG)
-        .with_context(|| format!("listening on {addr}"))
-}
-
 /// Runs a validated plan end to end and writes its results.
 pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunReport> {
+    let shard = options.shard.unwrap_or(Shard::WHOLE);
+    // This shard's share of the load; `plan` stays the fleet's (summary, thresholds).
+    let local = plan.for_shard(shard);
+    let ids = DeviceIds::new(
+        plan.fleet.ids.clone(),
+        plan.fleet.devices,
+        shard.index,
+        shard.count,
+    );
     // Limits first: a fleet that cannot fit is an error before anything is minted or bound.
-    let peak = plan
+    let peak = local
         .connect
         .schedule
         .peak_sessions()
-        .unwrap_or(plan.fleet.devices);
+        .unwrap_or(ids.len() as u64);
     let per_session = if plan.target == Target::Embedded {
         2
     } else {
@@ -228,13 +153,8 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
     for warning in plan.quota_warnings() {
         tracing::warn!("{warning}");
     }
-    let results = ResultsDir::create(
-        &options.results_root,
-        &plan.name,
-        std::time::SystemTime::now(),
-    )?;
+    let results = ResultsDir::create(&options.results_root, &plan.name, SystemTime::now())?;
     let chain = Arc::new(signing_chain(&plan.fleet)?);
-    let ids = DeviceIds::new(plan.fleet.ids.clone(), plan.fleet.devices, 0, 1);
     let fleet = Fleet {
         ca: chain.clone(),
         ids: ids.clone(),
@@ -310,15 +230,19 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
         tokio::spawn(super::live::serve(listener, recorder.clone(), live.clone()));
     }
     let _stop_live = live.drop_guard();
-    let expected = plan.fleet.devices * u64::from(plan.messages.count);
-    let progress = Progress::start(
-        recorder.clone(),
-        plan.fleet.devices,
-        expected,
-        options.quiet,
-    );
+    let expected = ids.len() as u64 * u64::from(plan.messages.count);
+    let progress = Progress::start(recorder.clone(), ids.len() as u64, expected, options.quiet);
+    if let Some(at) = options.start_at {
+        if let Err(e) = super::shard::wait_until(at, &options.interrupt).await {
+            progress.finish();
+            if let Some(hub) = hub {
+                hub.stop().await;
+            }
+            return Err(e);
+        }
+    }
     let result = load::run(
-        plan,
+        &local,
         fleet,
         endpoint,
         tls,
@@ -341,7 +265,20 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
     if let Some(hub) = hub {
         hub.stop().await;
     }
-    let summary = summarize(plan, &recorder, &result, accounting, ids.len() as u64);
+    let mut summary = summarize(plan, &recorder, &result, accounting, ids.len() as u64);
+    summary.ca_fingerprint = Some(Thumbprints::of(chain.issuing().cert()).sha256);
+    if options.shard.is_some() {
+        summary.shard = Some(super::shard::info(
+            shard,
+            options.start_at,
+            result.started_at,
+        ));
+    }
+    if shard.is_split() {
+        // A shard's thresholds are judged on the merge of all shards (`fleetbench merge`):
+        // one shard carries only 1/N of the rates.
+        summary.thresholds.clear();
+    }
     results.write_all(&summary)?;
     results.write(
         "plan.json",
@@ -404,78 +341,4 @@ fn read_roots(file: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
         file.display()
     );
     Ok(roots)
-}
-
-/// Compares what the hub counted with what the generator saw acknowledged, device by device.
-pub fn account(hub: &Hub, ids: &DeviceIds, result: &FleetResult) -> HubAccounting {
-    let mut acc = HubAccounting::default();
-    for (i, acked) in result.acked.iter().enumerate() {
-        let id = ids.id(i);
-        let received = hub.registry.received(&id);
-        let acked = u64::from(*acked);
-        acc.received += received;
-        acc.acked += acked;
-        if acked > received {
-            acc.lost += acked - received;
-            if acc.lost_devices.len() < 10 {
-                acc.lost_devices.push(id);
-            }
-        }
-    }
-    acc.refused = hub.stats.refusals();
-    acc
-}
-
-/// Freezes a run into its summary.
-pub fn summarize(
-    plan: &Plan,
-    recorder: &Recorder,
-    result: &FleetResult,
-    hub: Option<HubAccounting>,
-    devices: u64,
-) -> Summary {
-    let s = recorder.snapshot();
-    let c = &recorder.counters;
-    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-    let secs = result.elapsed.as_secs_f64().max(1e-9);
-    let mut summary = Summary {
-        schema_version: SCHEMA_VERSION,
-        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
-        scenario_name: plan.name.clone(),
-        scenario: plan.to_json(),
-        status: result.status.clone(),
-        started_at: humantime::format_rfc3339_millis(result.started_at).to_string(),
-        duration_secs: (secs * 1000.0).round() / 1000.0,
-        counts: RunCounts {
-            devices,
-            sessions_attempted: s.sessions_attempted,
-            sessions_connected: s.sessions_connected,
-            sessions_failed: s.sessions_failed,
-            handshakes: s.handshakes,
-            messages_sent: s.messages_sent,
-            messages_acked: s.messages_acked,
-            messages_unacked: s.messages_unacked,
-            bytes_sent: load(&c.bytes_sent),
-            late_connects: load(&c.late_connects),
-            reconnects: load(&c.reconnects),
-            late_sends: load(&c.late_sends),
-        },
-        connects_per_sec: s.sessions_connected as f64 / secs,
-        acks_per_sec: s.messages_acked as f64 / secs,
-        phases: recorder
-            .histograms()
-            .iter()
-            .map(|(p, h)| PhaseSummary::new(*p, h))
-            .collect(),
-        failures: recorder.failures(),
-        hub,
-        generator: result.health.clone(),
-        timeline: result.timeline.clone(),
-        thresholds: Vec::new(),
-        throttling: None,
-    };
-    let throttled = summary.failures_of(crate::metrics::FailureKind::Throttled);
-    summary.throttling = crate::metrics::detect_throttling(&summary.timeline, 0.9, throttled);
-    summary.thresholds = crate::metrics::evaluate(&plan.thresholds, &summary);
-    summary
 }

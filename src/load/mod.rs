@@ -205,7 +205,9 @@ pub async fn run(
 /// Intended connect offsets: one per device once, or as many as fit a churn duration, or the
 /// stages' crossings.
 fn arrivals(plan: &Plan, devices: usize) -> Box<dyn Iterator<Item = Duration> + Send> {
-    let all = plan.connect.schedule.arrivals();
+    let offset = plan.connect.offset;
+    let all: Box<dyn Iterator<Item = Duration> + Send> =
+        Box::new(plan.connect.schedule.arrivals().map(move |t| t + offset));
     match plan.session {
         SessionPlan::Once { .. } => Box::new(all.take(devices)),
         SessionPlan::Churn { duration } => Box::new(all.take_while(move |t| *t < duration)),

@@ -6,6 +6,7 @@
 //! else in the crate and never prints: presentation lives in `report`.
 
 mod histogram;
+mod merge;
 mod process;
 mod summary;
 mod threshold;
@@ -21,10 +22,11 @@ use parking_lot::Mutex;
 pub use histogram::{
     decode_histogram, encode_histogram, micros, new_histogram, LatencyHistogram, PhaseHistograms,
 };
+pub use merge::{merge, MergeError, ShardSummary};
 pub use process::ProcessSample;
 pub use summary::{
-    FailureSummary, GeneratorHealth, HubAccounting, PhaseSummary, RunCounts, RunStatus, Summary,
-    SCHEMA_VERSION,
+    FailureSummary, GeneratorHealth, HubAccounting, PhaseSummary, RunCounts, RunStatus, ShardInfo,
+    ShardRun, Summary, SCHEMA_VERSION,
 };
 pub use threshold::{evaluate, Metric, Op, Stat, Threshold, ThresholdError, ThresholdResult, Unit};
 pub use throttling::{detect as detect_throttling, Throttling};

@@ -204,6 +204,50 @@ pub struct Summary {
     /// The scenario's thresholds judged on this summary, sorted by metric name.
     #[serde(default)]
     pub thresholds: Vec<ThresholdResult>,
+    /// SHA-256 of the CA certificate that signed the devices (upper-case hex): shards of one
+    /// fleet must share it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_fingerprint: Option<String>,
+    /// Which shard of the fleet this run was, when it was one of several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardInfo>,
+    /// The shards a merged summary was made from, by shard index.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardRun>,
+}
+
+/// One shard's place in the fleet and how its start lined up with the others'.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    /// Shard index K, from 0.
+    pub index: u64,
+    /// Shard count N.
+    pub count: u64,
+    /// The shared start instant asked for (`--start-at`), RFC 3339 UTC.
+    pub start_at: Option<String>,
+    /// When the schedule actually began minus `start_at`, milliseconds, by this host's clock
+    /// (positive: late). It shows a shard that was ready too late or a slow timer; it cannot show
+    /// this host's clock error against other hosts, which is whatever NTP leaves.
+    pub start_offset_ms: Option<f64>,
+}
+
+/// A shard of a merged summary: its identity, timing, status and generator health.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardRun {
+    /// Index and count, and the start synchronisation.
+    pub shard: ShardInfo,
+    /// Where the shard's summary came from (file, or file:line for a log).
+    pub source: String,
+    /// The shard's start, RFC 3339 UTC.
+    pub started_at: String,
+    /// The shard's length, seconds.
+    pub duration_secs: f64,
+    /// Whether the shard completed.
+    pub status: RunStatus,
+    /// Devices the shard ran.
+    pub devices: u64,
+    /// The shard generator's own health.
+    pub generator: GeneratorHealth,
 }
 
 impl Summary {

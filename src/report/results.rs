@@ -53,6 +53,21 @@ impl ResultsDir {
         anyhow::bail!("too many runs of {name} at {stamp} in {}", root.display())
     }
 
+    /// Creates the results directory `path` itself (`merge -o`), refusing one that already
+    /// holds a summary.
+    pub fn create_at(path: &Path) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            !path.join("summary.json").exists(),
+            "{} already holds a summary.json: choose another output directory",
+            path.display()
+        );
+        fs::create_dir_all(path)
+            .with_context(|| format!("cannot create the results directory {}", path.display()))?;
+        Ok(Self {
+            path: path.to_owned(),
+        })
+    }
+
     /// An existing results directory (to re-render its reports).
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         anyhow::ensure!(

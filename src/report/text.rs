@@ -19,6 +19,7 @@ pub fn write_text(w: &mut impl Write, s: &Summary) -> io::Result<()> {
         writeln!(w, "{head}\n{:<12}{tail}", "")?;
     }
     writeln!(w)?;
+    write_shards(w, s)?;
     let c = &s.counts;
     write!(
         w,
@@ -219,6 +220,40 @@ fn write_thresholds(w: &mut impl Write, s: &Summary) -> io::Result<()> {
     Ok(())
 }
 
+/// Which shard a run was, or which shards a merge holds, with how their starts lined up.
+fn write_shards(w: &mut impl Write, s: &Summary) -> io::Result<()> {
+    let offset = |ms: Option<f64>| {
+        ms.map(|m| format!("   start-at offset {m:+.1} ms"))
+            .unwrap_or_default()
+    };
+    if let Some(i) = &s.shard {
+        let at = offset(i.start_offset_ms);
+        writeln!(w, "{:<12}{}/{} of the fleet{at}", "Shard", i.index, i.count)?;
+    }
+    for (n, r) in s.shards.iter().enumerate() {
+        // The reasons of partial shards are in the merged status line.
+        let status = match &r.status {
+            RunStatus::Complete => "complete",
+            RunStatus::Partial { .. } => "PARTIAL",
+        };
+        writeln!(
+            w,
+            "{:<12}{}/{}   {} devices   {status}{}{}",
+            if n == 0 { "Shards" } else { "" },
+            r.shard.index,
+            r.shard.count,
+            count(r.devices),
+            offset(r.shard.start_offset_ms),
+            if r.generator.saturated {
+                "   SATURATED"
+            } else {
+                ""
+            }
+        )?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,6 +338,30 @@ mod tests {
                 observed: Some(3_599_000_000.0),
                 unit: Unit::Microseconds,
                 passed: false,
+            }],
+            ca_fingerprint: Some("AB".repeat(32)),
+            shard: Some(crate::metrics::ShardInfo {
+                index: 999,
+                count: 1000,
+                start_at: Some("2026-01-01T00:00:00.000Z".into()),
+                start_offset_ms: Some(-12345.678),
+            }),
+            shards: vec![crate::metrics::ShardRun {
+                shard: crate::metrics::ShardInfo {
+                    index: 999,
+                    count: 1000,
+                    start_at: Some("2026-01-01T00:00:00.000Z".into()),
+                    start_offset_ms: Some(12345.678),
+                },
+                source: "logs.txt:12345".into(),
+                started_at: "2026-01-01T00:00:00.000Z".into(),
+                duration_secs: 5400.0,
+                status: RunStatus::Complete,
+                devices: big,
+                generator: GeneratorHealth {
+                    saturated: true,
+                    ..GeneratorHealth::default()
+                },
             }],
         }
     }

@@ -5,6 +5,7 @@
 mod locate;
 mod plan;
 mod shape;
+mod shard;
 mod thresholds;
 
 use std::fmt;
@@ -18,6 +19,7 @@ pub use plan::{CaDirPlan, FleetPlan, Overrides, Plan, ProtocolPlan, RunPlan, Tar
 pub use shape::{
     parse_addresses, ConnectPlan, MessagePlan, Payload, ReconnectPlan, SendModel, SessionPlan,
 };
+pub use shard::{Shard, ShardError};
 
 /// One problem in a scenario, located.
 #[derive(Debug, Clone, PartialEq, Eq)]

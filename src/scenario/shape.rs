@@ -21,6 +21,9 @@ pub struct ConnectPlan {
     pub timeout: Duration,
     /// Local addresses to connect from, round-robin (empty: the kernel chooses).
     pub source_addresses: Vec<IpAddr>,
+    /// Added to every arrival: a shard's place in the fleet's constant-rate sequence (zero
+    /// unless the run is one shard of several; see `Plan::for_shard`).
+    pub offset: Duration,
 }
 
 /// What a payload looks like.
@@ -283,6 +286,7 @@ pub(super) fn connect(s: &Scenario, o: &Overrides, p: &mut Problems<'_>) -> Opti
         max_handshakes,
         timeout,
         source_addresses,
+        offset: Duration::ZERO,
     })
 }
 

@@ -45,6 +45,8 @@ pub async fn run_with(plan: &Plan, hub: HubConfig) -> (RunReport, tempfile::Temp
         interrupt: CancellationToken::new(),
         hub,
         metrics: None,
+        shard: None,
+        start_at: None,
     };
     let report = run_plan(plan, &options).await.expect("run completes");
     (report, dir)

@@ -1,0 +1,84 @@
+//! A finished run frozen into its [`Summary`], and the hub's accounting of it.
+
+use crate::hub::Hub;
+use crate::load::FleetResult;
+use crate::metrics::{HubAccounting, PhaseSummary, Recorder, RunCounts, Summary, SCHEMA_VERSION};
+use crate::pki::DeviceIds;
+use crate::scenario::Plan;
+
+/// Compares what the hub counted with what the generator saw acknowledged, device by device.
+pub fn account(hub: &Hub, ids: &DeviceIds, result: &FleetResult) -> HubAccounting {
+    let mut acc = HubAccounting::default();
+    for (i, acked) in result.acked.iter().enumerate() {
+        let id = ids.id(i);
+        let received = hub.registry.received(&id);
+        let acked = u64::from(*acked);
+        acc.received += received;
+        acc.acked += acked;
+        if acked > received {
+            acc.lost += acked - received;
+            if acc.lost_devices.len() < 10 {
+                acc.lost_devices.push(id);
+            }
+        }
+    }
+    acc.refused = hub.stats.refusals();
+    acc
+}
+
+/// Freezes a run into its summary.
+pub fn summarize(
+    plan: &Plan,
+    recorder: &Recorder,
+    result: &FleetResult,
+    hub: Option<HubAccounting>,
+    devices: u64,
+) -> Summary {
+    let s = recorder.snapshot();
+    let c = &recorder.counters;
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    let secs = result.elapsed.as_secs_f64().max(1e-9);
+    let mut summary = Summary {
+        schema_version: SCHEMA_VERSION,
+        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        scenario_name: plan.name.clone(),
+        scenario: plan.to_json(),
+        status: result.status.clone(),
+        started_at: humantime::format_rfc3339_millis(result.started_at).to_string(),
+        duration_secs: (secs * 1000.0).round() / 1000.0,
+        counts: RunCounts {
+            devices,
+            sessions_attempted: s.sessions_attempted,
+            sessions_connected: s.sessions_connected,
+            sessions_failed: s.sessions_failed,
+            handshakes: s.handshakes,
+            messages_sent: s.messages_sent,
+            messages_acked: s.messages_acked,
+            messages_unacked: s.messages_unacked,
+            bytes_sent: load(&c.bytes_sent),
+            late_connects: load(&c.late_connects),
+            reconnects: load(&c.reconnects),
+            late_sends: load(&c.late_sends),
+        },
+        connects_per_sec: s.sessions_connected as f64 / secs,
+        acks_per_sec: s.messages_acked as f64 / secs,
+        phases: recorder
+            .histograms()
+            .iter()
+            .map(|(p, h)| PhaseSummary::new(*p, h))
+            .collect(),
+        failures: recorder.failures(),
+        hub,
+        generator: result.health.clone(),
+        timeline: result.timeline.clone(),
+        thresholds: Vec::new(),
+        ca_fingerprint: None,
+        shard: None,
+        shards: Vec::new(),
+        throttling: None,
+    };
+    let throttled = summary.failures_of(crate::metrics::FailureKind::Throttled);
+    summary.throttling = crate::metrics::detect_throttling(&summary.timeline, 0.9, throttled);
+    summary.thresholds = crate::metrics::evaluate(&plan.thresholds, &summary);
+    summary
+}
