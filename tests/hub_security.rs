@@ -67,7 +67,15 @@ impl Lab {
     }
 
     async fn tls(&self, device: Option<&DeviceIdentity>) -> TlsStream<TcpStream> {
-        let tcp = transport::tcp_connect(self.hub.mqtt, None).await.unwrap();
+        self.tls_to(self.hub.mqtt, device).await
+    }
+
+    async fn tls_to(
+        &self,
+        addr: std::net::SocketAddr,
+        device: Option<&DeviceIdentity>,
+    ) -> TlsStream<TcpStream> {
+        let tcp = transport::tcp_connect(addr, None).await.unwrap();
         let name = ServerName::try_from("localhost").unwrap().to_owned();
         transport::tls_handshake(self.client(device), name, tcp)
             .await
@@ -407,22 +415,35 @@ async fn a_client_hello_followed_by_silence_is_timed_out() {
 
 #[tokio::test]
 async fn arbitrary_bytes_never_bring_the_hub_down() {
-    // A bounded property test: 64 seeded random streams, after the handshake and before it.
+    // A bounded property test: 64 seeded random streams to each endpoint (MQTT and AMQP), after
+    // the handshake and before it; some start with a valid AMQP header so the frame parser runs.
     let lab = Lab::new().await;
     let dev = lab.device("fuzz");
     let mut rng = rand::rngs::SmallRng::seed_from_u64(0x5eed);
-    for case in 0..64 {
+    for case in 0..128 {
         let len = rng.random_range(1..2048);
         let mut bytes = vec![0u8; len];
         rng.fill(&mut bytes[..]);
+        let addr = if case % 4 < 2 {
+            lab.hub.mqtt
+        } else {
+            lab.hub.amqp
+        };
+        if case % 8 == 2 {
+            let header = [b'A', b'M', b'Q', b'P', 0, 1, 0, 0];
+            bytes.splice(0..0, header);
+        } else if case % 8 == 6 {
+            let header = [b'A', b'M', b'Q', b'P', 3, 1, 0, 0];
+            bytes.splice(0..0, header);
+        }
         if case % 2 == 0 {
-            let mut tls = lab.tls(Some(&dev)).await;
+            let mut tls = lab.tls_to(addr, Some(&dev)).await;
             let _ = tls.write_all(&bytes).await;
             let _ = tls.shutdown().await;
             let mut sink = Vec::new();
             let _ = tls.read_to_end(&mut sink).await;
         } else {
-            let mut tcp = TcpStream::connect(lab.hub.mqtt).await.unwrap();
+            let mut tcp = TcpStream::connect(addr).await.unwrap();
             let _ = tcp.write_all(&bytes).await;
             let _ = tcp.shutdown().await;
             let mut sink = Vec::new();
