@@ -60,7 +60,7 @@ pub fn summarize(
             reconnects: load(&c.reconnects),
             late_sends: load(&c.late_sends),
         },
-        connects_per_sec: s.sessions_connected as f64 / secs,
+        connects_per_sec: connect_rate(&result.timeline, s.sessions_connected, secs),
         acks_per_sec: s.messages_acked as f64 / secs,
         phases: recorder
             .histograms()
@@ -81,4 +81,15 @@ pub fn summarize(
     summary.throttling = crate::metrics::detect_throttling(&summary.timeline, 0.9, throttled);
     summary.thresholds = crate::metrics::evaluate(&plan.thresholds, &summary);
     summary
+}
+
+/// Connected sessions per second over the seconds in which sessions connected (a run that
+/// connects in one second and then sends for a minute connected at that second's rate, not at
+/// a sixtieth of it); the whole run when the timeline is empty.
+fn connect_rate(timeline: &[crate::metrics::TimelineRow], connected: u64, run_secs: f64) -> f64 {
+    let mut seconds = timeline.iter().filter(|r| r.connects > 0).map(|r| r.t);
+    match (seconds.next(), seconds.next_back()) {
+        (Some(first), last) => connected as f64 / (last.unwrap_or(first) - first + 1) as f64,
+        (None, _) => connected as f64 / run_secs,
+    }
 }
