@@ -133,6 +133,11 @@ async fn an_oversize_message_is_rejected_with_message_size_exceeded_and_not_coun
         .unwrap_or_else(|| panic!("{:?}", s.failures));
     assert_eq!(refused.count, 4);
     assert_eq!(refused.sample, "rejected: amqp:link:message-size-exceeded");
+    // Counted by outcome and condition.
+    assert_eq!(
+        s.outcomes,
+        [("rejected: amqp:link:message-size-exceeded".to_owned(), 4)]
+    );
     assert_eq!(s.hub.as_ref().map(|h| h.received), Some(0));
 }
 

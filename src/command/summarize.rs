@@ -68,6 +68,7 @@ pub fn summarize(
             .map(|(p, h)| PhaseSummary::new(*p, h))
             .collect(),
         failures: recorder.failures(),
+        outcomes: recorder.outcomes(),
         hub,
         generator: result.health.clone(),
         timeline: result.timeline.clone(),

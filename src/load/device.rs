@@ -538,6 +538,7 @@ impl<'a> Sender<'a> {
             }
             Outcome::Refused(reason) => {
                 incr(&rec.counters.messages_unacked);
+                rec.not_accepted(&reason);
                 let kind = if reason.contains("throttled") {
                     FailureKind::Throttled
                 } else {

@@ -205,6 +205,8 @@ pub struct Recorder {
     failures: Mutex<BTreeMap<(Phase, FailureKind), FailureEntry>>,
     lateness_tolerance: Duration,
     task_start: Mutex<LatencyHistogram>,
+    /// Messages the hub did not accept, by outcome and condition (rare: one lock is fine).
+    outcomes: Mutex<BTreeMap<String, u64>>,
 }
 
 #[derive(Debug, Clone)]
@@ -232,6 +234,7 @@ impl Recorder {
             // behind, not timer granularity.
             lateness_tolerance: Duration::from_millis(2),
             task_start: Mutex::new(new_histogram()),
+            outcomes: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -325,6 +328,21 @@ impl Recorder {
                 let h = self.phases.merged(p.index());
                 (!h.is_empty()).then_some((p, h))
             })
+            .collect()
+    }
+
+    /// Counts a message the hub did not accept, by its outcome and condition, e.g.
+    /// `rejected: amqp:link:message-size-exceeded` or `released`.
+    pub fn not_accepted(&self, outcome: &str) {
+        *self.outcomes.lock().entry(outcome.to_owned()).or_default() += 1;
+    }
+
+    /// Messages not accepted, by outcome and condition.
+    pub fn outcomes(&self) -> Vec<(String, u64)> {
+        self.outcomes
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
             .collect()
     }
 

@@ -192,6 +192,10 @@ pub struct Summary {
     pub phases: Vec<PhaseSummary>,
     /// Failures by phase and kind.
     pub failures: Vec<FailureSummary>,
+    /// Messages the hub did not accept, by outcome and condition (AMQP rejected, released,
+    /// modified).
+    #[serde(default)]
+    pub outcomes: Vec<(String, u64)>,
     /// Embedded-hub accounting, when the target was the embedded hub.
     pub hub: Option<HubAccounting>,
     /// The generator's own health.

@@ -111,6 +111,16 @@ pub fn write_text(w: &mut impl Write, s: &Summary) -> io::Result<()> {
             )?;
         }
     }
+    if !s.outcomes.is_empty() {
+        writeln!(w, "  not accepted, by outcome:")?;
+        for (outcome, n) in &s.outcomes {
+            let mut outcome = outcome.clone();
+            if outcome.chars().count() > 80 {
+                outcome = outcome.chars().take(79).collect::<String>() + "…";
+            }
+            writeln!(w, "  {:>10}  {}", count(*n), outcome)?;
+        }
+    }
     if let Some(hub) = &s.hub {
         if !hub.refused.is_empty() {
             let list: Vec<_> = hub
@@ -301,6 +311,7 @@ mod tests {
                 count: big,
                 sample: "x".repeat(300),
             }],
+            outcomes: vec![("r".repeat(300), big)],
             hub: Some(HubAccounting {
                 received: big,
                 acked: big,

@@ -67,6 +67,7 @@ pub fn merge(mut shards: Vec<ShardSummary>) -> Result<Summary, MergeError> {
         counts,
         phases: phases(&shards)?,
         failures: failures(&shards),
+        outcomes: outcomes(&shards),
         hub: hub(&shards),
         generator: generator(&shards),
         timeline: timeline(&shards, &starts, start),
@@ -298,4 +299,15 @@ fn thresholds(s: &ShardSummary) -> Result<Vec<Threshold>, MergeError> {
             Threshold::parse(name, c).map_err(|e| err(e.to_string()))
         })
         .collect()
+}
+
+/// Not-accepted outcomes summed over the shards.
+fn outcomes(shards: &[ShardSummary]) -> Vec<(String, u64)> {
+    let mut all: BTreeMap<String, u64> = BTreeMap::new();
+    for s in shards {
+        for (k, n) in &s.summary.outcomes {
+            *all.entry(k.clone()).or_default() += n;
+        }
+    }
+    all.into_iter().collect()
 }
