@@ -275,6 +275,9 @@ fn message_size(body: &Body<Value>, properties: Option<&ApplicationProperties>) 
     body + props
 }
 
+/// Message format of an IoT Hub batch (`AMQP_BATCHING_FORMAT_CODE` in the C SDK).
+const BATCHED_FORMAT: u32 = 0x8001_3700;
+
 /// Receives until the link ends: counts each message, then settles it `accepted`; rejects
 /// oversize messages with `amqp:link:message-size-exceeded`.
 async fn receive(mut receiver: Receiver, device: Arc<Device>, hub: Arc<Hub>) {
@@ -282,6 +285,12 @@ async fn receive(mut receiver: Receiver, device: Arc<Device>, hub: Arc<Hub>) {
     while let Ok(delivery) = receiver.recv::<Body<Value>>().await {
         let message = delivery.message();
         let size = message_size(&message.body, message.application_properties.as_ref());
+        // The C SDK sends telemetry in the batched format, one data section per message, even
+        // for one message: IoT Hub counts the messages inside.
+        let messages = match (delivery.message_format(), &message.body) {
+            (Some(BATCHED_FORMAT), Body::Data(batch)) => batch.len().max(1),
+            _ => 1,
+        };
         let settled = if size > max {
             hub.stats.violations.fetch_add(1, Ordering::Relaxed);
             let mut info = Fields::new();
@@ -311,8 +320,10 @@ async fn receive(mut receiver: Receiver, device: Arc<Device>, hub: Arc<Hub>) {
                 }
                 admission => {
                     // Count before settling: whatever the device sees accepted is counted.
-                    device.count_message();
-                    hub.stats.count_message();
+                    for _ in 0..messages {
+                        device.count_message();
+                        hub.stats.count_message();
+                    }
                     if let Admission::After(wait) = admission {
                         tokio::time::sleep(wait).await;
                     }
