@@ -70,8 +70,12 @@ async fn a_device_attaching_to_another_devices_address_is_refused_and_counted() 
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert_eq!(failures[0].phase, "amqp_attach");
     assert!(failures[0].is(FailureKind::Refused), "{failures:?}");
+    // The hub answers the attach with a null target and then DETACH(unauthorized-access);
+    // fe2o3 sometimes reports the null target before it has read the DETACH, so the client may
+    // not see the condition. The hub's own count below says why it refused.
     assert!(
-        failures[0].sample.contains("amqp:unauthorized-access"),
+        failures[0].sample.contains("amqp:unauthorized-access")
+            || failures[0].sample.contains("no target"),
         "{}",
         failures[0].sample
     );
