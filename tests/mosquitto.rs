@@ -75,7 +75,12 @@ impl Mosquitto {
             match rx.recv_timeout(Duration::from_secs(20)) {
                 Ok(line) if line.contains("running") => break,
                 Ok(line) => log.push(line),
-                Err(_) => panic!("mosquitto did not start: {}", log.join("\n")),
+                Err(_) => {
+                    // Not yet wrapped in `Mosquitto`, so stop it here rather than leak it.
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("mosquitto did not start: {}", log.join("\n"))
+                }
             }
         }
         Self { child, port }
