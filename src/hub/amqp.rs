@@ -123,15 +123,10 @@ fn target_address(attach: &Attach) -> Option<String> {
 pub(super) async fn session(
     hub: Arc<Hub>,
     tls: TlsStream<TcpStream>,
+    chain: Vec<CertificateDer<'static>>,
     conn: u64,
     stop: CancellationToken,
 ) {
-    let chain: Vec<CertificateDer<'static>> = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
-        .unwrap_or_default();
     let timeout = hub.config.connect_timeout;
     let open = async {
         let (header, stream) = Replay::peek::<8>(tls).await.ok()?;

@@ -344,8 +344,15 @@ async fn connection(hub: Arc<Hub>, tcp: TcpStream, wire: Wire, stop: Cancellatio
         },
     };
     let conn = hub.next_conn.fetch_add(1, Ordering::Relaxed);
+    // The chain the device presented (leaf first); judged at CONNECT or attach, not here.
+    let chain: Vec<rustls::pki_types::CertificateDer<'static>> = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+        .unwrap_or_default();
     match wire {
-        Wire::Amqp => amqp::session(hub, tls, conn, stop).await,
-        Wire::Mqtt => mqtt::session(&hub, tls, conn, stop).await,
+        Wire::Amqp => amqp::session(hub, tls, chain, conn, stop).await,
+        Wire::Mqtt => mqtt::session(&hub, tls, chain, conn, stop).await,
     }
 }

@@ -37,15 +37,10 @@ fn username_device(username: &str) -> Option<&str> {
 pub(super) async fn session(
     hub: &Hub,
     tls: TlsStream<TcpStream>,
+    chain: Vec<CertificateDer<'static>>,
     conn: u64,
     stop: CancellationToken,
 ) {
-    let chain: Vec<CertificateDer<'static>> = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
-        .unwrap_or_default();
     let codec = Codec {
         max_incoming_size: hub.config.max_message_size + 64 * 1024,
         max_outgoing_size: 64 * 1024,

@@ -258,6 +258,15 @@ pub(super) struct Problems<'a> {
 }
 
 impl Problems<'_> {
+    /// Reports each field that is set although it does not apply, with the same reason.
+    pub(super) fn not_applicable(&mut self, fields: &[(bool, &str)], why: &str) {
+        for (set, field) in fields {
+            if *set {
+                self.add(field, why);
+            }
+        }
+    }
+
     pub(super) fn add(&mut self, field: &str, message: impl Into<String>) {
         // Point at the field, or at its table, or at nothing when it came from defaults/CLI.
         let span = self.locator.span_of(field).or_else(|| {
@@ -443,18 +452,14 @@ fn target(s: &Scenario, p: &mut Problems<'_>) -> Option<Target> {
     let t = &s.target;
     match t.hub.unwrap_or(HubKind::Embedded) {
         HubKind::Embedded => {
-            for (set, field) in [
-                (t.address.is_some(), "target.address"),
-                (t.server_name.is_some(), "target.server-name"),
-                (t.ca_file.is_some(), "target.ca-file"),
-            ] {
-                if set {
-                    p.add(
-                        field,
-                        "only applies to hub = \"remote\"; the embedded hub makes its own",
-                    );
-                }
-            }
+            p.not_applicable(
+                &[
+                    (t.address.is_some(), "target.address"),
+                    (t.server_name.is_some(), "target.server-name"),
+                    (t.ca_file.is_some(), "target.ca-file"),
+                ],
+                "only applies to hub = \"remote\"; the embedded hub makes its own",
+            );
             Some(Target::Embedded)
         }
         HubKind::Remote => {
@@ -501,15 +506,14 @@ fn protocol(s: &Scenario, p: &mut Problems<'_>) -> Option<ProtocolPlan> {
     if pr.kind == Some(ProtocolKind::Amqp) {
         return amqp::protocol(pr, p);
     }
-    for (set, field) in [
-        (pr.address.is_some(), "protocol.address"),
-        (pr.sasl.is_some(), "protocol.sasl"),
-        (pr.settle_mode.is_some(), "protocol.settle-mode"),
-    ] {
-        if set {
-            p.add(field, "only applies to kind = \"amqp\"");
-        }
-    }
+    p.not_applicable(
+        &[
+            (pr.address.is_some(), "protocol.address"),
+            (pr.sasl.is_some(), "protocol.sasl"),
+            (pr.settle_mode.is_some(), "protocol.settle-mode"),
+        ],
+        "only applies to kind = \"amqp\"",
+    );
     let qos = match pr.qos.unwrap_or(1) {
         0 => QoS::AtMostOnce,
         1 => QoS::AtLeastOnce,
@@ -537,20 +541,16 @@ fn protocol(s: &Scenario, p: &mut Problems<'_>) -> Option<ProtocolPlan> {
     };
     let dialect = match pr.dialect.unwrap_or(Dialect::IotHub) {
         Dialect::IotHub => {
-            for (set, field) in [
+            p.not_applicable(
+                &[
                 (pr.topic.is_some(), "protocol.topic"),
                 (pr.client_id.is_some(), "protocol.client-id"),
                 (pr.username.is_some(), "protocol.username"),
-            ] {
-                if set {
-                    p.add(field, "only applies to dialect = \"generic\"; IoT Hub fixes topic, client id and username");
-                }
-            }
+                ],
+                "only applies to dialect = \"generic\"; IoT Hub fixes topic, client id and username",
+            );
             MqttDialect::IotHub {
-                api_version: pr
-                    .api_version
-                    .clone()
-                    .unwrap_or_else(|| "2021-04-12".to_owned()),
+                api_version: iot_hub_api_version(pr),
             }
         }
         Dialect::Generic => {
@@ -590,6 +590,14 @@ fn protocol(s: &Scenario, p: &mut Problems<'_>) -> Option<ProtocolPlan> {
         keep_alive_secs,
         clean_session: pr.clean_session.unwrap_or(false),
     }))
+}
+
+/// The `api-version` IoT Hub usernames and AMQP attach properties carry (the docs' current one
+/// unless the scenario names another).
+pub(super) fn iot_hub_api_version(pr: &super::ProtocolSection) -> String {
+    pr.api_version
+        .clone()
+        .unwrap_or_else(|| "2021-04-12".to_owned())
 }
 
 /// Templates may name only `{device_id}`.

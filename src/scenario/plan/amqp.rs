@@ -2,46 +2,38 @@
 
 use serde_json::json;
 
-use super::{check_template, Problems, ProtocolPlan};
+use super::{check_template, iot_hub_api_version, Problems, ProtocolPlan};
 use crate::protocol::{AmqpDialect, AmqpOptions, SaslMechanism, SettleMode};
 use crate::scenario::{Dialect, ProtocolSection, SaslKind, SettleKind};
 
 /// Validates the AMQP settings; MQTT-only fields are named as errors.
 pub(super) fn protocol(pr: &ProtocolSection, p: &mut Problems<'_>) -> Option<ProtocolPlan> {
-    for (set, field) in [
-        (pr.qos.is_some(), "protocol.qos"),
-        (pr.keep_alive.is_some(), "protocol.keep-alive"),
-        (pr.clean_session.is_some(), "protocol.clean-session"),
-        (pr.topic.is_some(), "protocol.topic"),
-        (pr.client_id.is_some(), "protocol.client-id"),
-        (pr.username.is_some(), "protocol.username"),
-    ] {
-        if set {
-            p.add(
-                field,
-                "only applies to kind = \"mqtt\"; AMQP uses address, sasl and settle-mode",
-            );
-        }
-    }
+    p.not_applicable(
+        &[
+            (pr.qos.is_some(), "protocol.qos"),
+            (pr.keep_alive.is_some(), "protocol.keep-alive"),
+            (pr.clean_session.is_some(), "protocol.clean-session"),
+            (pr.topic.is_some(), "protocol.topic"),
+            (pr.client_id.is_some(), "protocol.client-id"),
+            (pr.username.is_some(), "protocol.username"),
+        ],
+        "only applies to kind = \"mqtt\"; AMQP uses address, sasl and settle-mode",
+    );
     let settle = match pr.settle_mode.unwrap_or(SettleKind::Unsettled) {
         SettleKind::Settled => SettleMode::Settled,
         SettleKind::Unsettled => SettleMode::Unsettled,
     };
     let dialect = match pr.dialect.unwrap_or(Dialect::IotHub) {
         Dialect::IotHub => {
-            for (set, field) in [
+            p.not_applicable(
+                &[
                 (pr.address.is_some(), "protocol.address"),
                 (pr.sasl.is_some(), "protocol.sasl"),
-            ] {
-                if set {
-                    p.add(field, "only applies to dialect = \"generic\"; IoT Hub fixes the address (/devices/{id}/messages/events) and uses no SASL for X.509");
-                }
-            }
+                ],
+                "only applies to dialect = \"generic\"; IoT Hub fixes the address (/devices/{id}/messages/events) and uses no SASL for X.509",
+            );
             AmqpDialect::IotHub {
-                api_version: pr
-                    .api_version
-                    .clone()
-                    .unwrap_or_else(|| "2021-04-12".to_owned()),
+                api_version: iot_hub_api_version(pr),
             }
         }
         Dialect::Generic => {
