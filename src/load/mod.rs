@@ -136,19 +136,22 @@ pub async fn run(
     let tracker = TaskTracker::new();
     let arrivals = arrivals(plan, n);
     let sessions = Sessions {
-        shared: &shared,
+        shared: shared.clone(),
         pool: reuse.then_some(tx),
-        departures: &departures,
+        departures: departures.clone(),
         handshakes: shared.handshakes.clone(),
-        stop: &stop,
-        tracker: &tracker,
+        stop: stop.clone(),
+        tracker: tracker.clone(),
         until: match plan.session {
             SessionPlan::Churn { duration } => Some(start + duration),
             _ => None,
         },
     };
-    let mint_error = sessions.schedule(rx, arrivals, start).await;
-    drop(sessions);
+    // The schedule runs on a worker, beside the sessions it spawns: from the thread that
+    // blocks on the runtime, every spawn and every permit returned would cross threads.
+    let mint_error = tokio::spawn(sessions.schedule(rx, arrivals, start))
+        .await
+        .unwrap_or_else(|e| Some(format!("the session scheduler failed: {e}")));
     tracker.close();
 
     // Drain: wait for sessions; once stopped, give in-flight work the grace period.
@@ -270,23 +273,23 @@ async fn take_down(
 }
 
 /// Starts sessions.
-struct Sessions<'a> {
-    shared: &'a Arc<Shared>,
+struct Sessions {
+    shared: Arc<Shared>,
     /// Where devices go back after a session, when sessions repeat.
     pool: Option<mpsc::Sender<Result<ReadyDevice, String>>>,
-    departures: &'a Departures,
+    departures: Departures,
     handshakes: Arc<Semaphore>,
-    stop: &'a CancellationToken,
-    tracker: &'a TaskTracker,
+    stop: CancellationToken,
+    tracker: TaskTracker,
     /// No new session after this instant (churn).
     until: Option<Instant>,
 }
 
-impl Sessions<'_> {
+impl Sessions {
     /// Starts a session at each arrival until the arrivals end or the run stops. Returns a
     /// minting error if one cut the fleet short.
     async fn schedule(
-        &self,
+        self,
         mut devices: mpsc::Receiver<Result<ReadyDevice, String>>,
         arrivals: Box<dyn Iterator<Item = Duration> + Send>,
         start: Instant,
@@ -297,7 +300,7 @@ impl Sessions<'_> {
             if self.until.is_some_and(|end| Instant::now() >= end) {
                 return None;
             }
-            let stop = self.stop;
+            let stop = &self.stop;
             tokio::select! {
                 biased;
                 () = stop.cancelled() => return None,
