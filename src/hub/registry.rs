@@ -192,6 +192,8 @@ pub struct CaInfo {
 #[derive(Debug, Default)]
 struct Inner {
     cas: Vec<CaEntry>,
+    /// Changes whenever the CAs do, so that a chain verified against older CAs is checked again.
+    generation: u64,
     devices: HashMap<String, Arc<Device>>,
 }
 
@@ -199,6 +201,79 @@ struct Inner {
 #[derive(Debug, Default)]
 pub struct Registry {
     inner: RwLock<Inner>,
+    verified: VerifiedChains,
+}
+
+/// Most chains remembered as verified; past this the memory starts again (a fleet's devices
+/// reconnect often, so they are soon back).
+const VERIFIED_CHAINS: usize = 1 << 17;
+
+/// Chains that verified, so that a device reconnecting (churn, TLS resumption) costs a hash
+/// instead of a signature check, as a hub with many devices must. Keyed by the SHA-256 of the
+/// presented chain; an entry holds for the CA generation it was checked against, and only
+/// while every certificate of the chain is within its validity.
+#[derive(Debug, Default)]
+struct VerifiedChains {
+    map: Mutex<HashMap<[u8; 32], Verified>>,
+}
+
+#[derive(Debug, Clone)]
+struct Verified {
+    generation: u64,
+    /// The latest not-before and the earliest not-after of the chain, in Unix seconds.
+    valid: (u64, u64),
+    cn: Arc<str>,
+}
+
+impl VerifiedChains {
+    fn key(chain: &[CertificateDer<'_>]) -> [u8; 32] {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        for cert in chain {
+            ctx.update(&(cert.len() as u64).to_be_bytes());
+            ctx.update(cert);
+        }
+        let mut key = [0; 32];
+        key.copy_from_slice(ctx.finish().as_ref());
+        key
+    }
+
+    /// The leaf's CN, when the chain verified against CA generation `generation`.
+    fn get(&self, key: &[u8; 32], generation: u64, now: u64) -> Option<Arc<str>> {
+        let map = self.map.lock();
+        let v = map.get(key)?;
+        (v.generation == generation && v.valid.0 <= now && now <= v.valid.1).then(|| v.cn.clone())
+    }
+
+    fn insert(&self, key: [u8; 32], chain: &[CertificateDer<'_>], generation: u64, cn: Arc<str>) {
+        let Some(valid) = validity_of(chain) else {
+            return;
+        };
+        let mut map = self.map.lock();
+        if map.len() >= VERIFIED_CHAINS {
+            map.clear();
+        }
+        map.insert(
+            key,
+            Verified {
+                generation,
+                valid,
+                cn,
+            },
+        );
+    }
+}
+
+/// The window in which every certificate of `chain` is valid, in Unix seconds.
+fn validity_of(chain: &[CertificateDer<'_>]) -> Option<(u64, u64)> {
+    chain.iter().try_fold((0u64, u64::MAX), |(from, to), cert| {
+        let (_, parsed) = x509_parser::parse_x509_certificate(cert).ok()?;
+        let v = parsed.validity();
+        let secs = |t: i64| u64::try_from(t).unwrap_or(0);
+        Some((
+            from.max(secs(v.not_before.timestamp())),
+            to.min(secs(v.not_after.timestamp())),
+        ))
+    })
 }
 
 /// Upper-case hex of bytes.
@@ -251,10 +326,13 @@ impl Registry {
         verified: bool,
         code: String,
     ) -> Result<(), RegistryError> {
-        if let Some(ca) = self.inner.write().cas.iter_mut().find(|c| c.name == name) {
+        let mut inner = self.inner.write();
+        if let Some(ca) = inner.cas.iter_mut().find(|c| c.name == name) {
             ca.verified |= verified;
+            inner.generation += 1;
             return Ok(());
         }
+        drop(inner);
         self.insert_ca(name, cert, verified, Some(code)).map(drop)
     }
 
@@ -300,6 +378,7 @@ impl Registry {
             return Err(RegistryError::DuplicateCa(name.to_owned()));
         }
         let code = code.unwrap_or_else(|| hex_upper(&rand::random::<[u8; 24]>()));
+        inner.generation += 1;
         inner.cas.push(CaEntry {
             name: name.to_owned(),
             thumbprint: sha1_hex(&cert),
@@ -349,6 +428,7 @@ impl Registry {
         )
         .map_err(|e| failed(format!("not signed by this CA's key ({e:?})")))?;
         ca.verified = true;
+        inner.generation += 1;
         Ok(())
     }
 
@@ -409,8 +489,17 @@ impl Registry {
         claimed_id: &str,
     ) -> Result<Arc<Device>, Refusal> {
         let leaf = chain.first().ok_or(Refusal::NoCertificate)?;
-        let cn = common_name_of(leaf)
-            .ok_or_else(|| Refusal::InvalidCertificate("no subject common name".into()))?;
+        let key = VerifiedChains::key(chain);
+        let generation = self.inner.read().generation;
+        let known = self
+            .verified
+            .get(&key, generation, UnixTime::now().as_secs());
+        let cn: Arc<str> = match &known {
+            Some(cn) => cn.clone(),
+            None => common_name_of(leaf)
+                .ok_or_else(|| Refusal::InvalidCertificate("no subject common name".into()))?
+                .into(),
+        };
         let device = self
             .device(claimed_id)
             .ok_or_else(|| Refusal::UnknownDevice(claimed_id.to_owned()))?;
@@ -427,12 +516,15 @@ impl Registry {
                 }
             }
             DeviceAuth::CertificateAuthority => {
-                if cn != claimed_id {
+                if *cn != *claimed_id {
                     return Err(Refusal::IdentityMismatch(format!(
                         "certificate CN is {cn:?} but the device claims to be {claimed_id:?}"
                     )));
                 }
-                self.verify_chain(chain)?;
+                if known.is_none() {
+                    self.verify_chain(chain)?;
+                    self.verified.insert(key, chain, generation, cn);
+                }
             }
         }
         Ok(device)
@@ -480,5 +572,88 @@ fn describe_webpki(e: &webpki::Error) -> String {
         webpki::Error::CertNotValidYet { .. } => "not yet valid".into(),
         webpki::Error::RequiredEkuNotFoundContext(_) => "no clientAuth extended key usage".into(),
         other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::{CaChain, ChainSpec, KeyType, Validity};
+
+    fn presented(chain: &CaChain, id: &str, validity: Validity) -> Vec<CertificateDer<'static>> {
+        let d = chain.mint_device(id, KeyType::EcdsaP256, validity).unwrap();
+        std::iter::once(d.leaf)
+            .chain(d.chain_tail.iter().cloned())
+            .collect()
+    }
+
+    fn registry(chain: &CaChain, verified: bool) -> Registry {
+        let r = Registry::new();
+        r.insert_ca("root", chain.root().cert().clone(), verified, None)
+            .unwrap();
+        r.register_ca_signed(["dev-1".to_owned(), "dev-2".to_owned()]);
+        r
+    }
+
+    #[test]
+    fn a_verified_chain_is_remembered_for_its_ca_generation_and_validity() {
+        let chain = CaChain::generate(&ChainSpec::default()).unwrap();
+        let r = registry(&chain, true);
+        let certs = presented(&chain, "dev-1", Validity::default());
+        r.authenticate(&certs, "dev-1").unwrap();
+        let key = VerifiedChains::key(&certs);
+        let generation = r.inner.read().generation;
+        let now = UnixTime::now().as_secs();
+        assert_eq!(
+            r.verified.get(&key, generation, now).as_deref(),
+            Some("dev-1")
+        );
+        // A remembered chain still may not claim another device's id.
+        assert!(matches!(
+            r.authenticate(&certs, "dev-2"),
+            Err(Refusal::IdentityMismatch(_))
+        ));
+        // Out of the chain's validity, or after the CAs changed, it is checked again.
+        assert!(r
+            .verified
+            .get(&key, generation, now + 31 * 86_400)
+            .is_none());
+        assert!(r.verified.get(&key, generation + 1, now).is_none());
+        r.add_ca(
+            "other",
+            CaChain::generate(&ChainSpec::default())
+                .unwrap()
+                .root()
+                .cert()
+                .clone(),
+        )
+        .unwrap();
+        assert!(r.inner.read().generation > generation);
+        r.authenticate(&certs, "dev-1").unwrap();
+    }
+
+    #[test]
+    fn refusals_are_not_remembered() {
+        let chain = CaChain::generate(&ChainSpec::default()).unwrap();
+        let r = registry(&chain, false);
+        let certs = presented(&chain, "dev-1", Validity::default());
+        for _ in 0..2 {
+            assert_eq!(
+                r.authenticate(&certs, "dev-1").unwrap_err(),
+                Refusal::CaUnverified("root".into())
+            );
+        }
+        assert!(r.verified.map.lock().is_empty());
+    }
+
+    #[test]
+    fn validity_is_the_intersection_of_the_chain() {
+        let chain = CaChain::generate(&ChainSpec::default()).unwrap();
+        let short = Validity::days_from_now(1);
+        let certs = presented(&chain, "dev-1", short);
+        let (from, to) = validity_of(&certs).unwrap();
+        assert_eq!(from, short.not_before.unix_timestamp() as u64);
+        assert_eq!(to, short.not_after.unix_timestamp() as u64);
+        assert!(validity_of(&[CertificateDer::from(vec![1, 2, 3])]).is_none());
     }
 }
