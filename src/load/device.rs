@@ -83,17 +83,32 @@ pub(crate) async fn run<P: Send>(
         incr(&rec.counters.sessions_attempted);
         // Boxed: the handshake's futures are large and dead once connected, so they live on the
         // heap only while they run instead of widening every session task for its whole life.
-        let connected = Box::pin(connect(&shared, device, &start, Instant::now())).await;
-        drop(first.take());
-        drop(slot.take());
-        if let Some(session) = connected {
-            failures = 0;
-            if Box::pin(live(&shared, session, &mut sender, &start.stop))
+        // The session goes straight into the boxed `live` future: held in this task's frame
+        // across an await, it would cost its size twice for the session's whole life.
+        let lived = {
+            let living = Box::pin(connect(&shared, device, &start, Instant::now()))
                 .await
-                .is_ok()
-            {
-                return;
+                .map(|mut session| {
+                    let (shared, sender, stop) = (&*shared, &mut sender, &start.stop);
+                    // The session is this future's own (not an argument that async fn would
+                    // copy into a second slot); closing takes it by value.
+                    Box::pin(async move {
+                        live(shared, &mut session, sender, stop).await?;
+                        Box::pin(session.close()).await;
+                        Ok::<(), Broken>(())
+                    })
+                });
+            drop(first.take());
+            drop(slot.take());
+            match living {
+                Some(living) => Some(living.await),
+                None => None,
             }
+        };
+        match lived {
+            Some(Ok(())) => return,
+            Some(Err(Broken)) => failures = 0,
+            None => {}
         }
         // The session failed (counted). Reconnect if the scenario says so.
         let Some(policy) = &shared.reconnect else {
@@ -117,28 +132,23 @@ pub(crate) async fn run<P: Send>(
     }
 }
 
-/// A connected session's life: send, (hold), close. `Err` when it broke (counted).
+/// A connected session's life: send, (hold). `Err` when it broke (counted); the caller
+/// closes it otherwise.
 async fn live(
     shared: &Shared,
-    mut session: Session<DeviceStream>,
+    session: &mut Session<DeviceStream>,
     sender: &mut Sender<'_>,
     stop: &CancellationToken,
 ) -> Result<(), Broken> {
     let rec = &*shared.recorder;
     incr(&rec.counters.sessions_connected);
     rec.counters.sessions_active.fetch_add(1, Ordering::Relaxed);
-    let result = sender.run(&mut session, stop).await;
+    let result = sender.run(session, stop).await;
     rec.counters.sessions_active.fetch_sub(1, Ordering::Relaxed);
-    match result {
-        Ok(()) => {
-            session.close().await;
-            Ok(())
-        }
-        Err(Broken) => {
-            incr(&rec.counters.sessions_failed);
-            Err(Broken)
-        }
+    if result.is_err() {
+        incr(&rec.counters.sessions_failed);
     }
+    result
 }
 
 /// TCP connect, TLS handshake and protocol connect, each timed; `None` when one failed (counted).
@@ -277,6 +287,19 @@ fn fail_session<T>(
     None
 }
 
+/// What a session's one timer waits for.
+#[derive(Debug, Clone, Copy)]
+enum Deadline {
+    /// The next message is due.
+    Send,
+    /// The oldest message in flight has waited too long.
+    AckTimeout,
+    /// The idle hold is over.
+    HoldEnd,
+    /// Time to ping.
+    KeepAlive,
+}
+
 struct InFlight {
     seq: u64,
     due: Instant,
@@ -323,7 +346,8 @@ impl<'a> Sender<'a> {
             device,
             ack_phase,
             keep_alive,
-            inflight: Vec::with_capacity(shared.messages.max_inflight.min(64) as usize),
+            // Grown as needed: most sessions have one or two messages in flight.
+            inflight: Vec::with_capacity(shared.messages.max_inflight.min(2) as usize),
             last_write: Instant::now(),
             schedule: SendSchedule {
                 count: plan.count,
@@ -409,7 +433,18 @@ impl<'a> Sender<'a> {
                 .min()
                 .map(|s| s + plan.timeout);
             let ping_at = self.keep_alive.map(|k| self.last_write + k);
-            let hold_until = self.hold_until;
+            let hold_end = self.hold_until.filter(|_| self.inflight.is_empty());
+            // One timer for the earliest of the session's deadlines (on a tie, the first
+            // listed): a session waits on one timer entry, not four.
+            let timer = [
+                (Deadline::Send, due.filter(|_| can_send)),
+                (Deadline::AckTimeout, ack_deadline),
+                (Deadline::HoldEnd, hold_end),
+                (Deadline::KeepAlive, ping_at),
+            ]
+            .into_iter()
+            .filter_map(|(what, at)| Some((at?, what)))
+            .min_by_key(|(at, _)| *at);
             tokio::select! {
                 biased;
                 () = self.shared.abort.cancelled() => {
@@ -432,29 +467,32 @@ impl<'a> Sender<'a> {
                         return Err(self.broken(e.kind(), format!("{e} ({n} awaiting acknowledgement)")));
                     }
                 },
-                () = sleep_until(due.unwrap_or(far)), if can_send => {
-                    // Queue every message that is due by now and fits the window, then write
-                    // them at once: one syscall and one TLS record for a burst.
-                    let now = Instant::now();
-                    let mut due = due;
-                    while let Some(d) = due.filter(|d| *d <= now && self.inflight.len() < max_inflight) {
-                        self.queue(session, d).await?;
-                        due = if self.think.is_some() { None } else { self.due(start) };
+                () = sleep_until(timer.map_or(far, |(at, _)| at)), if timer.is_some() => {
+                    match timer.map(|(_, what)| what) {
+                        Some(Deadline::Send) => {
+                            // Queue every message that is due by now and fits the window, then
+                            // write them at once: one syscall and one TLS record for a burst.
+                            let now = Instant::now();
+                            let mut due = due;
+                            while let Some(d) = due.filter(|d| *d <= now && self.inflight.len() < max_inflight) {
+                                self.queue(session, d).await?;
+                                due = if self.think.is_some() { None } else { self.due(start) };
+                            }
+                            self.flush(session).await?;
+                        }
+                        Some(Deadline::AckTimeout) => {
+                            self.give_up(FailureKind::Timeout, "no acknowledgement within the timeout");
+                            return Err(Broken);
+                        }
+                        Some(Deadline::HoldEnd) => return Ok(()),
+                        Some(Deadline::KeepAlive) => {
+                            if let Err(e) = session.keep_alive().await {
+                                return Err(self.broken(e.kind(), format!("{e} on keep-alive")));
+                            }
+                            self.last_write = Instant::now();
+                        }
+                        None => {}
                     }
-                    self.flush(session).await?;
-                }
-                () = sleep_until(ack_deadline.unwrap_or(far)), if ack_deadline.is_some() => {
-                    self.give_up(FailureKind::Timeout, "no acknowledgement within the timeout");
-                    return Err(Broken);
-                }
-                () = sleep_until(hold_until.unwrap_or(far)), if hold_until.is_some() && self.inflight.is_empty() => {
-                    return Ok(());
-                }
-                () = sleep_until(ping_at.unwrap_or(far)), if ping_at.is_some() => {
-                    if let Err(e) = session.keep_alive().await {
-                        return Err(self.broken(e.kind(), format!("{e} on keep-alive")));
-                    }
-                    self.last_write = Instant::now();
                 }
             }
         }

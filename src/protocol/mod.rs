@@ -125,7 +125,9 @@ where
     /// its sequence number, and whether it is already settled (QoS 0, pre-settled AMQP).
     pub async fn send(&mut self, msg: &Telemetry) -> Result<(u64, bool), SessionError> {
         match self {
-            Self::Amqp(s) => s.send(msg).await,
+            // Boxed: fe2o3's send future is some 4 KB, and every MQTT session's send loop
+            // would otherwise be as wide as it for its whole life.
+            Self::Amqp(s) => Box::pin(s.send(msg)).await,
             Self::Mqtt(s) => s.send(msg),
         }
     }
