@@ -123,6 +123,48 @@ async fn churn_reconnects_and_resumes_tls_sessions() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_churned_session_ends_with_a_disconnect_the_hub_reads() {
+    // The DISCONNECT travels in the same write as the TLS close_notify: the hub must still
+    // read it as a DISCONNECT, once per session.
+    let plan = support::plan(
+        r#"
+        [fleet]
+        devices = 10
+        [connect]
+        rate = 200
+        [churn]
+        duration = "500ms"
+        messages = 1
+        [tls]
+        resumption = true
+        "#,
+    );
+    let ca = support::chain();
+    let hub = support::hub(&ca, &[&ca]).await;
+    let ids = support::ids("churn", 10);
+    hub.hub.registry.register_ca_signed(ids.iter());
+    let (rec, _) = support::fleet(&plan, &hub, &ca, ca.clone(), ids).await;
+    let s = rec.snapshot();
+    assert_eq!(s.sessions_failed, 0, "{:?}", rec.failures());
+    assert!(
+        s.sessions_connected >= 50,
+        "connected {}",
+        s.sessions_connected
+    );
+    assert_eq!(s.messages_acked, s.sessions_connected);
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        hub.hub.stats.disconnects_at_least(s.sessions_connected),
+    )
+    .await
+    .expect("a DISCONNECT for every session");
+    let stats = hub.hub.stats.snapshot();
+    assert_eq!(stats.disconnects, s.sessions_connected);
+    assert_eq!(stats.sessions, s.sessions_connected);
+    assert_eq!(stats.violations, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_model_sends_one_at_a_time() {
     let plan = support::plan(
         r#"

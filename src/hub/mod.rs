@@ -86,12 +86,14 @@ pub struct HubStats {
     pub violations: AtomicU64,
     /// Older connections dropped because the same device connected again.
     pub taken_over: AtomicU64,
+    /// MQTT sessions the device ended with DISCONNECT.
+    pub disconnects: AtomicU64,
     /// Requests the throttles delayed (traffic shaping).
     pub throttle_delays: AtomicU64,
     /// Requests the throttles refused (disconnect or throttled rejection).
     pub throttle_refusals: AtomicU64,
     refusals: Mutex<BTreeMap<&'static str, u64>>,
-    /// Woken whenever a message is counted, for callers that wait for a count.
+    /// Woken whenever a message or a DISCONNECT is counted, for callers that wait for a count.
     counted: tokio::sync::Notify,
 }
 
@@ -102,11 +104,26 @@ impl HubStats {
         self.counted.notify_waiters();
     }
 
+    /// Counts one DISCONNECT and wakes waiters.
+    pub(crate) fn count_disconnect(&self) {
+        self.disconnects.fetch_add(1, Ordering::Relaxed);
+        self.counted.notify_waiters();
+    }
+
     /// Waits until the hub has counted at least `n` messages.
     pub async fn messages_at_least(&self, n: u64) {
+        self.at_least(&self.messages, n).await;
+    }
+
+    /// Waits until the hub has counted at least `n` DISCONNECTs.
+    pub async fn disconnects_at_least(&self, n: u64) {
+        self.at_least(&self.disconnects, n).await;
+    }
+
+    async fn at_least(&self, counter: &AtomicU64, n: u64) {
         loop {
             let woken = self.counted.notified();
-            if self.messages.load(Ordering::Relaxed) >= n {
+            if counter.load(Ordering::Relaxed) >= n {
                 return;
             }
             woken.await;
@@ -137,6 +154,7 @@ impl HubStats {
             messages: l(&self.messages),
             violations: l(&self.violations),
             taken_over: l(&self.taken_over),
+            disconnects: l(&self.disconnects),
             throttle_delays: l(&self.throttle_delays),
             throttle_refusals: l(&self.throttle_refusals),
             refusals: self.refusals(),
@@ -161,6 +179,8 @@ pub struct HubSnapshot {
     pub violations: u64,
     /// See [`HubStats::taken_over`].
     pub taken_over: u64,
+    /// See [`HubStats::disconnects`].
+    pub disconnects: u64,
     /// See [`HubStats::throttle_delays`].
     pub throttle_delays: u64,
     /// See [`HubStats::throttle_refusals`].

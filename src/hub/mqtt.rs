@@ -242,7 +242,10 @@ async fn serve_device(
                     return End::Closed;
                 }
             }
-            Packet::Disconnect => return End::Closed,
+            Packet::Disconnect => {
+                hub.stats.count_disconnect();
+                return End::Closed;
+            }
             _ => return violation(hub),
         }
     }

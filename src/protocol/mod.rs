@@ -12,7 +12,7 @@ use bytes::Bytes;
 use crate::metrics::FailureKind;
 
 pub use amqp::{AmqpConnection, AmqpDialect, AmqpOptions, AmqpSession, SaslMechanism, SettleMode};
-pub use mqtt::{MqttDialect, MqttOptions, MqttSession, QoS};
+pub use mqtt::{CloseWith, MqttDialect, MqttOptions, MqttSession, QoS};
 
 /// How long a polite close may take before the connection is simply dropped.
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -155,7 +155,12 @@ where
             Self::Mqtt(s) => s.ping().await,
         }
     }
+}
 
+impl<S> Session<S>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + CloseWith + Unpin + Send,
+{
     /// Closes the session politely (DISCONNECT, AMQP close); errors are ignored.
     pub async fn close(self) {
         // A peer that stopped answering must not hold a device (and the run) forever.

@@ -342,10 +342,36 @@ where
     pub async fn ping(&mut self) -> Result<(), SessionError> {
         self.wire.send(&Packet::PingReq).await
     }
+}
 
+/// A stream that can carry a last packet in the same write as its shutdown: a TLS stream
+/// seals it in a record ahead of its close_notify, so that a DISCONNECT costs no write (and
+/// no wake-up of the hub) of its own.
+pub trait CloseWith {
+    /// Takes `bytes` to go out with the shutdown; `false` if they must be written first.
+    fn close_with(&mut self, bytes: &[u8]) -> bool;
+}
+
+impl<IO> CloseWith for tokio_rustls::client::TlsStream<IO> {
+    fn close_with(&mut self, bytes: &[u8]) -> bool {
+        std::io::Write::write_all(&mut self.get_mut().1.writer(), bytes).is_ok()
+    }
+}
+
+impl<S> MqttSession<S>
+where
+    S: AsyncRead + AsyncWrite + CloseWith + Unpin + Send,
+{
     /// Sends DISCONNECT and shuts the stream down.
     pub async fn close(mut self) {
-        let _ = self.wire.send(&Packet::Disconnect).await;
+        if self.wire.queue(&Packet::Disconnect).is_err() {
+            return;
+        }
+        if self.wire.io.close_with(&self.wire.write) {
+            self.wire.write.clear();
+        } else if self.wire.flush().await.is_err() {
+            return;
+        }
         let _ = self.wire.io.shutdown().await;
     }
 }
