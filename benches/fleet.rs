@@ -255,7 +255,7 @@ fn fleet(chain: &Arc<CaChain>, n: u64) -> Fleet {
 
 /// Rounds of each handshake loop, alternating, best kept: a neighbour on this shared machine
 /// then slows both loops alike instead of one of them.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 fn handshakes(lab: &Lab, resumption: bool) {
     let (mut server, port) = lab.server();
