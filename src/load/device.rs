@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::message::telemetry;
 use super::schedule::{lateness, SendSchedule};
 use crate::metrics::{incr, FailureKind, Phase, Recorder};
-use crate::protocol::{io_kind, Ack, AmqpSession, MqttSession, Outcome, Session, SessionError};
+use crate::protocol::{io_kind, AmqpSession, MqttSession, Outcome, Session, SessionError};
 use crate::scenario::{MessagePlan, ProtocolPlan, ReconnectPlan, SendModel};
 use crate::transport::{self, DeviceStream, Endpoint};
 
@@ -458,22 +458,32 @@ impl<'a> Sender<'a> {
                 () = stop.cancelled(), if !stopping => stopping = true,
                 ack = session.next_ack() => match ack {
                     Ok(ack) => {
-                        // Acknowledgements that came in the same read are taken here too, at
-                        // the time they were read, rather than one per turn of this loop.
                         let now = Instant::now();
-                        self.take_ack(ack, now);
-                        while let Some(more) = session.buffered_ack() {
-                            match more {
-                                Ok(ack) => self.take_ack(ack, now),
-                                Err(e) => return Err(self.broken_acks(&e)),
-                            }
+                        let Some(i) = self.inflight.iter().position(|f| f.seq == ack.seq) else { continue };
+                        let f = self.inflight.swap_remove(i);
+                        self.acknowledged(f, ack.outcome, now);
+                        if let Some(think) = self.think {
+                            self.closed_due = Some(now + think);
                         }
                     }
-                    Err(e) => return Err(self.broken_acks(&e)),
+                    Err(e) => {
+                        let n = self.inflight.len();
+                        return Err(self.broken(e.kind(), format!("{e} ({n} awaiting acknowledgement)")));
+                    }
                 },
                 () = sleep_until(timer.map_or(far, |(at, _)| at)), if timer.is_some() => {
                     match timer.map(|(_, what)| what) {
-                        Some(Deadline::Send) => self.send_due(session, due, start).await?,
+                        Some(Deadline::Send) => {
+                            // Queue every message that is due by now and fits the window, then
+                            // write them at once: one syscall and one TLS record for a burst.
+                            let now = Instant::now();
+                            let mut due = due;
+                            while let Some(d) = due.filter(|d| *d <= now && self.inflight.len() < max_inflight) {
+                                self.queue(session, d).await?;
+                                due = if self.think.is_some() { None } else { self.due(start) };
+                            }
+                            self.flush(session).await?;
+                        }
                         Some(Deadline::AckTimeout) => {
                             self.give_up(FailureKind::Timeout, "no acknowledgement within the timeout");
                             return Err(Broken);
@@ -490,30 +500,6 @@ impl<'a> Sender<'a> {
                 }
             }
         }
-    }
-
-    /// Queues every message that is due by now and fits the window, then writes them at
-    /// once: one syscall and one TLS record for a burst.
-    async fn send_due<S>(
-        &mut self,
-        session: &mut Session<S>,
-        mut due: Option<Instant>,
-        start: Instant,
-    ) -> Result<(), Broken>
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send,
-    {
-        let now = Instant::now();
-        let max_inflight = self.shared.messages.max_inflight as usize;
-        while let Some(d) = due.filter(|d| *d <= now && self.inflight.len() < max_inflight) {
-            self.queue(session, d).await?;
-            due = if self.think.is_some() {
-                None
-            } else {
-                self.due(start)
-            };
-        }
-        self.flush(session).await
     }
 
     /// The session broke: one failure of `kind`, and every in-flight message unacknowledged.
@@ -577,24 +563,6 @@ impl<'a> Sender<'a> {
             // Not sent: with a reconnect policy it goes out on the next session.
             Err(e) => Err(self.broken(e.kind(), format!("{e} while sending"))),
         }
-    }
-
-    /// Settles the message `ack` names (an acknowledgement of nothing in flight is ignored).
-    fn take_ack(&mut self, ack: Ack, now: Instant) {
-        let Some(i) = self.inflight.iter().position(|f| f.seq == ack.seq) else {
-            return;
-        };
-        let f = self.inflight.swap_remove(i);
-        self.acknowledged(f, ack.outcome, now);
-        if let Some(think) = self.think {
-            self.closed_due = Some(now + think);
-        }
-    }
-
-    /// The session broke while acknowledgements were awaited.
-    fn broken_acks(&mut self, e: &SessionError) -> Broken {
-        let n = self.inflight.len();
-        self.broken(e.kind(), format!("{e} ({n} awaiting acknowledgement)"))
     }
 
     fn acknowledged(&self, f: InFlight, outcome: Outcome, now: Instant) {

@@ -17,26 +17,22 @@ pub(crate) fn telemetry(
 ) -> Telemetry {
     match payload {
         Payload::Tutorial => {
-            // SimulateX509Device: temperature 20..35, humidity 60..80, alert above 30. Drawn in
-            // hundredths, as the body shows them (integers format faster than floats), so the
-            // alert agrees with the body.
-            let temperature: u32 = rng.random_range(2000..=3500);
-            let humidity: u32 = rng.random_range(6000..=8000);
+            // SimulateX509Device: temperature 20..35, humidity 60..80, alert above 30.
+            // Rounded to what the body shows, so the alert agrees with the body.
+            let round = |x: f64| (x * 100.0).round() / 100.0;
+            let temperature = round(20.0 + rng.random::<f64>() * 15.0);
+            let humidity = round(60.0 + rng.random::<f64>() * 20.0);
             let mut body = String::with_capacity(96);
             let _ = write!(
                 body,
-                r#"{{"deviceId":"{device_id}","messageId":{n},"temperature":{}.{:02},"humidity":{}.{:02}}}"#,
-                temperature / 100,
-                temperature % 100,
-                humidity / 100,
-                humidity % 100,
+                r#"{{"deviceId":"{device_id}","messageId":{n},"temperature":{temperature:.2},"humidity":{humidity:.2}}}"#
             );
             Telemetry {
                 message_id: format!("{device_id}-{n}"),
                 body: Bytes::from(body),
                 content_type: Some("application/json"),
                 content_encoding: Some("utf-8"),
-                properties: vec![("temperatureAlert", (temperature > 3000).to_string())],
+                properties: vec![("temperatureAlert", (temperature > 30.0).to_string())],
             }
         }
         Payload::Bytes(size) => {

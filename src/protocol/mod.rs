@@ -148,14 +148,6 @@ where
         }
     }
 
-    /// An acknowledgement already received and buffered, without waiting or reading.
-    pub fn buffered_ack(&mut self) -> Option<Result<Ack, SessionError>> {
-        match self {
-            Self::Amqp(_) => None,
-            Self::Mqtt(s) => s.buffered_ack(),
-        }
-    }
-
     /// Sends a keep-alive (AMQP: fe2o3-amqp sends empty frames on its own).
     pub async fn keep_alive(&mut self) -> Result<(), SessionError> {
         match self {

@@ -187,36 +187,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
     /// The next packet, `None` at end of stream. Cancel-safe: bytes read stay in the buffer.
     async fn next(&mut self) -> Option<Result<Packet, SessionError>> {
         loop {
-            match self.parse() {
-                Ok(p) => return Some(p),
-                Err(missing) => {
-                    self.read.reserve(missing.max(64));
+            match Packet::read(&mut self.read, MAX_INCOMING) {
+                Ok(p) => {
+                    if self.read.is_empty() && self.read.capacity() > KEEP {
+                        self.read = BytesMut::with_capacity(BUFFER);
+                    }
+                    return Some(Ok(p));
+                }
+                Err(rumqttc::mqttbytes::Error::InsufficientBytes(n)) => {
+                    self.read.reserve(n.max(64));
                     match self.io.read_buf(&mut self.read).await {
                         Ok(0) => return None,
                         Ok(_) => {}
                         Err(e) => return Some(Err(SessionError::Io(e))),
                     }
                 }
+                Err(e) => return Some(Err(codec_error(e))),
             }
-        }
-    }
-
-    /// The next packet if the read buffer holds all of it; no I/O.
-    fn buffered(&mut self) -> Option<Result<Packet, SessionError>> {
-        self.parse().ok()
-    }
-
-    /// A packet (or a codec error) from the read buffer, or how many more bytes it needs.
-    fn parse(&mut self) -> Result<Result<Packet, SessionError>, usize> {
-        match Packet::read(&mut self.read, MAX_INCOMING) {
-            Ok(p) => {
-                if self.read.is_empty() && self.read.capacity() > KEEP {
-                    self.read = BytesMut::with_capacity(BUFFER);
-                }
-                Ok(Ok(p))
-            }
-            Err(rumqttc::mqttbytes::Error::InsufficientBytes(n)) => Err(n),
-            Err(e) => Ok(Err(codec_error(e))),
         }
     }
 }
@@ -325,48 +312,29 @@ where
     /// Waits for the next PUBACK, answering nothing else; PINGRESP is absorbed.
     pub async fn next_ack(&mut self) -> Result<Ack, SessionError> {
         loop {
-            let packet = self.wire.next().await.unwrap_or(Err(SessionError::Closed));
-            if let Some(ack) = self.ack_of(packet) {
-                return ack;
+            match self.wire.next().await {
+                Some(Ok(Packet::PubAck(ack))) => {
+                    let Some(i) = self.inflight.iter().position(|(p, _)| *p == ack.pkid) else {
+                        return Err(SessionError::Protocol(format!(
+                            "PUBACK for unknown packet id {}",
+                            ack.pkid
+                        )));
+                    };
+                    let (_, seq) = self.inflight.swap_remove(i);
+                    return Ok(Ack {
+                        seq,
+                        outcome: Outcome::Accepted,
+                    });
+                }
+                Some(Ok(Packet::PingResp)) => {}
+                Some(Ok(other)) => {
+                    return Err(SessionError::Protocol(format!(
+                        "unexpected packet from the hub: {other:?}"
+                    )))
+                }
+                Some(Err(e)) => return Err(e),
+                None => return Err(SessionError::Closed),
             }
-        }
-    }
-
-    /// The next PUBACK if it is already in the read buffer; no I/O.
-    pub fn buffered_ack(&mut self) -> Option<Result<Ack, SessionError>> {
-        loop {
-            let packet = self.wire.buffered()?;
-            if let Some(ack) = self.ack_of(packet) {
-                return Some(ack);
-            }
-        }
-    }
-
-    /// What a packet from the hub means here: an acknowledgement, an error, or nothing
-    /// (PINGRESP).
-    fn ack_of(
-        &mut self,
-        packet: Result<Packet, SessionError>,
-    ) -> Option<Result<Ack, SessionError>> {
-        match packet {
-            Ok(Packet::PubAck(ack)) => {
-                let Some(i) = self.inflight.iter().position(|(p, _)| *p == ack.pkid) else {
-                    return Some(Err(SessionError::Protocol(format!(
-                        "PUBACK for unknown packet id {}",
-                        ack.pkid
-                    ))));
-                };
-                let (_, seq) = self.inflight.swap_remove(i);
-                Some(Ok(Ack {
-                    seq,
-                    outcome: Outcome::Accepted,
-                }))
-            }
-            Ok(Packet::PingResp) => None,
-            Ok(other) => Some(Err(SessionError::Protocol(format!(
-                "unexpected packet from the hub: {other:?}"
-            )))),
-            Err(e) => Some(Err(e)),
         }
     }
 
