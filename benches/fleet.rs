@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use fleetbench::command::run::bind_loopback;
 use fleetbench::hub::{self, Hub, HubConfig, Listeners};
 use fleetbench::load::{self, Fleet};
-use fleetbench::metrics::{Phase, ProcessSample, Recorder};
+use fleetbench::metrics::{Phase, ProcessSample, Recorder, Snapshot};
 use fleetbench::pki::{
     CaChain, ChainSpec, DeviceIds, IdTemplate, KeyType, ServerIdentity, Validity,
 };
@@ -272,21 +272,15 @@ fn handshakes(lab: &Lab, resumption: bool) {
          [churn]\nduration = \"{secs}s\"\nmessages = 0\n[tls]\nresumption = {resumption}\n"
     ));
     let fleetbench = || {
-        let rec = Arc::new(Recorder::new());
-        let (_, cpu, wall) = measured(|| {
-            rt.block_on(load::run(
-                &p,
-                fleet(&lab.chain, devices),
-                endpoint(port),
-                client_tls(&root, resumption),
-                rec.clone(),
-                CancellationToken::new(),
-            ))
-            .unwrap()
-        });
-        let s = rec.snapshot();
-        assert_eq!(s.sessions_failed, 0, "{:?}", rec.failures());
-        Rate::new("handshakes", s.handshakes, cpu, wall)
+        let run = FleetRun {
+            rt: &rt,
+            plan: &p,
+            lab,
+            devices,
+            port,
+            resumption,
+        };
+        run.rate("handshakes", |s| s.handshakes)
     };
 
     // Bare tokio-rustls: connect, handshake, close; same certificates, same server.
@@ -344,11 +338,7 @@ fn handshakes(lab: &Lab, resumption: bool) {
         Rate::new("handshakes", count.load(Ordering::Relaxed), cpu, wall)
     };
 
-    let (mut fb, mut bb) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        fb.push(fleetbench());
-        bb.push(bare());
-    }
+    let (fb, bb) = alternate(fleetbench, bare);
     let (fbest, bbest) = (Rate::best(&fb), Rate::best(&bb));
     println!(
         "1. handshakes ({kind}, TLS 1.3, mutual, concurrency {concurrency}, {ROUNDS} alternating rounds of {secs} s, best kept)"
@@ -367,6 +357,44 @@ fn handshakes(lab: &Lab, resumption: bool) {
     );
     drop(server.stdin.take());
     let _ = server.wait();
+}
+
+/// `a` and `b`, `ROUNDS` times each, alternating.
+fn alternate<T>(mut a: impl FnMut() -> T, mut b: impl FnMut() -> T) -> (Vec<T>, Vec<T>) {
+    (0..ROUNDS).map(|_| (a(), b())).unzip()
+}
+
+/// One timed fleetbench run in the client runtime, against the lab's server.
+struct FleetRun<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    plan: &'a Plan,
+    lab: &'a Lab,
+    devices: u64,
+    port: u16,
+    resumption: bool,
+}
+
+impl FleetRun<'_> {
+    /// Runs the plan; `count` picks what to count from the recorder's totals.
+    fn rate(&self, what: &'static str, count: impl Fn(&Snapshot) -> u64) -> Rate {
+        let rec = Arc::new(Recorder::new());
+        let root = self.lab.chain.root().cert().clone();
+        let (_, cpu, wall) = measured(|| {
+            self.rt
+                .block_on(load::run(
+                    self.plan,
+                    fleet(&self.lab.chain, self.devices),
+                    endpoint(self.port),
+                    client_tls(&root, self.resumption),
+                    rec.clone(),
+                    CancellationToken::new(),
+                ))
+                .unwrap()
+        });
+        let s = rec.snapshot();
+        assert_eq!(s.sessions_failed, 0, "{:?}", rec.failures());
+        Rate::new(what, count(&s), cpu, wall)
+    }
 }
 
 /// Events (handshakes, acknowledgements) per client CPU-second and per wall second of one
@@ -512,21 +540,15 @@ fn messages(lab: &Lab) {
         "[fleet]\ndevices = {sessions}\n[messages]\ninterval = \"0s\"\nduration = \"{secs}s\"\nmax-inflight = 16\n"
     ));
     let fleetbench = || {
-        let rec = Arc::new(Recorder::new());
-        let (_, cpu, wall) = measured(|| {
-            rt.block_on(load::run(
-                &p,
-                fleet(&lab.chain, sessions),
-                endpoint(port),
-                client_tls(&root, false),
-                rec.clone(),
-                CancellationToken::new(),
-            ))
-            .unwrap()
-        });
-        let s = rec.snapshot();
-        assert_eq!(s.sessions_failed, 0, "{:?}", rec.failures());
-        Rate::new("acked", s.messages_acked, cpu, wall)
+        let run = FleetRun {
+            rt: &rt,
+            plan: &p,
+            lab,
+            devices: sessions,
+            port,
+            resumption: false,
+        };
+        run.rate("acked", |s| s.messages_acked)
     };
 
     let tls = client_tls(&root, false);
@@ -590,11 +612,7 @@ fn messages(lab: &Lab) {
         Rate::new("acked", acked.load(Ordering::Relaxed), cpu, wall)
     };
 
-    let (mut fb, mut bb) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        fb.push(fleetbench());
-        bb.push(bare());
-    }
+    let (fb, bb) = alternate(fleetbench, bare);
     let (fbest, bbest) = (Rate::best(&fb), Rate::best(&bb));
     println!(
         "4. QoS 1 publishes acknowledged, {sessions} sessions, 16 in flight each, {ROUNDS} alternating rounds of {secs} s, best kept"

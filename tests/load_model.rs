@@ -90,21 +90,17 @@ async fn stages_ramp_up_hold_and_ramp_down() {
     assert!(s.duration_secs >= 0.9);
 }
 
+/// `devices` churning at 200 sessions a second for `duration`, `messages` each, with resumption.
+fn churn(devices: u64, duration: &str, messages: u32) -> fleetbench::scenario::Plan {
+    support::plan(&format!(
+        "[fleet]\ndevices = {devices}\n[connect]\nrate = 200\n\
+         [churn]\nduration = \"{duration}\"\nmessages = {messages}\n[tls]\nresumption = true\n"
+    ))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn churn_reconnects_and_resumes_tls_sessions() {
-    let plan = support::plan(
-        r#"
-        [fleet]
-        devices = 10
-        [connect]
-        rate = 200
-        [churn]
-        duration = "1s"
-        messages = 0
-        [tls]
-        resumption = true
-        "#,
-    );
+    let plan = churn(10, "1s", 0);
     let (report, _dir) = support::run(&plan).await;
     let s = &report.summary;
     assert_eq!(s.status, RunStatus::Complete);
@@ -126,19 +122,7 @@ async fn churn_reconnects_and_resumes_tls_sessions() {
 async fn every_churned_session_ends_with_a_disconnect_the_hub_reads() {
     // The DISCONNECT travels in the same write as the TLS close_notify: the hub must still
     // read it as a DISCONNECT, once per session.
-    let plan = support::plan(
-        r#"
-        [fleet]
-        devices = 10
-        [connect]
-        rate = 200
-        [churn]
-        duration = "500ms"
-        messages = 1
-        [tls]
-        resumption = true
-        "#,
-    );
+    let plan = churn(10, "500ms", 1);
     let ca = support::chain();
     let hub = support::hub(&ca, &[&ca]).await;
     let ids = support::ids("churn", 10);
