@@ -449,6 +449,8 @@ impl<'a> Sender<'a> {
             .into_iter()
             .filter_map(|(what, at)| Some((at?, what)))
             .min_by_key(|(at, _)| *at);
+            // With no deadline the timer branch is disabled; the placeholder is never read.
+            let (wake_at, wake_for) = timer.unwrap_or((far, Deadline::KeepAlive));
             tokio::select! {
                 biased;
                 () = self.shared.abort.cancelled() => {
@@ -471,9 +473,9 @@ impl<'a> Sender<'a> {
                         return Err(self.broken(e.kind(), format!("{e} ({n} awaiting acknowledgement)")));
                     }
                 },
-                () = sleep_until(timer.map_or(far, |(at, _)| at)), if timer.is_some() => {
-                    match timer.map(|(_, what)| what) {
-                        Some(Deadline::Send) => {
+                () = sleep_until(wake_at), if timer.is_some() => {
+                    match wake_for {
+                        Deadline::Send => {
                             // Queue every message that is due by now and fits the window, then
                             // write them at once: one syscall and one TLS record for a burst.
                             let now = Instant::now();
@@ -484,18 +486,17 @@ impl<'a> Sender<'a> {
                             }
                             self.flush(session).await?;
                         }
-                        Some(Deadline::AckTimeout) => {
+                        Deadline::AckTimeout => {
                             self.give_up(FailureKind::Timeout, "no acknowledgement within the timeout");
                             return Err(Broken);
                         }
-                        Some(Deadline::HoldEnd) => return Ok(()),
-                        Some(Deadline::KeepAlive) => {
+                        Deadline::HoldEnd => return Ok(()),
+                        Deadline::KeepAlive => {
                             if let Err(e) = session.keep_alive().await {
                                 return Err(self.broken(e.kind(), format!("{e} on keep-alive")));
                             }
                             self.last_write = Instant::now();
                         }
-                        None => {}
                     }
                 }
             }

@@ -139,7 +139,6 @@ pub async fn run(
         shared: shared.clone(),
         pool: reuse.then_some(tx),
         departures: departures.clone(),
-        handshakes: shared.handshakes.clone(),
         stop: stop.clone(),
         tracker: tracker.clone(),
         until: match plan.session {
@@ -278,7 +277,6 @@ struct Sessions {
     /// Where devices go back after a session, when sessions repeat.
     pool: Option<mpsc::Sender<Result<ReadyDevice, String>>>,
     departures: Departures,
-    handshakes: Arc<Semaphore>,
     stop: CancellationToken,
     tracker: TaskTracker,
     /// No new session after this instant (churn).
@@ -309,7 +307,7 @@ impl Sessions {
             let permit = tokio::select! {
                 biased;
                 () = stop.cancelled() => return None,
-                p = self.handshakes.clone().acquire_owned() => p.ok()?,
+                p = self.shared.handshakes.clone().acquire_owned() => p.ok()?,
             };
             let device = tokio::select! {
                 biased;
