@@ -1,12 +1,17 @@
 //! Message bodies: the Azure tutorial's telemetry, or opaque bytes.
-
-use std::fmt::Write as _;
+//!
+//! Built once per message on the send path, so without `format!`, float formatting or
+//! property strings: a tutorial message costs three allocations (body, id, topic).
 
 use bytes::Bytes;
 use rand::Rng;
 
 use crate::protocol::Telemetry;
 use crate::scenario::Payload;
+
+/// The tutorial's alert property, as IoT Hub application properties (strings).
+const ALERT: [(&str, &str); 1] = [("temperatureAlert", "true")];
+const NO_ALERT: [(&str, &str); 1] = [("temperatureAlert", "false")];
 
 /// Builds message `n` of device `device_id`.
 pub(crate) fn telemetry(
@@ -15,43 +20,78 @@ pub(crate) fn telemetry(
     n: u32,
     rng: &mut impl Rng,
 ) -> Telemetry {
+    let mut digits = itoa::Buffer::new();
+    let n_text = digits.format(n);
+    let mut message_id = String::with_capacity(device_id.len() + 1 + n_text.len());
+    message_id.push_str(device_id);
+    message_id.push('-');
+    message_id.push_str(n_text);
     match payload {
         Payload::Tutorial => {
-            // SimulateX509Device: temperature 20..35, humidity 60..80, alert above 30.
-            // Rounded to what the body shows, so the alert agrees with the body.
-            let round = |x: f64| (x * 100.0).round() / 100.0;
-            let temperature = round(20.0 + rng.random::<f64>() * 15.0);
-            let humidity = round(60.0 + rng.random::<f64>() * 20.0);
-            let mut body = String::with_capacity(96);
-            let _ = write!(
-                body,
-                r#"{{"deviceId":"{device_id}","messageId":{n},"temperature":{temperature:.2},"humidity":{humidity:.2}}}"#
-            );
+            // SimulateX509Device: temperature 20..35, humidity 60..80, alert above 30, in
+            // hundredths, so the alert agrees with the two decimals the body shows.
+            let temperature = rng.random_range(2000..=3500u32);
+            let humidity = rng.random_range(6000..=8000u32);
+            let mut body = Vec::with_capacity(72 + device_id.len());
+            body.extend_from_slice(br#"{"deviceId":""#);
+            body.extend_from_slice(device_id.as_bytes());
+            body.extend_from_slice(br#"","messageId":"#);
+            body.extend_from_slice(n_text.as_bytes());
+            body.extend_from_slice(br#","temperature":"#);
+            push_hundredths(&mut body, temperature);
+            body.extend_from_slice(br#","humidity":"#);
+            push_hundredths(&mut body, humidity);
+            body.push(b'}');
             Telemetry {
-                message_id: format!("{device_id}-{n}"),
+                message_id,
                 body: Bytes::from(body),
                 content_type: Some("application/json"),
                 content_encoding: Some("utf-8"),
-                properties: vec![("temperatureAlert", (temperature > 30.0).to_string())],
+                properties: if temperature > 3000 {
+                    &ALERT
+                } else {
+                    &NO_ALERT
+                },
             }
         }
         Payload::Bytes(size) => {
             let mut body = vec![0u8; size];
             rng.fill(&mut body[..]);
             Telemetry {
-                message_id: format!("{device_id}-{n}"),
+                message_id,
                 body: Bytes::from(body),
                 content_type: None,
                 content_encoding: None,
-                properties: Vec::new(),
+                properties: &[],
             }
         }
     }
 }
 
+/// Appends `v / 100` with two decimals (`2507` as `25.07`).
+fn push_hundredths(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(itoa::Buffer::new().format(v / 100).as_bytes());
+    let frac = (v % 100) as u8;
+    out.extend_from_slice(&[b'.', b'0' + frac / 10, b'0' + frac % 10]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hundredths_keep_two_decimals() {
+        for (v, text) in [
+            (2000, "20.00"),
+            (2507, "25.07"),
+            (3090, "30.90"),
+            (3500, "35.00"),
+        ] {
+            let mut out = Vec::new();
+            push_hundredths(&mut out, v);
+            assert_eq!(out, text.as_bytes());
+        }
+    }
 
     #[test]
     fn tutorial_body_and_alert_agree() {
@@ -66,6 +106,7 @@ mod tests {
             assert_eq!(v["deviceId"], "d1");
             assert_eq!(v["messageId"], n);
             assert_eq!(t.properties[0].1, (temp > 30.0).to_string());
+            assert_eq!(t.message_id, format!("d1-{n}"));
         }
     }
 }

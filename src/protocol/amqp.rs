@@ -199,8 +199,8 @@ fn message(msg: &Telemetry) -> Message<Data> {
         props = props.content_encoding(ce);
     }
     let mut app = ApplicationProperties::builder();
-    for (k, v) in &msg.properties {
-        app = app.insert(*k, v.as_str());
+    for (k, v) in msg.properties {
+        app = app.insert(*k, *v);
     }
     Message::builder()
         .properties(props.build())

@@ -29,7 +29,7 @@ pub struct Telemetry {
     /// Content encoding, e.g. `utf-8`.
     pub content_encoding: Option<&'static str>,
     /// Application properties (string keys and values, as IoT Hub requires).
-    pub properties: Vec<(&'static str, String)>,
+    pub properties: &'static [(&'static str, &'static str)],
 }
 
 /// What the hub said about one message.

@@ -112,27 +112,31 @@ impl MqttOptions {
             MqttDialect::IotHub { .. } => {
                 let mut topic = String::with_capacity(base.len() + 96);
                 topic.push_str(base);
-                let mut bag = Vec::with_capacity(3 + msg.properties.len());
-                bag.push(("$.mid", msg.message_id.as_str()));
+                topic.push_str("%24.mid=");
+                push_encoded(&mut topic, &msg.message_id);
                 if let Some(ct) = msg.content_type {
-                    bag.push(("$.ct", ct));
+                    topic.push_str("&%24.ct=");
+                    push_encoded(&mut topic, ct);
                 }
                 if let Some(ce) = msg.content_encoding {
-                    bag.push(("$.ce", ce));
+                    topic.push_str("&%24.ce=");
+                    push_encoded(&mut topic, ce);
                 }
-                bag.extend(msg.properties.iter().map(|(k, v)| (*k, v.as_str())));
-                for (i, (k, v)) in bag.into_iter().enumerate() {
-                    if i > 0 {
-                        topic.push('&');
-                    }
-                    topic.extend(utf8_percent_encode(k, PROPERTY_BAG));
+                for (k, v) in msg.properties {
+                    topic.push('&');
+                    push_encoded(&mut topic, k);
                     topic.push('=');
-                    topic.extend(utf8_percent_encode(v, PROPERTY_BAG));
+                    push_encoded(&mut topic, v);
                 }
                 topic
             }
         }
     }
+}
+
+/// Appends `s` percent-encoded for a property bag.
+fn push_encoded(topic: &mut String, s: &str) {
+    topic.extend(utf8_percent_encode(s, PROPERTY_BAG));
 }
 
 /// Packets over a byte stream with small, reused buffers: an idle session holds a few hundred
@@ -411,7 +415,7 @@ mod tests {
             body: bytes::Bytes::new(),
             content_type: Some("application/json"),
             content_encoding: Some("utf-8"),
-            properties: vec![("temperatureAlert", "true".into())],
+            properties: &[("temperatureAlert", "true")],
         };
         assert_eq!(
             o.topic(&o.topic_base("dev1"), &msg),
