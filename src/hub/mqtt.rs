@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt as _, SinkExt, StreamExt};
 use percent_encoding::percent_decode_str;
 use rumqttc::mqttbytes::v4::{
     Codec, ConnAck, Connect, ConnectReturnCode, Packet, PubAck, SubAck, SubscribeReasonCode,
@@ -160,16 +160,27 @@ async fn serve_device(
     let events_topic = format!("devices/{}/messages/events", device.id);
     let idle = keep_alive_deadline(connect.keep_alive);
     loop {
-        let next = async {
-            match idle {
-                Some(d) => tokio::time::timeout(d, framed.next()).await.ok(),
-                None => Some(framed.next().await),
+        // Answers go out in batches, as a server under load writes them: a PUBACK is queued
+        // while more of the device's packets are already readable, and the queue is written
+        // (one TLS record, one write) before the hub waits for more.
+        let packet = match framed.next().now_or_never() {
+            Some(p) => Some(p),
+            None => {
+                if framed.flush().await.is_err() {
+                    return End::Closed;
+                }
+                let next = async {
+                    match idle {
+                        Some(d) => tokio::time::timeout(d, framed.next()).await.ok(),
+                        None => Some(framed.next().await),
+                    }
+                };
+                tokio::select! {
+                    () = stop.cancelled() => return End::Shutdown,
+                    () = kicked.cancelled() => return End::TakenOver,
+                    p = next => p,
+                }
             }
-        };
-        let packet = tokio::select! {
-            () = stop.cancelled() => return End::Shutdown,
-            () = kicked.cancelled() => return End::TakenOver,
-            p = next => p,
         };
         let packet = match packet {
             // Keep-alive expired (IoT Hub: 404104 DeviceConnectionClosedRemotely).
@@ -200,6 +211,10 @@ async fn serve_device(
                 device.count_message();
                 hub.stats.count_message();
                 if let Some(wait) = wait {
+                    // Earlier messages' answers are not held back by this one's.
+                    if framed.flush().await.is_err() {
+                        return End::Closed;
+                    }
                     tokio::select! {
                         () = stop.cancelled() => return End::Shutdown,
                         () = kicked.cancelled() => return End::TakenOver,
@@ -209,7 +224,7 @@ async fn serve_device(
                 if p.qos == QoS::AtLeastOnce
                     && !hub.puback_withheld()
                     && framed
-                        .send(Packet::PubAck(PubAck::new(p.pkid)))
+                        .feed(Packet::PubAck(PubAck::new(p.pkid)))
                         .await
                         .is_err()
                 {
