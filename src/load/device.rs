@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{sleep_until, timeout, Instant};
@@ -183,33 +182,22 @@ async fn connect(
     rec.record(Phase::TcpConnect, shard, t1 - started);
 
     let name = shared.endpoint.server_name.clone();
-    // MQTT's CONNECT goes out with the client's Finished; CONNACK is timed from there.
-    let first = match &shared.protocol {
-        ProtocolPlan::Mqtt(opts) => match opts.connect_bytes(&device.id, &shared.endpoint.host) {
-            Ok(b) => b,
-            Err(e) => {
-                return fail_session(rec, Phase::MqttConnect, e.kind(), || e.to_string());
+    let (tls, resumed) =
+        match timeout(t, transport::tls_handshake(device.tls.clone(), name, tcp)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                let kind = match io_kind(&e) {
+                    FailureKind::Connect => FailureKind::Handshake,
+                    k => k,
+                };
+                return fail_session(rec, Phase::TlsHandshake, kind, || e.to_string());
             }
-        },
-        ProtocolPlan::Amqp(_) => BytesMut::new(),
-    };
-    let handshake = transport::tls_handshake_sending(device.tls.clone(), name, tcp, &first);
-    let (tls, resumed) = match timeout(t, handshake).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            let kind = match io_kind(&e) {
-                FailureKind::Connect => FailureKind::Handshake,
-                k => k,
-            };
-            return fail_session(rec, Phase::TlsHandshake, kind, || e.to_string());
-        }
-        Err(_) => {
-            return fail_session(rec, Phase::TlsHandshake, FailureKind::Timeout, || {
-                format!("no handshake within {t:?}")
-            })
-        }
-    };
-    drop(first);
+            Err(_) => {
+                return fail_session(rec, Phase::TlsHandshake, FailureKind::Timeout, || {
+                    format!("no handshake within {t:?}")
+                })
+            }
+        };
     let t2 = Instant::now();
     rec.record(
         if resumed {
@@ -247,7 +235,7 @@ async fn connect_protocol(
         // Phases are passed pinned or boxed: a future passed by value to an async fn takes
         // its room twice.
         ProtocolPlan::Mqtt(opts) => {
-            let connect = pin!(MqttSession::connected(tls, opts.clone(), &device.id));
+            let connect = pin!(MqttSession::connect(tls, opts.clone(), &device.id, host));
             let s = timed_phase(rec, Phase::MqttConnect, device.index, from, t, connect).await?;
             Some((Session::Mqtt(s), Instant::now()))
         }

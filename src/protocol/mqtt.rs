@@ -97,15 +97,6 @@ impl MqttOptions {
         connect
     }
 
-    /// The CONNECT packet of `device_id` connecting to `host`, encoded.
-    pub fn connect_bytes(&self, device_id: &str, host: &str) -> Result<BytesMut, SessionError> {
-        let mut out = BytesMut::with_capacity(BUFFER);
-        Packet::Connect(self.connect_packet(device_id, host))
-            .write(&mut out, MAX_OUTGOING)
-            .map_err(codec_error)?;
-        Ok(out)
-    }
-
     /// The part of the telemetry topic that does not change between messages.
     pub fn topic_base(&self, device_id: &str) -> String {
         match &self.dialect {
@@ -272,24 +263,6 @@ where
         let mut wire = Wire::new(stream);
         wire.send(&Packet::Connect(options.connect_packet(device_id, host)))
             .await?;
-        Self::connack(wire, options, device_id).await
-    }
-
-    /// Waits for the CONNACK to a CONNECT already sent, with the TLS handshake's last flight
-    /// (see [`MqttOptions::connect_bytes`]).
-    pub async fn connected(
-        stream: S,
-        options: MqttOptions,
-        device_id: &str,
-    ) -> Result<Self, SessionError> {
-        Self::connack(Wire::new(stream), options, device_id).await
-    }
-
-    async fn connack(
-        mut wire: Wire<S>,
-        options: MqttOptions,
-        device_id: &str,
-    ) -> Result<Self, SessionError> {
         match wire.next().await {
             Some(Ok(Packet::ConnAck(ConnAck { code, .. }))) => {
                 if code != ConnectReturnCode::Success {

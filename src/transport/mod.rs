@@ -51,27 +51,7 @@ pub async fn tls_handshake(
     server_name: ServerName<'static>,
     tcp: TcpStream,
 ) -> io::Result<(TlsStream<TcpStream>, bool)> {
-    tls_handshake_sending(config, server_name, tcp, &[]).await
-}
-
-/// [`tls_handshake`] with `first`, the protocol's first packet, queued before it starts: rustls
-/// holds it until the handshake's keys are ready and sends it in the same write as the client's
-/// Finished, one write and one segment fewer per connection.
-pub async fn tls_handshake_sending(
-    config: Arc<rustls::ClientConfig>,
-    server_name: ServerName<'static>,
-    tcp: TcpStream,
-    first: &[u8],
-) -> io::Result<(TlsStream<TcpStream>, bool)> {
-    let mut queued = Ok(());
-    let stream = TlsConnector::from(config)
-        .connect_with(server_name, tcp, |conn| {
-            if !first.is_empty() {
-                queued = io::Write::write_all(&mut conn.writer(), first);
-            }
-        })
-        .await?;
-    queued?;
+    let stream = TlsConnector::from(config).connect(server_name, tcp).await?;
     let resumed = matches!(
         stream.get_ref().1.handshake_kind(),
         Some(rustls::HandshakeKind::Resumed)
