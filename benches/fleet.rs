@@ -338,30 +338,42 @@ fn handshakes(lab: &Lab, resumption: bool) {
         Rate::new("handshakes", count.load(Ordering::Relaxed), cpu, wall)
     };
 
-    let (fb, bb) = alternate(fleetbench, bare);
-    let (fbest, bbest) = (Rate::best(&fb), Rate::best(&bb));
-    println!(
-        "1. handshakes ({kind}, TLS 1.3, mutual, concurrency {concurrency}, {ROUNDS} alternating rounds of {secs} s, best kept)"
-    );
-    println!(
-        "   fleetbench churn k=0: {fbest}   rounds {}",
-        Rate::list(&fb)
-    );
-    println!(
-        "   bare tokio-rustls   : {bbest}   rounds {}",
-        Rate::list(&bb)
-    );
-    println!(
-        "   ratio (per CPU-second): {:.2}   (aim >= 0.9)\n",
-        fbest.per_cpu / bbest.per_cpu
+    compare(
+        &format!(
+            "1. handshakes ({kind}, TLS 1.3, mutual, concurrency {concurrency}, {ROUNDS} alternating rounds of {secs} s, best kept)"
+        ),
+        ("fleetbench churn k=0", "bare tokio-rustls   "),
+        None,
+        ">= 0.9",
+        fleetbench,
+        bare,
     );
     drop(server.stdin.take());
     let _ = server.wait();
 }
 
-/// `a` and `b`, `ROUNDS` times each, alternating.
-fn alternate<T>(mut a: impl FnMut() -> T, mut b: impl FnMut() -> T) -> (Vec<T>, Vec<T>) {
-    (0..ROUNDS).map(|_| (a(), b())).unzip()
+/// Runs `fleetbench` and `bare` `ROUNDS` times each, alternating, then prints the best round of
+/// each (with every round listed), an optional footnote, and their ratio per client CPU-second.
+fn compare(
+    title: &str,
+    (fleet_label, bare_label): (&str, &str),
+    footnote: Option<&str>,
+    aim: &str,
+    mut fleetbench: impl FnMut() -> Rate,
+    mut bare: impl FnMut() -> Rate,
+) {
+    let (fb, bb): (Vec<_>, Vec<_>) = (0..ROUNDS).map(|_| (fleetbench(), bare())).unzip();
+    let (fbest, bbest) = (Rate::best(&fb), Rate::best(&bb));
+    println!("{title}");
+    println!("   {fleet_label}: {fbest}   rounds {}", Rate::list(&fb));
+    println!("   {bare_label}: {bbest}   rounds {}", Rate::list(&bb));
+    if let Some(note) = footnote {
+        println!("   {note}");
+    }
+    println!(
+        "   ratio (per CPU-second): {:.2}   (aim {aim})\n",
+        fbest.per_cpu / bbest.per_cpu
+    );
 }
 
 /// One timed fleetbench run in the client runtime, against the lab's server.
@@ -612,17 +624,15 @@ fn messages(lab: &Lab) {
         Rate::new("acked", acked.load(Ordering::Relaxed), cpu, wall)
     };
 
-    let (fb, bb) = alternate(fleetbench, bare);
-    let (fbest, bbest) = (Rate::best(&fb), Rate::best(&bb));
-    println!(
-        "4. QoS 1 publishes acknowledged, {sessions} sessions, 16 in flight each, {ROUNDS} alternating rounds of {secs} s, best kept"
-    );
-    println!("   fleetbench   : {fbest}   rounds {}", Rate::list(&fb));
-    println!("   bare rumqttc : {bbest}   rounds {}", Rate::list(&bb));
-    println!("   (both include their 100 handshakes)");
-    println!(
-        "   ratio (per CPU-second): {:.2}   (aim > 1.0)\n",
-        fbest.per_cpu / bbest.per_cpu
+    compare(
+        &format!(
+            "4. QoS 1 publishes acknowledged, {sessions} sessions, 16 in flight each, {ROUNDS} alternating rounds of {secs} s, best kept"
+        ),
+        ("fleetbench   ", "bare rumqttc "),
+        Some("(both include their 100 handshakes)"),
+        "> 1.0",
+        fleetbench,
+        bare,
     );
     drop(server.stdin.take());
     let _ = server.wait();
