@@ -48,7 +48,9 @@ async fn summary_json_from_a_real_run_validates_against_the_schema() {
     assert!(!validator.is_valid(&broken));
 
     let back: Summary = serde_json::from_str(&text).unwrap();
-    assert_eq!(back.thresholds.len(), 2);
+    // The scenario's two thresholds and the default check it does not override.
+    assert_eq!(back.thresholds.len(), 3);
+    assert_eq!(back.thresholds.iter().filter(|t| t.default).count(), 1);
     assert!(
         back.thresholds.iter().all(|t| t.passed),
         "{:?}",
@@ -134,6 +136,7 @@ async fn compare_of_a_run_with_itself_reports_no_change_and_a_slower_run_regress
     // Half the acknowledgement rate is a regression beyond 10%, and exits 1.
     let mut slower = report.summary.clone();
     slower.acks_per_sec /= 2.0;
+    slower.rates.acks.per_sec = slower.rates.acks.per_sec.map(|r| r / 2.0);
     let slower_path = dir.path().join("slower.json");
     std::fs::write(&slower_path, serde_json::to_vec(&slower).unwrap()).unwrap();
     let out = fleetbench()
@@ -182,7 +185,7 @@ async fn report_re_renders_text_and_html_from_a_results_directory() {
         std::fs::read_to_string(report.dir.join("report.txt")).unwrap()
     );
     assert!(
-        stdout.contains("Thresholds  2 passed, 0 failed"),
+        stdout.contains("Checks      3 passed, 0 failed"),
         "{stdout}"
     );
     for name in fleetbench::report::chart_names(&report.summary) {

@@ -167,8 +167,9 @@ async fn four_shard_processes_against_one_hub_merge_without_loss() {
         assert_eq!(info.start_at.as_deref(), Some(start_at.as_str()));
         assert!(info.start_offset_ms.unwrap() > -5.0, "{info:?}");
         assert!(
-            s.thresholds.is_empty(),
-            "shards leave thresholds to the merge"
+            s.thresholds.iter().all(|t| t.default),
+            "shards leave the scenario's thresholds to the merge: {:?}",
+            s.thresholds
         );
         assert_eq!(s.ca_fingerprint, shards[0].ca_fingerprint);
     }
@@ -207,8 +208,9 @@ async fn four_shard_processes_against_one_hub_merge_without_loss() {
     check_sums(&merged, &shards);
     check_histograms(&merged, &shards);
 
-    // Thresholds are judged on the merge: both pass here (exit 0 above)...
-    assert_eq!(merged.thresholds.len(), 2);
+    // Thresholds are judged on the merge: both pass here (exit 0 above), and the default check
+    // that the scenario does not override (sessions.connected; errors.count replaces errors.rate)...
+    assert_eq!(merged.thresholds.len(), 3);
     assert!(
         merged.thresholds.iter().all(|t| t.passed),
         "{:?}",
@@ -230,7 +232,8 @@ async fn four_shard_processes_against_one_hub_merge_without_loss() {
         [
             ("errors.count", true),
             ("publish_ack.p50", false),
-            ("publish_ack.p99", true)
+            ("publish_ack.p99", true),
+            ("sessions.connected", true)
         ]
     );
 

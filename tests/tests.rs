@@ -42,3 +42,5 @@ mod hub_ca;
 mod shards;
 // Issue 7: the Kubernetes Indexed Job manifest holds what the binary reads.
 mod kubernetes;
+// Issue 13: one connect rate in run, merge and thresholds; default checks; the verdict first.
+mod verdicts;

@@ -43,7 +43,7 @@ fn a_threshold_that_must_fail_exits_1() {
         run("\"publish_ack.p50\" = \"< 1us\"\n\"connect.rate\" = \"> 1000000\"\n\"errors.count\" = \"<= 0\"\n");
     assert_eq!(code, 1, "{stdout}");
     assert!(
-        stdout.contains("Thresholds  1 passed, 2 failed"),
+        stdout.contains("Checks      2 passed, 2 failed"),
         "{stdout}"
     );
     assert!(stdout.contains("FAIL  publish_ack.p50"), "{stdout}");
@@ -66,7 +66,7 @@ fn thresholds_that_must_pass_exit_0() {
     );
     assert_eq!(code, 0, "{stdout}");
     assert!(
-        stdout.contains("Thresholds  4 passed, 0 failed"),
+        stdout.contains("Checks      5 passed, 0 failed"),
         "{stdout}"
     );
     assert!(summary(&dir).thresholds_passed());

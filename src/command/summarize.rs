@@ -2,7 +2,9 @@
 
 use crate::hub::Hub;
 use crate::load::FleetResult;
-use crate::metrics::{HubAccounting, PhaseSummary, Recorder, RunCounts, Summary, SCHEMA_VERSION};
+use crate::metrics::{
+    GeneratorHealth, HubAccounting, PhaseSummary, Recorder, RunCounts, Summary, SCHEMA_VERSION,
+};
 use crate::pki::DeviceIds;
 use crate::scenario::Plan;
 
@@ -26,18 +28,24 @@ pub fn account(hub: &Hub, ids: &DeviceIds, result: &FleetResult) -> HubAccountin
     acc
 }
 
-/// Freezes a run into its summary.
+/// Freezes a run into its summary. `plan` is the fleet's; `planned_connects` the connect rate
+/// that this run (the fleet, or one shard of it) scheduled.
 pub fn summarize(
     plan: &Plan,
     recorder: &Recorder,
     result: &FleetResult,
     hub: Option<HubAccounting>,
     devices: u64,
+    planned_connects: Option<f64>,
 ) -> Summary {
     let s = recorder.snapshot();
     let c = &recorder.counters;
     let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
     let secs = result.elapsed.as_secs_f64().max(1e-9);
+    let mut rates = recorder
+        .spans
+        .rates(s.sessions_connected, s.messages_sent, s.messages_acked);
+    rates.connects.planned_per_sec = planned_connects;
     let mut summary = Summary {
         schema_version: SCHEMA_VERSION,
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -60,8 +68,9 @@ pub fn summarize(
             reconnects: load(&c.reconnects),
             late_sends: load(&c.late_sends),
         },
-        connects_per_sec: connect_rate(&result.timeline, s.sessions_connected, secs),
-        acks_per_sec: s.messages_acked as f64 / secs,
+        connects_per_sec: rates.connects.per_sec.unwrap_or(0.0),
+        acks_per_sec: rates.acks.per_sec.unwrap_or(0.0),
+        rates,
         phases: recorder
             .histograms()
             .iter()
@@ -70,9 +79,14 @@ pub fn summarize(
         failures: recorder.failures(),
         outcomes: recorder.outcomes(),
         hub,
-        generator: result.health.clone(),
+        generator: GeneratorHealth {
+            host: hostname(),
+            ..result.health.clone()
+        },
+        hosts: Vec::new(),
         timeline: result.timeline.clone(),
         thresholds: Vec::new(),
+        verdict: None,
         ca_fingerprint: None,
         shard: None,
         shards: Vec::new(),
@@ -81,16 +95,15 @@ pub fn summarize(
     let throttled = summary.failures_of(crate::metrics::FailureKind::Throttled);
     summary.throttling = crate::metrics::detect_throttling(&summary.timeline, 0.9, throttled);
     summary.thresholds = crate::metrics::evaluate(&plan.thresholds, &summary);
+    summary.verdict = Some(summary.judge());
     summary
 }
 
-/// Connected sessions per second over the seconds in which sessions connected (a run that
-/// connects in one second and then sends for a minute connected at that second's rate, not at
-/// a sixtieth of it); the whole run when the timeline is empty.
-fn connect_rate(timeline: &[crate::metrics::TimelineRow], connected: u64, run_secs: f64) -> f64 {
-    let mut seconds = timeline.iter().filter(|r| r.connects > 0).map(|r| r.t);
-    match (seconds.next(), seconds.next_back()) {
-        (Some(first), last) => connected as f64 / (last.unwrap_or(first) - first + 1) as f64,
-        (None, _) => connected as f64 / run_secs,
-    }
+/// This machine's name (the pod's, in Kubernetes), for telling merged shards' hosts apart.
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
 }

@@ -546,6 +546,7 @@ impl<'a> Sender<'a> {
                 self.next += 1;
                 let rec = &*self.shared.recorder;
                 incr(&rec.counters.messages_sent);
+                rec.spans.sent(due, sent);
                 rec.counters
                     .bytes_sent
                     .fetch_add(msg.body.len() as u64, Ordering::Relaxed);

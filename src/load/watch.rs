@@ -147,6 +147,7 @@ impl Watcher {
             task_start_lag_max_us: 0,
             saturated: !reasons.is_empty(),
             saturation_reasons: reasons,
+            host: None,
         };
         (w.timeline.into_rows(), health)
     }

@@ -8,6 +8,7 @@
 mod histogram;
 mod merge;
 mod process;
+mod rates;
 mod summary;
 mod threshold;
 mod throttling;
@@ -24,11 +25,15 @@ pub use histogram::{
 };
 pub use merge::{merge, MergeError, ShardSummary};
 pub use process::ProcessSample;
+pub use rates::{per_sec, Rate, Rates, Spans};
 pub use summary::{
     FailureSummary, GeneratorHealth, HubAccounting, PhaseSummary, RunCounts, RunStatus, ShardInfo,
-    ShardRun, Summary, SCHEMA_VERSION,
+    ShardRun, Summary, Verdict, SCHEMA_VERSION,
 };
-pub use threshold::{evaluate, Metric, Op, Stat, Threshold, ThresholdError, ThresholdResult, Unit};
+pub use threshold::{
+    evaluate, with_defaults, Metric, Op, Stat, Threshold, ThresholdError, ThresholdResult, Unit,
+    DEFAULT_CHECKS,
+};
 pub use throttling::{detect as detect_throttling, Throttling};
 pub use timeline::{Timeline, TimelineRow};
 
@@ -202,6 +207,8 @@ pub struct Recorder {
     phases: PhaseHistograms,
     /// The plain counters.
     pub counters: Counters,
+    /// When connects, sends and acknowledgements were due and done: the rates' spans.
+    pub spans: Spans,
     failures: Mutex<BTreeMap<(Phase, FailureKind), FailureEntry>>,
     lateness_tolerance: Duration,
     task_start: Mutex<LatencyHistogram>,
@@ -228,6 +235,7 @@ impl Recorder {
         Self {
             phases: PhaseHistograms::new(shards),
             counters: Counters::default(),
+            spans: Spans::default(),
             failures: Mutex::new(BTreeMap::new()),
             // tokio's timer wheel fires on whole milliseconds, so a sleep lands up to ~1 ms after
             // its deadline on an idle generator; lateness beyond 2 ms is the generator falling
@@ -253,6 +261,13 @@ impl Recorder {
         total: Duration,
     ) {
         self.phases.record(phase.index(), shard, total);
+        // Called as the action completes: its intended instant is `total` before now.
+        let now = tokio::time::Instant::now();
+        let intended = now.checked_sub(total).unwrap_or(now);
+        match phase {
+            Phase::ConnectResponse => self.spans.connected(intended, now),
+            _ => self.spans.acked(intended, now),
+        }
         let (lag, counter) = match phase {
             Phase::ConnectResponse => (Phase::ConnectLag, &self.counters.late_connects),
             _ => (Phase::SendLag, &self.counters.late_sends),

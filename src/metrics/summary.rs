@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::histogram::{encode_histogram, LatencyHistogram};
-use super::{FailureKind, Phase, ThresholdResult, TimelineRow};
+use super::{FailureKind, Phase, Rates, ThresholdResult, TimelineRow};
 
 /// Version of the `summary.json` layout; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -19,6 +19,33 @@ pub enum RunStatus {
         /// Why it stopped (interrupt, deadline, fault).
         reason: String,
     },
+}
+
+/// What a run's exit status says, and why: the headline of every report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Verdict {
+    /// Some checks failed (exit 1).
+    Failed {
+        /// What failed: threshold names with their conditions, lost messages.
+        checks: Vec<String>,
+    },
+    /// The run was cut short (exit 1); its checks are judged on what it measured.
+    Partial {
+        /// Why it stopped.
+        reason: String,
+        /// What failed besides, as for `Failed`.
+        checks: Vec<String>,
+    },
+    /// The run did all it planned and every check passed (exit 0).
+    Passed,
+}
+
+impl Verdict {
+    /// Whether the run passed.
+    pub fn passed(&self) -> bool {
+        *self == Self::Passed
+    }
 }
 
 /// Session and message totals.
@@ -163,6 +190,10 @@ pub struct GeneratorHealth {
     pub saturated: bool,
     /// What made it saturated, in words.
     pub saturation_reasons: Vec<String>,
+    /// The host the generator ran on (its hostname), so that merged shards count each host's
+    /// cores once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// Everything a run measured.
@@ -184,10 +215,13 @@ pub struct Summary {
     pub duration_secs: f64,
     /// Totals.
     pub counts: RunCounts,
-    /// Connected sessions per second over the run.
+    /// Connected sessions per second achieved: `rates.connects.per_sec` (0 when fewer than two).
     pub connects_per_sec: f64,
-    /// Acknowledged messages per second over the run.
+    /// Acknowledged messages per second achieved: `rates.acks.per_sec` (0 when fewer than two).
     pub acks_per_sec: f64,
+    /// Connects, sends and acknowledgements: achieved and planned rates over their spans.
+    #[serde(default)]
+    pub rates: Rates,
     /// Latency per phase.
     pub phases: Vec<PhaseSummary>,
     /// Failures by phase and kind.
@@ -198,16 +232,23 @@ pub struct Summary {
     pub outcomes: Vec<(String, u64)>,
     /// Embedded-hub accounting, when the target was the embedded hub.
     pub hub: Option<HubAccounting>,
-    /// The generator's own health.
+    /// The generator's own health (of all hosts together, for a merge).
     pub generator: GeneratorHealth,
+    /// A merge's generator health per host (shards on one host share its cores).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<GeneratorHealth>,
     /// One row per second.
     pub timeline: Vec<TimelineRow>,
     /// Evidence that the hub throttled the run, if any.
     #[serde(default)]
     pub throttling: Option<super::Throttling>,
-    /// The scenario's thresholds judged on this summary, sorted by metric name.
+    /// The scenario's thresholds judged on this summary, then the default checks it did not
+    /// override (`default: true`).
     #[serde(default)]
     pub thresholds: Vec<ThresholdResult>,
+    /// The verdict that the exit status reports ([`Summary::judge`] when the summary was made).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
     /// SHA-256 of the CA certificate that signed the devices (upper-case hex): shards of one
     /// fleet must share it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -263,6 +304,28 @@ impl Summary {
     /// Whether every threshold passed (true when there are none).
     pub fn thresholds_passed(&self) -> bool {
         self.thresholds.iter().all(|t| t.passed)
+    }
+
+    /// The verdict: partial when the run was cut short, failed when a check failed (a threshold,
+    /// a default check, acknowledged messages the hub did not receive), passed otherwise.
+    pub fn judge(&self) -> Verdict {
+        let mut checks: Vec<String> = self
+            .thresholds
+            .iter()
+            .filter(|t| !t.passed)
+            .map(|t| format!("{} {}", t.metric, t.condition))
+            .collect();
+        if let Some(lost) = self.hub.as_ref().map(|h| h.lost).filter(|l| *l > 0) {
+            checks.push(format!("{lost} acknowledged messages lost"));
+        }
+        match &self.status {
+            RunStatus::Partial { reason } => Verdict::Partial {
+                reason: reason.clone(),
+                checks,
+            },
+            RunStatus::Complete if checks.is_empty() => Verdict::Passed,
+            RunStatus::Complete => Verdict::Failed { checks },
+        }
     }
 
     /// Failures summed over phases for `kind`.

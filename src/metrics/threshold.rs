@@ -39,6 +39,8 @@ pub enum Metric {
     ErrorRate,
     /// A latency statistic of one phase (`tls_handshake.p99`), in microseconds.
     Latency(Phase, Stat),
+    /// Sessions that reached the protocol's connected state (`sessions.connected`).
+    SessionsConnected,
 }
 
 /// How the observed value must compare with the limit.
@@ -93,6 +95,8 @@ pub struct Threshold {
     pub op: Op,
     /// The limit, in the metric's unit (µs for latencies).
     pub limit: f64,
+    /// A check every run gets unless the scenario states its own (see [`DEFAULT_CHECKS`]).
+    pub default: bool,
 }
 
 /// Why a threshold could not be parsed.
@@ -117,6 +121,9 @@ pub struct ThresholdResult {
     pub unit: Unit,
     /// Whether the condition held.
     pub passed: bool,
+    /// Whether this is one of the default checks rather than the scenario's own.
+    #[serde(default)]
+    pub default: bool,
 }
 
 impl Metric {
@@ -127,13 +134,14 @@ impl Metric {
             "connect.rate" => return Ok(Self::ConnectRate),
             "errors.count" => return Ok(Self::ErrorCount),
             "errors.rate" => return Ok(Self::ErrorRate),
+            "sessions.connected" => return Ok(Self::SessionsConnected),
             _ => {}
         }
         let err = |why: String| ThresholdError(format!("{name:?} is not a metric: {why}"));
         let Some((phase, stat)) = name.split_once('.') else {
             return Err(err(
                 "expected phase.stat (e.g. tls_handshake.p99), connect.rate, \
-                            ack.rate, errors.rate or errors.count"
+                            ack.rate, errors.rate, errors.count or sessions.connected"
                     .into(),
             ));
         };
@@ -165,7 +173,7 @@ impl Metric {
     pub const fn unit(self) -> Unit {
         match self {
             Self::AckRate | Self::ConnectRate => Unit::PerSecond,
-            Self::ErrorCount => Unit::Count,
+            Self::ErrorCount | Self::SessionsConnected => Unit::Count,
             Self::ErrorRate => Unit::Ratio,
             Self::Latency(..) => Unit::Microseconds,
         }
@@ -175,8 +183,9 @@ impl Metric {
     pub fn observe(self, s: &Summary) -> Option<f64> {
         let c = &s.counts;
         match self {
-            Self::AckRate => Some(s.acks_per_sec),
-            Self::ConnectRate => Some(s.connects_per_sec),
+            Self::AckRate => s.rates.acks.per_sec,
+            Self::ConnectRate => s.rates.connects.per_sec,
+            Self::SessionsConnected => Some(c.sessions_connected as f64),
             Self::ErrorCount => Some(s.failures.iter().map(|f| f.count).sum::<u64>() as f64),
             Self::ErrorRate => {
                 let attempts = c.sessions_attempted + c.messages_sent;
@@ -228,6 +237,7 @@ impl Threshold {
             metric,
             op,
             limit,
+            default: false,
         })
     }
 
@@ -242,6 +252,7 @@ impl Threshold {
             observed,
             unit: self.metric.unit(),
             passed: observed.is_some_and(|v| self.op.holds(v, self.limit)),
+            default: self.default,
         }
     }
 }
@@ -252,9 +263,34 @@ impl fmt::Display for Threshold {
     }
 }
 
-/// Judges every threshold on `s`, in order.
+/// The checks every run gets, so that a run in which nothing connected, or something failed,
+/// never passes for want of thresholds. A scenario overrides one by stating a threshold on the
+/// same metric (for the errors check: `errors.rate` or `errors.count`).
+pub const DEFAULT_CHECKS: [(&str, &str); 2] =
+    [("sessions.connected", ">= 1"), ("errors.rate", "<= 0")];
+
+/// The scenario's thresholds followed by the default checks it does not override.
+pub fn with_defaults(thresholds: &[Threshold]) -> Vec<Threshold> {
+    let states = |m: &str| {
+        thresholds.iter().any(|t| match m {
+            "errors.rate" => matches!(t.metric, Metric::ErrorRate | Metric::ErrorCount),
+            _ => t.name == m,
+        })
+    };
+    let defaults = DEFAULT_CHECKS
+        .iter()
+        .filter(|(m, _)| !states(m))
+        .filter_map(|(m, c)| Threshold::parse(m, c).ok())
+        .map(|t| Threshold { default: true, ..t });
+    thresholds.iter().cloned().chain(defaults).collect()
+}
+
+/// Judges every threshold on `s`, in order, then the default checks not overridden.
 pub fn evaluate(thresholds: &[Threshold], s: &Summary) -> Vec<ThresholdResult> {
-    thresholds.iter().map(|t| t.evaluate(s)).collect()
+    with_defaults(thresholds)
+        .iter()
+        .map(|t| t.evaluate(s))
+        .collect()
 }
 
 fn parse_limit(unit: Unit, value: &str) -> Result<f64, String> {
@@ -316,6 +352,36 @@ mod tests {
         assert!(e("tls_handshake.p99", "< 50").contains("needs a unit"));
         assert!(e("connect.rate", "> fast").contains("not a number"));
         assert!(e("latency", "< 1ms").contains("expected phase.stat"));
+    }
+
+    #[test]
+    fn default_checks_apply_unless_the_scenario_states_its_own() {
+        let names = |ts: &[Threshold]| {
+            with_defaults(ts)
+                .iter()
+                .map(|t| (t.name.clone(), t.default))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(&[]),
+            [
+                ("sessions.connected".to_owned(), true),
+                ("errors.rate".to_owned(), true)
+            ]
+        );
+        let own = [Threshold::parse("errors.count", "< 5").unwrap()];
+        assert_eq!(
+            names(&own),
+            [
+                ("errors.count".to_owned(), false),
+                ("sessions.connected".to_owned(), true)
+            ]
+        );
+        let both = [
+            Threshold::parse("sessions.connected", ">= 0").unwrap(),
+            Threshold::parse("errors.rate", "< 5%").unwrap(),
+        ];
+        assert!(with_defaults(&both).iter().all(|t| !t.default));
     }
 
     #[test]

@@ -9,7 +9,8 @@ use std::io::{self, Write};
 
 use super::charts::{over_time, spectrum};
 use super::format::{count, kib, micros, observed, rate};
-use crate::metrics::{decode_histogram, FailureKind, RunStatus, Summary, TimelineRow};
+use super::verdict;
+use crate::metrics::{decode_histogram, FailureKind, Summary, TimelineRow};
 
 const STYLE: &str = "body{font-family:sans-serif;margin:24px;color:#222;max-width:1200px}\
 h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ddd}\
@@ -41,11 +42,7 @@ pub fn chart_names(s: &Summary) -> Vec<String> {
 
 /// Writes the HTML report of `s`.
 pub fn write_html(w: &mut impl Write, s: &Summary) -> io::Result<()> {
-    let status = match &s.status {
-        RunStatus::Complete => "complete".to_owned(),
-        RunStatus::Partial { reason } => format!("PARTIAL ({reason})"),
-    };
-    let title = format!("fleetbench {}: {status}", s.scenario_name);
+    let title = format!("fleetbench {}: {}", s.scenario_name, verdict::word(s));
     write!(
         w,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -61,8 +58,10 @@ pub fn write_html(w: &mut impl Write, s: &Summary) -> io::Result<()> {
         s.duration_secs,
         esc(&s.tool_version)
     )?;
+    write_verdict(w, s)?;
     write_thresholds(w, s)?;
     write_totals(w, s)?;
+    write_rates(w, s)?;
     write_phases(w, s)?;
     writeln!(
         w,
@@ -157,13 +156,64 @@ fn timeline_charts(rows: &[TimelineRow]) -> io::Result<Vec<Named>> {
     ])
 }
 
+/// What the exit status says, and why, before any figure.
+fn write_verdict(w: &mut impl Write, s: &Summary) -> io::Result<()> {
+    let class = if s.judge().passed() { "pass" } else { "fail" };
+    writeln!(
+        w,
+        "<p class=\"verdict\" data-verdict=\"{}\"><span class=\"{class}\">{}</span>. \
+         Schedule {}.</p>",
+        esc(&verdict::word(s)),
+        esc(&verdict::word(s)),
+        esc(&verdict::schedule(s))
+    )?;
+    let failed = verdict::failed_checks(s);
+    if !failed.is_empty() {
+        writeln!(w, "<ul class=\"failed\">")?;
+        for f in failed {
+            writeln!(w, "<li class=\"fail\">{}</li>", esc(&f))?;
+        }
+        writeln!(w, "</ul>")?;
+    }
+    Ok(())
+}
+
+/// Each rate planned against achieved.
+fn write_rates(w: &mut impl Write, s: &Summary) -> io::Result<()> {
+    writeln!(
+        w,
+        "<h2>Rates</h2><table><tr><th>rate</th><th>planned</th><th>achieved</th>\
+         <th>over</th></tr>"
+    )?;
+    let rows = verdict::rate_rows(s);
+    for row in &rows {
+        writeln!(
+            w,
+            "<tr data-rate=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            row.label,
+            row.label,
+            esc(&row
+                .rate
+                .planned_per_sec
+                .map_or_else(|| "-".to_owned(), rate)),
+            esc(&row.achieved()),
+            esc(&row.basis())
+        )?;
+    }
+    writeln!(w, "</table>")?;
+    for short in rows.iter().filter_map(verdict::RateRow::shortfall) {
+        writeln!(w, "<p class=\"note\">{}</p>", esc(&short))?;
+    }
+    Ok(())
+}
+
 fn write_thresholds(w: &mut impl Write, s: &Summary) -> io::Result<()> {
     if s.thresholds.is_empty() {
         return Ok(());
     }
     writeln!(
         w,
-        "<h2>Thresholds</h2><table><tr><th>metric</th><th>condition</th>\
+        "<h2>Checks</h2><table><tr><th>metric</th><th>condition</th>\
         <th>observed</th><th>result</th></tr>"
     )?;
     for t in &s.thresholds {
@@ -179,7 +229,11 @@ fn write_thresholds(w: &mut impl Write, s: &Summary) -> io::Result<()> {
             w,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{class}\">{word}</td></tr>",
             esc(&t.metric),
-            esc(&t.condition),
+            esc(&format!(
+                "{}{}",
+                t.condition,
+                if t.default { " (default)" } else { "" }
+            )),
             esc(&seen)
         )?;
     }
@@ -196,8 +250,6 @@ fn write_totals(w: &mut impl Write, s: &Summary) -> io::Result<()> {
         ("messages sent", count(c.messages_sent)),
         ("messages acknowledged", count(c.messages_acked)),
         ("messages unacknowledged", count(c.messages_unacked)),
-        ("connects", rate(s.connects_per_sec)),
-        ("acknowledgements", rate(s.acks_per_sec)),
         (
             "late connects / sends",
             format!("{} / {}", count(c.late_connects), count(c.late_sends)),

@@ -3,21 +3,25 @@
 use std::io::{self, Write};
 
 use super::format::{count, kib, micros, observed, rate};
+use super::verdict;
 use crate::metrics::{RunStatus, Summary};
+
+/// Fewest peak sessions for which memory per session is printed.
+const PER_SESSION_MIN: u64 = 50;
 
 /// Writes the report of `s`.
 pub fn write_text(w: &mut impl Write, s: &Summary) -> io::Result<()> {
-    let status = match &s.status {
-        RunStatus::Complete => "complete".to_owned(),
-        RunStatus::Partial { reason } => format!("PARTIAL ({reason})"),
-    };
     let head = format!("fleetbench {}:", s.scenario_name);
-    let tail = format!("{status} in {:.1} s", s.duration_secs);
+    let tail = format!("{} in {:.1} s", verdict::word(s), s.duration_secs);
     if head.chars().count() + tail.chars().count() < 100 {
         writeln!(w, "{head} {tail}")?;
     } else {
         writeln!(w, "{head}\n{:<12}{tail}", "")?;
     }
+    for (n, check) in verdict::failed_checks(s).iter().enumerate() {
+        writeln!(w, "{:<12}{check}", if n == 0 { "Failed" } else { "" })?;
+    }
+    writeln!(w, "{:<12}{}", "Schedule", verdict::schedule(s))?;
     writeln!(w)?;
     write_shards(w, s)?;
     let c = &s.counts;
@@ -57,15 +61,7 @@ pub fn write_text(w: &mut impl Write, s: &Summary) -> io::Result<()> {
         )?;
     }
     writeln!(w)?;
-    writeln!(
-        w,
-        "{:<12}connects {}   acks {}   late connects {}   late sends {}",
-        "Rates",
-        rate(s.connects_per_sec),
-        rate(s.acks_per_sec),
-        count(c.late_connects),
-        count(c.late_sends)
-    )?;
+    write_rates(w, s)?;
     writeln!(w)?;
     writeln!(
         w,
@@ -169,25 +165,43 @@ pub fn write_text(w: &mut impl Write, s: &Summary) -> io::Result<()> {
     }
     writeln!(w)?;
     let g = &s.generator;
-    let per_session = g
-        .rss_per_session_kib
-        .map_or_else(String::new, |k| format!(" ({k:.1} KiB/session)"));
-    writeln!(
-        w,
-        "{:<12}CPU {:.0}% of {} cores, timer lag p99 {}, peak sessions {}",
-        "Generator",
-        g.cpu_utilisation * 100.0,
-        g.cores,
-        micros(g.timer_lag_p99_us),
-        count(g.peak_sessions),
-    )?;
-    writeln!(
-        w,
-        "{:<12}peak RSS {}{}",
-        "",
-        kib(g.peak_rss_kib),
-        per_session
-    )?;
+    if s.hosts.len() > 1 {
+        for (n, h) in s.hosts.iter().enumerate() {
+            writeln!(
+                w,
+                "{:<12}{}: CPU {:.0}% of {} cores, peak RSS {}, peak sessions {}",
+                if n == 0 { "Generators" } else { "" },
+                h.host.as_deref().unwrap_or("?"),
+                h.cpu_utilisation * 100.0,
+                h.cores,
+                kib(h.peak_rss_kib),
+                count(h.peak_sessions),
+            )?;
+        }
+    } else {
+        writeln!(
+            w,
+            "{:<12}CPU {:.0}% of {} cores, timer lag p99 {}, peak sessions {}",
+            "Generator",
+            g.cpu_utilisation * 100.0,
+            g.cores,
+            micros(g.timer_lag_p99_us),
+            count(g.peak_sessions),
+        )?;
+        // Memory per session means something only over enough sessions to outweigh the noise of
+        // the allocator and the runtime.
+        let per_session = g
+            .rss_per_session_kib
+            .filter(|_| g.peak_sessions >= PER_SESSION_MIN)
+            .map_or_else(String::new, |k| format!(" ({k:.1} KiB/session)"));
+        writeln!(
+            w,
+            "{:<12}peak RSS {}{}",
+            "",
+            kib(g.peak_rss_kib),
+            per_session
+        )?;
+    }
     if g.saturated {
         writeln!(
             w,
@@ -196,6 +210,35 @@ pub fn write_text(w: &mut impl Write, s: &Summary) -> io::Result<()> {
         )?;
         for r in &g.saturation_reasons {
             writeln!(w, "{:<12}  - {r}", "")?;
+        }
+    }
+    Ok(())
+}
+
+/// Each rate planned against achieved, over the span defined once in `metrics::Rate`.
+fn write_rates(w: &mut impl Write, s: &Summary) -> io::Result<()> {
+    for (n, row) in verdict::rate_rows(s).iter().enumerate() {
+        writeln!(
+            w,
+            "{:<12}{:<10}{:<18}{:<24}{}",
+            if n == 0 { "Rates" } else { "" },
+            row.label,
+            row.planned(),
+            row.achieved(),
+            row.basis()
+        )?;
+    }
+    let c = &s.counts;
+    writeln!(
+        w,
+        "{:<12}late connects {}   late sends {}",
+        "",
+        count(c.late_connects),
+        count(c.late_sends)
+    )?;
+    for row in verdict::rate_rows(s) {
+        if let Some(short) = row.shortfall() {
+            writeln!(w, "{:<12}{short}", "")?;
         }
     }
     Ok(())
@@ -210,7 +253,7 @@ fn write_thresholds(w: &mut impl Write, s: &Summary) -> io::Result<()> {
     writeln!(
         w,
         "{:<12}{} passed, {} failed",
-        "Thresholds",
+        "Checks",
         s.thresholds.len() - failed,
         failed
     )?;
@@ -220,10 +263,9 @@ fn write_thresholds(w: &mut impl Write, s: &Summary) -> io::Result<()> {
             .map_or_else(|| "no data".to_owned(), |v| observed(t.unit, v));
         writeln!(
             w,
-            "  {:<6}{:<28}{:<16}observed {}",
+            "  {:<6}{:<44}observed {}",
             if t.passed { "pass" } else { "FAIL" },
-            t.metric,
-            t.condition,
+            verdict::check_name(t),
             seen
         )?;
     }
@@ -304,6 +346,13 @@ mod tests {
             },
             connects_per_sec: 123_456.7,
             acks_per_sec: 9_876_543.2,
+            rates: crate::metrics::Rates {
+                connects: crate::metrics::Rate::new(big, Some(0.0), Some(5e3), Some(5.4e3), None),
+                sends: crate::metrics::Rate::new(big, Some(0.0), Some(5e3), Some(5.4e3), None),
+                acks: crate::metrics::Rate::new(big, Some(0.0), Some(5e3), Some(5.4e3), None),
+            },
+            hosts: Vec::new(),
+            verdict: None,
             phases: vec![PhaseSummary::from_histogram("connect_response", &h)],
             failures: vec![FailureSummary {
                 phase: "connect_response".into(),
@@ -349,6 +398,7 @@ mod tests {
                 observed: Some(3_599_000_000.0),
                 unit: Unit::Microseconds,
                 passed: false,
+                default: true,
             }],
             ca_fingerprint: Some("AB".repeat(32)),
             shard: Some(crate::metrics::ShardInfo {
@@ -383,7 +433,10 @@ mod tests {
         write_text(&mut out, &busy()).unwrap();
         let text = String::from_utf8(out).unwrap();
         for section in [
-            "Thresholds  0 passed, 1 failed",
+            "Checks      0 passed, 1 failed",
+            "PARTIAL (max-duration 1h 30m reached)",
+            "Failed      connect_response.p99.999 >= 12345678/s (default): observed",
+            "fell short",
             "FAIL  connect_response",
             "LOST MESSAGES",
             "SATURATED",

@@ -4,6 +4,7 @@
 
 mod locate;
 mod plan;
+mod rates;
 mod shape;
 mod shard;
 mod thresholds;

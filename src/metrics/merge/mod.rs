@@ -14,8 +14,8 @@ pub use check::MergeError;
 
 use super::histogram::{decode_histogram, new_histogram, HistogramCodecError};
 use super::{
-    evaluate, FailureSummary, GeneratorHealth, HubAccounting, PhaseSummary, RunCounts, RunStatus,
-    ShardRun, Summary, Threshold, TimelineRow,
+    evaluate, FailureSummary, GeneratorHealth, HubAccounting, PhaseSummary, Rates, RunCounts,
+    RunStatus, ShardRun, Summary, Threshold, TimelineRow,
 };
 
 /// One shard's summary and where it came from (for messages).
@@ -54,6 +54,12 @@ pub fn merge(mut shards: Vec<ShardSummary>) -> Result<Summary, MergeError> {
         .unwrap_or_default();
     let secs = end.as_secs_f64().max(1e-9);
     let counts = sum_counts(shards.iter().map(|s| &s.summary.counts));
+    let rates = Rates::merge(
+        shards
+            .iter()
+            .zip(&starts)
+            .map(|(s, t)| (since(*t).as_secs_f64(), &s.summary.rates)),
+    );
     let mut merged = Summary {
         schema_version: first.summary.schema_version,
         tool_version: first.summary.tool_version.clone(),
@@ -62,16 +68,19 @@ pub fn merge(mut shards: Vec<ShardSummary>) -> Result<Summary, MergeError> {
         status: status(&shards),
         started_at: humantime::format_rfc3339_millis(start).to_string(),
         duration_secs: (secs * 1000.0).round() / 1000.0,
-        connects_per_sec: counts.sessions_connected as f64 / secs,
-        acks_per_sec: counts.messages_acked as f64 / secs,
+        connects_per_sec: rates.connects.per_sec.unwrap_or(0.0),
+        acks_per_sec: rates.acks.per_sec.unwrap_or(0.0),
+        rates,
         counts,
         phases: phases(&shards)?,
         failures: failures(&shards),
         outcomes: outcomes(&shards),
         hub: hub(&shards),
         generator: generator(&shards),
+        hosts: hosts(&shards),
         timeline: timeline(&shards, &starts, start),
         thresholds: Vec::new(),
+        verdict: None,
         ca_fingerprint: first.summary.ca_fingerprint.clone(),
         shard: None,
         shards: shards.iter().map(shard_run).collect(),
@@ -81,6 +90,7 @@ pub fn merge(mut shards: Vec<ShardSummary>) -> Result<Summary, MergeError> {
     // Per-row CPU is summed over shards (each on its own host), so no CPU ceiling applies.
     merged.throttling = super::detect_throttling(&merged.timeline, f64::INFINITY, throttled);
     merged.thresholds = evaluate(&thresholds(first)?, &merged);
+    merged.verdict = Some(merged.judge());
     Ok(merged)
 }
 
@@ -188,16 +198,66 @@ fn hub(shards: &[ShardSummary]) -> Option<HubAccounting> {
     Some(acc)
 }
 
-/// The generators taken together: CPU, cores, memory and sessions summed, lags at their worst,
-/// saturated when any shard was (its reasons prefixed with the shard). Each shard's own health
-/// is in `shards`.
+/// The generators taken together: CPU, memory and sessions summed, the cores of each host
+/// counted once (shards that ran on one host share its cores), lags at their worst, saturated
+/// when any shard was (its reasons prefixed with the shard). Each host's health is in `hosts`,
+/// each shard's in `shards`.
 fn generator(shards: &[ShardSummary]) -> GeneratorHealth {
+    let hosts = hosts(shards);
+    let mut g = combine(shards.iter().map(|s| (&s.summary, &s.summary.generator)));
+    g.cores = hosts.iter().map(|h| h.cores).sum();
+    utilisation(&mut g, shards);
+    g.host = None;
+    g
+}
+
+/// The generator health of each host that ran shards (by `generator.host`; a shard that did
+/// not record its host counts as a host of its own), in order of first appearance.
+fn hosts(shards: &[ShardSummary]) -> Vec<GeneratorHealth> {
+    let mut names: Vec<String> = Vec::new();
+    for (i, s) in shards.iter().enumerate() {
+        let name = host_of(s, i);
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            let on: Vec<&ShardSummary> = shards
+                .iter()
+                .enumerate()
+                .filter(|(i, s)| host_of(s, *i) == name)
+                .map(|(_, s)| s)
+                .collect();
+            let mut g = combine(on.iter().map(|s| (&s.summary, &s.summary.generator)));
+            g.cores = on
+                .iter()
+                .map(|s| s.summary.generator.cores)
+                .max()
+                .unwrap_or(0);
+            let owned: Vec<ShardSummary> = on.into_iter().cloned().collect();
+            utilisation(&mut g, &owned);
+            g.host = Some(name);
+            g
+        })
+        .collect()
+}
+
+fn host_of(s: &ShardSummary, i: usize) -> String {
+    s.summary
+        .generator
+        .host
+        .clone()
+        .unwrap_or_else(|| format!("{} (host not recorded, #{i})", s.source))
+}
+
+/// Sums and worst cases of several generators' health; cores and utilisation left to the caller.
+fn combine<'a>(all: impl Iterator<Item = (&'a Summary, &'a GeneratorHealth)>) -> GeneratorHealth {
     let mut g = GeneratorHealth::default();
-    for s in shards {
-        let h = &s.summary.generator;
+    for (s, h) in all {
         g.cpu_user_secs += h.cpu_user_secs;
         g.cpu_system_secs += h.cpu_system_secs;
-        g.cores += h.cores;
         g.peak_rss_kib += h.peak_rss_kib;
         g.peak_sessions += h.peak_sessions;
         g.timer_lag_p99_us = g.timer_lag_p99_us.max(h.timer_lag_p99_us);
@@ -205,7 +265,7 @@ fn generator(shards: &[ShardSummary]) -> GeneratorHealth {
         g.task_start_lag_p99_us = g.task_start_lag_p99_us.max(h.task_start_lag_p99_us);
         g.task_start_lag_max_us = g.task_start_lag_max_us.max(h.task_start_lag_max_us);
         g.saturated |= h.saturated;
-        if let Some(i) = &s.summary.shard {
+        if let Some(i) = &s.shard {
             g.saturation_reasons.extend(
                 h.saturation_reasons
                     .iter()
@@ -213,6 +273,12 @@ fn generator(shards: &[ShardSummary]) -> GeneratorHealth {
             );
         }
     }
+    g.rss_per_session_kib = None;
+    g
+}
+
+/// Mean CPU over the longest of `shards`, as a fraction of `g.cores`.
+fn utilisation(g: &mut GeneratorHealth, shards: &[ShardSummary]) {
     let busy = g.cpu_user_secs + g.cpu_system_secs;
     let secs: f64 = shards
         .iter()
@@ -223,8 +289,6 @@ fn generator(shards: &[ShardSummary]) -> GeneratorHealth {
     } else {
         0.0
     };
-    g.rss_per_session_kib = None;
-    g
 }
 
 /// Rows moved to seconds since the earliest shard's start (each shard's start rounded to the

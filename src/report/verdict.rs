@@ -1,0 +1,116 @@
+//! The verdict and the rates, worded once for the text and HTML reports: what the exit status
+//! says and why, and each planned rate next to what was achieved.
+
+use super::format::{count, rate};
+use crate::metrics::{Rate, RunStatus, Summary, ThresholdResult, Verdict};
+
+/// `PASSED`, `FAILED` or `PARTIAL (why)`: the first word of a report.
+pub(super) fn word(s: &Summary) -> String {
+    match s.judge() {
+        Verdict::Passed => "PASSED".to_owned(),
+        Verdict::Failed { .. } => "FAILED".to_owned(),
+        Verdict::Partial { reason, .. } => format!("PARTIAL ({reason})"),
+    }
+}
+
+/// The checks that failed, worded: `errors.rate <= 0 (default): observed 12.000%`.
+pub(super) fn failed_checks(s: &Summary) -> Vec<String> {
+    let mut out: Vec<String> = s
+        .thresholds
+        .iter()
+        .filter(|t| !t.passed)
+        .map(|t| {
+            let seen = t.observed.map_or_else(
+                || "no data".to_owned(),
+                |v| super::format::observed(t.unit, v),
+            );
+            format!("{}: observed {seen}", check_name(t))
+        })
+        .collect();
+    if let Some(hub) = s.hub.as_ref().filter(|h| h.lost > 0) {
+        out.push(format!(
+            "{} acknowledged messages lost (the hub did not receive them)",
+            count(hub.lost)
+        ));
+    }
+    out
+}
+
+/// A threshold as written, marked when it is a default check.
+pub(super) fn check_name(t: &ThresholdResult) -> String {
+    let default = if t.default { " (default)" } else { "" };
+    format!("{} {}{default}", t.metric, t.condition)
+}
+
+/// Whether the schedule ran to its end, apart from the checks.
+pub(super) fn schedule(s: &Summary) -> String {
+    match &s.status {
+        RunStatus::Complete => "complete: every session ran its schedule".to_owned(),
+        RunStatus::Partial { reason } => format!("stopped early: {reason}"),
+    }
+}
+
+/// One line of the rates table.
+pub(super) struct RateRow<'a> {
+    /// `connects`, `sends`, `acks`.
+    pub(super) label: &'static str,
+    pub(super) rate: &'a Rate,
+}
+
+impl RateRow<'_> {
+    /// `planned 200.0/s` or an empty string when the plan set no rate.
+    pub(super) fn planned(&self) -> String {
+        self.rate
+            .planned_per_sec
+            .map_or_else(String::new, |p| format!("planned {}", rate(p)))
+    }
+
+    /// `achieved 198.8/s`, or why there is no figure.
+    pub(super) fn achieved(&self) -> String {
+        match self.rate.per_sec {
+            Some(a) => format!("achieved {}", rate(a)),
+            None if self.rate.count == 0 => "none".to_owned(),
+            None => format!("{} (too few for a rate)", count(self.rate.count)),
+        }
+    }
+
+    /// `(500 over 4.50 s)`: what the achieved figure is made of.
+    pub(super) fn basis(&self) -> String {
+        match (self.rate.from_secs, self.rate.to_secs, self.rate.per_sec) {
+            (Some(from), Some(to), Some(_)) => {
+                format!("{} over {:.2} s", count(self.rate.count), to - from)
+            }
+            _ => String::new(),
+        }
+    }
+
+    /// Words when the achieved rate fell short of the plan by more than 2 %.
+    pub(super) fn shortfall(&self) -> Option<String> {
+        let (planned, achieved) = (self.rate.planned_per_sec?, self.rate.per_sec?);
+        (achieved < planned * 0.98).then(|| {
+            format!(
+                "{} fell short: {:.0}% of the planned rate",
+                self.label,
+                100.0 * achieved / planned
+            )
+        })
+    }
+}
+
+/// The rates of a run, in report order.
+pub(super) fn rate_rows(s: &Summary) -> [RateRow<'_>; 3] {
+    [
+        RateRow {
+            label: "connects",
+            rate: &s.rates.connects,
+        },
+        RateRow {
+            label: "sends",
+            rate: &s.rates.sends,
+        },
+        RateRow {
+            label: "acks",
+            rate: &s.rates.acks,
+        },
+    ]
+}
