@@ -245,3 +245,25 @@ async fn refused_devices_fail_the_run_and_a_stated_tolerance_overrides_the_defau
     );
     hub.stop().await;
 }
+
+#[test]
+fn a_churn_run_holding_its_rate_reports_that_rate() {
+    // Sessions come and go at 400/s for 2 s: every connect is on the schedule, so the rate
+    // over the span is the plan's, not the rate per timeline second that saw a connect.
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(
+        dir.path(),
+        "churn.toml",
+        "[fleet]\ndevices = 40\n[connect]\nrate = 400\n[churn]\nduration = \"2s\"\nmessages = 0\n\
+         [tls]\nresumption = true\n[thresholds]\n\"connect.rate\" = \"> 380\"\n",
+    );
+    let (code, out, s) = run(&scenario, &dir.path().join("r"), &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(s.counts.sessions_connected >= 780, "{out}");
+    assert!(
+        within(s.rates.connects.per_sec, 400.0, 2.0),
+        "{:?}",
+        s.rates.connects
+    );
+    assert_eq!(s.rates.connects.planned_per_sec, Some(400.0));
+}
