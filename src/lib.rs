@@ -5,11 +5,11 @@
 //!
 //! - [`cli`]: the command line (clap), nothing else.
 //! - [`command`]: what each subcommand does; the only place that wires modules together.
-//! - [`scenario`]: scenario files and the validated [`scenario::Plan`].
+//! - [`scenario`]: scenario files, the validated [`scenario::Plan`] and its schedules.
 //! - [`pki`]: CA chains and device certificates minted in memory (rcgen).
 //! - [`transport`]: TCP connect and mutual TLS (rustls), timed apart.
 //! - [`protocol`]: MQTT (and AMQP) device sessions over that transport.
-//! - [`load`]: the schedule, the device lifecycle, the fleet run.
+//! - [`load`]: the device lifecycle and the fleet run, driven by the plan's schedule.
 //! - [`metrics`]: the hot-path recorder, histograms, the summary.
 //! - [`report`]: text report, results directory, progress display.
 //! - [`hub`]: the embedded IoT-Hub-like server.

@@ -14,9 +14,9 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::message::telemetry;
-use super::schedule::{lateness, SendSchedule};
 use crate::metrics::{incr, FailureKind, Phase, Recorder};
 use crate::protocol::{io_kind, AmqpSession, MqttSession, Outcome, Session, SessionError};
+use crate::scenario::schedule::{lateness, SendSchedule};
 use crate::scenario::{MessagePlan, ProtocolPlan, ReconnectPlan, SendModel};
 use crate::transport::{self, DeviceStream, Endpoint};
 

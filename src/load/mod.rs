@@ -7,7 +7,6 @@ mod device;
 mod limits;
 mod message;
 mod mint;
-pub mod schedule;
 mod watch;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};

@@ -4,7 +4,9 @@
 
 mod locate;
 mod plan;
+mod problems;
 mod rates;
+pub mod schedule;
 mod shape;
 mod shard;
 mod thresholds;
@@ -16,7 +18,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use locate::Locator;
-pub use plan::{CaDirPlan, FleetPlan, Overrides, Plan, ProtocolPlan, RunPlan, Target, TlsPlan};
+pub use plan::{CaDirPlan, FleetPlan, Plan, ProtocolPlan, RunPlan, Target, TlsPlan};
+pub use problems::Overrides;
 pub use shape::{
     parse_addresses, ConnectPlan, MessagePlan, Payload, ReconnectPlan, SendModel, SessionPlan,
 };

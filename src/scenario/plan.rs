@@ -8,30 +8,13 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::locate::Locator;
+use super::problems::{Overrides, Problems};
 use super::shape::{self, ConnectPlan, MessagePlan, ReconnectPlan, SessionPlan};
-use super::{ConfigError, ConfigErrors, Dialect, HubKind, ProtocolKind, Scenario};
+use super::{ConfigErrors, Dialect, HubKind, ProtocolKind, Scenario};
 use crate::metrics::Threshold;
 use crate::pki::{IdTemplate, KeyType};
 use crate::protocol::{AmqpOptions, MqttDialect, MqttOptions, QoS};
 use crate::transport::TlsVersion;
-
-/// Command-line overrides of the common knobs.
-#[derive(Debug, Clone, Default)]
-pub struct Overrides {
-    /// `--devices`
-    pub devices: Option<u64>,
-    /// `--rate`
-    pub rate: Option<f64>,
-    /// `--messages`
-    pub messages: Option<u32>,
-    /// `--interval`
-    pub interval: Option<Duration>,
-    /// `--max-handshakes`
-    pub max_handshakes: Option<u32>,
-    /// `--ca`
-    pub ca_dir: Option<PathBuf>,
-}
 
 /// Which hub the run targets.
 #[derive(Debug, Clone, PartialEq)]
@@ -250,43 +233,6 @@ pub struct Plan {
     pub thresholds: Vec<Threshold>,
 }
 
-/// Collects located errors.
-pub(super) struct Problems<'a> {
-    file: &'a Path,
-    locator: Locator,
-    errors: Vec<ConfigError>,
-}
-
-impl Problems<'_> {
-    /// Reports each field that is set although it does not apply, with the same reason.
-    pub(super) fn not_applicable(&mut self, fields: &[(bool, &str)], why: &str) {
-        for (set, field) in fields {
-            if *set {
-                self.add(field, why);
-            }
-        }
-    }
-
-    pub(super) fn add(&mut self, field: &str, message: impl Into<String>) {
-        // Point at the field, or at its table, or at nothing when it came from defaults/CLI.
-        let span = self.locator.span_of(field).or_else(|| {
-            field
-                .rsplit_once('.')
-                .and_then(|(table, _)| self.locator.span_of(table))
-        });
-        let (line, column) = span
-            .map(|s| self.locator.line_col(s.start))
-            .map_or((None, None), |(l, c)| (Some(l), Some(c)));
-        self.errors.push(ConfigError {
-            file: self.file.to_owned(),
-            line,
-            column,
-            field: field.to_owned(),
-            message: message.into(),
-        });
-    }
-}
-
 impl Plan {
     /// Parses and validates a scenario file with overrides.
     pub fn from_file(path: &Path, overrides: &Overrides) -> Result<Self, ConfigErrors> {
@@ -308,11 +254,7 @@ impl Plan {
         default_name: &str,
         overrides: &Overrides,
     ) -> Result<Self, ConfigErrors> {
-        let mut p = Problems {
-            file,
-            locator: Locator::new(text),
-            errors: Vec::new(),
-        };
+        let mut p = Problems::new(file, text);
         let name = s.name.clone().unwrap_or_else(|| default_name.to_owned());
         if name.is_empty()
             || !name

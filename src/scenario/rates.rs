@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use super::schedule::ConnectSchedule;
 use super::{Plan, SessionPlan};
-use crate::load::schedule::ConnectSchedule;
 
 /// Arrivals looked at to work out a planned rate: enough for any rate a run can hold, and a
 /// bound on the work (a churn plan's arrivals are endless until its duration).

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::plan::{Overrides, Problems};
+use super::problems::{Overrides, Problems};
+use super::schedule::{Arrival, ConnectSchedule, Stage};
 use super::{ArrivalKind, ModelKind, PayloadKind, Scenario};
-use crate::load::schedule::{Arrival, ConnectSchedule, Stage};
 
 /// How sessions start.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,8 +8,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::schedule::{Arrival, ConnectSchedule, Stage};
 use super::Plan;
-use crate::load::schedule::{Arrival, ConnectSchedule, Stage};
 
 /// Shard `index` of `count` (0-based index).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,7 +12,7 @@
 //! Unquoted dotted keys (`tls_handshake.p99 = "< 50ms"`) are TOML sub-tables; they are
 //! flattened back into the same metric names, so both spellings work.
 
-use super::plan::Problems;
+use super::problems::Problems;
 use super::Scenario;
 use crate::metrics::Threshold;
 

@@ -2,8 +2,9 @@
 
 use serde_json::json;
 
-use super::{check_template, iot_hub_api_version, Problems, ProtocolPlan};
+use super::{check_template, iot_hub_api_version, ProtocolPlan};
 use crate::protocol::{AmqpDialect, AmqpOptions, SaslMechanism, SettleMode};
+use crate::scenario::problems::Problems;
 use crate::scenario::{Dialect, ProtocolSection, SaslKind, SettleKind};
 
 /// Validates the AMQP settings; MQTT-only fields are named as errors.
