@@ -120,8 +120,8 @@ pub struct PkiInitArgs {
     /// Key type of every CA in the chain.
     #[arg(long, default_value = "ecdsa-p256")]
     pub key_type: KeyType,
-    /// Validity in days.
-    #[arg(long, default_value_t = 30)]
+    /// Validity in days (ending by 9999-12-31, RFC 5280's latest expiry).
+    #[arg(long, default_value_t = 30, value_parser = parse_days)]
     pub days: u32,
     /// Common-name prefix of the CAs.
     #[arg(long, default_value = "fleetbench")]
@@ -173,8 +173,8 @@ pub struct PkiDevicesArgs {
     /// Device key type.
     #[arg(long, default_value = "ecdsa-p256")]
     pub key_type: KeyType,
-    /// Validity in days.
-    #[arg(long, default_value_t = 30)]
+    /// Validity in days (ending by 9999-12-31, RFC 5280's latest expiry).
+    #[arg(long, default_value_t = 30, value_parser = parse_days)]
     pub days: u32,
 }
 
@@ -332,6 +332,14 @@ fn parse_tolerance(s: &str) -> Result<f64, String> {
     }
 }
 
+fn parse_days(s: &str) -> Result<u32, String> {
+    let days = s
+        .trim()
+        .parse::<u64>()
+        .map_err(|_| format!("{s:?} is not a number of days"))?;
+    crate::pki::Validity::check_days(days).map_err(|e| e.to_string())
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("{s:?} is not a duration such as 500ms or 2s: {e}"))
@@ -340,4 +348,18 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 fn parse_instant(s: &str) -> Result<SystemTime, String> {
     humantime::parse_rfc3339_weak(s.trim())
         .map_err(|e| format!("{s:?} is not an RFC 3339 instant such as 2025-06-01T12:00:00Z: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_past_9999_are_refused_with_the_largest_value() {
+        assert_eq!(parse_days("30"), Ok(30));
+        let e = parse_days("100000000").unwrap_err();
+        assert!(e.contains("9999-12-31") && e.contains("at most"), "{e}");
+        assert!(parse_days("0").is_err());
+        assert!(parse_days("99999999999999999999").is_err());
+    }
 }
