@@ -42,3 +42,5 @@ mod hub_ca;
 mod shards;
 // Issue 7: the Kubernetes Indexed Job manifest holds what the binary reads.
 mod kubernetes;
+// Issue 13: days past 9999, hubs past a million devices, a registry file of any size.
+mod limits;
