@@ -51,7 +51,11 @@ fn issue_13_days_past_9999_are_exit_2_with_the_largest_accepted_value() {
 
     // The largest value it names is accepted, and the root expires in 9999.
     let out = fleetbench(&["pki", "init", "--out", p(&ca), "--days", &max.to_string()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let der = std::fs::read(ca.join("root.cer")).unwrap();
     let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
     assert_eq!(cert.validity().not_after.to_datetime().year(), 9999);
@@ -68,7 +72,10 @@ fn issue_13_days_past_9999_are_exit_2_with_the_largest_accepted_value() {
         "--days",
         "100000000",
     ]));
-    assert!(err.contains("9999-12-31") && err.contains("at most"), "{err}");
+    assert!(
+        err.contains("9999-12-31") && err.contains("at most"),
+        "{err}"
+    );
 }
 
 #[test]

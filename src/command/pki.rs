@@ -10,8 +10,7 @@ use anyhow::Context as _;
 
 use crate::cli::{PkiCommand, PkiDevicesArgs, PkiInitArgs, PkiProveArgs, PkiRegistryArgs};
 use crate::pki::export::{
-    check_code, thumbprints, DeviceExport, ImportAuth, ImportDevice, Thumbprints,
-    X509Thumbprint,
+    check_code, thumbprints, DeviceExport, ImportAuth, ImportDevice, Thumbprints, X509Thumbprint,
 };
 use crate::pki::store::{level_name, load_ca_dir, pem, write_ca_dir, write_public};
 use crate::pki::{CaChain, ChainSpec, DeviceIds, IdTemplate, KeyType, Validity};
@@ -139,7 +138,10 @@ fn devices(args: &PkiDevicesArgs) -> anyhow::Result<String> {
 }
 
 fn registry(args: &PkiRegistryArgs) -> anyhow::Result<String> {
-    anyhow::ensure!(args.count > 0, "--count 0 is not valid: at least one device");
+    anyhow::ensure!(
+        args.count > 0,
+        "--count 0 is not valid: at least one device"
+    );
     let template = id_template(&args.id)?;
     let mut note = String::new();
     if let Some(dir) = &args.ca {

@@ -509,11 +509,20 @@ mod tests {
         assert_eq!(Validity::check_days(30), Ok(30));
         assert_eq!(Validity::check_days(0), Err(ValidityError::Zero));
         let e = Validity::check_days(100_000_000).unwrap_err();
-        assert!(matches!(e, ValidityError::TooLong { days: 100_000_000, .. }));
+        assert!(matches!(
+            e,
+            ValidityError::TooLong {
+                days: 100_000_000,
+                ..
+            }
+        ));
         assert!(e.to_string().contains("9999-12-31"), "{e}");
         assert!(Validity::check_days(u64::MAX).is_err());
         // Clamped rather than panicking, and the longest accepted validity mints.
-        assert_eq!(Validity::days_from_now(u32::MAX).not_after, LATEST_NOT_AFTER);
+        assert_eq!(
+            Validity::days_from_now(u32::MAX).not_after,
+            LATEST_NOT_AFTER
+        );
         let spec = ChainSpec {
             validity: Validity::days_from_now(Validity::check_days(u64::from(max)).unwrap()),
             ..ChainSpec::default()
