@@ -318,17 +318,33 @@ pub struct CompareArgs {
     pub base: PathBuf,
     /// The run to judge: a results directory or summary.json.
     pub new: PathBuf,
-    /// How much worse NEW may be than BASE, e.g. 10% (latency and error rate up, throughput
-    /// down).
+    /// How much worse NEW may be than BASE (latency and error rate up, throughput down):
+    /// `10%` is a percentage, a bare number from 0 to 1 a fraction (0.1 = 10%).
     #[arg(long, default_value = "10%", value_parser = parse_tolerance)]
     pub tolerance: f64,
+    /// Latency changes at or below this are noise, however large relatively, e.g. 100us, 1ms.
+    #[arg(long, default_value = "100us", value_parser = parse_duration)]
+    pub noise_floor: Duration,
+    /// Print the comparison as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
+/// A tolerance: `10%` is a percentage; a bare number is a fraction from 0 to 1 (0.1 = 10%).
 fn parse_tolerance(s: &str) -> Result<f64, String> {
-    let number = s.trim().strip_suffix('%').unwrap_or(s.trim());
+    let t = s.trim();
+    let (number, percent) = match t.strip_suffix('%') {
+        Some(n) => (n.trim(), true),
+        None => (t, false),
+    };
     match number.parse::<f64>() {
-        Ok(n) if n.is_finite() && n >= 0.0 => Ok(n / 100.0),
-        _ => Err(format!("{s:?} is not a tolerance such as 10% or 2.5%")),
+        Ok(n) if n.is_finite() && n >= 0.0 && percent => Ok(n / 100.0),
+        Ok(n) if n.is_finite() && (0.0..=1.0).contains(&n) => Ok(n),
+        Ok(n) if n.is_finite() && n > 1.0 => Err(format!(
+            "{s:?} is ambiguous: a bare number is a fraction from 0 to 1 (0.1 = 10%); \
+             write {n}% for a percentage"
+        )),
+        _ => Err(format!("{s:?} is not a tolerance such as 10%, 2.5% or 0.1")),
     }
 }
 
@@ -353,6 +369,17 @@ fn parse_instant(s: &str) -> Result<SystemTime, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bare_tolerance_is_a_fraction_and_a_percent_sign_a_percentage() {
+        assert_eq!(parse_tolerance("0.1"), Ok(0.1));
+        assert_eq!(parse_tolerance("10%"), Ok(0.1));
+        assert_eq!(parse_tolerance("2.5 %"), Ok(0.025));
+        assert_eq!(parse_tolerance("1"), Ok(1.0));
+        assert!(parse_tolerance("10").unwrap_err().contains("write 10%"));
+        assert!(parse_tolerance("-1%").is_err());
+        assert!(parse_tolerance("ten").is_err());
+    }
 
     #[test]
     fn days_past_9999_are_refused_with_the_largest_value() {
