@@ -349,10 +349,12 @@ fn parse_tolerance(s: &str) -> Result<f64, String> {
 }
 
 fn parse_days(s: &str) -> Result<u32, String> {
-    let days = s
-        .trim()
-        .parse::<u64>()
-        .map_err(|_| format!("{s:?} is not a number of days"))?;
+    let days = s.trim().parse::<u64>().map_err(|_| {
+        format!(
+            "{s:?} is not a number of days from 1 to {} (9999-12-31)",
+            crate::pki::Validity::max_days()
+        )
+    })?;
     crate::pki::Validity::check_days(days).map_err(|e| e.to_string())
 }
 
