@@ -120,8 +120,8 @@ pub struct PkiInitArgs {
     /// Key type of every CA in the chain.
     #[arg(long, default_value = "ecdsa-p256")]
     pub key_type: KeyType,
-    /// Validity in days.
-    #[arg(long, default_value_t = 30)]
+    /// Validity in days (ending by 9999-12-31, RFC 5280's latest expiry).
+    #[arg(long, default_value_t = 30, value_parser = parse_days)]
     pub days: u32,
     /// Common-name prefix of the CAs.
     #[arg(long, default_value = "fleetbench")]
@@ -173,8 +173,8 @@ pub struct PkiDevicesArgs {
     /// Device key type.
     #[arg(long, default_value = "ecdsa-p256")]
     pub key_type: KeyType,
-    /// Validity in days.
-    #[arg(long, default_value_t = 30)]
+    /// Validity in days (ending by 9999-12-31, RFC 5280's latest expiry).
+    #[arg(long, default_value_t = 30, value_parser = parse_days)]
     pub days: u32,
 }
 
@@ -318,18 +318,44 @@ pub struct CompareArgs {
     pub base: PathBuf,
     /// The run to judge: a results directory or summary.json.
     pub new: PathBuf,
-    /// How much worse NEW may be than BASE, e.g. 10% (latency and error rate up, throughput
-    /// down).
+    /// How much worse NEW may be than BASE (latency and error rate up, throughput down):
+    /// `10%` is a percentage, a bare number from 0 to 1 a fraction (0.1 = 10%).
     #[arg(long, default_value = "10%", value_parser = parse_tolerance)]
     pub tolerance: f64,
+    /// Latency changes at or below this are noise, however large relatively, e.g. 100us, 1ms.
+    #[arg(long, default_value = "100us", value_parser = parse_duration)]
+    pub noise_floor: Duration,
+    /// Print the comparison as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
+/// A tolerance: `10%` is a percentage; a bare number is a fraction from 0 to 1 (0.1 = 10%).
 fn parse_tolerance(s: &str) -> Result<f64, String> {
-    let number = s.trim().strip_suffix('%').unwrap_or(s.trim());
+    let t = s.trim();
+    let (number, percent) = match t.strip_suffix('%') {
+        Some(n) => (n.trim(), true),
+        None => (t, false),
+    };
     match number.parse::<f64>() {
-        Ok(n) if n.is_finite() && n >= 0.0 => Ok(n / 100.0),
-        _ => Err(format!("{s:?} is not a tolerance such as 10% or 2.5%")),
+        Ok(n) if n.is_finite() && n >= 0.0 && percent => Ok(n / 100.0),
+        Ok(n) if n.is_finite() && (0.0..=1.0).contains(&n) => Ok(n),
+        Ok(n) if n.is_finite() && n > 1.0 => Err(format!(
+            "{s:?} is ambiguous: a bare number is a fraction from 0 to 1 (0.1 = 10%); \
+             write {n}% for a percentage"
+        )),
+        _ => Err(format!("{s:?} is not a tolerance such as 10%, 2.5% or 0.1")),
     }
+}
+
+fn parse_days(s: &str) -> Result<u32, String> {
+    let days = s.trim().parse::<u64>().map_err(|_| {
+        format!(
+            "{s:?} is not a number of days from 1 to {} (9999-12-31)",
+            crate::pki::Validity::max_days()
+        )
+    })?;
+    crate::pki::Validity::check_days(days).map_err(|e| e.to_string())
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -340,4 +366,29 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 fn parse_instant(s: &str) -> Result<SystemTime, String> {
     humantime::parse_rfc3339_weak(s.trim())
         .map_err(|e| format!("{s:?} is not an RFC 3339 instant such as 2025-06-01T12:00:00Z: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_tolerance_is_a_fraction_and_a_percent_sign_a_percentage() {
+        assert_eq!(parse_tolerance("0.1"), Ok(0.1));
+        assert_eq!(parse_tolerance("10%"), Ok(0.1));
+        assert_eq!(parse_tolerance("2.5 %"), Ok(0.025));
+        assert_eq!(parse_tolerance("1"), Ok(1.0));
+        assert!(parse_tolerance("10").unwrap_err().contains("write 10%"));
+        assert!(parse_tolerance("-1%").is_err());
+        assert!(parse_tolerance("ten").is_err());
+    }
+
+    #[test]
+    fn days_past_9999_are_refused_with_the_largest_value() {
+        assert_eq!(parse_days("30"), Ok(30));
+        let e = parse_days("100000000").unwrap_err();
+        assert!(e.contains("9999-12-31") && e.contains("at most"), "{e}");
+        assert!(parse_days("0").is_err());
+        assert!(parse_days("99999999999999999999").is_err());
+    }
 }

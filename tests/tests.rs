@@ -44,3 +44,7 @@ mod shards;
 mod kubernetes;
 // Issue 13: one connect rate in run, merge and thresholds; default checks; the verdict first.
 mod verdicts;
+// Issue 13: days past 9999, hubs past a million devices, a registry file of any size.
+mod limits;
+// Issue 13: `compare` judges noise as noise and names what differs.
+mod compare;

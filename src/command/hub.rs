@@ -1,7 +1,7 @@
 //! `fleetbench hub …`: the embedded hub as a standalone server over a state directory, and
 //! the portal's steps (add a CA, verify it, register devices) as commands on that directory.
 
-use std::io::Write as _;
+use std::io::{BufRead as _, Write as _};
 use std::path::Path;
 use std::time::Duration;
 
@@ -10,10 +10,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{HubCaCommand, HubCommand, HubDeviceCommand, HubServeArgs};
+use crate::hub::registry::MAX_DEVICES;
 use crate::hub::{self, DeviceAuth, Hub, HubConfig, Listeners, StateDir};
 use crate::pki::export::{ImportAuth, ImportDevice};
 use crate::pki::store::read_cert;
-use crate::pki::{DeviceIds, IdTemplate};
+use crate::pki::IdTemplate;
 use crate::Outcome;
 
 /// How often a serving hub looks for changes the `hub ca|device` commands made.
@@ -157,22 +158,37 @@ fn device(cmd: HubDeviceCommand) -> anyhow::Result<String> {
             id,
             import,
         } => {
+            if let Some(count) = count {
+                anyhow::ensure!(
+                    count <= MAX_DEVICES,
+                    "--count {count} is not valid: a hub holds at most {} devices \
+                     (IoT Hub's limit per hub)",
+                    thousands(MAX_DEVICES)
+                );
+            }
             let (dir, registry) = open(&state)?;
             let before = registry.device_count();
             match (count, import) {
                 (Some(count), _) => {
                     let template =
                         IdTemplate::parse(&id).with_context(|| format!("--id {id:?}"))?;
-                    registry.register_ca_signed(DeviceIds::new(template, count, 0, 1).iter());
+                    registry.register_ca_signed((1..=count).map(|n| template.id(n)));
                 }
                 (None, Some(file)) => registry.register_devices(read_import(&file)?),
                 (None, None) => anyhow::bail!("give --count or --import"),
             }
+            let total = registry.device_count();
+            anyhow::ensure!(
+                (total as u64) <= MAX_DEVICES,
+                "the hub in {} would hold {total} devices, beyond IoT Hub's limit of {} per hub; \
+                 nothing was registered",
+                state.display(),
+                thousands(MAX_DEVICES)
+            );
             dir.save(&registry)?;
             Ok(format!(
-                "{} devices registered ({} new)\n",
-                registry.device_count(),
-                registry.device_count() - before
+                "{total} devices registered ({} new)\n",
+                total - before
             ))
         }
         HubDeviceCommand::List { state } => {
@@ -196,24 +212,48 @@ fn open(state: &Path) -> anyhow::Result<(StateDir, hub::Registry)> {
     Ok((dir, registry))
 }
 
-/// Reads a bulk import file (one JSON object per line).
+/// Reads a bulk import file (one JSON object per line), line by line; more lines than a hub
+/// can hold are refused before they are all read.
 fn read_import(file: &Path) -> anyhow::Result<Vec<(String, DeviceAuth)>> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(n, line)| {
-            let d: ImportDevice = serde_json::from_str(line)
-                .with_context(|| format!("{}:{}: not a bulk import line", file.display(), n + 1))?;
-            let auth = match d.authentication {
-                ImportAuth::CertificateAuthority => DeviceAuth::CertificateAuthority,
-                ImportAuth::SelfSigned { x509_thumbprint } => DeviceAuth::SelfSigned {
-                    primary: x509_thumbprint.primary_thumbprint,
-                    secondary: x509_thumbprint.secondary_thumbprint,
-                },
-            };
-            Ok((d.id, auth))
-        })
-        .collect()
+    let reader = std::fs::File::open(file)
+        .map(std::io::BufReader::new)
+        .with_context(|| format!("reading {}", file.display()))?;
+    let mut devices = Vec::new();
+    for (n, line) in reader.lines().enumerate() {
+        let line = line.with_context(|| format!("reading {}", file.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        anyhow::ensure!(
+            (devices.len() as u64) < MAX_DEVICES,
+            "{}:{}: more than {} devices, IoT Hub's limit per hub",
+            file.display(),
+            n + 1,
+            thousands(MAX_DEVICES)
+        );
+        let d: ImportDevice = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{}: not a bulk import line", file.display(), n + 1))?;
+        let auth = match d.authentication {
+            ImportAuth::CertificateAuthority => DeviceAuth::CertificateAuthority,
+            ImportAuth::SelfSigned { x509_thumbprint } => DeviceAuth::SelfSigned {
+                primary: x509_thumbprint.primary_thumbprint,
+                secondary: x509_thumbprint.secondary_thumbprint,
+            },
+        };
+        devices.push((d.id, auth));
+    }
+    Ok(devices)
+}
+
+/// `1000000` as `1,000,000`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }

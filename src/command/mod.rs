@@ -10,7 +10,7 @@ pub mod run;
 mod shard;
 mod summarize;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, CompareArgs};
 use crate::report;
 use crate::Outcome;
 
@@ -30,24 +30,33 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
             write_or_broken_pipe(report::write_text(&mut out, &summary))?;
             Ok(Outcome::Success)
         }
-        Command::Compare(args) => {
-            let base = report::read_summary(&args.base)?;
-            let new = report::read_summary(&args.new)?;
-            let comparison = report::compare(&base, &new, args.tolerance);
-            let mut out = std::io::stdout().lock();
-            write_or_broken_pipe(report::write_comparison(
-                &mut out,
-                &comparison,
-                &args.base.display().to_string(),
-                &args.new.display().to_string(),
-            ))?;
-            Ok(if comparison.regressions().next().is_some() {
-                Outcome::ChecksFailed
-            } else {
-                Outcome::Success
-            })
-        }
+        Command::Compare(args) => compare(&args),
     }
+}
+
+fn compare(args: &CompareArgs) -> anyhow::Result<Outcome> {
+    let base = report::read_summary(&args.base)?;
+    let new = report::read_summary(&args.new)?;
+    let tolerance = report::Tolerance {
+        relative: args.tolerance,
+        floor_us: u64::try_from(args.noise_floor.as_micros()).unwrap_or(u64::MAX),
+    };
+    let comparison = report::compare(&base, &new, tolerance);
+    let (base_name, new_name) = (
+        args.base.display().to_string(),
+        args.new.display().to_string(),
+    );
+    let mut out = std::io::stdout().lock();
+    write_or_broken_pipe(if args.json {
+        report::write_comparison_json(&mut out, &comparison, &base_name, &new_name)
+    } else {
+        report::write_comparison(&mut out, &comparison, &base_name, &new_name)
+    })?;
+    Ok(if comparison.regressions().next().is_some() {
+        Outcome::ChecksFailed
+    } else {
+        Outcome::Success
+    })
 }
 
 /// A closed stdout (`| head`) is not an error.

@@ -1,6 +1,7 @@
 //! `fleetbench pki …`: the tutorial's certificate steps, one command each.
 
-use std::io::Write as _;
+use std::fs::File;
+use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,8 +10,7 @@ use anyhow::Context as _;
 
 use crate::cli::{PkiCommand, PkiDevicesArgs, PkiInitArgs, PkiProveArgs, PkiRegistryArgs};
 use crate::pki::export::{
-    check_code, read_thumbprints, DeviceExport, ImportAuth, ImportDevice, Thumbprints,
-    X509Thumbprint,
+    check_code, thumbprints, DeviceExport, ImportAuth, ImportDevice, Thumbprints, X509Thumbprint,
 };
 use crate::pki::store::{level_name, load_ca_dir, pem, write_ca_dir, write_public};
 use crate::pki::{CaChain, ChainSpec, DeviceIds, IdTemplate, KeyType, Validity};
@@ -138,7 +138,11 @@ fn devices(args: &PkiDevicesArgs) -> anyhow::Result<String> {
 }
 
 fn registry(args: &PkiRegistryArgs) -> anyhow::Result<String> {
-    let ids = device_ids(&args.id, args.count)?;
+    anyhow::ensure!(
+        args.count > 0,
+        "--count 0 is not valid: at least one device"
+    );
+    let template = id_template(&args.id)?;
     let mut note = String::new();
     if let Some(dir) = &args.ca {
         let chain = load_ca_dir(dir)?;
@@ -148,53 +152,100 @@ fn registry(args: &PkiRegistryArgs) -> anyhow::Result<String> {
             Thumbprints::of(chain.root().cert()).sha1
         );
     }
-    let lines = import_lines(
-        &ids,
-        args.self_signed.then_some(()).and(args.devices.as_deref()),
-    )?;
+    let self_signed = args.self_signed.then_some(()).and(args.devices.as_deref());
     match &args.out {
         Some(path) => {
-            write_public(path, lines.as_bytes())?;
+            write_replacing(path, |w| {
+                write_import(w, &template, args.count, self_signed)
+            })?;
             Ok(format!(
                 "{note}{} devices in {}\n",
-                ids.len(),
+                args.count,
                 path.display()
             ))
         }
-        None => Ok(lines),
+        None => {
+            let mut out = BufWriter::new(std::io::stdout().lock());
+            let written = write_import(&mut out, &template, args.count, self_signed);
+            match written.and_then(|()| Ok(out.flush()?)) {
+                Err(e) if is_broken_pipe(&e) => Ok(String::new()),
+                r => r.map(|()| String::new()),
+            }
+        }
     }
 }
 
-/// The bulk import file: CA-signed lines, or self-signed lines with the SHA-256 thumbprints of
-/// the certificates in `self_signed_dir`.
-fn import_lines(ids: &DeviceIds, self_signed_dir: Option<&Path>) -> anyhow::Result<String> {
-    let mut text = String::with_capacity(ids.len() * 128);
-    let mut push = |id: String, auth: ImportAuth| -> anyhow::Result<()> {
-        text.push_str(&serde_json::to_string(&ImportDevice::create(id, auth))?);
-        text.push('\n');
+/// A closed stdout (`| head`), as an I/O error or inside a JSON one.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    let kind = e
+        .downcast_ref::<std::io::Error>()
+        .map(std::io::Error::kind)
+        .or_else(|| e.downcast_ref::<serde_json::Error>()?.io_error_kind());
+    kind == Some(std::io::ErrorKind::BrokenPipe)
+}
+
+/// Writes `path` through `fill` into a temporary sibling renamed over it at the end, so that a
+/// failure half-way leaves no half-written file.
+fn write_replacing(
+    path: &Path,
+    fill: impl FnOnce(&mut BufWriter<File>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let written = File::create(&tmp)
+        .map_err(anyhow::Error::from)
+        .and_then(|file| {
+            let mut w = BufWriter::new(file);
+            fill(&mut w)?;
+            w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            Ok(())
+        })
+        .and_then(|()| Ok(std::fs::rename(&tmp, path)?));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.with_context(|| format!("writing {}", path.display()))
+}
+
+/// The bulk import file, one line per device as it is made (constant memory): CA-signed lines,
+/// or self-signed lines with the SHA-256 thumbprints of the certificates in `self_signed_dir`.
+fn write_import(
+    w: &mut impl Write,
+    template: &IdTemplate,
+    count: u64,
+    self_signed_dir: Option<&Path>,
+) -> anyhow::Result<()> {
+    let ids = (1..=count).map(|n| template.id(n));
+    let mut line = |id: String, auth: ImportAuth| -> anyhow::Result<()> {
+        serde_json::to_writer(&mut *w, &ImportDevice::create(id, auth))?;
+        w.write_all(b"\n")?;
         Ok(())
     };
     match self_signed_dir {
         None => {
-            for id in ids.iter() {
-                push(id, ImportAuth::CertificateAuthority)?;
+            for id in ids {
+                line(id, ImportAuth::CertificateAuthority)?;
             }
         }
         Some(dir) => {
-            for (id, t) in read_thumbprints(dir, ids)? {
+            for entry in thumbprints(dir, ids) {
+                let (id, t) = entry?;
                 let x509_thumbprint = X509Thumbprint {
                     primary_thumbprint: t.sha256,
                     secondary_thumbprint: None,
                 };
-                push(id, ImportAuth::SelfSigned { x509_thumbprint })?;
+                line(id, ImportAuth::SelfSigned { x509_thumbprint })?;
             }
         }
     }
-    Ok(text)
+    Ok(())
 }
 
 fn device_ids(template: &str, count: u64) -> anyhow::Result<DeviceIds> {
     anyhow::ensure!(count > 0, "--count 0 is not valid: at least one device");
-    let template = IdTemplate::parse(template).with_context(|| format!("--id {template:?}"))?;
-    Ok(DeviceIds::new(template, count, 0, 1))
+    Ok(DeviceIds::new(id_template(template)?, count, 0, 1))
+}
+
+fn id_template(template: &str) -> anyhow::Result<IdTemplate> {
+    IdTemplate::parse(template).with_context(|| format!("--id {template:?}"))
 }

@@ -16,6 +16,10 @@ use crate::pki::common_name_of;
 /// IoT Hub's limit on CA certificates per hub.
 pub const MAX_CAS: usize = 25;
 
+/// IoT Hub's limit on devices (and modules) per hub, which `hub device add` keeps to. The
+/// embedded hub of a `run` registers whatever fleet the plan allows.
+pub const MAX_DEVICES: u64 = 1_000_000;
+
 /// Errors changing the registries.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RegistryError {

@@ -255,15 +255,14 @@ impl ImportDevice {
     }
 }
 
-/// Thumbprints of exported device certificates `DIR/ID.cert.pem`, for self-signed import lines.
-pub fn read_thumbprints(
-    dir: &Path,
-    ids: &DeviceIds,
-) -> Result<Vec<(String, Thumbprints)>, StoreError> {
-    ids.iter()
-        .map(|id| {
-            let cert = super::store::read_cert(&dir.join(format!("{id}.cert.pem")))?;
-            Ok((id, Thumbprints::of(&cert)))
-        })
-        .collect()
+/// Thumbprints of exported device certificates `DIR/ID.cert.pem`, for self-signed import lines,
+/// read one certificate at a time as the iterator is advanced.
+pub fn thumbprints<'a>(
+    dir: &'a Path,
+    ids: impl Iterator<Item = String> + 'a,
+) -> impl Iterator<Item = Result<(String, Thumbprints), StoreError>> + 'a {
+    ids.map(move |id| {
+        let cert = super::store::read_cert(&dir.join(format!("{id}.cert.pem")))?;
+        Ok((id, Thumbprints::of(&cert)))
+    })
 }

@@ -19,7 +19,7 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose, PublicKeyData as _, SanType, SerialNumber,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use time::OffsetDateTime;
+use time::{Date, Month, OffsetDateTime};
 
 pub use fleet::{is_device_id_char, DeviceIds, IdTemplate, IdTemplateError};
 pub use key_type::KeyType;
@@ -42,6 +42,36 @@ pub enum PkiError {
     KeyMismatch(String),
 }
 
+/// The latest expiry a certificate can carry: RFC 5280 ends GeneralizedTime at
+/// 99991231235959Z.
+pub const LATEST_NOT_AFTER: OffsetDateTime =
+    match Date::from_calendar_date(9999, Month::December, 31) {
+        Ok(date) => match date.with_hms(23, 59, 59) {
+            Ok(at) => at.assume_utc(),
+            Err(_) => panic!("23:59:59 is a time of day"),
+        },
+        Err(_) => panic!("9999-12-31 is a date"),
+    };
+
+/// A validity in days that no certificate can carry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidityError {
+    /// Zero days.
+    #[error("0 is not valid: certificates must be valid for at least a day")]
+    Zero,
+    /// Expiry after [`LATEST_NOT_AFTER`].
+    #[error(
+        "{days} days is not valid: it ends after 9999-12-31, the latest expiry a certificate \
+         can carry (RFC 5280); at most {max} days from today"
+    )]
+    TooLong {
+        /// The days asked for.
+        days: u64,
+        /// The most days that end by 9999-12-31, counted from now.
+        max: u32,
+    },
+}
+
 /// How long minted certificates are valid, and from when.
 #[derive(Debug, Clone, Copy)]
 pub struct Validity {
@@ -52,12 +82,32 @@ pub struct Validity {
 }
 
 impl Validity {
-    /// From an hour ago (clock skew between generator and hub) for `days` days.
+    /// From an hour ago (clock skew between generator and hub) for `days` days, but never
+    /// past [`LATEST_NOT_AFTER`]; [`Validity::check_days`] tells callers when it would be.
     pub fn days_from_now(days: u32) -> Self {
         let now = OffsetDateTime::now_utc();
         Self {
             not_before: now - Duration::from_secs(3600),
-            not_after: now + Duration::from_secs(u64::from(days) * 86_400),
+            not_after: now
+                .checked_add(time::Duration::days(i64::from(days)))
+                .map_or(LATEST_NOT_AFTER, |t| t.min(LATEST_NOT_AFTER)),
+        }
+    }
+
+    /// The most whole days from now that still end by [`LATEST_NOT_AFTER`].
+    pub fn max_days() -> u32 {
+        let left = (LATEST_NOT_AFTER - OffsetDateTime::now_utc()).whole_days();
+        u32::try_from(left.max(0)).unwrap_or(u32::MAX)
+    }
+
+    /// `days` if a certificate valid that long from now can be minted: at least 1, and ending by
+    /// 9999-12-31.
+    pub fn check_days(days: u64) -> Result<u32, ValidityError> {
+        let max = Self::max_days();
+        match u32::try_from(days) {
+            Ok(0) => Err(ValidityError::Zero),
+            Ok(d) if d <= max => Ok(d),
+            _ => Err(ValidityError::TooLong { days, max }),
         }
     }
 }
@@ -450,5 +500,35 @@ mod tests {
             assert_eq!(k.name().parse::<KeyType>().unwrap(), k);
         }
         assert!("dsa".parse::<KeyType>().unwrap_err().contains("ecdsa-p256"));
+    }
+
+    #[test]
+    fn validity_ends_by_9999_and_says_the_largest_days() {
+        let max = Validity::max_days();
+        assert!(max > 2_000_000, "{max}");
+        assert_eq!(Validity::check_days(30), Ok(30));
+        assert_eq!(Validity::check_days(0), Err(ValidityError::Zero));
+        let e = Validity::check_days(100_000_000).unwrap_err();
+        assert!(matches!(
+            e,
+            ValidityError::TooLong {
+                days: 100_000_000,
+                ..
+            }
+        ));
+        assert!(e.to_string().contains("9999-12-31"), "{e}");
+        assert!(Validity::check_days(u64::MAX).is_err());
+        // Clamped rather than panicking, and the longest accepted validity mints.
+        assert_eq!(
+            Validity::days_from_now(u32::MAX).not_after,
+            LATEST_NOT_AFTER
+        );
+        let spec = ChainSpec {
+            validity: Validity::days_from_now(Validity::check_days(u64::from(max)).unwrap()),
+            ..ChainSpec::default()
+        };
+        let chain = CaChain::generate(&spec).unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(chain.root().cert()).unwrap();
+        assert_eq!(cert.validity().not_after.to_datetime().year(), 9999);
     }
 }

@@ -1,26 +1,55 @@
 //! `fleetbench compare BASE NEW`: per phase the percentiles side by side with the change in
-//! percent, then throughput and error rate. [`compare`] judges, [`write_comparison`] prints.
+//! percent, then throughput and error rate, and which settings differ. [`compare`] judges,
+//! [`write_comparison`] prints text and [`write_comparison_json`] JSON.
 //!
-//! A value regressed when it moved the bad way by more than the tolerance: latencies and the
-//! error rate up, throughput down. Maxima are shown but not judged (one sample decides them).
-//! An error rate that was zero regresses on any error.
+//! A latency regressed when it rose by more than the tolerance *and* by more than the absolute
+//! noise floor (two runs of one build on one machine move a sub-millisecond p50 by tens of
+//! microseconds). Throughput regressed when it fell by more than the tolerance; an error rate
+//! that was zero regresses on any error. Not judged, but shown: maxima (one sample decides
+//! them), a percentile that too few samples support (pQ needs 1 / (1 - Q) samples in both runs:
+//! p99 100, p99.9 1,000), and the generator's own `*_start_lag` phases, which measure the load
+//! generator rather than the hub.
 
 use std::io::{self, Write};
 
-use super::format::{change, observed};
-use crate::metrics::{Metric, RunStatus, Summary, Unit};
+use serde::Serialize;
+use serde_json::Value;
 
-/// Percentiles compared per phase, with whether they are judged.
-const STATS: [(&str, bool); 5] = [
-    ("p50", true),
-    ("p90", true),
-    ("p99", true),
-    ("p99.9", true),
-    ("max", false),
+use super::format::{change, micros, observed, relative_change};
+use crate::metrics::{
+    decode_histogram, LatencyHistogram, Metric, PhaseSummary, RunStatus, Summary, Unit,
+};
+
+/// The absolute noise floor of latency changes unless the command line says otherwise, µs.
+pub const DEFAULT_FLOOR_US: u64 = 100;
+
+/// A percentile's value in a phase summary, µs.
+type StatOf = fn(&PhaseSummary) -> u64;
+
+/// Percentiles compared per phase: label, quantile (`None` for the maximum), value.
+const STATS: [(&str, Option<f64>, StatOf); 5] = [
+    ("p50", Some(0.50), |p| p.p50_us),
+    ("p90", Some(0.90), |p| p.p90_us),
+    ("p99", Some(0.99), |p| p.p99_us),
+    ("p99.9", Some(0.999), |p| p.p999_us),
+    ("max", None, |p| p.max_us),
 ];
 
+/// Phases measuring the generator, not the hub: shown, never judged.
+const GENERATOR_SUFFIX: &str = "_start_lag";
+
+/// How far NEW may be worse than BASE before it counts as a regression.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Tolerance {
+    /// Allowed relative worsening, a fraction (0.1 = 10%).
+    pub relative: f64,
+    /// Latency changes at or below this many microseconds are noise whatever their relative
+    /// size.
+    pub floor_us: u64,
+}
+
 /// One value in both runs.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Delta {
     /// Section: a phase name, `throughput` or `errors`.
     pub group: String,
@@ -32,18 +61,38 @@ pub struct Delta {
     pub base: Option<f64>,
     /// The value in NEW, if it has one.
     pub new: Option<f64>,
-    /// Whether NEW is worse than BASE by more than the tolerance.
+    /// `(new - base) / base`, when both exist and BASE is not zero.
+    pub change: Option<f64>,
+    /// Why the value is shown but not judged (`max`, generator-side, too few samples).
+    pub not_judged: Option<String>,
+    /// Whether NEW is worse than BASE beyond the tolerance and beyond sampling noise.
     pub regressed: bool,
+    /// Whether NEW moved beyond the tolerance but not beyond what the runs' sample counts
+    /// explain (NEW's lower bound of the percentile is not above BASE's upper bound).
+    pub within_noise: bool,
+}
+
+/// A setting of the resolved scenario that differs between the runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SettingDifference {
+    /// Dotted key, e.g. `fleet.devices`.
+    pub key: String,
+    /// The value in BASE (`null` when absent).
+    pub base: Value,
+    /// The value in NEW (`null` when absent).
+    pub new: Value,
 }
 
 /// BASE against NEW.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Comparison {
-    /// Allowed relative worsening, e.g. 0.1 for 10%.
-    pub tolerance: f64,
+    /// What counted as worse.
+    pub tolerance: Tolerance,
     /// Every value compared, phases first.
     pub deltas: Vec<Delta>,
-    /// Notes for the reader (partial runs, differing scenarios).
+    /// Settings of the resolved scenarios (`summary.json` `scenario`) that differ.
+    pub settings_differ: Vec<SettingDifference>,
+    /// Notes for the reader (partial runs).
     pub notes: Vec<String>,
 }
 
@@ -54,69 +103,38 @@ impl Comparison {
     }
 }
 
-#[derive(Clone, Copy)]
-enum Worse {
-    Higher,
-    Lower,
-    Unjudged,
-}
-
-/// Compares NEW with BASE under `tolerance` (a fraction).
-pub fn compare(base: &Summary, new: &Summary, tolerance: f64) -> Comparison {
-    let mut deltas = Vec::new();
+/// Compares NEW with BASE under `tolerance`.
+pub fn compare(base: &Summary, new: &Summary, tolerance: Tolerance) -> Comparison {
     let mut names: Vec<&str> = base.phases.iter().map(|p| p.name.as_str()).collect();
     for p in &new.phases {
         if !names.contains(&p.name.as_str()) {
             names.push(&p.name);
         }
     }
-    for name in names {
-        for (stat, judged) in STATS {
-            let value = |s: &Summary| {
-                Metric::parse(&format!("{name}.{stat}"))
-                    .ok()
-                    .and_then(|m| m.observe(s))
-            };
-            let worse = if judged {
-                Worse::Higher
-            } else {
-                Worse::Unjudged
-            };
-            deltas.push(delta(
-                name,
-                stat,
-                Unit::Microseconds,
-                value(base),
-                value(new),
-                worse,
-                tolerance,
-            ));
-        }
-    }
-    for (label, metric, unit, worse) in [
-        (
-            "connects",
-            Metric::ConnectRate,
-            Unit::PerSecond,
-            Worse::Lower,
-        ),
-        ("acks", Metric::AckRate, Unit::PerSecond, Worse::Lower),
-        ("error rate", Metric::ErrorRate, Unit::Ratio, Worse::Higher),
+    let mut deltas: Vec<Delta> = names
+        .into_iter()
+        .flat_map(|name| phase_deltas(name, base, new, tolerance))
+        .collect();
+    for (label, metric, unit) in [
+        ("connects", Metric::ConnectRate, Unit::PerSecond),
+        ("acks", Metric::AckRate, Unit::PerSecond),
+        ("error rate", Metric::ErrorRate, Unit::Ratio),
     ] {
+        let (b, n) = (metric.observe(base), metric.observe(new));
+        let regressed = match (b, n) {
+            (Some(b), Some(n)) if unit == Unit::Ratio => n > b * (1.0 + tolerance.relative),
+            (Some(b), Some(n)) => n < b * (1.0 - tolerance.relative),
+            _ => false,
+        };
         let group = if unit == Unit::Ratio {
             "errors"
         } else {
             "throughput"
         };
-        deltas.push(delta(
-            group,
-            label,
-            unit,
-            metric.observe(base),
-            metric.observe(new),
-            worse,
-            tolerance,
-        ));
+        deltas.push(Delta {
+            regressed,
+            ..Delta::shown(group, label, unit, b, n)
+        });
     }
     let mut notes = Vec::new();
     for (which, s) in [("BASE", base), ("NEW", new)] {
@@ -124,41 +142,172 @@ pub fn compare(base: &Summary, new: &Summary, tolerance: f64) -> Comparison {
             notes.push(format!("{which} is a partial run ({reason})"));
         }
     }
-    if base.scenario != new.scenario {
-        notes.push("the runs' resolved scenarios differ".to_owned());
-    }
+    notes.extend(generator_notes(&deltas, tolerance));
+    let mut settings_differ = Vec::new();
+    differences("", &base.scenario, &new.scenario, &mut settings_differ);
     Comparison {
         tolerance,
         deltas,
+        settings_differ,
         notes,
     }
 }
 
-fn delta(
-    group: &str,
-    label: &str,
-    unit: Unit,
-    base: Option<f64>,
-    new: Option<f64>,
-    worse: Worse,
-    tolerance: f64,
-) -> Delta {
-    let regressed = match (base, new, worse) {
-        (Some(b), Some(n), Worse::Higher) => n > b * (1.0 + tolerance) && n > b,
-        (Some(b), Some(n), Worse::Lower) => n < b * (1.0 - tolerance),
-        _ => false,
-    };
-    Delta {
-        group: group.to_owned(),
-        label: label.to_owned(),
-        unit,
-        base,
-        new,
-        regressed,
+impl Delta {
+    fn shown(group: &str, label: &str, unit: Unit, base: Option<f64>, new: Option<f64>) -> Self {
+        Self {
+            group: group.to_owned(),
+            label: label.to_owned(),
+            unit,
+            base,
+            new,
+            change: base.zip(new).and_then(|(b, n)| relative_change(b, n)),
+            not_judged: None,
+            regressed: false,
+            within_noise: false,
+        }
     }
 }
 
-/// Prints a comparison: a table within 100 columns, then the verdict.
+/// The percentiles of one phase, judged where the samples support them.
+fn phase_deltas(name: &str, base: &Summary, new: &Summary, tol: Tolerance) -> Vec<Delta> {
+    let (b, n) = (
+        base.phase(name).filter(|p| p.count > 0),
+        new.phase(name).filter(|p| p.count > 0),
+    );
+    let histogram = |p: Option<&PhaseSummary>| p.and_then(|p| decode_histogram(&p.histogram).ok());
+    let (hb, hn) = (histogram(b), histogram(n));
+    let samples = b.map_or(0, |p| p.count).min(n.map_or(0, |p| p.count));
+    STATS
+        .iter()
+        .map(|(label, quantile, value)| {
+            let (bv, nv) = (b.map(|p| value(p) as f64), n.map(|p| value(p) as f64));
+            let mut d = Delta::shown(name, label, Unit::Microseconds, bv, nv);
+            d.not_judged = if name.ends_with(GENERATOR_SUFFIX) {
+                Some("generator-side".to_owned())
+            } else {
+                match quantile {
+                    None => Some("max".to_owned()),
+                    Some(_) if bv.is_none() || nv.is_none() => Some("not in both".to_owned()),
+                    Some(q) if samples < samples_needed(*q) => Some(format!("{samples} samples")),
+                    Some(_) => None,
+                }
+            };
+            let beyond_tolerance = match (d.not_judged.is_none(), bv, nv) {
+                (true, Some(bv), Some(nv)) => {
+                    nv - bv > (bv * tol.relative).max(tol.floor_us as f64)
+                }
+                _ => false,
+            };
+            let beyond_noise = match (quantile, &hb, &hn) {
+                (Some(q), Some(hb), Some(hn)) => {
+                    let (base_high, _) = bounds(hb, *q);
+                    let (_, new_low) = bounds(hn, *q);
+                    new_low > base_high
+                }
+                // Histograms that do not decode: the percentiles alone decide.
+                _ => true,
+            };
+            d.regressed = beyond_tolerance && beyond_noise;
+            d.within_noise = beyond_tolerance && !beyond_noise;
+            d
+        })
+        .collect()
+}
+
+/// How many standard errors wide the bounds of a percentile are: 3 keeps the chance that any
+/// one of a comparison's some twenty judged values of two runs of one build falls outside at a
+/// few in a thousand.
+const STANDARD_ERRORS: f64 = 3.0;
+
+/// The upper and lower bound of the `q` quantile of `h` that its sample count supports: the
+/// values at ranks `q ± 3 sqrt(q (1 - q) / n)` (the order-statistic bounds of a quantile, which
+/// need no assumption about the distribution).
+fn bounds(h: &LatencyHistogram, q: f64) -> (f64, f64) {
+    let n = h.len().max(1) as f64;
+    let half = STANDARD_ERRORS * (q * (1.0 - q) / n).sqrt();
+    (
+        h.value_at_quantile((q + half).min(1.0)) as f64,
+        h.value_at_quantile((q - half).max(0.0)) as f64,
+    )
+}
+
+/// A note for each generator-side phase whose median rose beyond the tolerance: the generator
+/// itself fell further behind in NEW, so the machine, not only the hub, changed.
+fn generator_notes(deltas: &[Delta], tol: Tolerance) -> Vec<String> {
+    deltas
+        .iter()
+        .filter(|d| d.group.ends_with(GENERATOR_SUFFIX) && d.label == "p50")
+        .filter_map(|d| {
+            let (b, n) = (d.base?, d.new?);
+            (n - b > (b * tol.relative).max(tol.floor_us as f64)).then(|| {
+                format!(
+                    "NEW's generator fell further behind its schedule ({} p50 {} -> {}): the \
+                     machine was busier, which slows every phase",
+                    d.group,
+                    micros(b.round() as u64),
+                    micros(n.round() as u64)
+                )
+            })
+        })
+        .collect()
+}
+
+/// Samples a percentile needs in each run to be judged: 1 / (1 - q), so that at least one
+/// sample lies above it (p90: 10, p99: 100, p99.9: 1,000).
+fn samples_needed(q: f64) -> u64 {
+    (1.0 / (1.0 - q)).round() as u64
+}
+
+/// Appends the dotted keys whose values differ between `base` and `new` (objects recurse,
+/// anything else compares whole).
+fn differences(prefix: &str, base: &Value, new: &Value, out: &mut Vec<SettingDifference>) {
+    if let (Value::Object(b), Value::Object(n)) = (base, new) {
+        let mut keys: Vec<&String> = b.keys().chain(n.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        for k in keys {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            let (bv, nv) = (
+                b.get(k).unwrap_or(&Value::Null),
+                n.get(k).unwrap_or(&Value::Null),
+            );
+            differences(&key, bv, nv, out);
+        }
+    } else if base != new {
+        out.push(SettingDifference {
+            key: prefix.to_owned(),
+            base: base.clone(),
+            new: new.clone(),
+        });
+    }
+}
+
+/// The verdict in words: within the tolerance, or how many values regressed; then the names of
+/// those values.
+fn verdict(c: &Comparison) -> (String, Vec<String>) {
+    let worse: Vec<_> = c
+        .regressions()
+        .map(|d| format!("{} {}", d.group, d.label))
+        .collect();
+    let tol = format!(
+        "{:.1}% (latency: and {})",
+        c.tolerance.relative * 100.0,
+        micros(c.tolerance.floor_us)
+    );
+    if worse.is_empty() {
+        (format!("NEW is within {tol} of BASE"), worse)
+    } else {
+        let head = format!("NEW REGRESSED beyond {tol} in {} value(s)", worse.len());
+        (head, worse)
+    }
+}
+
+/// Prints a comparison: settings that differ, a table within 100 columns, then the verdict.
 pub fn write_comparison(
     w: &mut impl Write,
     c: &Comparison,
@@ -169,6 +318,14 @@ pub fn write_comparison(
     writeln!(w, "NEW   {new}")?;
     for n in &c.notes {
         writeln!(w, "note: {n}")?;
+    }
+    if c.settings_differ.is_empty() {
+        writeln!(w, "settings: the same resolved scenario")?;
+    } else {
+        writeln!(w, "settings that differ:")?;
+        for s in &c.settings_differ {
+            writeln!(w, "  {:<30} {} -> {}", s.key, s.base, s.new)?;
+        }
     }
     writeln!(w)?;
     writeln!(
@@ -189,31 +346,71 @@ pub fn write_comparison(
             d.group.as_str()
         };
         last = &d.group;
+        let mark = match (&d.not_judged, d.regressed) {
+            (_, true) => "  REGRESSED".to_owned(),
+            (Some(why), false) => format!("  not judged: {why}"),
+            (None, false) if d.within_noise => "  within sampling noise".to_owned(),
+            (None, false) => String::new(),
+        };
         writeln!(
             w,
-            "{:<20}{:<12}{:>14}{:>14}{:>10}{}",
+            "{:<20}{:<12}{:>14}{:>14}{:>10}{mark}",
             group,
             d.label,
             show(d.base),
             show(d.new),
             ch,
-            if d.regressed { "  REGRESSED" } else { "" }
         )?;
     }
     writeln!(w)?;
-    let worse: Vec<_> = c
-        .regressions()
-        .map(|d| format!("{} {}", d.group, d.label))
-        .collect();
-    let tol = c.tolerance * 100.0;
-    if worse.is_empty() {
-        writeln!(w, "Verdict     NEW is within {tol:.1}% of BASE")
-    } else {
-        writeln!(
-            w,
-            "Verdict     NEW REGRESSED beyond {tol:.1}% in {} value(s): {}",
-            worse.len(),
-            worse.join(", ")
-        )
+    let (head, worse) = verdict(c);
+    writeln!(
+        w,
+        "Verdict     {head}{}",
+        if worse.is_empty() { "" } else { ":" }
+    )?;
+    let mut line = String::new();
+    for name in worse {
+        if !line.is_empty() && line.len() + name.len() > 84 {
+            writeln!(w, "            {line},")?;
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push_str(", ");
+        }
+        line.push_str(&name);
     }
+    if !line.is_empty() {
+        writeln!(w, "            {line}")?;
+    }
+    Ok(())
 }
+
+/// Prints a comparison as one JSON document: the paths, the verdict, and everything compared.
+pub fn write_comparison_json(
+    w: &mut impl Write,
+    c: &Comparison,
+    base: &str,
+    new: &str,
+) -> io::Result<()> {
+    let regressions: Vec<String> = c
+        .regressions()
+        .map(|d| format!("{}.{}", d.group, d.label))
+        .collect();
+    let doc = serde_json::json!({
+        "base": base,
+        "new": new,
+        "regressed": !regressions.is_empty(),
+        "verdict": verdict(c).0,
+        "regressions": regressions,
+        "tolerance": c.tolerance,
+        "settings_differ": c.settings_differ,
+        "notes": c.notes,
+        "values": c.deltas,
+    });
+    serde_json::to_writer_pretty(&mut *w, &doc)?;
+    writeln!(w)
+}
+
+#[cfg(test)]
+mod tests;

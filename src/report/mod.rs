@@ -15,7 +15,7 @@ mod results;
 mod text;
 mod verdict;
 
-pub use compare::{compare, write_comparison, Comparison};
+pub use compare::{compare, write_comparison, write_comparison_json, Comparison, Tolerance};
 pub use files::{write_hlog, write_timeline_csv};
 pub use html::{chart_names, write_html};
 pub use results::{read_summary, ResultsDir};

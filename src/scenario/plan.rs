@@ -12,7 +12,7 @@ use super::problems::{Overrides, Problems};
 use super::shape::{self, ConnectPlan, MessagePlan, ReconnectPlan, SessionPlan};
 use super::{ConfigErrors, Dialect, HubKind, ProtocolKind, Scenario};
 use crate::metrics::Threshold;
-use crate::pki::{IdTemplate, KeyType};
+use crate::pki::{IdTemplate, KeyType, Validity};
 use crate::protocol::{AmqpOptions, MqttDialect, MqttOptions, QoS};
 use crate::transport::TlsVersion;
 
@@ -620,11 +620,8 @@ fn fleet(s: &Scenario, o: &Overrides, p: &mut Problems<'_>) -> Option<FleetPlan>
         );
     }
     let validity_days = f.validity_days.unwrap_or(30);
-    if validity_days == 0 {
-        p.add(
-            "fleet.validity-days",
-            "0 is not valid: certificates must be valid for at least a day",
-        );
+    if let Err(e) = Validity::check_days(u64::from(validity_days)) {
+        p.add("fleet.validity-days", e.to_string());
     }
     Some(FleetPlan {
         devices,
@@ -662,6 +659,16 @@ mod tests {
                 .contains("t.toml:3:1: fleet.devices: 0 is not valid"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn validity_past_9999_is_named_with_line_and_the_largest_value() {
+        let e = plan("[fleet]\nvalidity-days = 100000000\n").unwrap_err();
+        assert_eq!(e.0[0].field, "fleet.validity-days");
+        assert_eq!(e.0[0].line, Some(2));
+        let text = e.to_string();
+        assert!(text.contains("100000000 days is not valid"), "{text}");
+        assert!(text.contains("at most"), "{text}");
     }
 
     #[test]
