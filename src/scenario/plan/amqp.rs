@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::{check_template, iot_hub_api_version, ProtocolPlan};
+use super::protocol::{check_template, iot_hub_api_version, ProtocolPlan};
 use crate::protocol::{AmqpDialect, AmqpOptions, SaslMechanism, SettleMode};
 use crate::scenario::problems::Problems;
 use crate::scenario::{Dialect, ProtocolSection, SaslKind, SettleKind};
