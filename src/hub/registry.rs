@@ -202,6 +202,9 @@ struct Inner {
 pub struct Registry {
     inner: RwLock<Inner>,
     verified: VerifiedChains,
+    /// Register a CA-signed device on its first successful authentication (see
+    /// [`Registry::register_ca_signed_on_demand`]).
+    on_demand: std::sync::atomic::AtomicBool,
 }
 
 /// Most chains remembered as verified; past this the memory starts again (a fleet's devices
@@ -466,6 +469,14 @@ impl Registry {
         );
     }
 
+    /// Registers, from now on, every device that authenticates with a certificate of a verified
+    /// CA whose CN is its id, as "X.509 CA signed", on its first connection: what
+    /// [`Registry::register_ca_signed`] would do for a whole fleet, without holding entries for
+    /// devices that never connect.
+    pub fn register_ca_signed_on_demand(&self) {
+        self.on_demand.store(true, Ordering::Relaxed);
+    }
+
     /// A registered device.
     pub fn device(&self, id: &str) -> Option<Arc<Device>> {
         self.inner.read().devices.get(id).cloned()
@@ -500,9 +511,14 @@ impl Registry {
                 .ok_or_else(|| Refusal::InvalidCertificate("no subject common name".into()))?
                 .into(),
         };
-        let device = self
-            .device(claimed_id)
-            .ok_or_else(|| Refusal::UnknownDevice(claimed_id.to_owned()))?;
+        let (device, provisional) = match self.device(claimed_id) {
+            Some(d) => (d, false),
+            None if self.on_demand.load(Ordering::Relaxed) => {
+                let auth = DeviceAuth::CertificateAuthority;
+                (Arc::new(Device::new(claimed_id.to_owned(), auth)), true)
+            }
+            None => return Err(Refusal::UnknownDevice(claimed_id.to_owned())),
+        };
         if !device.enabled {
             return Err(Refusal::DeviceDisabled(claimed_id.to_owned()));
         }
@@ -526,6 +542,15 @@ impl Registry {
                     self.verified.insert(key, chain, generation, cn);
                 }
             }
+        }
+        if provisional {
+            // Authenticated: register it (or take the entry a concurrent first connection made).
+            let mut inner = self.inner.write();
+            return Ok(inner
+                .devices
+                .entry(claimed_id.to_owned())
+                .or_insert(device)
+                .clone());
         }
         Ok(device)
     }

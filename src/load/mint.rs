@@ -4,6 +4,7 @@
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
 use super::device::ReadyDevice;
@@ -53,7 +54,12 @@ pub(super) fn start(
                             .map_err(|e| format!("{id}: {e}"))
                             .and_then(|d| {
                                 tls.for_device(&d)
-                                    .map(|tls| ReadyDevice { index, id, tls })
+                                    .map(|tls| ReadyDevice {
+                                        index,
+                                        id,
+                                        tls,
+                                        acked: AtomicU32::new(0),
+                                    })
                                     .map_err(|e| e.to_string())
                             });
                         if ready.is_ok() {
