@@ -92,19 +92,27 @@ count = 1
     path
 }
 
-/// Starts `fleetbench run` on `scenario`; its stderr lines arrive on the channel, and the
-/// thread returns the whole log.
+/// Starts `fleetbench run` on `scenario` with `extra` options; its stderr lines arrive on the
+/// channel, and the thread returns the whole log.
 fn start(
     scenario: &Path,
     results: &Path,
+    extra: &[&str],
 ) -> (
     Child,
     mpsc::Receiver<String>,
     std::thread::JoinHandle<String>,
 ) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+        // Extra options need the info lines (the live metrics address).
+        .args(if extra.is_empty() {
+            &[][..]
+        } else {
+            &["-v"][..]
+        })
         .args(["run", "--quiet", "--results"])
         .arg(results)
+        .args(extra)
         .arg(scenario)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -132,13 +140,13 @@ fn kill(signal: &str, child: &Child) {
     assert!(status.success());
 }
 
-/// Waits for a stderr line containing `text`.
-fn wait_for_line(lines: &mpsc::Receiver<String>, text: &str) {
+/// Waits for a stderr line containing `text`, and returns it.
+fn wait_for_line(lines: &mpsc::Receiver<String>, text: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match lines.recv_timeout(left) {
-            Ok(line) if line.contains(text) => return,
+            Ok(line) if line.contains(text) => return line,
             Ok(_) => {}
             Err(e) => panic!("no line with {text:?}: {e}"),
         }
@@ -170,7 +178,7 @@ fn max_duration_bounds(silence: Silence, phase: &str) {
     let scenario = scenario(dir.path(), addr, "max-duration = \"3s\"\ngrace = \"10s\"");
     let results = dir.path().join("results");
     let began = Instant::now();
-    let (child, _lines, reader) = start(&scenario, &results);
+    let (child, _lines, reader) = start(&scenario, &results, &[]);
     accepted.recv_timeout(Duration::from_secs(60)).unwrap();
     let out = child.wait_with_output().unwrap();
     let took = began.elapsed();
@@ -208,7 +216,7 @@ fn sigint_drains_for_the_grace_period_only() {
     let dir = tempfile::tempdir().unwrap();
     let scenario = scenario(dir.path(), addr, "max-duration = \"5m\"\ngrace = \"1s\"");
     let results = dir.path().join("results");
-    let (child, _lines, reader) = start(&scenario, &results);
+    let (child, _lines, reader) = start(&scenario, &results, &[]);
     accepted.recv_timeout(Duration::from_secs(60)).unwrap();
     let sent = Instant::now();
     kill("-INT", &child);
@@ -236,7 +244,7 @@ fn a_second_sigint_ends_the_run_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let scenario = scenario(dir.path(), addr, "max-duration = \"5m\"\ngrace = \"2m\"");
     let results = dir.path().join("results");
-    let (child, lines, reader) = start(&scenario, &results);
+    let (child, lines, reader) = start(&scenario, &results, &[]);
     accepted.recv_timeout(Duration::from_secs(60)).unwrap();
     kill("-INT", &child);
     wait_for_line(&lines, "interrupted: stopping the schedule");
@@ -301,4 +309,83 @@ fn a_malformed_target_ca_file_leaves_no_results_directory() {
     );
     std::fs::write(&scenario, text).unwrap();
     setup_error_leaves_nothing(&scenario, &[], "target.ca-file");
+}
+
+/// A sample's value in the live metrics served at `addr`.
+fn live_value(addr: &str, sample: &str) -> f64 {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The process's peak resident memory so far, in KiB.
+#[cfg(target_os = "linux")]
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn setup_scales_with_the_sessions_used_not_the_fleet() {
+    // Ten million devices, five sessions: before, setup registered and minted the whole fleet
+    // (2.8 GB, and 40 s or more to exit on Ctrl-C).
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("big.toml");
+    std::fs::write(
+        &scenario,
+        r#"
+[fleet]
+devices = 10000000
+[[stages]]
+duration = "1s"
+sessions = 5
+[[stages]]
+duration = "5m"
+sessions = 5
+[messages]
+count = 1000000
+interval = "1s"
+[run]
+max-duration = "10m"
+grace = "1s"
+"#,
+    )
+    .unwrap();
+    let results = dir.path().join("results");
+    let (child, lines, reader) = start(&scenario, &results, &["--metrics", "127.0.0.1:0"]);
+    let line = wait_for_line(&lines, "live metrics on http://");
+    let addr = line
+        .split("live metrics on http://")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches("/metrics")
+        .to_owned();
+    // Poll the endpoint (an event: the run's own count) until the five sessions are up.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while live_value(&addr, "fleetbench_sessions_active") < 5.0 {
+        assert!(Instant::now() < deadline, "sessions never came up");
+    }
+    let peak = peak_rss_kib(child.id());
+    assert!(peak < 256 * 1024, "peak RSS {peak} KiB for 5 sessions");
+    let sent = Instant::now();
+    kill("-INT", &child);
+    let out = child.wait_with_output().unwrap();
+    let took = sent.elapsed();
+    let log = reader.join().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(took < Duration::from_secs(3), "{took:?}\n{log}");
+    let s = summary(&results);
+    assert_eq!(s.counts.devices, 10_000_000);
+    assert_eq!(s.counts.sessions_connected, 5);
 }
