@@ -621,6 +621,36 @@ mod tests {
     }
 
     #[test]
+    fn on_demand_registration_takes_only_authenticated_ca_signed_devices() {
+        let chain = CaChain::generate(&ChainSpec::default()).unwrap();
+        let stranger = CaChain::generate(&ChainSpec::default()).unwrap();
+        let r = Registry::new();
+        r.insert_ca("root", chain.root().cert().clone(), true, None)
+            .unwrap();
+        let certs = presented(&chain, "dev-9", Validity::default());
+        assert!(matches!(
+            r.authenticate(&certs, "dev-9"),
+            Err(Refusal::UnknownDevice(_))
+        ));
+        r.register_ca_signed_on_demand();
+        assert!(matches!(
+            r.authenticate(&certs, "dev-8"),
+            Err(Refusal::IdentityMismatch(_))
+        ));
+        let other = presented(&stranger, "dev-7", Validity::default());
+        assert!(matches!(
+            r.authenticate(&other, "dev-7"),
+            Err(Refusal::UnknownCa)
+        ));
+        assert_eq!(r.device_count(), 0, "refused devices are not registered");
+        let first = r.authenticate(&certs, "dev-9").unwrap();
+        first.count_message();
+        let again = r.authenticate(&certs, "dev-9").unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!((r.device_count(), r.received("dev-9")), (1, 1));
+    }
+
+    #[test]
     fn a_verified_chain_is_remembered_for_its_ca_generation_and_validity() {
         let chain = CaChain::generate(&ChainSpec::default()).unwrap();
         let r = registry(&chain, true);
