@@ -389,3 +389,31 @@ grace = "1s"
     assert_eq!(s.counts.devices, 10_000_000);
     assert_eq!(s.counts.sessions_connected, 5);
 }
+
+#[test]
+#[cfg(unix)]
+fn ctrl_c_while_waiting_for_start_at_exits_at_once_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("s.toml");
+    std::fs::write(&scenario, "[fleet]\ndevices = 2\n").unwrap();
+    let results = dir.path().join("results");
+    let later = std::time::SystemTime::now() + Duration::from_secs(3600);
+    let at = humantime::format_rfc3339_seconds(later).to_string();
+    let (child, lines, reader) = start(&scenario, &results, &["--start-at", &at]);
+    wait_for_line(&lines, "for start-at");
+    let sent = Instant::now();
+    kill("-INT", &child);
+    let out = child.wait_with_output().unwrap();
+    let took = sent.elapsed();
+    let log = reader.join().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{log}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert!(
+        log.contains("interrupted while waiting for start-at"),
+        "{log}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&results)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
