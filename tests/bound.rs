@@ -171,11 +171,12 @@ fn failures(s: &fleetbench::metrics::Summary, phase: &str) -> u64 {
         .sum()
 }
 
-fn max_duration_bounds(silence: Silence, phase: &str) {
+fn max_duration_bounds(silence: Silence, phase: &str, protocol: &str) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (addr, accepted) = silent_server(&rt, silence);
     let dir = tempfile::tempdir().unwrap();
-    let scenario = scenario(dir.path(), addr, "max-duration = \"3s\"\ngrace = \"10s\"");
+    let run = format!("max-duration = \"3s\"\ngrace = \"10s\"\n[protocol]\nkind = \"{protocol}\"");
+    let scenario = scenario(dir.path(), addr, &run);
     let results = dir.path().join("results");
     let began = Instant::now();
     let (child, _lines, reader) = start(&scenario, &results, &[]);
@@ -200,12 +201,17 @@ fn max_duration_bounds(silence: Silence, phase: &str) {
 
 #[test]
 fn max_duration_ends_sessions_stuck_in_the_tls_handshake() {
-    max_duration_bounds(Silence::AfterTcp, "tls_handshake");
+    max_duration_bounds(Silence::AfterTcp, "tls_handshake", "mqtt");
 }
 
 #[test]
 fn max_duration_ends_sessions_waiting_for_connack() {
-    max_duration_bounds(Silence::AfterTls, "mqtt_connect");
+    max_duration_bounds(Silence::AfterTls, "mqtt_connect", "mqtt");
+}
+
+#[test]
+fn max_duration_ends_sessions_waiting_for_the_amqp_open() {
+    max_duration_bounds(Silence::AfterTls, "amqp_open", "amqp");
 }
 
 #[test]
