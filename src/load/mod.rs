@@ -179,7 +179,7 @@ pub async fn run(
     timers.cancel();
     departing.abort();
     stop.cancel();
-    minter.join();
+    minter.detach();
     let elapsed = start.elapsed();
     let (timeline, mut health) = watcher.finish(elapsed).await;
     watch::task_start_health(&mut health, &recorder.task_start_lag());
