@@ -239,7 +239,13 @@ fn sigint_drains_for_the_grace_period_only() {
             reason: "interrupted".into()
         }
     );
-    assert_eq!(failures(&s, "mqtt_connect"), 4, "{log}");
+    // The stop ends the schedule: every session it had started ends unfinished.
+    assert!(s.counts.sessions_attempted >= 1);
+    assert_eq!(
+        failures(&s, "mqtt_connect"),
+        s.counts.sessions_attempted,
+        "{log}"
+    );
 }
 
 #[test]
@@ -269,7 +275,12 @@ fn a_second_sigint_ends_the_run_at_once() {
             reason: "interrupted".into()
         }
     );
-    assert_eq!(failures(&s, "tls_handshake"), 4, "{log}");
+    assert!(s.counts.sessions_attempted >= 1);
+    assert_eq!(
+        failures(&s, "tls_handshake"),
+        s.counts.sessions_attempted,
+        "{log}"
+    );
 }
 
 /// Runs the binary to a setup error; it must exit 2 naming `what`, and leave no results
