@@ -280,6 +280,7 @@ async fn run_mints_devices_from_a_ca_directory_and_checks_its_depth() {
         results_root: results.path().to_owned(),
         quiet: true,
         interrupt: tokio_util::sync::CancellationToken::new(),
+        abort: tokio_util::sync::CancellationToken::new(),
         hub: fleetbench::hub::HubConfig::default(),
         metrics: None,
         shard: None,

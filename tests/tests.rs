@@ -20,6 +20,8 @@ mod hub_security;
 mod load_model;
 // Issue 8: hub outages, silent hubs, unwritable results.
 mod faults;
+// Issue 13: max-duration and grace bound every session; signals; setup errors leave nothing.
+mod bound;
 // Issue 8: broken scenario files through the binary.
 mod corpus;
 // Issue 8: IoT Hub throttling on the embedded hub, recognised in the report.

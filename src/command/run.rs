@@ -33,8 +33,10 @@ pub struct RunOptions {
     pub results_root: PathBuf,
     /// No progress display.
     pub quiet: bool,
-    /// Cancelled on Ctrl-C.
+    /// Cancelled on Ctrl-C: stop the schedule and drain for at most the grace period.
     pub interrupt: CancellationToken,
+    /// Cancelled on a second Ctrl-C: end every session at once (results are still written).
+    pub abort: CancellationToken,
     /// Embedded hub behaviour.
     pub hub: HubConfig,
     /// Where to serve live metrics (OpenMetrics text), if anywhere.
@@ -68,19 +70,19 @@ pub(super) async fn command(args: RunArgs) -> anyhow::Result<Outcome> {
     let plan = Plan::from_file(&args.scenario, &overrides)?;
     let shard = super::shard::resolve(args.shard, args.shard_index, args.shards)?;
     super::shard::check_plan(&plan, shard)?;
-    let interrupt = CancellationToken::new();
-    tokio::spawn({
-        let interrupt = interrupt.clone();
-        async move {
-            shutdown_signal().await;
-            tracing::warn!("interrupted: stopping the schedule and draining");
-            interrupt.cancel();
-        }
-    });
+    let interrupt = load::Interrupt::new();
+    // Registered before anything starts: from here on a signal never kills the process.
+    let signals = Signals::new().context("watching for Ctrl-C and SIGTERM")?;
+    tokio::spawn(interrupts(
+        signals,
+        interrupt.clone(),
+        humantime::format_duration(plan.run.grace).to_string(),
+    ));
     let options = RunOptions {
         results_root: args.results,
         quiet: args.quiet,
-        interrupt,
+        interrupt: interrupt.stop,
+        abort: interrupt.abort,
         hub: HubConfig::default(),
         metrics: args.metrics,
         shard,
@@ -99,6 +101,55 @@ pub(super) async fn command(args: RunArgs) -> anyhow::Result<Outcome> {
         super::write_or_broken_pipe(std::io::Write::write_all(&mut out, &line))?;
     }
     Ok(report.outcome)
+}
+
+/// The first Ctrl-C or SIGTERM stops the run gracefully, the second ends it at once.
+async fn interrupts(mut signals: Signals, interrupt: load::Interrupt, grace: String) {
+    signals.next().await;
+    tracing::warn!(
+        "interrupted: stopping the schedule and draining for at most {grace} \
+         (interrupt again to end every session now)"
+    );
+    interrupt.stop.cancel();
+    signals.next().await;
+    tracing::warn!("interrupted again: ending every session now");
+    interrupt.abort.cancel();
+}
+
+/// SIGINT and SIGTERM, each registered once, so that none is missed between two waits.
+struct Signals {
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                int: signal(SignalKind::interrupt())?,
+                term: signal(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    /// The next SIGINT or SIGTERM.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 /// Ctrl-C or SIGTERM.
@@ -153,7 +204,10 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
     for warning in plan.quota_warnings() {
         tracing::warn!("{warning}");
     }
+    // Created now, to fail before anything else on an unwritable location, but removed again
+    // if setup fails: an empty results directory would break `merge shards/*/*`.
     let results = ResultsDir::create(&options.results_root, &plan.name, SystemTime::now())?;
+    let unstarted = Unstarted::new(results.path());
     let chain = Arc::new(signing_chain(&plan.fleet)?);
     let fleet = Fleet {
         ca: chain.clone(),
@@ -171,7 +225,8 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
             hub.hub
                 .registry
                 .add_verified_ca("fleetbench-root", chain.root().cert().clone())?;
-            hub.hub.registry.register_ca_signed(ids.iter());
+            // Registered on first connection: setup does not grow with `fleet.devices`.
+            hub.hub.registry.register_ca_signed_on_demand();
             let endpoint = Endpoint {
                 addr: hub.addr_for(&plan.protocol),
                 server_name: ServerName::try_from("localhost")?.to_owned(),
@@ -241,15 +296,19 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
             return Err(e);
         }
     }
-    let result = load::run(
-        &local,
-        fleet,
-        endpoint,
-        tls,
-        recorder.clone(),
-        options.interrupt.clone(),
-    )
-    .await;
+    let interrupt = load::Interrupt {
+        stop: options.interrupt.clone(),
+        abort: options.abort.clone(),
+    };
+    let result = if interrupt.is_cancelled() {
+        Err(anyhow::anyhow!(
+            "interrupted before the run started: nothing was run"
+        ))
+    } else {
+        load::run(&local, fleet, endpoint, tls, recorder.clone(), interrupt)
+            .await
+            .map_err(anyhow::Error::from)
+    };
     progress.finish();
     let result = match result {
         Ok(r) => r,
@@ -257,9 +316,10 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
             if let Some(hub) = hub {
                 hub.stop().await;
             }
-            return Err(e.into());
+            return Err(e);
         }
     };
+    unstarted.started();
 
     let accounting = hub.as_ref().map(|h| account(&h.hub, &ids, &result));
     if let Some(hub) = hub {
@@ -299,6 +359,30 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
         summary,
         dir: results.path().to_owned(),
     })
+}
+
+/// A results directory that setup created but no run has filled yet: removed when dropped (a
+/// setup error), if still empty.
+struct Unstarted(Option<PathBuf>);
+
+impl Unstarted {
+    fn new(dir: &Path) -> Self {
+        Self(Some(dir.to_owned()))
+    }
+
+    /// The run started: the directory stays.
+    fn started(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Unstarted {
+    fn drop(&mut self) {
+        // `remove_dir` removes only an empty directory: nothing written is ever lost.
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
 }
 
 /// Exit 1 unless the run completed, lost nothing and passed every check.

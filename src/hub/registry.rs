@@ -206,6 +206,9 @@ struct Inner {
 pub struct Registry {
     inner: RwLock<Inner>,
     verified: VerifiedChains,
+    /// Register a CA-signed device on its first successful authentication (see
+    /// [`Registry::register_ca_signed_on_demand`]).
+    on_demand: std::sync::atomic::AtomicBool,
 }
 
 /// Most chains remembered as verified; past this the memory starts again (a fleet's devices
@@ -470,6 +473,14 @@ impl Registry {
         );
     }
 
+    /// Registers, from now on, every device that authenticates with a certificate of a verified
+    /// CA whose CN is its id, as "X.509 CA signed", on its first connection: what
+    /// [`Registry::register_ca_signed`] would do for a whole fleet, without holding entries for
+    /// devices that never connect.
+    pub fn register_ca_signed_on_demand(&self) {
+        self.on_demand.store(true, Ordering::Relaxed);
+    }
+
     /// A registered device.
     pub fn device(&self, id: &str) -> Option<Arc<Device>> {
         self.inner.read().devices.get(id).cloned()
@@ -504,9 +515,14 @@ impl Registry {
                 .ok_or_else(|| Refusal::InvalidCertificate("no subject common name".into()))?
                 .into(),
         };
-        let device = self
-            .device(claimed_id)
-            .ok_or_else(|| Refusal::UnknownDevice(claimed_id.to_owned()))?;
+        let (device, provisional) = match self.device(claimed_id) {
+            Some(d) => (d, false),
+            None if self.on_demand.load(Ordering::Relaxed) => {
+                let auth = DeviceAuth::CertificateAuthority;
+                (Arc::new(Device::new(claimed_id.to_owned(), auth)), true)
+            }
+            None => return Err(Refusal::UnknownDevice(claimed_id.to_owned())),
+        };
         if !device.enabled {
             return Err(Refusal::DeviceDisabled(claimed_id.to_owned()));
         }
@@ -530,6 +546,15 @@ impl Registry {
                     self.verified.insert(key, chain, generation, cn);
                 }
             }
+        }
+        if provisional {
+            // Authenticated: register it (or take the entry a concurrent first connection made).
+            let mut inner = self.inner.write();
+            return Ok(inner
+                .devices
+                .entry(claimed_id.to_owned())
+                .or_insert(device)
+                .clone());
         }
         Ok(device)
     }
@@ -597,6 +622,36 @@ mod tests {
             .unwrap();
         r.register_ca_signed(["dev-1".to_owned(), "dev-2".to_owned()]);
         r
+    }
+
+    #[test]
+    fn on_demand_registration_takes_only_authenticated_ca_signed_devices() {
+        let chain = CaChain::generate(&ChainSpec::default()).unwrap();
+        let stranger = CaChain::generate(&ChainSpec::default()).unwrap();
+        let r = Registry::new();
+        r.insert_ca("root", chain.root().cert().clone(), true, None)
+            .unwrap();
+        let certs = presented(&chain, "dev-9", Validity::default());
+        assert!(matches!(
+            r.authenticate(&certs, "dev-9"),
+            Err(Refusal::UnknownDevice(_))
+        ));
+        r.register_ca_signed_on_demand();
+        assert!(matches!(
+            r.authenticate(&certs, "dev-8"),
+            Err(Refusal::IdentityMismatch(_))
+        ));
+        let other = presented(&stranger, "dev-7", Validity::default());
+        assert!(matches!(
+            r.authenticate(&other, "dev-7"),
+            Err(Refusal::UnknownCa)
+        ));
+        assert_eq!(r.device_count(), 0, "refused devices are not registered");
+        let first = r.authenticate(&certs, "dev-9").unwrap();
+        first.count_message();
+        let again = r.authenticate(&certs, "dev-9").unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!((r.device_count(), r.received("dev-9")), (1, 1));
     }
 
     #[test]

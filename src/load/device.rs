@@ -31,9 +31,10 @@ pub(crate) struct Shared {
     pub(crate) hold: Option<Duration>,
     pub(crate) sources: Vec<IpAddr>,
     pub(crate) recorder: Arc<Recorder>,
-    /// Acknowledged messages per device index, for the hub's accounting.
-    pub(crate) acked: Vec<AtomicU32>,
-    /// Cancelled when the grace period is over: give up on in-flight acknowledgements.
+    /// Acknowledged messages of the devices that left the run, for the hub's accounting.
+    pub(crate) tally: super::pool::Tally,
+    /// Cancelled when the run must end now (deadline, grace over, second interrupt): every
+    /// session gives up wherever it waits.
     pub(crate) abort: CancellationToken,
     /// Reconnect after a failure, with backoff, if set.
     pub(crate) reconnect: Option<ReconnectPlan>,
@@ -47,6 +48,8 @@ pub(crate) struct ReadyDevice {
     pub(crate) index: usize,
     pub(crate) id: String,
     pub(crate) tls: Arc<rustls::ClientConfig>,
+    /// Messages of this device acknowledged so far, over all its sessions.
+    pub(crate) acked: AtomicU32,
 }
 
 /// When and how one session starts.
@@ -67,16 +70,44 @@ struct Broken;
 
 /// Runs one device's sessions: the first, and with a reconnect policy, the ones after a
 /// failure, until its messages are done or the run stops. `handshake` is released once the
-/// first attempt is over; reconnects take a handshake slot of their own.
+/// first attempt is over; reconnects take a handshake slot of their own. When the run aborts,
+/// the device ends at once wherever it waits (connect phases count that as unfinished, as do
+/// messages still in flight).
 pub(crate) async fn run<P: Send>(
     shared: Arc<Shared>,
     device: &ReadyDevice,
-    mut start: Start,
+    start: Start,
     handshake: P,
 ) {
     let rec = &*shared.recorder;
     rec.record_task_start(Instant::now() - start.spawned);
     let mut sender = Sender::new(&shared, device);
+    let abort = shared.abort.clone();
+    // The sessions come first: a connect phase or the sender that sees the abort counts what it
+    // leaves unfinished; wherever else the device waits (a write, a close, a backoff), this
+    // ends it.
+    let aborted = tokio::select! {
+        biased;
+        () = sessions(&shared, device, start, handshake, &mut sender) => false,
+        () = abort.cancelled() => true,
+    };
+    if aborted {
+        sender.give_up(
+            FailureKind::Unfinished,
+            "run ended before the acknowledgement",
+        );
+    }
+}
+
+/// The device's sessions, one after another while the reconnect policy allows.
+async fn sessions<P: Send>(
+    shared: &Shared,
+    device: &ReadyDevice,
+    mut start: Start,
+    handshake: P,
+    sender: &mut Sender<'_>,
+) {
+    let rec = &*shared.recorder;
     let mut first = Some(handshake);
     let mut slot: Option<OwnedSemaphorePermit> = None;
     let mut failures = 0u32;
@@ -87,10 +118,10 @@ pub(crate) async fn run<P: Send>(
         // The session goes straight into the boxed `live` future: held in this task's frame
         // across an await, it would cost its size twice for the session's whole life.
         let lived = {
-            let living = Box::pin(connect(&shared, device, &start, Instant::now()))
+            let living = Box::pin(connect(shared, device, &start, Instant::now()))
                 .await
                 .map(|mut session| {
-                    let (shared, sender, stop) = (&*shared, &mut sender, &start.stop);
+                    let (sender, stop) = (&mut *sender, &start.stop);
                     // The session is this future's own (not an argument that async fn would
                     // copy into a second slot); closing takes it by value.
                     Box::pin(async move {
@@ -143,13 +174,57 @@ async fn live(
 ) -> Result<(), Broken> {
     let rec = &*shared.recorder;
     incr(&rec.counters.sessions_connected);
-    rec.counters.sessions_active.fetch_add(1, Ordering::Relaxed);
+    let active = Active::count(&rec.counters.sessions_active);
     let result = sender.run(session, stop).await;
-    rec.counters.sessions_active.fetch_sub(1, Ordering::Relaxed);
+    drop(active);
     if result.is_err() {
         incr(&rec.counters.sessions_failed);
     }
     result
+}
+
+/// Counts a session as active while it lives, even if the run drops it mid-await.
+struct Active<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl<'a> Active<'a> {
+    fn count(active: &'a std::sync::atomic::AtomicU64) -> Self {
+        active.fetch_add(1, Ordering::Relaxed);
+        Self(active)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How a bounded wait for a connect phase ended, short of the phase's own result.
+enum Cut {
+    /// The phase's timeout passed.
+    Timeout,
+    /// The run aborted.
+    Aborted,
+}
+
+/// Awaits `fut` for at most `t`, and no longer than the run lasts.
+async fn bounded<T>(
+    shared: &Shared,
+    t: Duration,
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T, Cut> {
+    tokio::select! {
+        biased;
+        () = shared.abort.cancelled() => Err(Cut::Aborted),
+        r = timeout(t, fut) => r.map_err(|_| Cut::Timeout),
+    }
+}
+
+/// Counts a connect phase the run ended before it finished.
+fn unfinished<T>(rec: &Recorder, phase: Phase) -> Option<T> {
+    fail_session(rec, phase, FailureKind::Unfinished, || {
+        "run ended before the phase finished".to_owned()
+    })
 }
 
 /// TCP connect, TLS handshake and protocol connect, each timed; `None` when one failed (counted).
@@ -165,14 +240,21 @@ async fn connect(
     let source = (!shared.sources.is_empty())
         .then(|| shared.sources[(start.arrival % shared.sources.len() as u64) as usize]);
 
-    let tcp = match timeout(t, transport::tcp_connect(shared.endpoint.addr, source)).await {
+    let tcp = match bounded(
+        shared,
+        t,
+        transport::tcp_connect(shared.endpoint.addr, source),
+    )
+    .await
+    {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             return fail_session(rec, Phase::TcpConnect, FailureKind::Connect, || {
                 e.to_string()
             })
         }
-        Err(_) => {
+        Err(Cut::Aborted) => return unfinished(rec, Phase::TcpConnect),
+        Err(Cut::Timeout) => {
             return fail_session(rec, Phase::TcpConnect, FailureKind::Timeout, || {
                 format!("no connection within {t:?}")
             })
@@ -182,22 +264,28 @@ async fn connect(
     rec.record(Phase::TcpConnect, shard, t1 - started);
 
     let name = shared.endpoint.server_name.clone();
-    let (tls, resumed) =
-        match timeout(t, transport::tls_handshake(device.tls.clone(), name, tcp)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                let kind = match io_kind(&e) {
-                    FailureKind::Connect => FailureKind::Handshake,
-                    k => k,
-                };
-                return fail_session(rec, Phase::TlsHandshake, kind, || e.to_string());
-            }
-            Err(_) => {
-                return fail_session(rec, Phase::TlsHandshake, FailureKind::Timeout, || {
-                    format!("no handshake within {t:?}")
-                })
-            }
-        };
+    let (tls, resumed) = match bounded(
+        shared,
+        t,
+        transport::tls_handshake(device.tls.clone(), name, tcp),
+    )
+    .await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            let kind = match io_kind(&e) {
+                FailureKind::Connect => FailureKind::Handshake,
+                k => k,
+            };
+            return fail_session(rec, Phase::TlsHandshake, kind, || e.to_string());
+        }
+        Err(Cut::Aborted) => return unfinished(rec, Phase::TlsHandshake),
+        Err(Cut::Timeout) => {
+            return fail_session(rec, Phase::TlsHandshake, FailureKind::Timeout, || {
+                format!("no handshake within {t:?}")
+            })
+        }
+    };
     let t2 = Instant::now();
     rec.record(
         if resumed {
@@ -228,7 +316,6 @@ async fn connect_protocol(
     tls: DeviceStream,
     from: Instant,
 ) -> Option<(Session<DeviceStream>, Instant)> {
-    let rec = &*shared.recorder;
     let t = shared.connect_timeout;
     let host = &shared.endpoint.host;
     match &shared.protocol {
@@ -236,16 +323,16 @@ async fn connect_protocol(
         // its room twice.
         ProtocolPlan::Mqtt(opts) => {
             let connect = pin!(MqttSession::connect(tls, opts.clone(), &device.id, host));
-            let s = timed_phase(rec, Phase::MqttConnect, device.index, from, t, connect).await?;
+            let s = timed_phase(shared, Phase::MqttConnect, device.index, from, t, connect).await?;
             Some((Session::Mqtt(s), Instant::now()))
         }
         ProtocolPlan::Amqp(opts) => {
             // fe2o3's open is some 11 KB: boxed, so MQTT sessions do not carry its room.
             let open = Box::pin(AmqpSession::open(tls, opts.clone(), &device.id, host));
-            let conn = timed_phase(rec, Phase::AmqpOpen, device.index, from, t, open).await?;
+            let conn = timed_phase(shared, Phase::AmqpOpen, device.index, from, t, open).await?;
             let opened = Instant::now();
             let s = timed_phase(
-                rec,
+                shared,
                 Phase::AmqpAttach,
                 device.index,
                 opened,
@@ -261,20 +348,22 @@ async fn connect_protocol(
 /// Runs one connect phase under the timeout and records its time from `from`, or its failure
 /// (and the session's).
 async fn timed_phase<T>(
-    rec: &Recorder,
+    shared: &Shared,
     phase: Phase,
     shard: usize,
     from: Instant,
     t: Duration,
     fut: impl std::future::Future<Output = Result<T, SessionError>>,
 ) -> Option<T> {
-    match timeout(t, fut).await {
+    let rec = &*shared.recorder;
+    match bounded(shared, t, fut).await {
         Ok(Ok(v)) => {
             rec.record(phase, shard, from.elapsed());
             Some(v)
         }
         Ok(Err(e)) => fail_session(rec, phase, e.kind(), || e.to_string()),
-        Err(_) => fail_session(rec, phase, FailureKind::Timeout, || {
+        Err(Cut::Aborted) => unfinished(rec, phase),
+        Err(Cut::Timeout) => fail_session(rec, phase, FailureKind::Timeout, || {
             format!("no answer within {t:?}")
         }),
     }
@@ -578,7 +667,7 @@ impl<'a> Sender<'a> {
                     .fetch_add(crate::metrics::micros(now - f.sent), Ordering::Relaxed);
                 rec.record_scheduled(Phase::SendResponse, shard, f.sent - f.due, now - f.due);
                 incr(&rec.counters.messages_acked);
-                self.shared.acked[shard].fetch_add(1, Ordering::Relaxed);
+                self.device.acked.fetch_add(1, Ordering::Relaxed);
             }
             Outcome::Refused(reason) => {
                 incr(&rec.counters.messages_unacked);

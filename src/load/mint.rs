@@ -4,6 +4,7 @@
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
 use super::device::ReadyDevice;
@@ -17,11 +18,11 @@ pub(super) struct Minter {
 }
 
 impl Minter {
-    /// Waits for the threads (they stop when the queue closes or the run stops).
-    pub(super) fn join(self) {
-        for t in self.threads {
-            let _ = t.join();
-        }
+    /// Lets the threads go without waiting for them: they stop once the identity in hand is
+    /// minted (the queue is closed and the run stopped), and a large RSA key can take a second,
+    /// which the run's hard bound must not wait for.
+    pub(super) fn detach(self) {
+        drop(self.threads);
     }
 }
 
@@ -53,7 +54,12 @@ pub(super) fn start(
                             .map_err(|e| format!("{id}: {e}"))
                             .and_then(|d| {
                                 tls.for_device(&d)
-                                    .map(|tls| ReadyDevice { index, id, tls })
+                                    .map(|tls| ReadyDevice {
+                                        index,
+                                        id,
+                                        tls,
+                                        acked: AtomicU32::new(0),
+                                    })
                                     .map_err(|e| e.to_string())
                             });
                         if ready.is_ok() {

@@ -4,12 +4,14 @@
 //! by the plan's schedule, whatever the load shape.
 
 mod device;
+mod ending;
 mod limits;
 mod message;
 mod mint;
+mod pool;
 mod watch;
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -24,6 +26,8 @@ use crate::pki::{CaChain, DeviceIds, KeyType, PkiError, Validity};
 use crate::scenario::{Plan, SessionPlan};
 use crate::transport::{ClientTls, Endpoint, TlsConfigError};
 use device::{ReadyDevice, Shared, Start};
+pub use ending::Interrupt;
+use ending::Timers;
 pub use limits::{check_open_files, port_warning, LimitError};
 
 /// Minted identities waiting for their connect slot. Small: minting is ~10x faster than
@@ -63,8 +67,9 @@ pub struct FleetResult {
     pub started_at: SystemTime,
     /// Length of the run.
     pub elapsed: Duration,
-    /// Acknowledged messages per device, in `Fleet::ids` order.
-    pub acked: Vec<u32>,
+    /// Acknowledged messages of each device that ran a session: (index in `Fleet::ids`,
+    /// count), by index. Devices that never ran are absent.
+    pub acked: Vec<(usize, u32)>,
     /// One row per second.
     pub timeline: Vec<TimelineRow>,
     /// The generator's own health.
@@ -75,15 +80,17 @@ pub struct FleetResult {
 type Departures = Arc<Mutex<Vec<(u64, CancellationToken)>>>;
 
 /// Runs `fleet` against `endpoint` per `plan`, recording into `recorder`, until the schedule
-/// completes, `plan.run.max_duration` passes, or `interrupt` is cancelled.
+/// completes, `plan.run.max_duration` passes (a hard bound: every session ends then), or
+/// `interrupt` stops (drain for at most `plan.run.grace`) or aborts it (end at once).
 pub async fn run(
     plan: &Plan,
     fleet: Fleet,
     endpoint: Endpoint,
     tls: ClientTls,
     recorder: Arc<Recorder>,
-    interrupt: CancellationToken,
+    interrupt: impl Into<Interrupt>,
 ) -> Result<FleetResult, LoadError> {
+    let interrupt: Interrupt = interrupt.into();
     let n = fleet.ids.len();
     // Fail fast on key types or settings that cannot work, before any connection is made.
     if n > 0 {
@@ -93,7 +100,7 @@ pub async fn run(
         tls.for_device(&probe)?;
     }
 
-    let stop = interrupt.child_token();
+    let stop = interrupt.stop.child_token();
     let hold = match plan.session {
         SessionPlan::Once { hold } => hold,
         SessionPlan::Staged => Some(Duration::MAX),
@@ -107,8 +114,8 @@ pub async fn run(
         hold,
         sources: plan.connect.source_addresses.clone(),
         recorder: recorder.clone(),
-        acked: (0..n).map(|_| AtomicU32::new(0)).collect(),
-        abort: CancellationToken::new(),
+        tally: pool::Tally::default(),
+        abort: interrupt.abort.child_token(),
         reconnect: plan.reconnect.clone(),
         handshakes: Arc::new(Semaphore::new(plan.connect.max_handshakes as usize)),
     });
@@ -118,14 +125,14 @@ pub async fn run(
     let watcher = watch::Watcher::start(recorder.clone());
 
     let deadline_hit = Arc::new(AtomicBool::new(false));
-    let timers = Timers::start(plan, start, &stop, &deadline_hit);
+    let timers = Timers::start(plan, start, &stop, &shared.abort, &deadline_hit);
 
-    // Devices come from the minters and, when sessions repeat (churn, stages), go back into
-    // the same queue when their session ends; its capacity covers the whole fleet then, so a
-    // returning device never waits.
+    // Devices come from the minters and, when sessions repeat (churn, stages), wait in the
+    // pool when their session ends; the scheduler prefers a waiting device to a new one.
     let reuse = !matches!(plan.session, SessionPlan::Once { .. });
-    let (tx, rx) = mpsc::channel(if reuse { n.max(1) } else { MINT_QUEUE });
-    let minter = mint::start(&fleet, tls, tx.clone(), stop.clone(), recorder.clone());
+    let (tx, rx) = mpsc::channel(MINT_QUEUE);
+    let minter = mint::start(&fleet, tls, tx, stop.clone(), recorder.clone());
+    let pool = reuse.then(|| Arc::new(pool::Pool::default()));
     let departures: Departures = Arc::default();
     let departing = tokio::spawn(take_down(
         plan.connect.schedule.departures(),
@@ -137,7 +144,7 @@ pub async fn run(
     let arrivals = arrivals(plan, n);
     let sessions = Sessions {
         shared: shared.clone(),
-        pool: reuse.then_some(tx),
+        pool: pool.clone(),
         departures: departures.clone(),
         stop: stop.clone(),
         tracker: tracker.clone(),
@@ -153,23 +160,33 @@ pub async fn run(
         .unwrap_or_else(|e| Some(format!("the session scheduler failed: {e}")));
     tracker.close();
 
-    // Drain: wait for sessions; once stopped, give in-flight work the grace period.
+    // Drain: wait for sessions; once stopped, give in-flight work the grace period, but never
+    // past the deadline; then end every session (they all give up at once on `abort`).
+    let deadline = start + plan.run.max_duration;
     tokio::select! {
         () = tracker.wait() => {}
         () = stop.cancelled() => {
-            if tokio::time::timeout(plan.run.grace, tracker.wait()).await.is_err() {
-                shared.abort.cancel();
-                tracker.wait().await;
+            let until = (Instant::now() + plan.run.grace).min(deadline);
+            tokio::select! {
+                () = tracker.wait() => {}
+                () = shared.abort.cancelled() => {}
+                () = tokio::time::sleep_until(until) => {}
             }
+            shared.abort.cancel();
+            tracker.wait().await;
         }
     }
     timers.cancel();
     departing.abort();
     stop.cancel();
-    minter.join();
+    minter.detach();
     let elapsed = start.elapsed();
     let (timeline, mut health) = watcher.finish(elapsed).await;
     watch::task_start_health(&mut health, &recorder.task_start_lag());
+
+    for device in pool.iter().flat_map(|p| p.drain()) {
+        shared.tally.record(&device);
+    }
 
     let status = if let Some(e) = mint_error {
         RunStatus::Partial {
@@ -189,16 +206,11 @@ pub async fn run(
     } else {
         RunStatus::Complete
     };
-    let acked = shared
-        .acked
-        .iter()
-        .map(|a| a.load(Ordering::Relaxed))
-        .collect();
     Ok(FleetResult {
         status,
         started_at,
         elapsed,
-        acked,
+        acked: shared.tally.finish(),
         timeline,
         health,
     })
@@ -214,42 +226,6 @@ fn arrivals(plan: &Plan, devices: usize) -> Box<dyn Iterator<Item = Duration> + 
         SessionPlan::Once { .. } => Box::new(all.take(devices)),
         SessionPlan::Churn { duration } => Box::new(all.take_while(move |t| *t < duration)),
         SessionPlan::Staged => all,
-    }
-}
-
-/// The run's deadline, and the end of a staged schedule: both stop the run.
-struct Timers {
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Timers {
-    fn start(
-        plan: &Plan,
-        start: Instant,
-        stop: &CancellationToken,
-        deadline_hit: &Arc<AtomicBool>,
-    ) -> Self {
-        let mut tasks = Vec::new();
-        let (stop2, hit, max) = (stop.clone(), deadline_hit.clone(), plan.run.max_duration);
-        tasks.push(tokio::spawn(async move {
-            tokio::time::sleep_until(start + max).await;
-            hit.store(true, Ordering::Relaxed);
-            stop2.cancel();
-        }));
-        if let Some(end) = plan.connect.schedule.stages_end() {
-            let stop = stop.clone();
-            tasks.push(tokio::spawn(async move {
-                tokio::time::sleep_until(start + end).await;
-                stop.cancel();
-            }));
-        }
-        Self { tasks }
-    }
-
-    fn cancel(self) {
-        for t in self.tasks {
-            t.abort();
-        }
     }
 }
 
@@ -274,8 +250,8 @@ async fn take_down(
 /// Starts sessions.
 struct Sessions {
     shared: Arc<Shared>,
-    /// Where devices go back after a session, when sessions repeat.
-    pool: Option<mpsc::Sender<Result<ReadyDevice, String>>>,
+    /// Where devices wait after a session, when sessions repeat.
+    pool: Option<Arc<pool::Pool>>,
     departures: Departures,
     stop: CancellationToken,
     tracker: TaskTracker,
@@ -309,17 +285,46 @@ impl Sessions {
                 () = stop.cancelled() => return None,
                 p = self.shared.handshakes.clone().acquire_owned() => p.ok()?,
             };
-            let device = tokio::select! {
-                biased;
-                () = stop.cancelled() => return None,
-                d = devices.recv() => match d? {
-                    Err(e) => return Some(e),
-                    Ok(d) => d,
-                },
+            let device = match self.next_device(&mut devices).await? {
+                Err(e) => return Some(e),
+                Ok(d) => d,
             };
             self.spawn(device, k as u64, intended, permit);
         }
         None
+    }
+
+    /// A device for the next session: a newly minted one if one is ready (a churn or stages
+    /// run goes round the fleet), else one waiting in the pool, else whichever comes first.
+    /// Minting is lazy and bounded (`MINT_QUEUE` ahead), so the devices held grow with the
+    /// sessions the run uses, not with the fleet. `None` when the run stops or no device is
+    /// left.
+    async fn next_device(
+        &self,
+        minted: &mut mpsc::Receiver<Result<ReadyDevice, String>>,
+    ) -> Option<Result<ReadyDevice, String>> {
+        use mpsc::error::TryRecvError;
+        let all_minted = match minted.try_recv() {
+            Ok(d) => return Some(d),
+            Err(TryRecvError::Empty) => false,
+            Err(TryRecvError::Disconnected) => true,
+        };
+        let Some(pool) = &self.pool else {
+            return tokio::select! {
+                biased;
+                () = self.stop.cancelled() => None,
+                d = minted.recv() => d,
+            };
+        };
+        if let Some(d) = pool.take() {
+            return Some(Ok(d));
+        }
+        tokio::select! {
+            biased;
+            () = self.stop.cancelled() => None,
+            Some(d) = minted.recv(), if !all_minted => Some(d),
+            d = pool.returned() => Some(Ok(d)),
+        }
     }
 
     fn spawn(
@@ -345,14 +350,15 @@ impl Sessions {
             self.pool.clone(),
             self.departures.clone(),
         );
+        let shared_tally = shared.clone();
         let fut = async move {
             device::run(shared, &device, start, permit).await;
             if staged {
                 departures.lock().retain(|(a, _)| *a != arrival);
             }
-            if let Some(pool) = pool {
-                // Capacity covers the fleet, so this never fails for want of room.
-                let _ = pool.try_send(Ok(device));
+            match pool {
+                Some(pool) => pool.put(device),
+                None => shared_tally.tally.record(&device),
             }
         };
         self.tracker.spawn(fut);

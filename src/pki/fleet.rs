@@ -101,11 +101,15 @@ pub fn is_device_id_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "-.%_*?!(),:=@$'".contains(c)
 }
 
-/// The ids of a fleet or of one shard of it: devices `first..first + count`.
+/// The ids of a fleet or of one shard of it: device numbers `first`, `first + step`, ...,
+/// `len` of them. Arithmetic, not a list: a fleet of millions costs nothing until its ids are
+/// asked for.
 #[derive(Debug, Clone)]
 pub struct DeviceIds {
     template: IdTemplate,
-    numbers: Vec<u64>,
+    first: u64,
+    step: u64,
+    len: usize,
 }
 
 impl DeviceIds {
@@ -113,30 +117,37 @@ impl DeviceIds {
     /// shard's share of a ramp is spread over the whole fleet).
     pub fn new(template: IdTemplate, devices: u64, shard: u64, shards: u64) -> Self {
         let shards = shards.max(1);
-        let numbers = (1..=devices)
-            .filter(|n| (n - 1) % shards == shard)
-            .collect();
-        Self { template, numbers }
+        let len = if shard < devices {
+            (devices - shard - 1) / shards + 1
+        } else {
+            0
+        };
+        Self {
+            template,
+            first: shard + 1,
+            step: shards,
+            len: usize::try_from(len).unwrap_or(usize::MAX),
+        }
     }
 
     /// How many devices.
     pub fn len(&self) -> usize {
-        self.numbers.len()
+        self.len
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.numbers.is_empty()
+        self.len == 0
     }
 
     /// The id of the `i`-th device of this set.
     pub fn id(&self, i: usize) -> String {
-        self.template.id(self.numbers[i])
+        self.template.id(self.first + i as u64 * self.step)
     }
 
     /// Every id, in order.
     pub fn iter(&self) -> impl Iterator<Item = String> + '_ {
-        self.numbers.iter().map(|n| self.template.id(*n))
+        (0..self.len).map(|i| self.id(i))
     }
 }
 
@@ -183,5 +194,18 @@ mod tests {
         let mut expected: Vec<String> = (1..=10).map(|n| format!("d{n}")).collect();
         expected.sort();
         assert_eq!(all, expected);
+    }
+
+    #[test]
+    fn shard_sizes_add_up_even_when_shards_outnumber_devices() {
+        let t = IdTemplate::parse("d{n}").unwrap();
+        let lens: Vec<usize> = (0..4)
+            .map(|k| DeviceIds::new(t.clone(), 3, k, 4).len())
+            .collect();
+        assert_eq!(lens, [1, 1, 1, 0]);
+        let big = DeviceIds::new(t, 10_000_000, 2, 3);
+        assert_eq!(big.len(), 3_333_333);
+        assert_eq!(big.id(0), "d3");
+        assert_eq!(big.id(big.len() - 1), "d9999999");
     }
 }

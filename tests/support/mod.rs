@@ -43,6 +43,7 @@ pub async fn run_with(plan: &Plan, hub: HubConfig) -> (RunReport, tempfile::Temp
         results_root: dir.path().to_owned(),
         quiet: true,
         interrupt: CancellationToken::new(),
+        abort: CancellationToken::new(),
         hub,
         metrics: None,
         shard: None,
