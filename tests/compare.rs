@@ -84,12 +84,12 @@ fn issue_13_back_to_back_quickstarts_are_not_a_regression_and_a_slower_one_is() 
         report.contains("settings: the same resolved scenario"),
         "{report}"
     );
-    // 100 handshakes cannot support a p99.9; the generator's own lag is not the hub's.
+    // 100 handshakes cannot support a p99 or p99.9; the generator's own lag is not the hub's.
     assert!(report.contains("not judged: 100 samples"), "{report}");
     assert!(report.contains("not judged: generator-side"), "{report}");
 
     // BASE with every TLS handshake slower by more than BASE's spread (its slowest handshake,
-    // plus 1 ms) regresses, and says where: p50, p90 and p99 are judged on 100 samples.
+    // plus 1 ms) regresses, and says where: p50 and p90 are judged on 100 samples.
     let summary: Summary =
         serde_json::from_slice(&std::fs::read(base.join("summary.json")).unwrap()).unwrap();
     let shift = summary.phase("tls_handshake").unwrap().max_us + 1_000;
@@ -110,15 +110,7 @@ fn issue_13_back_to_back_quickstarts_are_not_a_regression_and_a_slower_one_is() 
         .iter()
         .map(|r| r.as_str().unwrap())
         .collect();
-    assert_eq!(
-        worse,
-        [
-            "tls_handshake.p50",
-            "tls_handshake.p90",
-            "tls_handshake.p99"
-        ],
-        "{doc}"
-    );
+    assert_eq!(worse, ["tls_handshake.p50", "tls_handshake.p90"], "{doc}");
 
     // A noise floor above the shift lets it pass; a bare 10 is refused as ambiguous.
     let floor = format!("{}us", 2 * shift);
