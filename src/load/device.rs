@@ -291,6 +291,14 @@ fn fail_session<T>(
     None
 }
 
+/// Waits for a session's deadline: the precise clock for a send, tokio's timer otherwise.
+async fn wait_until(at: Instant, what: Deadline) {
+    match what {
+        Deadline::Send => super::clock::sleep_until(at).await,
+        _ => sleep_until(at).await,
+    }
+}
+
 /// What a session's one timer waits for.
 #[derive(Debug, Clone, Copy)]
 enum Deadline {
@@ -473,7 +481,9 @@ impl<'a> Sender<'a> {
                         return Err(self.broken(e.kind(), format!("{e} ({n} awaiting acknowledgement)")));
                     }
                 },
-                () = sleep_until(wake_at), if timer.is_some() => {
+                // The send deadline is the schedule's: it gets the precise clock; the others
+                // are timeouts and keep tokio's millisecond timer.
+                () = wait_until(wake_at, wake_for), if timer.is_some() => {
                     match wake_for {
                         Deadline::Send => {
                             // Queue every message that is due by now and fits the window, then
