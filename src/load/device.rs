@@ -335,6 +335,8 @@ struct Sender<'a> {
     /// Closed model: the next message is due this long after the last acknowledgement.
     closed_due: Option<Instant>,
     hold_until: Option<Instant>,
+    /// Closed model: the fastest acknowledgement so far, for the expected send interval.
+    fastest_ack: Option<Duration>,
     rng: rand::rngs::SmallRng,
 }
 
@@ -371,6 +373,7 @@ impl<'a> Sender<'a> {
             next: 0,
             closed_due: None,
             hold_until: None,
+            fastest_ack: None,
             rng: <rand::rngs::SmallRng as rand::SeedableRng>::from_rng(&mut rand::rng()),
         }
     }
@@ -560,12 +563,7 @@ impl<'a> Sender<'a> {
                     .bytes_sent
                     .fetch_add(msg.body.len() as u64, Ordering::Relaxed);
                 if settled {
-                    rec.record_scheduled(
-                        Phase::SendResponse,
-                        self.device.index,
-                        sent - due,
-                        sent - due,
-                    );
+                    self.record_response(sent - due, sent - due);
                 } else {
                     self.inflight.push(InFlight { seq, due, sent });
                 }
@@ -576,8 +574,23 @@ impl<'a> Sender<'a> {
         }
     }
 
-    fn acknowledged(&self, f: InFlight, outcome: Outcome, now: Instant) {
+    /// Records a send's response time. The closed model's is corrected for coordinated
+    /// omission at the interval the device would have kept with the hub at its fastest: think
+    /// time plus the quickest acknowledgement this device has had before this one.
+    fn record_response(&self, lateness: Duration, total: Duration) {
         let rec = self.rec();
+        match self.think {
+            Some(think) => {
+                let interval = think + self.fastest_ack.unwrap_or_default();
+                rec.record_closed_loop(self.device.index, lateness, total, interval);
+            }
+            None => rec.record_scheduled(Phase::SendResponse, self.device.index, lateness, total),
+        }
+    }
+
+    fn acknowledged(&mut self, f: InFlight, outcome: Outcome, now: Instant) {
+        let shared = self.shared;
+        let rec = &*shared.recorder;
         let shard = self.device.index;
         match outcome {
             Outcome::Accepted => {
@@ -585,7 +598,9 @@ impl<'a> Sender<'a> {
                 rec.counters
                     .ack_latency_us
                     .fetch_add(crate::metrics::micros(now - f.sent), Ordering::Relaxed);
-                rec.record_scheduled(Phase::SendResponse, shard, f.sent - f.due, now - f.due);
+                self.record_response(f.sent - f.due, now - f.due);
+                let service = now - f.sent;
+                self.fastest_ack = Some(self.fastest_ack.map_or(service, |f| f.min(service)));
                 incr(&rec.counters.messages_acked);
                 self.shared.acked[shard].fetch_add(1, Ordering::Relaxed);
             }
