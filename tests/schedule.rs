@@ -251,6 +251,27 @@ fn a_frozen_hub_shows_in_the_closed_models_corrected_response_time() {
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{log}");
     let s = summary_of(&results);
     assert_eq!(s.counts.messages_acked, DEVICES * MESSAGES, "{stdout}");
+    // The new phase is part of the results' contract.
+    let run_dir = std::fs::read_dir(&results)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.path().join("summary.json")).unwrap(),
+    )
+    .unwrap();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("results/schema.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<_> = validator
+        .iter_errors(&json)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
 
     // The measured values, kept by name: one long response per device, too few to reach p99.
     let raw = s
@@ -277,6 +298,13 @@ fn a_frozen_hub_shows_in_the_closed_models_corrected_response_time() {
     assert!(
         corrected.p99_us > 5 * raw.p99_us,
         "the stall shows after correction\n{stdout}"
+    );
+    eprintln!(
+        "closed model, hub frozen {freeze:?}: send_response p99 {} µs (analytic {expected} µs), \
+         uncorrected p99 {} µs, back-filled {added} (model {})",
+        corrected.p99_us,
+        raw.p99_us,
+        stalled - DEVICES
     );
     let error = corrected.p99_us.abs_diff(expected) as f64 / expected as f64;
     assert!(
