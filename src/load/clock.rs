@@ -3,12 +3,12 @@
 //! the next millisecond) lands 1 to 1.2 ms late. Used only for the schedule's own instants (a
 //! session's connect and a message's send); every other deadline keeps the cheap coarse timer.
 //!
-//! How: the wait runs on tokio's timer until [`COARSE_MARGIN`] before the deadline, so idle
+//! How: the wait runs on tokio's timer until `COARSE_MARGIN` (2 ms) before the deadline, so idle
 //! sessions cost nothing more than before. The last stretch is handed to one process-wide clock
 //! thread, which keeps the few deadlines that close in order, sleeps on a futex until a little
 //! before the earliest (the kernel's timer slack makes that sleep some 50-150 µs late on its
 //! own, and the thread learns by how much), spins for the rest, and wakes the task when its
-//! instant has come. The spinning is bounded by [`SPIN_MAX`] per deadline and is
+//! instant has come. The spinning is bounded by `SPIN_MAX` (300 µs) per deadline and is
 //! shared by deadlines that fall together; `benches/schedule.rs` measures its precision and CPU
 //! cost.
 
