@@ -18,6 +18,8 @@ mod mosquitto;
 mod hub_security;
 // Issue 5: load shapes, coordinated omission, churn, TLS knobs.
 mod load_model;
+// Issue 13: scheduled starts finer than tokio's millisecond timer; the closed model corrected.
+mod schedule;
 // Issue 8: hub outages, silent hubs, unwritable results.
 mod faults;
 // Issue 13: max-duration and grace bound every session; signals; setup errors leave nothing.

@@ -380,6 +380,14 @@ fn fail_session<T>(
     None
 }
 
+/// Waits for a session's deadline: the precise clock for a send, tokio's timer otherwise.
+async fn wait_until(at: Instant, what: Deadline) {
+    match what {
+        Deadline::Send => super::clock::sleep_until(at).await,
+        _ => sleep_until(at).await,
+    }
+}
+
 /// What a session's one timer waits for.
 #[derive(Debug, Clone, Copy)]
 enum Deadline {
@@ -416,6 +424,8 @@ struct Sender<'a> {
     /// Closed model: the next message is due this long after the last acknowledgement.
     closed_due: Option<Instant>,
     hold_until: Option<Instant>,
+    /// Closed model: the fastest acknowledgement so far, for the expected send interval.
+    fastest_ack: Option<Duration>,
     rng: rand::rngs::SmallRng,
 }
 
@@ -452,6 +462,7 @@ impl<'a> Sender<'a> {
             next: 0,
             closed_due: None,
             hold_until: None,
+            fastest_ack: None,
             rng: <rand::rngs::SmallRng as rand::SeedableRng>::from_rng(&mut rand::rng()),
         }
     }
@@ -562,7 +573,9 @@ impl<'a> Sender<'a> {
                         return Err(self.broken(e.kind(), format!("{e} ({n} awaiting acknowledgement)")));
                     }
                 },
-                () = sleep_until(wake_at), if timer.is_some() => {
+                // The send deadline is the schedule's: it gets the precise clock; the others
+                // are timeouts and keep tokio's millisecond timer.
+                () = wait_until(wake_at, wake_for), if timer.is_some() => {
                     match wake_for {
                         Deadline::Send => {
                             // Queue every message that is due by now and fits the window, then
@@ -640,12 +653,7 @@ impl<'a> Sender<'a> {
                     .bytes_sent
                     .fetch_add(msg.body.len() as u64, Ordering::Relaxed);
                 if settled {
-                    rec.record_scheduled(
-                        Phase::SendResponse,
-                        self.device.index,
-                        sent - due,
-                        sent - due,
-                    );
+                    self.record_response(sent - due, sent - due);
                 } else {
                     self.inflight.push(InFlight { seq, due, sent });
                 }
@@ -656,8 +664,23 @@ impl<'a> Sender<'a> {
         }
     }
 
-    fn acknowledged(&self, f: InFlight, outcome: Outcome, now: Instant) {
+    /// Records a send's response time. The closed model's is corrected for coordinated
+    /// omission at the interval the device would have kept with the hub at its fastest: think
+    /// time plus the quickest acknowledgement this device has had before this one.
+    fn record_response(&self, lateness: Duration, total: Duration) {
         let rec = self.rec();
+        match self.think {
+            Some(think) => {
+                let interval = think + self.fastest_ack.unwrap_or_default();
+                rec.record_closed_loop(self.device.index, lateness, total, interval);
+            }
+            None => rec.record_scheduled(Phase::SendResponse, self.device.index, lateness, total),
+        }
+    }
+
+    fn acknowledged(&mut self, f: InFlight, outcome: Outcome, now: Instant) {
+        let shared = self.shared;
+        let rec = &*shared.recorder;
         let shard = self.device.index;
         match outcome {
             Outcome::Accepted => {
@@ -665,7 +688,9 @@ impl<'a> Sender<'a> {
                 rec.counters
                     .ack_latency_us
                     .fetch_add(crate::metrics::micros(now - f.sent), Ordering::Relaxed);
-                rec.record_scheduled(Phase::SendResponse, shard, f.sent - f.due, now - f.due);
+                self.record_response(f.sent - f.due, now - f.due);
+                let service = now - f.sent;
+                self.fastest_ack = Some(self.fastest_ack.map_or(service, |f| f.min(service)));
                 incr(&rec.counters.messages_acked);
                 self.device.acked.fetch_add(1, Ordering::Relaxed);
             }

@@ -3,6 +3,7 @@
 //! down when the stages say so, watch the generator itself, and stop on time. One loop, driven
 //! by the plan's schedule, whatever the load shape.
 
+pub mod clock;
 mod device;
 mod ending;
 mod limits;
@@ -278,7 +279,7 @@ impl Sessions {
             tokio::select! {
                 biased;
                 () = stop.cancelled() => return None,
-                () = tokio::time::sleep_until(intended) => {}
+                () = clock::sleep_until(intended) => {}
             }
             let permit = tokio::select! {
                 biased;

@@ -56,6 +56,26 @@ impl PhaseHistograms {
             .saturating_record(micros(value));
     }
 
+    /// Records `value` and, HdrHistogram's coordinated-omission correction, the samples that
+    /// would have come every `interval` meanwhile: `value - interval`, ... down to `interval`.
+    pub(crate) fn record_correct(
+        &self,
+        phase: usize,
+        shard: usize,
+        value: Duration,
+        interval: Duration,
+    ) {
+        let shards = &self.phases[phase];
+        let mut h = shards[shard % shards.len()].lock();
+        let value = micros(value).min(h.high());
+        if interval.is_zero() {
+            h.saturating_record(value);
+        } else {
+            // Cannot fail: every value recorded is within the histogram's bounds.
+            let _ = h.record_correct(value, micros(interval));
+        }
+    }
+
     pub(crate) fn merged(&self, phase: usize) -> LatencyHistogram {
         let mut out = new_histogram();
         for shard in &self.phases[phase] {

@@ -61,8 +61,11 @@ pub enum Phase {
     PublishAck,
     /// AMQP transfer written to the disposition that settles it.
     SendAck,
-    /// Intended send time to acknowledgement (response time of a send).
+    /// Intended send time to acknowledgement (response time of a send). In the closed model,
+    /// corrected for coordinated omission: see [`Recorder::record_closed_loop`].
     SendResponse,
+    /// The closed model's response times as measured, without that correction.
+    SendResponseUncorrected,
     /// How late connects started against their schedule.
     ConnectLag,
     /// How late sends started against their schedule.
@@ -71,7 +74,7 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, in report order.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::TcpConnect,
         Self::TlsHandshake,
         Self::TlsResumed,
@@ -82,6 +85,7 @@ impl Phase {
         Self::PublishAck,
         Self::SendAck,
         Self::SendResponse,
+        Self::SendResponseUncorrected,
         Self::ConnectLag,
         Self::SendLag,
     ];
@@ -99,6 +103,7 @@ impl Phase {
             Self::PublishAck => "publish_ack",
             Self::SendAck => "send_ack",
             Self::SendResponse => "send_response",
+            Self::SendResponseUncorrected => "send_response_uncorrected",
             Self::ConnectLag => "connect_start_lag",
             Self::SendLag => "send_start_lag",
         }
@@ -278,6 +283,24 @@ impl Recorder {
         }
     }
 
+    /// Records the response time of a closed-loop send (the model in which a message is due
+    /// `think` after the last acknowledgement), as [`Self::record_scheduled`] does, corrected for
+    /// coordinated omission: a device that waited `total` sent nothing meanwhile, so the sends it
+    /// would have made every `expected_interval` are back-filled into `send_response` (HdrHistogram's
+    /// `record_correct`: `total - i`, `total - 2i`, ... down to `i`). The measured values alone go
+    /// to `send_response_uncorrected`. A zero interval corrects nothing.
+    pub fn record_closed_loop(
+        &self,
+        shard: usize,
+        lateness: Duration,
+        total: Duration,
+        expected_interval: Duration,
+    ) {
+        self.record_scheduled(Phase::SendResponseUncorrected, shard, lateness, total);
+        self.phases
+            .record_correct(Phase::SendResponse.index(), shard, total, expected_interval);
+    }
+
     /// Records how long a spawned session task waited before it first ran.
     pub fn record_task_start(&self, lag: Duration) {
         self.task_start.lock().saturating_record(micros(lag));
@@ -441,6 +464,23 @@ mod tests {
             r.snapshot().errors_by_kind[FailureKind::Refused as usize],
             2
         );
+    }
+
+    #[test]
+    fn a_closed_loop_stall_is_back_filled_at_the_expected_interval() {
+        let r = Recorder::new();
+        let ms = Duration::from_millis;
+        r.record_closed_loop(0, Duration::ZERO, ms(1), ms(100));
+        r.record_closed_loop(0, Duration::ZERO, ms(2000), ms(100));
+        r.record_closed_loop(0, Duration::ZERO, ms(500), Duration::ZERO);
+        let h: BTreeMap<_, _> = r.histograms().into_iter().collect();
+        let raw = &h[&Phase::SendResponseUncorrected];
+        assert_eq!(raw.len(), 3);
+        // 1 ms, then 2000, 1900, ..., 100 ms (20 values), then 500 ms uncorrected.
+        let corrected = &h[&Phase::SendResponse];
+        assert_eq!(corrected.len(), 1 + 20 + 1);
+        assert_eq!(corrected.count_between(99_000, 101_000), 1);
+        assert_eq!(h[&Phase::SendLag].len(), 3);
     }
 
     #[test]
