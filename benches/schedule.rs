@@ -164,6 +164,7 @@ async fn fleet() {
             results_root: dir.path().to_owned(),
             quiet: true,
             interrupt: CancellationToken::new(),
+            abort: CancellationToken::new(),
             hub: HubConfig::default(),
             metrics: None,
             shard: None,
