@@ -106,14 +106,19 @@ pub enum PkiCommand {
     Devices(PkiDevicesArgs),
     /// Write IoT Hub's bulk import file (one JSON object per line).
     Registry(PkiRegistryArgs),
+    /// Mint a server certificate (serverAuth, SANs) for any broker, signed by a CA directory.
+    Server(PkiServerArgs),
 }
 
 /// `fleetbench pki init`
 #[derive(Debug, Args)]
 pub struct PkiInitArgs {
-    /// Directory to create the CA in (refused if it already holds one).
+    /// Directory to create the CA in (refused if it already holds one, unless --force).
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace the CA files already in --out (devices signed by the old CA stop verifying).
+    #[arg(long)]
+    pub force: bool,
     /// Intermediate CAs below the root (0 = devices signed by the root).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=8))]
     pub intermediates: u8,
@@ -140,9 +145,13 @@ pub struct PkiProveArgs {
     /// Which CA of the chain was uploaded: root, intermediate-1, …
     #[arg(long, default_value = "root")]
     pub signer: String,
-    /// Output file (default: CA_DIR/verification-code.cert.pem).
+    /// Output file (default: CA_DIR/verification-code.cert.pem); refused if it exists, unless
+    /// --force.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `fleetbench pki devices`
@@ -161,12 +170,19 @@ pub struct PkiDevicesArgs {
     /// How many devices.
     #[arg(long)]
     pub count: u64,
-    /// Device id template; {n} is the device number from 1, {n:05} zero-pads it.
+    // clap turns the two characters `{n}` into a line break in help text: the help names the
+    // placeholder as `{n:05}` and `{n:W}` only.
+    /// Device id template: {n:05} is the device number from 1 zero-padded to 5 digits, {n:0W}
+    /// to W digits; the placeholder n in braces without :0W does not pad.
     #[arg(long, default_value = "device-{n:05}")]
     pub id: String,
-    /// Output directory (created if needed).
+    /// Output directory (created if needed); files of the same devices already there are refused,
+    /// unless --force.
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace the files of devices already in --out (their old keys are lost).
+    #[arg(long)]
+    pub force: bool,
     /// Also write ID.pfx, encrypted with this password (the tutorial uses 1234).
     #[arg(long)]
     pub pfx_password: Option<String>,
@@ -196,9 +212,38 @@ pub struct PkiRegistryArgs {
     /// Directory of exported device certificates (`pki devices --out`).
     #[arg(long)]
     pub devices: Option<PathBuf>,
-    /// Output file (default: standard output).
+    /// Output file (default: standard output); refused if it exists, unless --force.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `fleetbench pki server`
+#[derive(Debug, Args)]
+pub struct PkiServerArgs {
+    /// CA directory (from `pki init`) whose issuing CA signs the certificate.
+    #[arg(long)]
+    pub ca: PathBuf,
+    /// Host name the server is reached by (a DNS SAN; repeatable; the first is also the CN).
+    #[arg(long = "name", value_name = "HOST", required_unless_present = "ips")]
+    pub names: Vec<String>,
+    /// IP address the server is reached by (an IP SAN; repeatable).
+    #[arg(long = "ip", value_name = "ADDR")]
+    pub ips: Vec<std::net::IpAddr>,
+    /// Key type of the server key (IoT Hub presents rsa-2048).
+    #[arg(long, default_value = "ecdsa-p256")]
+    pub key_type: KeyType,
+    /// Validity in days (ending by 9999-12-31, RFC 5280's latest expiry).
+    #[arg(long, default_value_t = 30, value_parser = parse_days)]
+    pub days: u32,
+    /// Output directory (created if needed): server.cert.pem, server.chain.pem, server.key.pem.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Replace those files if they exist.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `fleetbench hub …`

@@ -114,3 +114,110 @@ fn the_example_scenario_is_a_valid_sharded_fleet() {
         plan.connect.schedule
     );
 }
+
+/// Whether a process of `uid` with `groups` may read a file of `owner`:`group` with `mode`.
+fn readable(uid: u64, groups: &[u64], (owner, group, mode): (u64, u64, u64)) -> bool {
+    if uid == 0 {
+        return true;
+    }
+    if uid == owner {
+        return mode & 0o400 != 0;
+    }
+    if groups.contains(&group) {
+        return mode & 0o040 != 0;
+    }
+    mode & 0o004 != 0
+}
+
+/// Reads `file` as `uid`:`gid` (no supplementary groups) with `cat`; needs root.
+fn read_as(uid: u32, gid: u32, file: &Path) -> bool {
+    use std::os::unix::process::CommandExt as _;
+    std::process::Command::new("cat")
+        .arg(file)
+        .uid(uid)
+        .gid(gid)
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+/// Issue 16: the CA Secret is mounted so that the container's non-root user can read the key,
+/// and nobody else.
+#[test]
+fn the_container_user_can_read_the_ca_secret_and_others_cannot() {
+    let job = manifest();
+    let pod = &job["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    let id = |key: &str| {
+        c["securityContext"][key]
+            .as_u64()
+            .or_else(|| pod["securityContext"][key].as_u64())
+    };
+    let user = id("runAsUser").expect("runAsUser is set");
+    assert_ne!(user, 0, "the container does not run as root");
+    let group = id("runAsGroup").expect("runAsGroup is set (else the image decides)");
+    let fs_group = pod["securityContext"]["fsGroup"]
+        .as_u64()
+        .expect("the pod sets fsGroup, the group of the Secret's files");
+    let ca = pod["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["secret"]["secretName"].as_str() == Some("fleetbench-ca"))
+        .unwrap();
+    let mode = ca["secret"]["defaultMode"]
+        .as_u64()
+        .expect("defaultMode is a number");
+    assert_eq!(
+        mode & 0o007,
+        0,
+        "the CA key is not world-readable: {mode:o}"
+    );
+
+    // As the kubelet mounts it: owned by root, group fsGroup (0 without one), mode defaultMode.
+    let mounted = (0, fs_group, mode);
+    let groups = [group, fs_group];
+    assert!(
+        readable(user, &groups, mounted),
+        "user {user} (groups {groups:?}) cannot read a root:{fs_group} file of mode {mode:o}"
+    );
+    assert!(
+        !readable(user, &[group], (0, 0, 0o400)),
+        "the model refuses 0400 root:root"
+    );
+
+    // The same, for real, when the test may change owners: the file as mounted is read by that
+    // user, and the old 0400 root:root mount is not.
+    if !std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+    {
+        eprintln!("SKIPPED: not root, the mount is checked by the permission model only");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(group, fs_group, "cat runs with one group: runAsGroup");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let key = dir.path().join("root.key.pem");
+    std::fs::write(&key, "key\n").unwrap();
+    let (uid, gid) = (u32::try_from(user).unwrap(), u32::try_from(group).unwrap());
+    std::os::unix::fs::chown(&key, Some(0), Some(u32::try_from(fs_group).unwrap())).unwrap();
+    std::fs::set_permissions(
+        &key,
+        std::fs::Permissions::from_mode(u32::try_from(mode).unwrap()),
+    )
+    .unwrap();
+    assert!(
+        read_as(uid, gid, &key),
+        "user {uid}:{gid} cannot read the mounted key"
+    );
+    std::os::unix::fs::chown(&key, Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o400)).unwrap();
+    assert!(
+        !read_as(uid, gid, &key),
+        "0400 root:root must be unreadable to {uid}"
+    );
+}

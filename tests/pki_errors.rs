@@ -150,3 +150,150 @@ fn a_pkcs1_rsa_key_from_openssl_is_read() {
         p(&dir.path().join("d")),
     ]));
 }
+
+/// Issue 16: one overwrite rule for every `pki` command: refuse what exists, `--force` replaces.
+#[test]
+fn every_pki_command_refuses_to_overwrite_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, devices) = (dir.path().join("ca"), dir.path().join("devices"));
+    ok(&fleetbench(&[
+        "pki",
+        "init",
+        "--out",
+        p(&ca),
+        "--intermediates",
+        "2",
+    ]));
+    let root = std::fs::read(ca.join("root.cer")).unwrap();
+
+    // devices: the second export names the first file it would replace; the keys are kept.
+    let devs = [
+        "pki",
+        "devices",
+        "--ca",
+        p(&ca),
+        "--count",
+        "3",
+        "--out",
+        p(&devices),
+    ];
+    ok(&fleetbench(&devs));
+    let key = devices.join("device-00002.key.pem");
+    let before = std::fs::read(&key).unwrap();
+    let err = fails(&devs);
+    assert!(
+        err.contains("already exists")
+            && err.contains("--force")
+            && err.contains("device-00001.cert.pem"),
+        "{err}"
+    );
+    assert!(err.contains("more files"), "{err}");
+    assert_eq!(
+        std::fs::read(&key).unwrap(),
+        before,
+        "a refused export keeps the keys"
+    );
+    // Other devices would still replace the directory's thumbprints.csv.
+    let err = fails(&[&devs[..], &["--id", "other-{n}"]].concat());
+    assert!(
+        err.contains("thumbprints.csv") && !err.contains("more"),
+        "{err}"
+    );
+    ok(&fleetbench(&[&devs[..], &["--force"]].concat()));
+    assert_ne!(
+        std::fs::read(&key).unwrap(),
+        before,
+        "--force replaced the key"
+    );
+
+    // prove: the default file and --out.
+    let prove = ["pki", "prove", "--ca", p(&ca), "--code", "ABC"];
+    ok(&fleetbench(&prove));
+    let err = fails(&prove);
+    assert!(
+        err.contains("verification-code.cert.pem") && err.contains("--force"),
+        "{err}"
+    );
+    ok(&fleetbench(&[&prove[..], &["--force"]].concat()));
+    let vc = dir.path().join("vc.pem");
+    ok(&fleetbench(&[&prove[..], &["--out", p(&vc)]].concat()));
+    assert!(fails(&[&prove[..], &["--out", p(&vc)]].concat()).contains("vc.pem"));
+
+    // registry --out.
+    let import = dir.path().join("import.txt");
+    let registry = ["pki", "registry", "--count", "2", "--out", p(&import)];
+    ok(&fleetbench(&registry));
+    assert!(fails(&registry).contains("import.txt"));
+    ok(&fleetbench(&[&registry[..], &["--force"]].concat()));
+
+    // server.
+    let srv = dir.path().join("srv");
+    let server = [
+        "pki",
+        "server",
+        "--ca",
+        p(&ca),
+        "--name",
+        "localhost",
+        "--out",
+        p(&srv),
+    ];
+    ok(&fleetbench(&server));
+    assert!(fails(&server).contains("server.cert.pem"));
+    ok(&fleetbench(&[&server[..], &["--force"]].concat()));
+
+    // init: refused, then replaced; a shallower chain leaves no stale intermediate behind.
+    let err = fails(&["pki", "init", "--out", p(&ca)]);
+    assert!(err.contains("--force"), "{err}");
+    ok(&fleetbench(&[
+        "pki",
+        "init",
+        "--out",
+        p(&ca),
+        "--intermediates",
+        "1",
+        "--force",
+    ]));
+    assert_ne!(std::fs::read(ca.join("root.cer")).unwrap(), root);
+    assert!(!ca.join("intermediate-2.cert.pem").exists());
+    assert!(!ca.join("intermediate-2.key.pem").exists());
+    let chain = ok(&openssl(&[
+        "verify",
+        "-CAfile",
+        p(&ca.join("root.cert.pem")),
+        "-untrusted",
+        p(&ca.join("chain.pem")),
+        p(&ca.join("intermediate-1.cert.pem")),
+    ]));
+    assert!(chain.contains(": OK"), "{chain}");
+    ok(&fleetbench(&[
+        "pki",
+        "devices",
+        "--ca",
+        p(&ca),
+        "--count",
+        "1",
+        "--out",
+        p(&dir.path().join("d2")),
+    ]));
+}
+
+/// Issue 16: clap turned `{n}` in the help into a line break.
+#[test]
+fn devices_help_shows_the_id_placeholder() {
+    let help = ok(&fleetbench(&["pki", "devices", "--help"]));
+    let line = help
+        .lines()
+        .find(|l| l.trim_start().starts_with("--id"))
+        .unwrap_or_else(|| panic!("{help}"));
+    assert!(
+        line.contains("{n:05} is the device number") && line.contains("{n:0W}"),
+        "{help}"
+    );
+    assert!(
+        !help
+            .lines()
+            .any(|l| l.trim_start().starts_with("is the device number")),
+        "{help}"
+    );
+}

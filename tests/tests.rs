@@ -40,6 +40,10 @@ mod report_html;
 mod pki;
 // Issue 3: bad CA directories, codes and PFX key types; PKCS#1 keys.
 mod pki_errors;
+// Issue 16: every certificate kind passes strict verifiers (openssl, Python's default context).
+mod pki_strict;
+// Issue 16: `pki server`, a server certificate for any broker.
+mod pki_server;
 // Issue 3: the CA workflow on the embedded hub (portal steps, state directory, hub serve).
 mod hub_ca;
 // Issue 7: shards of one fleet as separate processes against one hub, merged without loss.

@@ -8,12 +8,16 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 
-use crate::cli::{PkiCommand, PkiDevicesArgs, PkiInitArgs, PkiProveArgs, PkiRegistryArgs};
+use crate::cli::{
+    PkiCommand, PkiDevicesArgs, PkiInitArgs, PkiProveArgs, PkiRegistryArgs, PkiServerArgs,
+};
 use crate::pki::export::{
     check_code, thumbprints, DeviceExport, ImportAuth, ImportDevice, Thumbprints, X509Thumbprint,
 };
-use crate::pki::store::{level_name, load_ca_dir, pem, write_ca_dir, write_public};
-use crate::pki::{CaChain, ChainSpec, DeviceIds, IdTemplate, KeyType, Validity};
+use crate::pki::store::{
+    level_name, load_ca_dir, pem, refuse_existing, write_ca_dir_with, write_private, write_public,
+};
+use crate::pki::{CaChain, ChainSpec, DeviceIds, IdTemplate, KeyType, ServerNames, Validity};
 use crate::Outcome;
 
 /// Runs a `pki` subcommand.
@@ -24,6 +28,7 @@ pub(super) fn command(cmd: PkiCommand) -> anyhow::Result<Outcome> {
         PkiCommand::Prove(args) => prove(&args)?,
         PkiCommand::Devices(args) => devices(&args)?,
         PkiCommand::Registry(args) => registry(&args)?,
+        PkiCommand::Server(args) => server(&args)?,
     };
     super::write_or_broken_pipe(out.write_all(text.as_bytes()))?;
     Ok(Outcome::Success)
@@ -37,7 +42,7 @@ fn init(args: &PkiInitArgs) -> anyhow::Result<String> {
         name: args.name.clone(),
     };
     let chain = CaChain::generate(&spec).context("minting the CA chain")?;
-    let files = write_ca_dir(&args.out, &chain)?;
+    let files = write_ca_dir_with(&args.out, &chain, args.force)?;
     let mut text = format!(
         "CA chain ({}, {} intermediates) in {}\n",
         args.key_type,
@@ -82,6 +87,9 @@ fn prove(args: &PkiProveArgs) -> anyhow::Result<String> {
         .out
         .clone()
         .unwrap_or_else(|| args.ca.join("verification-code.cert.pem"));
+    if !args.force {
+        refuse_existing(std::slice::from_ref(&out))?;
+    }
     write_public(&out, pem("CERTIFICATE", &cert).as_bytes())?;
     Ok(format!(
         "verification certificate (CN={}, signed by {}) in {}\n",
@@ -99,8 +107,6 @@ fn devices(args: &PkiDevicesArgs) -> anyhow::Result<String> {
         .map(load_ca_dir)
         .transpose()?
         .map(Arc::new);
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
     let export = DeviceExport {
         dir: args.out.clone(),
         ca,
@@ -108,6 +114,11 @@ fn devices(args: &PkiDevicesArgs) -> anyhow::Result<String> {
         validity: Validity::days_from_now(args.days),
         pfx_password: args.pfx_password.clone(),
     };
+    if !args.force {
+        refuse_existing(&export.existing_files(&ids)?)?;
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let start = Instant::now();
     let thumbprints = export
@@ -155,6 +166,9 @@ fn registry(args: &PkiRegistryArgs) -> anyhow::Result<String> {
     let self_signed = args.self_signed.then_some(()).and(args.devices.as_deref());
     match &args.out {
         Some(path) => {
+            if !args.force {
+                refuse_existing(std::slice::from_ref(path))?;
+            }
             write_replacing(path, |w| {
                 write_import(w, &template, args.count, self_signed)
             })?;
@@ -173,6 +187,53 @@ fn registry(args: &PkiRegistryArgs) -> anyhow::Result<String> {
             }
         }
     }
+}
+
+fn server(args: &PkiServerArgs) -> anyhow::Result<String> {
+    let names = ServerNames::new(args.names.clone(), args.ips.clone()).context("--name/--ip")?;
+    let chain = load_ca_dir(&args.ca)?;
+    let [cert, full, key] =
+        ["cert", "chain", "key"].map(|k| args.out.join(format!("server.{k}.pem")));
+    let files = [cert.clone(), full.clone(), key.clone()];
+    if !args.force {
+        refuse_existing(&files)?;
+    }
+    let identity = chain
+        .mint_server_for(&names, args.key_type, Validity::days_from_now(args.days))
+        .context("minting the server certificate")?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let pems: Vec<String> = identity
+        .chain
+        .iter()
+        .map(|c| pem("CERTIFICATE", c))
+        .collect();
+    write_public(&cert, pems[0].as_bytes())?;
+    write_public(&full, pems.concat().as_bytes())?;
+    write_private(
+        &key,
+        pem("PRIVATE KEY", identity.key.secret_der()).as_bytes(),
+    )?;
+    let sans: Vec<String> = args
+        .names
+        .iter()
+        .cloned()
+        .chain(args.ips.iter().map(ToString::to_string))
+        .collect();
+    Ok(format!(
+        "server certificate ({}, {} days, serverAuth) for {} signed by {}\n  \
+         certificate {}\n  chain       {} (present this: leaf, then {} intermediates)\n  \
+         key         {} (0600)\nclients trust {}\n",
+        args.key_type,
+        args.days,
+        sans.join(", "),
+        chain.issuing().common_name(),
+        cert.display(),
+        full.display(),
+        pems.len() - 1,
+        key.display(),
+        args.ca.join("root.cert.pem").display(),
+    ))
 }
 
 /// A closed stdout (`| head`), as an I/O error or inside a JSON one.

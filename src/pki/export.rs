@@ -2,6 +2,7 @@
 //! minted on every core; self-signed devices; thumbprints; verification codes; IoT Hub's bulk
 //! import lines.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -112,6 +113,15 @@ pub enum ExportError {
     Pfx(#[from] PfxError),
 }
 
+/// The suffixes of the files written per device (after its id).
+const DEVICE_FILES: [&str; 5] = [
+    ".cert.pem",
+    ".key.pem",
+    ".chain.pem",
+    ".full-chain.pem",
+    ".pfx",
+];
+
 /// A device written: its index in the fleet, id and thumbprints.
 type Exported = (usize, String, Thumbprints);
 
@@ -168,6 +178,41 @@ impl DeviceExport {
         }
         all.sort_by_key(|(i, _, _)| *i);
         Ok(all.into_iter().map(|(_, id, t)| (id, t)).collect())
+    }
+
+    /// The files of these devices (and `thumbprints.csv`) already in the output directory:
+    /// what [`DeviceExport::run`] would replace. One directory listing, then set lookups.
+    pub fn existing_files(&self, ids: &DeviceIds) -> Result<Vec<PathBuf>, StoreError> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(StoreError::Read {
+                    path: self.dir.clone(),
+                    source,
+                })
+            }
+        };
+        let names: HashSet<String> = entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut found = Vec::new();
+        for i in 0..ids.len() {
+            let id = ids.id(i);
+            for suffix in DEVICE_FILES {
+                let name = format!("{id}{suffix}");
+                if names.contains(&name) {
+                    found.push(self.dir.join(name));
+                }
+            }
+        }
+        if names.contains("thumbprints.csv") {
+            found.push(self.dir.join("thumbprints.csv"));
+        }
+        Ok(found)
     }
 
     fn one(&self, id: &str) -> Result<Thumbprints, ExportError> {

@@ -8,6 +8,7 @@ pub mod export;
 mod fleet;
 mod key_type;
 mod pfx;
+mod server;
 pub mod store;
 
 use std::fmt;
@@ -16,7 +17,7 @@ use std::time::Duration;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData as _, SanType, SerialNumber,
+    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData as _, SerialNumber,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::{Date, Month, OffsetDateTime};
@@ -24,6 +25,7 @@ use time::{Date, Month, OffsetDateTime};
 pub use fleet::{is_device_id_char, DeviceIds, IdTemplate, IdTemplateError};
 pub use key_type::KeyType;
 pub use pfx::{check_key_type as check_pfx_key_type, pfx, PfxError};
+pub use server::{ServerNameError, ServerNames};
 
 /// Errors minting or loading certificates.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +42,9 @@ pub enum PkiError {
     /// A CA certificate and the key offered for it do not belong together.
     #[error("the key does not match the public key of CA certificate {0:?}")]
     KeyMismatch(String),
+    /// A server certificate's names.
+    #[error(transparent)]
+    ServerName(#[from] ServerNameError),
 }
 
 /// The latest expiry a certificate can carry: RFC 5280 ends GeneralizedTime at
@@ -305,42 +310,6 @@ impl CaChain {
         })
     }
 
-    /// Mints a server certificate for the hub with the given DNS names / IP addresses.
-    pub fn mint_server(
-        &self,
-        names: &[String],
-        key_type: KeyType,
-    ) -> Result<ServerIdentity, PkiError> {
-        let key = key_type.generate()?;
-        let cn = names.first().map_or("fleetbench hub", String::as_str);
-        let mut params = base_params(cn, Validity::default());
-        params.subject_alt_names = names
-            .iter()
-            .map(|n| match n.parse() {
-                Ok(ip) => Ok(SanType::IpAddress(ip)),
-                Err(_) => n.clone().try_into().map(SanType::DnsName),
-            })
-            .collect::<Result<_, _>>()
-            .map_err(|source| PkiError::Mint {
-                what: "server certificate names".into(),
-                source,
-            })?;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let cert = params
-            .signed_by(&key, &self.issuing().issuer)
-            .map_err(|source| PkiError::Mint {
-                what: "server certificate".into(),
-                source,
-            })?;
-        let mut chain = vec![cert.der().clone()];
-        chain.extend(self.device_chain_tail());
-        Ok(ServerIdentity {
-            chain,
-            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        })
-    }
-
     /// Mints the proof-of-possession certificate: CN = the hub's verification code, signed by
     /// `authority`'s key.
     pub fn mint_verification(
@@ -385,6 +354,10 @@ pub enum LeafUsage {
     Server,
 }
 
+/// What every certificate carries: the CN, the validity, a random positive serial, and an
+/// authority key identifier (RFC 5280 4.2.1.1; strict verifiers such as `openssl verify
+/// -x509_strict` and Python 3.13's default context refuse a chain without it). rcgen adds the
+/// subject key identifier to every certificate with basic constraints.
 fn base_params(cn: &str, validity: Validity) -> CertificateParams {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -393,6 +366,7 @@ fn base_params(cn: &str, validity: Validity) -> CertificateParams {
     params.not_before = validity.not_before;
     params.not_after = validity.not_after;
     params.serial_number = Some(SerialNumber::from_slice(&rand::random::<[u8; 16]>()));
+    params.use_authority_key_identifier_extension = true;
     params
 }
 
@@ -405,7 +379,6 @@ pub fn leaf_params(cn: &str, validity: Validity, usage: LeafUsage) -> Certificat
         LeafUsage::Client => ExtendedKeyUsagePurpose::ClientAuth,
         LeafUsage::Server => ExtendedKeyUsagePurpose::ServerAuth,
     }];
-    params.use_authority_key_identifier_extension = true;
     params
 }
 

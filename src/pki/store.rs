@@ -65,10 +65,22 @@ pub enum StoreError {
         cert: PathBuf,
     },
     /// Refusing to overwrite a CA.
-    #[error("{} already holds a CA key; choose another directory or remove it first", path.display())]
+    #[error(
+        "{} already holds a CA key; choose another directory, or pass --force to replace the CA",
+        path.display()
+    )]
     Exists {
         /// The existing key file.
         path: PathBuf,
+    },
+    /// Refusing to replace files (every `pki` command refuses unless told `--force`).
+    #[error("{} already exists{}; pass --force to replace", path.display(),
+        if *more == 0 { String::new() } else { format!(" (and {more} more files it would write)") })]
+    WouldOverwrite {
+        /// The first existing file.
+        path: PathBuf,
+        /// How many more would be replaced.
+        more: usize,
     },
     /// Minting failed.
     #[error(transparent)]
@@ -84,16 +96,68 @@ pub fn level_name(level: usize) -> String {
     }
 }
 
-/// Writes `chain` into `dir` (created if needed). Returns the files written.
+/// Refuses when any of `paths` exists, naming the first and counting the others.
+pub fn refuse_existing(paths: &[PathBuf]) -> Result<(), StoreError> {
+    let mut existing = paths.iter().filter(|p| p.exists());
+    match existing.next() {
+        None => Ok(()),
+        Some(first) => Err(StoreError::WouldOverwrite {
+            path: first.clone(),
+            more: existing.count(),
+        }),
+    }
+}
+
+/// The certificate (PEM, DER) and key files of chain level `level`.
+fn level_files(dir: &Path, level: usize) -> [PathBuf; 3] {
+    let name = level_name(level);
+    ["cert.pem", "cer", "key.pem"].map(|ext| dir.join(format!("{name}.{ext}")))
+}
+
+/// The files [`write_ca_dir`] writes for a chain of `levels` authorities.
+fn ca_files(dir: &Path, levels: usize) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = (0..levels).flat_map(|l| level_files(dir, l)).collect();
+    files.push(dir.join("chain.pem"));
+    files
+}
+
+/// Writes `chain` into `dir` (created if needed), refusing a directory that already holds any
+/// of the files. Returns the files written.
 pub fn write_ca_dir(dir: &Path, chain: &CaChain) -> Result<Vec<PathBuf>, StoreError> {
+    write_ca_dir_with(dir, chain, false)
+}
+
+/// [`write_ca_dir`], or with `force` replacing what is there: the files of a deeper old chain
+/// (`intermediate-N` past the new chain's depth) are removed, so that the directory loads back
+/// as the new chain.
+pub fn write_ca_dir_with(
+    dir: &Path,
+    chain: &CaChain,
+    force: bool,
+) -> Result<Vec<PathBuf>, StoreError> {
     let root_key = dir.join("root.key.pem");
-    if root_key.exists() {
-        return Err(StoreError::Exists { path: root_key });
+    if !force {
+        if root_key.exists() {
+            return Err(StoreError::Exists { path: root_key });
+        }
+        refuse_existing(&ca_files(dir, chain.authorities().len()))?;
     }
     fs::create_dir_all(dir).map_err(|source| StoreError::Write {
         path: dir.to_owned(),
         source,
     })?;
+    for level in chain.authorities().len().. {
+        let stale = level_files(dir, level);
+        if !stale.iter().any(|p| p.exists()) {
+            break;
+        }
+        for path in stale.iter().filter(|p| p.exists()) {
+            fs::remove_file(path).map_err(|source| StoreError::Write {
+                path: path.clone(),
+                source,
+            })?;
+        }
+    }
     let mut written = Vec::new();
     for (level, ca) in chain.authorities().iter().enumerate() {
         let name = level_name(level);
