@@ -242,9 +242,9 @@ impl Recorder {
             counters: Counters::default(),
             spans: Spans::default(),
             failures: Mutex::new(BTreeMap::new()),
-            // tokio's timer wheel fires on whole milliseconds, so a sleep lands up to ~1 ms after
-            // its deadline on an idle generator; lateness beyond 2 ms is the generator falling
-            // behind, not timer granularity.
+            // Scheduled starts land within tens of microseconds on an idle generator (the precise
+            // clock of `load::clock`), but a shared machine delays a thread's wake-up by a
+            // millisecond now and then; lateness beyond 2 ms is the generator falling behind.
             lateness_tolerance: Duration::from_millis(2),
             task_start: Mutex::new(new_histogram()),
             outcomes: Mutex::new(BTreeMap::new()),
