@@ -143,9 +143,9 @@ async fn live(
 ) -> Result<(), Broken> {
     let rec = &*shared.recorder;
     incr(&rec.counters.sessions_connected);
-    rec.counters.sessions_active.fetch_add(1, Ordering::Relaxed);
+    rec.counters.session_opened();
     let result = sender.run(session, stop).await;
-    rec.counters.sessions_active.fetch_sub(1, Ordering::Relaxed);
+    rec.counters.session_closed();
     if result.is_err() {
         incr(&rec.counters.sessions_failed);
     }

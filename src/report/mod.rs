@@ -13,6 +13,7 @@ pub mod openmetrics;
 pub mod progress;
 mod results;
 mod text;
+mod throttling;
 
 pub use compare::{compare, write_comparison, Comparison};
 pub use files::{write_hlog, write_timeline_csv};
