@@ -390,3 +390,35 @@ fn quota_warnings_name_the_tier_and_the_rates() {
     let none = support::plan("[connect]\nrate = 1000\n");
     assert!(none.quota_warnings().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_connects_past_the_f1_queue_are_refused_as_throttled() {
+    // F1 accepts 100 new connections/s and queues 2 s of them: 1000 devices at 1000/s, with
+    // every handshake allowed in flight at once, leave hundreds past the queue, detached with
+    // com.microsoft:device-container-throttled.
+    let plan = support::plan(
+        "[target]\ntier = \"F1\"\n[protocol]\nkind = \"amqp\"\n[fleet]\ndevices = 1000\n\
+         [connect]\nrate = 1000\nmax-handshakes = 1000\ntimeout = \"20s\"\n[messages]\ncount = 1\ntimeout = \"20s\"\n\
+         [run]\nmax-duration = \"60s\"\n",
+    );
+    let (report, _dir) = support::run(&plan).await;
+    let s = &report.summary;
+    let throttled = s.failures_of(fleetbench::metrics::FailureKind::Throttled);
+    assert!(
+        throttled > 0,
+        "{:?} {:?} in {} s",
+        s.failures,
+        s.counts,
+        s.duration_secs
+    );
+    let hub = s.hub.as_ref().unwrap();
+    assert!(hub.throttled.unwrap() >= throttled, "{hub:?}");
+    let t = s.throttling.as_ref().expect("throttling found");
+    assert_eq!(t.throttled_refusals, throttled);
+    assert!(
+        t.evidence
+            .iter()
+            .any(|e| e.contains("refused with a throttling condition")),
+        "{t:?}"
+    );
+}
