@@ -15,10 +15,11 @@ const LABEL: usize = 12;
 fn headline(t: &Throttling) -> String {
     let held = t.pinned.first().map_or_else(String::new, |p| {
         format!(
-            "; {} held at {} (offered {})",
+            "; {} held at {} for {} s from {} s",
             p.what,
             rate(p.per_sec),
-            rate(p.offered_per_sec)
+            p.to_secs.saturating_sub(p.from_secs),
+            p.from_secs
         )
     });
     format!("began {} s into the run{held}", t.began_at_secs)
