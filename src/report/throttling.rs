@@ -44,8 +44,15 @@ pub(super) fn write_text(w: &mut impl Write, s: &Summary) -> io::Result<()> {
         return Ok(());
     };
     writeln!(w)?;
-    writeln!(w, "{:<LABEL$}{}", "Throttling", headline(t))?;
-    writeln!(w, "{:<LABEL$}{}", "", refusals(t))?;
+    let lines = [headline(t), refusals(t)];
+    for (i, line) in lines
+        .iter()
+        .flat_map(|l| wrap(l, WIDTH - LABEL))
+        .enumerate()
+    {
+        let label = if i == 0 { "Throttling" } else { "" };
+        writeln!(w, "{label:<LABEL$}{line}")?;
+    }
     writeln!(w, "{:<LABEL$}evidence:", "")?;
     for e in &t.evidence {
         for (i, line) in wrap(e, WIDTH - LABEL - 4).iter().enumerate() {
