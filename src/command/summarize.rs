@@ -26,6 +26,11 @@ pub fn account(hub: &Hub, ids: &DeviceIds, result: &FleetResult) -> HubAccountin
         }
     }
     acc.refused = hub.stats.refusals();
+    acc.throttled = Some(
+        hub.stats
+            .throttle_refusals
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
     acc
 }
 
@@ -93,8 +98,12 @@ pub fn summarize(
         shards: Vec::new(),
         throttling: None,
     };
-    let throttled = summary.failures_of(crate::metrics::FailureKind::Throttled);
-    summary.throttling = crate::metrics::detect_throttling(&summary.timeline, 0.9, throttled);
+    let evidence = crate::metrics::ThrottleEvidence {
+        cpu_ceiling: 0.9,
+        throttled: summary.failures_of(crate::metrics::FailureKind::Throttled),
+        hub_throttled: summary.hub.as_ref().and_then(|h| h.throttled),
+    };
+    summary.throttling = crate::metrics::detect_throttling(&summary.timeline, &evidence);
     summary.thresholds = crate::metrics::evaluate(&plan.thresholds, &summary);
     summary.verdict = Some(summary.judge());
     summary

@@ -188,10 +188,31 @@ pub(super) async fn session(
             Err(refusal) => {
                 tracing::debug!(conn, link = %attach.name, %refusal, "hub refused attach");
                 hub.stats.refuse(&refusal);
-                refuse(&mut session, attach, &refusal).await;
+                let error = definitions::Error::new(
+                    AmqpError::UnauthorizedAccess,
+                    refusal.to_string(),
+                    None,
+                );
+                refuse(&mut session, attach, error).await;
                 continue;
             }
         };
+        // The new-connection throttle, at a device's first link: shaped (a late attach), or
+        // detached with IoT Hub's throttling condition and the connection closed.
+        if attached.is_none() {
+            match hub.admit_connect() {
+                Admission::Now => {}
+                Admission::After(wait) => tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(wait) => {}
+                },
+                Admission::Refused => {
+                    let error = throttled("new-connection throttle exceeded");
+                    refuse(&mut session, attach, error).await;
+                    break;
+                }
+            }
+        }
         let Ok(link) = links.accept_incoming_attach(attach, &mut session).await else {
             continue;
         };
@@ -234,10 +255,25 @@ fn authorize(
     hub.registry.authenticate(chain, &id)
 }
 
-/// Answers an ATTACH with a null target, then DETACH with `amqp:unauthorized-access`.
-async fn refuse(session: &mut ListenerSessionHandle, mut attach: Attach, refusal: &Refusal) {
+/// IoT Hub's throttling error (docs/azure-iot-hub.md section 5).
+fn throttled(description: &str) -> definitions::Error {
+    definitions::Error::new(
+        definitions::ErrorCondition::Custom(Symbol::from(
+            "com.microsoft:device-container-throttled",
+        )),
+        description.to_owned(),
+        None,
+    )
+}
+
+/// Answers an ATTACH with a null target, then DETACH with `error` (`amqp:unauthorized-access`
+/// for a refusal, IoT Hub's throttling condition for the connection throttle).
+async fn refuse(
+    session: &mut ListenerSessionHandle,
+    mut attach: Attach,
+    error: definitions::Error,
+) {
     attach.target = None;
-    let error = definitions::Error::new(AmqpError::UnauthorizedAccess, refusal.to_string(), None);
     let links = LinkAcceptor::builder().build();
     match links.accept_incoming_attach(attach, session).await {
         Ok(LinkEndpoint::Receiver(r)) => {
@@ -304,13 +340,7 @@ async fn receive(mut receiver: Receiver, device: Arc<Device>, hub: Arc<Hub>) {
             match hub.admit_send() {
                 // Past the throttle's queue: rejected, not counted.
                 Admission::Refused => {
-                    let error = definitions::Error::new(
-                        definitions::ErrorCondition::Custom(Symbol::from(
-                            "com.microsoft:device-container-throttled",
-                        )),
-                        "device-to-cloud send throttle exceeded".to_owned(),
-                        None,
-                    );
+                    let error = throttled("device-to-cloud send throttle exceeded");
                     receiver.reject(&delivery, error).await
                 }
                 admission => {

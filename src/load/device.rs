@@ -174,7 +174,7 @@ async fn live(
 ) -> Result<(), Broken> {
     let rec = &*shared.recorder;
     incr(&rec.counters.sessions_connected);
-    let active = Active::count(&rec.counters.sessions_active);
+    let active = Active::count(&rec.counters);
     let result = sender.run(session, stop).await;
     drop(active);
     if result.is_err() {
@@ -184,18 +184,18 @@ async fn live(
 }
 
 /// Counts a session as active while it lives, even if the run drops it mid-await.
-struct Active<'a>(&'a std::sync::atomic::AtomicU64);
+struct Active<'a>(&'a crate::metrics::Counters);
 
 impl<'a> Active<'a> {
-    fn count(active: &'a std::sync::atomic::AtomicU64) -> Self {
-        active.fetch_add(1, Ordering::Relaxed);
-        Self(active)
+    fn count(counters: &'a crate::metrics::Counters) -> Self {
+        counters.session_opened();
+        Self(counters)
     }
 }
 
 impl Drop for Active<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.session_closed();
     }
 }
 

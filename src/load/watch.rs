@@ -15,13 +15,18 @@ use crate::metrics::{
 const TICK: Duration = Duration::from_millis(100);
 /// Mean CPU above this fraction of all cores marks the generator saturated.
 pub(crate) const CPU_SATURATION: f64 = 0.90;
-/// Timer lag p99 above this marks the generator saturated.
+/// Timer lag above this marks the generator late.
 pub(crate) const LAG_SATURATION: Duration = Duration::from_millis(20);
+/// Seconds of the timeline over a threshold that make saturation sustained.
+const SUSTAINED_SECS: usize = 3;
+/// Samples a p99 needs before it is more than the worst sample or two.
+const MIN_SAMPLES: u64 = 300;
 
 pub(crate) struct Watcher {
     done: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Watched>,
     before: ProcessSample,
+    recorder: Arc<Recorder>,
 }
 
 struct Watched {
@@ -35,6 +40,7 @@ impl Watcher {
     pub(crate) fn start(recorder: Arc<Recorder>) -> Self {
         let before = ProcessSample::now();
         let (done, mut done_rx) = oneshot::channel();
+        let counters = recorder.clone();
         let task = tokio::spawn(async move {
             let mut w = Watched {
                 timeline: Timeline::default(),
@@ -93,7 +99,12 @@ impl Watcher {
             );
             w
         });
-        Self { done, task, before }
+        Self {
+            done,
+            task,
+            before,
+            recorder: counters,
+        }
     }
 
     pub(crate) async fn finish(self, elapsed: Duration) -> (Vec<TimelineRow>, GeneratorHealth) {
@@ -102,6 +113,11 @@ impl Watcher {
         let Ok(w) = self.task.await else {
             return (Vec::new(), GeneratorHealth::default());
         };
+        let recorder_peak = self
+            .recorder
+            .counters
+            .sessions_peak
+            .load(std::sync::atomic::Ordering::Relaxed);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         let user = after.user.saturating_sub(self.before.user).as_secs_f64();
         let system = after
@@ -113,23 +129,8 @@ impl Watcher {
         } else {
             (user + system) / (elapsed.as_secs_f64() * f64::from(cores))
         };
-        let lag_p99 = w.lag.value_at_quantile(0.99);
-        let mut reasons = Vec::new();
-        // CPU over a run of less than a second is too coarse (10 ms ticks) to judge.
-        if utilisation > CPU_SATURATION && elapsed > Duration::from_secs(1) {
-            reasons.push(format!(
-                "generator CPU averaged {:.0}% of {cores} cores (threshold {:.0}%)",
-                utilisation * 100.0,
-                CPU_SATURATION * 100.0
-            ));
-        }
-        if lag_p99 > crate::metrics::micros(LAG_SATURATION) {
-            reasons.push(format!(
-                "timer lag p99 was {:.1} ms (threshold {} ms): tasks ran late",
-                lag_p99 as f64 / 1000.0,
-                LAG_SATURATION.as_millis()
-            ));
-        }
+        let rows = w.timeline.into_rows();
+        let reasons = saturation(&rows, cores, utilisation, elapsed, &w.lag);
         let rss_per_session = (w.peak_sessions > 0).then(|| {
             w.rss_at_peak.saturating_sub(self.before.rss_kib) as f64 / w.peak_sessions as f64
         });
@@ -139,9 +140,10 @@ impl Watcher {
             cores,
             cpu_utilisation: utilisation,
             peak_rss_kib: after.peak_rss_kib,
-            peak_sessions: w.peak_sessions,
+            // Exact: the counters keep the peak; the ticker can miss short-lived sessions.
+            peak_sessions: recorder_peak.max(w.peak_sessions),
             rss_per_session_kib: rss_per_session,
-            timer_lag_p99_us: lag_p99,
+            timer_lag_p99_us: (!w.lag.is_empty()).then(|| w.lag.value_at_quantile(0.99)),
             timer_lag_max_us: w.lag.max(),
             task_start_lag_p99_us: 0,
             task_start_lag_max_us: 0,
@@ -149,20 +151,157 @@ impl Watcher {
             saturation_reasons: reasons,
             host: None,
         };
-        (w.timeline.into_rows(), health)
+        (rows, health)
     }
 }
 
-/// Adds the task-start lag (spawn to first poll of session tasks) to the health verdict.
+/// Adds the task-start lag (spawn to first poll of session tasks) to the health verdict: its
+/// p99 counts only over enough sessions that it is not simply the worst one.
 pub(crate) fn task_start_health(health: &mut GeneratorHealth, lag: &LatencyHistogram) {
     health.task_start_lag_p99_us = lag.value_at_quantile(0.99);
     health.task_start_lag_max_us = lag.max();
-    if health.task_start_lag_p99_us > crate::metrics::micros(LAG_SATURATION) {
+    if lag.len() >= MIN_SAMPLES
+        && health.task_start_lag_p99_us > crate::metrics::micros(LAG_SATURATION)
+    {
         health.saturated = true;
         health.saturation_reasons.push(format!(
-            "session tasks started {:.1} ms after being spawned (p99; threshold {} ms)",
+            "session tasks started {:.1} ms after being spawned (p99 of {} sessions; threshold {} ms)",
             health.task_start_lag_p99_us as f64 / 1000.0,
+            lag.len(),
             LAG_SATURATION.as_millis()
         ));
+    }
+}
+
+/// Why the generator was saturated, from sustained evidence only: CPU averaged over the whole
+/// run (of several seconds), or CPU or timer lag over its threshold in at least
+/// `SUSTAINED_SECS` seconds of the timeline, or a lag p99 over enough ticks that it is not just
+/// the worst one. One late tick is not saturation.
+fn saturation(
+    rows: &[TimelineRow],
+    cores: u32,
+    utilisation: f64,
+    elapsed: Duration,
+    lag: &LatencyHistogram,
+) -> Vec<String> {
+    let mut reasons = Vec::new();
+    let secs = rows.len();
+    if utilisation > CPU_SATURATION && elapsed >= Duration::from_secs(SUSTAINED_SECS as u64) {
+        reasons.push(format!(
+            "generator CPU averaged {:.0}% of {cores} cores over the run (threshold {:.0}%)",
+            utilisation * 100.0,
+            CPU_SATURATION * 100.0
+        ));
+    } else {
+        let busy = rows
+            .iter()
+            .filter(|r| r.cpu > CPU_SATURATION * f64::from(cores.max(1)))
+            .count();
+        if busy >= SUSTAINED_SECS {
+            reasons.push(format!(
+                "generator CPU was over {:.0}% of {cores} cores in {busy} of {secs} seconds",
+                CPU_SATURATION * 100.0
+            ));
+        }
+    }
+    let limit = crate::metrics::micros(LAG_SATURATION);
+    let late: Vec<u64> = rows
+        .iter()
+        .map(|r| r.lag_us)
+        .filter(|l| *l > limit)
+        .collect();
+    let p99 = lag.value_at_quantile(0.99);
+    if late.len() >= SUSTAINED_SECS {
+        reasons.push(format!(
+            "timer lag was over {} ms in {} of {secs} seconds (worst {:.1} ms): tasks ran late",
+            LAG_SATURATION.as_millis(),
+            late.len(),
+            late.iter().max().copied().unwrap_or(0) as f64 / 1000.0
+        ));
+    } else if lag.len() >= MIN_SAMPLES && p99 > limit {
+        reasons.push(format!(
+            "timer lag p99 was {:.1} ms over {} ticks (threshold {} ms): tasks ran late",
+            p99 as f64 / 1000.0,
+            lag.len(),
+            LAG_SATURATION.as_millis()
+        ));
+    }
+    reasons
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(cpu: f64, lag_us: &[u64]) -> Vec<TimelineRow> {
+        lag_us
+            .iter()
+            .enumerate()
+            .map(|(i, l)| TimelineRow {
+                t: i as u64 + 1,
+                cpu,
+                lag_us: *l,
+                ..TimelineRow::default()
+            })
+            .collect()
+    }
+
+    fn ticks(lags_us: &[u64]) -> LatencyHistogram {
+        let mut h = crate::metrics::new_histogram();
+        for l in lags_us {
+            h.saturating_record(*l);
+        }
+        h
+    }
+
+    #[test]
+    fn one_late_tick_at_low_cpu_is_not_saturation() {
+        // ~40 s, one 29 ms tick among 400 of 1 ms: p99 of the seconds' worst is the max.
+        let mut lags = vec![1_000; 40];
+        lags[17] = 29_000;
+        let mut all = vec![1_000; 399];
+        all.push(29_000);
+        let r = saturation(
+            &rows(0.06, &lags),
+            2,
+            0.03,
+            Duration::from_secs(40),
+            &ticks(&all),
+        );
+        assert!(r.is_empty(), "{r:?}");
+        // A short run: its few ticks are no evidence either way.
+        let r = saturation(
+            &rows(0.06, &[29_000]),
+            2,
+            0.03,
+            Duration::from_millis(900),
+            &ticks(&[29_000; 9]),
+        );
+        assert!(r.is_empty(), "{r:?}");
+    }
+
+    #[test]
+    fn sustained_lag_or_cpu_is_saturation_and_says_which() {
+        let lags = [1_000, 25_000, 40_000, 31_000, 1_000];
+        let r = saturation(
+            &rows(0.3, &lags),
+            2,
+            0.15,
+            Duration::from_secs(5),
+            &ticks(&[1_000; 50]),
+        );
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert!(r[0].contains("timer lag was over 20 ms in 3 of 5 seconds (worst 40.0 ms)"));
+        let busy = saturation(
+            &rows(1.9, &[1_000; 4]),
+            2,
+            0.5,
+            Duration::from_secs(4),
+            &ticks(&[1_000; 40]),
+        );
+        assert_eq!(busy.len(), 1, "{busy:?}");
+        assert!(busy[0].contains("over 90% of 2 cores in 4 of 4 seconds"));
+        let mean = saturation(&[], 2, 0.97, Duration::from_secs(10), &ticks(&[]));
+        assert!(mean[0].contains("averaged 97% of 2 cores"), "{mean:?}");
     }
 }

@@ -34,7 +34,9 @@ pub use threshold::{
     evaluate, with_defaults, Metric, Op, Stat, Threshold, ThresholdError, ThresholdResult, Unit,
     DEFAULT_CHECKS,
 };
-pub use throttling::{detect as detect_throttling, Throttling};
+pub use throttling::{
+    detect as detect_throttling, Evidence as ThrottleEvidence, PinnedRate, Throttling,
+};
 pub use timeline::{Timeline, TimelineRow};
 
 /// A timed phase of a device session. Each has its own histogram.
@@ -181,6 +183,8 @@ pub struct Counters {
     pub sessions_failed: AtomicU64,
     /// Sessions connected right now.
     pub sessions_active: AtomicU64,
+    /// The most sessions connected at once so far.
+    pub sessions_peak: AtomicU64,
     /// Handshakes completed (TLS), full and resumed.
     pub handshakes: AtomicU64,
     /// Messages written to the wire.
@@ -204,6 +208,19 @@ pub struct Counters {
 /// Adds one to an atomic counter.
 pub fn incr(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Counters {
+    /// Counts a session becoming active, and the peak of active sessions with it.
+    pub fn session_opened(&self) {
+        let now = self.sessions_active.fetch_add(1, Ordering::Relaxed) + 1;
+        self.sessions_peak.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// Counts an active session ending.
+    pub fn session_closed(&self) {
+        self.sessions_active.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The hot-path sink of a run: every device task writes here.

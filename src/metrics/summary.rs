@@ -159,6 +159,10 @@ pub struct HubAccounting {
     pub lost_devices: Vec<String>,
     /// Sessions the hub refused, by reason.
     pub refused: Vec<(String, u64)>,
+    /// Sessions the hub disconnected and requests it refused for throttling, by its own count
+    /// (absent from summaries written before it was counted).
+    #[serde(default)]
+    pub throttled: Option<u64>,
 }
 
 /// How the generator itself fared: so nobody mistakes a generator limit for a hub limit.
@@ -174,12 +178,13 @@ pub struct GeneratorHealth {
     pub cpu_utilisation: f64,
     /// Peak resident set size, KiB.
     pub peak_rss_kib: u64,
-    /// Peak concurrently open sessions.
+    /// Peak concurrently open sessions (counted as sessions open, not sampled).
     pub peak_sessions: u64,
     /// Resident memory per open session at the peak, KiB (RSS above the pre-run baseline).
     pub rss_per_session_kib: Option<f64>,
-    /// 99th percentile of timer lag (how late a 100 ms ticker fired), µs.
-    pub timer_lag_p99_us: u64,
+    /// 99th percentile of timer lag (how late a 100 ms ticker fired), µs; `None` when the
+    /// ticker never fired (a run shorter than one tick).
+    pub timer_lag_p99_us: Option<u64>,
     /// Largest timer lag, µs.
     pub timer_lag_max_us: u64,
     /// 99th percentile of how long a spawned session task waited before it first ran, µs.

@@ -147,6 +147,18 @@ fn error_text(e: &definitions::Error) -> String {
     }
 }
 
+/// IoT Hub's throttling condition (docs/azure-iot-hub.md section 5).
+pub const THROTTLED_CONDITION: &str = "com.microsoft:device-container-throttled";
+
+/// A refusal by its condition: IoT Hub's throttling condition is throttling, the rest refusal.
+fn refusal(e: &definitions::Error) -> SessionError {
+    if condition_name(&e.condition) == THROTTLED_CONDITION {
+        SessionError::Throttled(error_text(e))
+    } else {
+        SessionError::Refused(error_text(e))
+    }
+}
+
 fn open_error(e: OpenError) -> SessionError {
     match e {
         OpenError::Io(io) => SessionError::Io(io),
@@ -159,7 +171,7 @@ fn open_error(e: OpenError) -> SessionError {
 
 fn attach_error(e: SenderAttachError) -> SessionError {
     match e {
-        SenderAttachError::RemoteClosedWithError(e) => SessionError::Refused(error_text(&e)),
+        SenderAttachError::RemoteClosedWithError(e) => refusal(&e),
         SenderAttachError::IncomingTargetIsNone => {
             SessionError::Refused("attach refused: the peer answered with no target".into())
         }
@@ -170,6 +182,9 @@ fn attach_error(e: SenderAttachError) -> SessionError {
 
 fn send_error(e: SendError) -> SessionError {
     match e {
+        SendError::Detached(fe2o3_amqp::link::DetachError::RemoteDetachedWithError(e)) => {
+            refusal(&e)
+        }
         SendError::Detached(d) => SessionError::Refused(format!("link detached: {d:?}")),
         other => SessionError::Protocol(format!("AMQP transfer failed: {other}")),
     }
@@ -423,6 +438,31 @@ mod tests {
         assert_eq!(
             condition_name(&LinkError::MessageSizeExceeded.into()),
             "amqp:link:message-size-exceeded"
+        );
+    }
+
+    #[test]
+    fn iot_hubs_throttling_condition_is_throttling() {
+        let throttled = definitions::Error::new(
+            ErrorCondition::Custom(Symbol::from(THROTTLED_CONDITION)),
+            "slow down".to_owned(),
+            None,
+        );
+        assert_eq!(
+            attach_error(SenderAttachError::RemoteClosedWithError(throttled.clone())).kind(),
+            crate::metrics::FailureKind::Throttled
+        );
+        assert_eq!(
+            send_error(SendError::Detached(
+                fe2o3_amqp::link::DetachError::RemoteDetachedWithError(throttled)
+            ))
+            .kind(),
+            crate::metrics::FailureKind::Throttled
+        );
+        let refused = definitions::Error::new(AmqpError::UnauthorizedAccess, None, None);
+        assert_eq!(
+            attach_error(SenderAttachError::RemoteClosedWithError(refused)).kind(),
+            crate::metrics::FailureKind::Refused
         );
     }
 }

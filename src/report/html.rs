@@ -62,6 +62,7 @@ pub fn write_html(w: &mut impl Write, s: &Summary) -> io::Result<()> {
     write_thresholds(w, s)?;
     write_totals(w, s)?;
     write_rates(w, s)?;
+    write_throttling(w, s)?;
     write_phases(w, s)?;
     writeln!(
         w,
@@ -268,6 +269,11 @@ fn write_totals(w: &mut impl Write, s: &Summary) -> io::Result<()> {
     writeln!(w, "</table>")
 }
 
+/// The Throttling section, when the hub throttled the run (shared with the text report).
+fn write_throttling(w: &mut impl Write, s: &Summary) -> io::Result<()> {
+    super::throttling::write_html(w, s)
+}
+
 fn write_phases(w: &mut impl Write, s: &Summary) -> io::Result<()> {
     writeln!(
         w,
@@ -336,7 +342,7 @@ fn write_generator(w: &mut impl Write, s: &Summary) -> io::Result<()> {
             "timer lag p99 / max",
             format!(
                 "{} / {}",
-                micros(g.timer_lag_p99_us),
+                g.timer_lag_p99_us.map_or("not sampled".into(), micros),
                 micros(g.timer_lag_max_us)
             ),
         ),

@@ -13,6 +13,7 @@ pub mod openmetrics;
 pub mod progress;
 mod results;
 mod text;
+mod throttling;
 mod verdict;
 
 pub use compare::{compare, write_comparison, write_comparison_json, Comparison, Tolerance};

@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use super::format::{count, kib, micros, observed, rate};
+use super::format::{count, kib, micros, observed};
 use super::verdict;
 use crate::metrics::{RunStatus, Summary};
 
@@ -139,30 +139,7 @@ pub fn write_text(w: &mut impl Write, s: &Summary) -> io::Result<()> {
         }
     }
     write_thresholds(w, s)?;
-    if let Some(t) = &s.throttling {
-        writeln!(w)?;
-        writeln!(
-            w,
-            "{:<12}began {} s into the run; throttled refusals {}",
-            "Throttling",
-            t.began_at_secs,
-            count(t.throttled_refusals)
-        )?;
-        writeln!(
-            w,
-            "{:<12}acks {} -> {}, ack latency {} -> {}",
-            "",
-            rate(t.acks_per_sec_before),
-            rate(t.acks_per_sec_after),
-            micros(t.ack_latency_before_us),
-            micros(t.ack_latency_after_us)
-        )?;
-        writeln!(
-            w,
-            "{:<12}the hub, not its capacity, limited the rate from then on",
-            ""
-        )?;
-    }
+    super::throttling::write_text(w, s)?;
     writeln!(w)?;
     let g = &s.generator;
     if s.hosts.len() > 1 {
@@ -185,7 +162,7 @@ pub fn write_text(w: &mut impl Write, s: &Summary) -> io::Result<()> {
             "Generator",
             g.cpu_utilisation * 100.0,
             g.cores,
-            micros(g.timer_lag_p99_us),
+            g.timer_lag_p99_us.map_or("not sampled".into(), micros),
             count(g.peak_sessions),
         )?;
         // Memory per session means something only over enough sessions to outweigh the noise of
@@ -367,6 +344,7 @@ mod tests {
                 lost: big,
                 lost_devices: vec!["device-with-a-long-identifier-0000001".into()],
                 refused: vec![("unknown-ca".into(), big), ("identity".into(), big)],
+                throttled: Some(big),
             }),
             generator: GeneratorHealth {
                 cores: 256,
@@ -374,7 +352,7 @@ mod tests {
                 peak_rss_kib: 512 * 1024 * 1024,
                 peak_sessions: big,
                 rss_per_session_kib: Some(1234.5),
-                timer_lag_p99_us: 3_000_000,
+                timer_lag_p99_us: Some(3_000_000),
                 saturated: true,
                 saturation_reasons: vec![
                     "generator CPU averaged 100% of 256 cores (threshold 90%)".into(),
@@ -384,11 +362,18 @@ mod tests {
             timeline: Vec::new(),
             throttling: Some(crate::metrics::Throttling {
                 began_at_secs: big,
-                acks_per_sec_before: 9_876_543.2,
-                acks_per_sec_after: 9_876_543.2,
-                ack_latency_before_us: 3_599_000_000,
-                ack_latency_after_us: 3_599_000_000,
+                pinned: vec![crate::metrics::PinnedRate {
+                    what: "acknowledgements".into(),
+                    from_secs: big,
+                    to_secs: big,
+                    per_sec: 9_876_543.2,
+                    offered_per_sec: 9_876_543.2,
+                    latency_first_us: 3_599_000_000,
+                    latency_last_us: 3_599_000_000,
+                }],
                 throttled_refusals: big,
+                hub_throttled: Some(big),
+                evidence: vec!["acknowledgements held at 9876543.2/s ".repeat(9)],
             }),
             thresholds: vec![ThresholdResult {
                 metric: "connect_response.p99.999".into(),
@@ -440,6 +425,7 @@ mod tests {
             "FAIL  connect_response",
             "LOST MESSAGES",
             "SATURATED",
+            "Throttling  began 987654321 s into the run",
         ] {
             assert!(text.contains(section), "{section} missing:\n{text}");
         }

@@ -86,9 +86,16 @@ pub fn merge(mut shards: Vec<ShardSummary>) -> Result<Summary, MergeError> {
         shards: shards.iter().map(shard_run).collect(),
         throttling: None,
     };
-    let throttled = merged.failures_of(super::FailureKind::Throttled);
     // Per-row CPU is summed over shards (each on its own host), so no CPU ceiling applies.
-    merged.throttling = super::detect_throttling(&merged.timeline, f64::INFINITY, throttled);
+    let evidence = super::ThrottleEvidence {
+        cpu_ceiling: f64::INFINITY,
+        throttled: merged.failures_of(super::FailureKind::Throttled),
+        hub_throttled: shards
+            .iter()
+            .map(|s| s.summary.hub.as_ref().and_then(|h| h.throttled))
+            .sum(),
+    };
+    merged.throttling = super::detect_throttling(&merged.timeline, &evidence);
     merged.thresholds = evaluate(&thresholds(first)?, &merged);
     merged.verdict = Some(merged.judge());
     Ok(merged)
@@ -186,6 +193,9 @@ fn hub(shards: &[ShardSummary]) -> Option<HubAccounting> {
         acc.received += h.received;
         acc.acked += h.acked;
         acc.lost += h.lost;
+        if let Some(t) = h.throttled {
+            *acc.throttled.get_or_insert(0) += t;
+        }
         acc.lost_devices.extend(h.lost_devices.iter().cloned());
         for (reason, n) in &h.refused {
             match acc.refused.iter_mut().find(|(r, _)| r == reason) {
