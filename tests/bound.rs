@@ -276,8 +276,10 @@ fn a_second_sigint_ends_the_run_at_once() {
         }
     );
     assert!(s.counts.sessions_attempted >= 1);
+    // Every session ended unfinished, most in the handshake; one that had just been started may
+    // still have been in its TCP connect when the second signal came.
     assert_eq!(
-        failures(&s, "tls_handshake"),
+        failures(&s, "tls_handshake") + failures(&s, "tcp_connect"),
         s.counts.sessions_attempted,
         "{log}"
     );
