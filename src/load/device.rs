@@ -3,22 +3,22 @@
 //! failure counted by phase and kind; a failed session never aborts the run.
 
 use std::net::IpAddr;
-use std::pin::pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::time::{sleep_until, timeout, Instant};
+use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
+use super::connect::connect;
 use super::message::telemetry;
 use crate::metrics::{incr, FailureKind, Phase, Recorder};
-use crate::protocol::{io_kind, AmqpSession, MqttSession, Outcome, Session, SessionError};
-use crate::scenario::schedule::{lateness, SendSchedule};
+use crate::protocol::{Outcome, Session};
+use crate::scenario::schedule::SendSchedule;
 use crate::scenario::{MessagePlan, ProtocolPlan, ReconnectPlan, SendModel};
-use crate::transport::{self, DeviceStream, Endpoint};
+use crate::transport::{DeviceStream, Endpoint};
 
 /// What every session of a run shares.
 #[derive(Debug)]
@@ -197,187 +197,6 @@ impl Drop for Active<'_> {
     fn drop(&mut self) {
         self.0.session_closed();
     }
-}
-
-/// How a bounded wait for a connect phase ended, short of the phase's own result.
-enum Cut {
-    /// The phase's timeout passed.
-    Timeout,
-    /// The run aborted.
-    Aborted,
-}
-
-/// Awaits `fut` for at most `t`, and no longer than the run lasts.
-async fn bounded<T>(
-    shared: &Shared,
-    t: Duration,
-    fut: impl std::future::Future<Output = T>,
-) -> Result<T, Cut> {
-    tokio::select! {
-        biased;
-        () = shared.abort.cancelled() => Err(Cut::Aborted),
-        r = timeout(t, fut) => r.map_err(|_| Cut::Timeout),
-    }
-}
-
-/// Counts a connect phase the run ended before it finished.
-fn unfinished<T>(rec: &Recorder, phase: Phase) -> Option<T> {
-    fail_session(rec, phase, FailureKind::Unfinished, || {
-        "run ended before the phase finished".to_owned()
-    })
-}
-
-/// TCP connect, TLS handshake and protocol connect, each timed; `None` when one failed (counted).
-async fn connect(
-    shared: &Shared,
-    device: &ReadyDevice,
-    start: &Start,
-    started: Instant,
-) -> Option<Session<DeviceStream>> {
-    let rec = &*shared.recorder;
-    let shard = device.index;
-    let t = shared.connect_timeout;
-    let source = (!shared.sources.is_empty())
-        .then(|| shared.sources[(start.arrival % shared.sources.len() as u64) as usize]);
-
-    let tcp = match bounded(
-        shared,
-        t,
-        transport::tcp_connect(shared.endpoint.addr, source),
-    )
-    .await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            return fail_session(rec, Phase::TcpConnect, FailureKind::Connect, || {
-                e.to_string()
-            })
-        }
-        Err(Cut::Aborted) => return unfinished(rec, Phase::TcpConnect),
-        Err(Cut::Timeout) => {
-            return fail_session(rec, Phase::TcpConnect, FailureKind::Timeout, || {
-                format!("no connection within {t:?}")
-            })
-        }
-    };
-    let t1 = Instant::now();
-    rec.record(Phase::TcpConnect, shard, t1 - started);
-
-    let name = shared.endpoint.server_name.clone();
-    let (tls, resumed) = match bounded(
-        shared,
-        t,
-        transport::tls_handshake(device.tls.clone(), name, tcp),
-    )
-    .await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            let kind = match io_kind(&e) {
-                FailureKind::Connect => FailureKind::Handshake,
-                k => k,
-            };
-            return fail_session(rec, Phase::TlsHandshake, kind, || e.to_string());
-        }
-        Err(Cut::Aborted) => return unfinished(rec, Phase::TlsHandshake),
-        Err(Cut::Timeout) => {
-            return fail_session(rec, Phase::TlsHandshake, FailureKind::Timeout, || {
-                format!("no handshake within {t:?}")
-            })
-        }
-    };
-    let t2 = Instant::now();
-    rec.record(
-        if resumed {
-            Phase::TlsResumed
-        } else {
-            Phase::TlsHandshake
-        },
-        shard,
-        t2 - t1,
-    );
-    incr(&rec.counters.handshakes);
-
-    let (session, ready) = connect_protocol(shared, device, tls, t2).await?;
-    rec.record_scheduled(
-        Phase::ConnectResponse,
-        shard,
-        lateness(Duration::ZERO, started - start.intended),
-        ready - start.intended,
-    );
-    Some(session)
-}
-
-/// The protocol's own connect phases, each timed and recorded; `None` when one failed (counted).
-/// Returns the session and when it became ready.
-async fn connect_protocol(
-    shared: &Shared,
-    device: &ReadyDevice,
-    tls: DeviceStream,
-    from: Instant,
-) -> Option<(Session<DeviceStream>, Instant)> {
-    let t = shared.connect_timeout;
-    let host = &shared.endpoint.host;
-    match &shared.protocol {
-        // Phases are passed pinned or boxed: a future passed by value to an async fn takes
-        // its room twice.
-        ProtocolPlan::Mqtt(opts) => {
-            let connect = pin!(MqttSession::connect(tls, opts.clone(), &device.id, host));
-            let s = timed_phase(shared, Phase::MqttConnect, device.index, from, t, connect).await?;
-            Some((Session::Mqtt(s), Instant::now()))
-        }
-        ProtocolPlan::Amqp(opts) => {
-            // fe2o3's open is some 11 KB: boxed, so MQTT sessions do not carry its room.
-            let open = Box::pin(AmqpSession::open(tls, opts.clone(), &device.id, host));
-            let conn = timed_phase(shared, Phase::AmqpOpen, device.index, from, t, open).await?;
-            let opened = Instant::now();
-            let s = timed_phase(
-                shared,
-                Phase::AmqpAttach,
-                device.index,
-                opened,
-                t,
-                Box::pin(conn.attach()),
-            )
-            .await?;
-            Some((Session::Amqp(s), Instant::now()))
-        }
-    }
-}
-
-/// Runs one connect phase under the timeout and records its time from `from`, or its failure
-/// (and the session's).
-async fn timed_phase<T>(
-    shared: &Shared,
-    phase: Phase,
-    shard: usize,
-    from: Instant,
-    t: Duration,
-    fut: impl std::future::Future<Output = Result<T, SessionError>>,
-) -> Option<T> {
-    let rec = &*shared.recorder;
-    match bounded(shared, t, fut).await {
-        Ok(Ok(v)) => {
-            rec.record(phase, shard, from.elapsed());
-            Some(v)
-        }
-        Ok(Err(e)) => fail_session(rec, phase, e.kind(), || e.to_string()),
-        Err(Cut::Aborted) => unfinished(rec, phase),
-        Err(Cut::Timeout) => fail_session(rec, phase, FailureKind::Timeout, || {
-            format!("no answer within {t:?}")
-        }),
-    }
-}
-
-fn fail_session<T>(
-    rec: &Recorder,
-    phase: Phase,
-    kind: FailureKind,
-    msg: impl FnOnce() -> String,
-) -> Option<T> {
-    rec.fail(phase, kind, msg);
-    incr(&rec.counters.sessions_failed);
-    None
 }
 
 /// Waits for a session's deadline: the precise clock for a send, tokio's timer otherwise.

@@ -4,6 +4,7 @@
 //! by the plan's schedule, whatever the load shape.
 
 pub mod clock;
+mod connect;
 mod device;
 mod ending;
 mod limits;
