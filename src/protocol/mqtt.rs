@@ -3,9 +3,9 @@
 
 use std::fmt;
 
-use bytes::BytesMut;
+use bytes::{Buf as _, BytesMut};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use rumqttc::mqttbytes::v4::{ConnAck, Connect, ConnectReturnCode, Login, Packet, Publish};
+use rumqttc::mqttbytes::v4::{ConnAck, Connect, ConnectReturnCode, Login, Packet, PubRel, Publish};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 
 pub use rumqttc::mqttbytes::QoS;
@@ -40,12 +40,24 @@ pub enum MqttDialect {
         client_id: String,
         /// Username template, if a username is sent.
         username: Option<String>,
+        /// Password template, sent with the username (brokers that want both).
+        password: Option<Password>,
     },
     /// Azure IoT Hub's device conventions.
     IotHub {
         /// The `api-version` query value in the username.
         api_version: String,
     },
+}
+
+/// A password template (`{device_id}` is replaced). Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(pub String);
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(..)")
+    }
 }
 
 /// MQTT settings of a run.
@@ -57,7 +69,7 @@ pub struct MqttOptions {
     pub qos: QoS,
     /// Keep-alive in seconds (0 = off).
     pub keep_alive_secs: u16,
-    /// Clean-session flag (IoT Hub SDKs send false).
+    /// Clean-session flag (IoT Hub SDKs send false; the generic dialect defaults to true).
     pub clean_session: bool,
 }
 
@@ -69,7 +81,7 @@ pub fn render(template: &str, device_id: &str) -> String {
 impl MqttOptions {
     /// The CONNECT packet of `device_id` connecting to `host`.
     pub fn connect_packet(&self, device_id: &str, host: &str) -> Connect {
-        let (client_id, username) = match &self.dialect {
+        let (client_id, username, password) = match &self.dialect {
             MqttDialect::IotHub { api_version } => (
                 device_id.to_owned(),
                 Some(format!(
@@ -79,21 +91,26 @@ impl MqttOptions {
                         PROPERTY_BAG
                     )
                 )),
+                // X.509 devices send a username and no password.
+                String::new(),
             ),
             MqttDialect::Generic {
                 client_id,
                 username,
+                password,
                 ..
             } => (
                 render(client_id, device_id),
                 username.as_deref().map(|u| render(u, device_id)),
+                password
+                    .as_ref()
+                    .map_or_else(String::new, |p| render(&p.0, device_id)),
             ),
         };
         let mut connect = Connect::new(client_id);
         connect.keep_alive = self.keep_alive_secs;
         connect.clean_session = self.clean_session;
-        // X.509 devices send a username and no password.
-        connect.login = username.map(|u| Login::new(u, ""));
+        connect.login = username.map(|u| Login::new(u, password));
         connect
     }
 
@@ -146,6 +163,8 @@ struct Wire<S> {
     io: S,
     read: BytesMut,
     write: BytesMut,
+    /// Something was queued and not yet flushed through to the stream.
+    unflushed: bool,
 }
 
 /// Initial buffer size: a CONNACK, a few PUBACKs, one small PUBLISH.
@@ -159,27 +178,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
             io,
             read: BytesMut::with_capacity(BUFFER),
             write: BytesMut::with_capacity(BUFFER),
+            unflushed: false,
         }
     }
 
     /// Encodes a packet into the write buffer; nothing is written until [`Self::flush`].
     fn queue(&mut self, packet: &Packet) -> Result<(), SessionError> {
+        self.unflushed = true;
         packet
             .write(&mut self.write, MAX_OUTGOING)
             .map(drop)
             .map_err(codec_error)
     }
 
-    /// Writes everything queued.
+    /// Writes everything queued. Cancel-safe: what was written leaves the buffer, what was
+    /// not stays queued for the next flush (so `next_ack` may answer a PUBREC in `select!`).
     async fn flush(&mut self) -> Result<(), SessionError> {
-        if !self.write.is_empty() {
-            self.io.write_all(&self.write).await?;
-            self.write.clear();
-            if self.write.capacity() > KEEP {
-                self.write = BytesMut::with_capacity(BUFFER);
+        while !self.write.is_empty() {
+            let n = self.io.write(&self.write).await?;
+            if n == 0 {
+                return Err(SessionError::Io(std::io::ErrorKind::WriteZero.into()));
             }
+            self.write.advance(n);
+        }
+        if self.write.capacity() > KEEP {
+            self.write = BytesMut::with_capacity(BUFFER);
         }
         self.io.flush().await?;
+        self.unflushed = false;
         Ok(())
     }
 
@@ -219,8 +245,18 @@ pub struct MqttSession<S> {
     topic_base: String,
     next_pkid: u16,
     next_seq: u64,
-    /// Packet id -> sequence number of the QoS 1 publishes awaiting PUBACK. Few at a time.
-    inflight: Vec<(u16, u64)>,
+    /// The publishes awaiting their acknowledgement (PUBACK; QoS 2: PUBREC, then PUBCOMP).
+    /// Few at a time.
+    inflight: Vec<Inflight>,
+}
+
+/// One publish awaiting its acknowledgement.
+#[derive(Debug, Clone, Copy)]
+struct Inflight {
+    pkid: u16,
+    seq: u64,
+    /// QoS 2: PUBREC came and PUBREL was queued; PUBCOMP ends the exchange.
+    released: bool,
 }
 
 impl<S> fmt::Debug for MqttSession<S> {
@@ -301,7 +337,11 @@ where
         let settled = self.options.qos == QoS::AtMostOnce;
         if !settled {
             publish.pkid = self.next_pkid;
-            self.inflight.push((self.next_pkid, seq));
+            self.inflight.push(Inflight {
+                pkid: self.next_pkid,
+                seq,
+                released: false,
+            });
             self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
         }
         self.wire.queue(&Packet::Publish(publish))?;
@@ -313,32 +353,66 @@ where
         self.wire.flush().await
     }
 
-    /// Waits for the next PUBACK, answering nothing else; PINGRESP is absorbed.
+    /// Waits for the next acknowledgement: PUBACK at QoS 1; at QoS 2 the whole exchange
+    /// (PUBREC is answered with PUBREL here, PUBCOMP acknowledges). PINGRESP is absorbed.
+    /// Cancel-safe: a PUBREL not yet written stays queued and goes out with the next flush.
     pub async fn next_ack(&mut self) -> Result<Ack, SessionError> {
         loop {
-            match self.wire.next().await {
-                Some(Ok(Packet::PubAck(ack))) => {
-                    let Some(i) = self.inflight.iter().position(|(p, _)| *p == ack.pkid) else {
-                        return Err(SessionError::Protocol(format!(
-                            "PUBACK for unknown packet id {}",
-                            ack.pkid
-                        )));
-                    };
-                    let (_, seq) = self.inflight.swap_remove(i);
-                    return Ok(Ack {
-                        seq,
-                        outcome: Outcome::Accepted,
-                    });
+            // A PUBREL queued by an earlier (possibly cancelled) call goes out first.
+            if self.wire.unflushed {
+                self.wire.flush().await?;
+            }
+            let packet = match self.wire.next().await {
+                Some(Ok(p)) => p,
+                Some(Err(e)) => return Err(e),
+                None => return Err(SessionError::Closed),
+            };
+            let exactly_once = self.options.qos == QoS::ExactlyOnce;
+            match packet {
+                Packet::PubAck(a) if !exactly_once => {
+                    let i = self.position(a.pkid, "PUBACK")?;
+                    return Ok(self.take(i));
                 }
-                Some(Ok(Packet::PingResp)) => {}
-                Some(Ok(other)) => {
+                Packet::PubComp(c) if exactly_once => {
+                    let i = self.position(c.pkid, "PUBCOMP")?;
+                    if !self.inflight[i].released {
+                        return Err(SessionError::Protocol(format!(
+                            "PUBCOMP before PUBREC for packet id {}",
+                            c.pkid
+                        )));
+                    }
+                    return Ok(self.take(i));
+                }
+                Packet::PubRec(r) if exactly_once => {
+                    let i = self.position(r.pkid, "PUBREC")?;
+                    // A repeated PUBREC is answered again (MQTT 3.1.1, 4.3.3).
+                    self.inflight[i].released = true;
+                    self.wire.queue(&Packet::PubRel(PubRel::new(r.pkid)))?;
+                }
+                Packet::PingResp => {}
+                other => {
                     return Err(SessionError::Protocol(format!(
                         "unexpected packet from the hub: {other:?}"
                     )))
                 }
-                Some(Err(e)) => return Err(e),
-                None => return Err(SessionError::Closed),
             }
+        }
+    }
+
+    /// Where the publish with `pkid` is in flight; a protocol error if nothing awaits `what`.
+    fn position(&self, pkid: u16, what: &str) -> Result<usize, SessionError> {
+        self.inflight
+            .iter()
+            .position(|f| f.pkid == pkid)
+            .ok_or_else(|| SessionError::Protocol(format!("{what} for unknown packet id {pkid}")))
+    }
+
+    /// Ends the exchange of the publish at `i`: its message is acknowledged.
+    fn take(&mut self, i: usize) -> Ack {
+        let f = self.inflight.swap_remove(i);
+        Ack {
+            seq: f.seq,
+            outcome: Outcome::Accepted,
         }
     }
 
@@ -430,10 +504,30 @@ mod tests {
                 topic: "fleet/{device_id}/telemetry".into(),
                 client_id: "{device_id}".into(),
                 username: None,
+                password: None,
             },
             ..iot_hub()
         };
         assert_eq!(o.topic_base("d7"), "fleet/d7/telemetry");
         assert!(o.connect_packet("d7", "h").login.is_none());
+    }
+
+    #[test]
+    fn generic_username_and_password_render_the_device_id() {
+        let o = MqttOptions {
+            dialect: MqttDialect::Generic {
+                topic: "t".into(),
+                client_id: "{device_id}".into(),
+                username: Some("user-{device_id}".into()),
+                password: Some(Password("pw-{device_id}".into())),
+            },
+            ..iot_hub()
+        };
+        let login = o.connect_packet("d7", "h").login.unwrap();
+        assert_eq!(
+            (login.username.as_str(), login.password.as_str()),
+            ("user-d7", "pw-d7")
+        );
+        assert_eq!(format!("{:?}", Password("s3cret".into())), "Password(..)");
     }
 }
