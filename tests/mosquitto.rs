@@ -1,17 +1,83 @@
-//! Issue 8: the generic MQTT dialect against a real broker, Mosquitto with mutual TLS and
-//! `require_certificate true`, started by the test on a free loopback port.
+//! Issues 8 and 16: the generic MQTT dialect against a real Mosquitto with mutual TLS, run the
+//! way README "Against your own broker" tells a new user to, from the very files it names: the
+//! binary's `pki init` and `pki server`, the committed `.ci/mosquitto/*.conf` (only the port
+//! changed) and the committed `scenarios/mosquitto*.toml` (only the port in the address
+//! changed). Skipped (saying so) without Mosquitto unless FLEETBENCH_REQUIRE_BROKERS=1.
 
 use std::io::{BufRead as _, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use fleetbench::pki::{CaChain, KeyType};
-
 use crate::support;
 
-/// A Mosquitto process, killed by PID on drop.
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+/// The port the committed broker configs and scenarios name.
+const WALKTHROUGH_PORT: &str = "8883";
+
+/// Runs the binary in `dir`.
+fn fleetbench(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleetbench"));
+    cmd.args(args).current_dir(dir);
+    // Only what a test passes: a password in the runner's environment must not leak in.
+    cmd.env_remove("FLEETBENCH_MQTT_PASSWORD");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// `dir` as the walkthrough leaves it: a CA in `ca/` and the broker's certificate in `broker/`.
+fn walkthrough_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["pki", "init", "--out", "ca"][..],
+        &[
+            "pki",
+            "server",
+            "--ca",
+            "ca",
+            "--name",
+            "localhost",
+            "--ip",
+            "127.0.0.1",
+            "--out",
+            "broker",
+        ],
+    ] {
+        let out = fleetbench(dir.path(), args, &[]);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    }
+    dir
+}
+
+/// Copies a committed file into `dir`, replacing the walkthrough's port in `from` with `port`.
+fn copy_with_port(committed: &str, from: &str, port: u16, dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(Path::new(REPO).join(committed)).unwrap();
+    assert!(text.contains(from), "{committed} no longer holds {from:?}");
+    let to = from.replace(WALKTHROUGH_PORT, &port.to_string());
+    let path = dir.join(Path::new(committed).file_name().unwrap());
+    std::fs::write(&path, text.replace(from, &to)).unwrap();
+    path
+}
+
+/// The summary.json of the only run in `dir/results`, after removing it (so the next run's
+/// is the only one again).
+fn take_summary(dir: &Path) -> serde_json::Value {
+    let results = dir.join("results");
+    let mut runs: Vec<_> = std::fs::read_dir(&results)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let run = runs.pop().unwrap();
+    let text = std::fs::read_to_string(run.join("summary.json")).unwrap();
+    std::fs::remove_dir_all(results).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A Mosquitto process started in the walkthrough directory, killed by PID on drop.
 struct Mosquitto {
     child: Child,
     port: u16,
@@ -25,36 +91,16 @@ impl Drop for Mosquitto {
 }
 
 impl Mosquitto {
-    /// Starts Mosquitto with the project's configuration; its server certificate and client CA
-    /// come from `ca`. Waits for its "running" log line, not for a fixed time.
-    fn start(ca: &CaChain, dir: &Path) -> Self {
-        let server = ca
-            .mint_server(
-                &["localhost".into(), "127.0.0.1".into()],
-                KeyType::EcdsaP256,
-            )
-            .unwrap();
-        let certs: Vec<&[u8]> = server.chain.iter().map(|c| c.as_ref()).collect();
-        std::fs::write(dir.join("server.pem"), support::pem("CERTIFICATE", &certs)).unwrap();
-        support::write_private(
-            &dir.join("server.key"),
-            &support::pem("PRIVATE KEY", &[server.key.secret_der()]),
-        );
-        let cas: Vec<&[u8]> = ca.authorities().iter().map(|a| a.cert().as_ref()).collect();
-        std::fs::write(dir.join("ca.pem"), support::pem("CERTIFICATE", &cas)).unwrap();
+    /// Starts Mosquitto in `dir` with the committed `.ci/mosquitto/<conf>` on a free port.
+    /// Waits for its "running" log line, not for a fixed time.
+    fn start(dir: &Path, conf: &str) -> Self {
         let port = support::free_port();
-        let template = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/.ci/mosquitto/mosquitto.conf"
-        ))
-        .unwrap();
-        let conf = template
-            .replace("{port}", &port.to_string())
-            .replace("{dir}", &dir.display().to_string());
-        std::fs::write(dir.join("mosquitto.conf"), conf).unwrap();
+        let listener = format!("listener {WALKTHROUGH_PORT} 127.0.0.1");
+        let conf = copy_with_port(&format!(".ci/mosquitto/{conf}"), &listener, port, dir);
         let mut child = Command::new("mosquitto")
             .arg("-c")
-            .arg(dir.join("mosquitto.conf"))
+            .arg(conf)
+            .current_dir(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -62,12 +108,9 @@ impl Mosquitto {
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
+            // Keep draining after "running" so the broker never blocks on a full pipe.
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let ready = line.contains("running");
-                if tx.send(line).is_err() || ready {
-                    // Keep draining so the broker never blocks on a full pipe.
-                    continue;
-                }
+                let _ = tx.send(line);
             }
         });
         let mut log = Vec::new();
@@ -87,49 +130,121 @@ impl Mosquitto {
     }
 }
 
-const GENERIC: &str = r#"
-[protocol]
-dialect = "generic"
-topic = "fleet/{device_id}/telemetry"
-qos = 1
-[connect]
-max-handshakes = 32
-[messages]
-count = 2
-interval = "10ms"
-[run]
-max-duration = "60s"
-"#;
+/// Runs the committed scenario `name` against the broker from `dir`.
+fn run(dir: &Path, name: &str, port: u16, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    let from = format!("127.0.0.1:{WALKTHROUGH_PORT}");
+    let scenario = copy_with_port(&format!("scenarios/{name}"), &from, port, dir);
+    let scenario = scenario.to_str().unwrap();
+    let mut args = vec!["run", "--quiet", "--results", "results", scenario];
+    args.extend_from_slice(extra);
+    fleetbench(dir, &args, env)
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fleet_of_200_against_mosquitto_with_client_certificates() {
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn the_mosquitto_walkthrough_passes_at_qos_2_and_refuses_another_ca() {
     if !support::have("mosquitto") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let ca = support::chain();
-    let broker = Mosquitto::start(&ca, dir.path());
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], broker.port));
-    let plan = support::plan(GENERIC);
+    let dir = walkthrough_dir();
+    let broker = Mosquitto::start(dir.path(), "mosquitto.conf");
 
-    let (rec, _) = support::fleet_at(&plan, addr, &ca, ca.clone(), support::ids("mq", 200)).await;
-    let s = rec.snapshot();
-    assert_eq!(s.sessions_connected, 200, "{:?}", rec.failures());
-    assert_eq!(s.sessions_failed, 0, "{:?}", rec.failures());
-    assert_eq!(s.messages_acked, 400);
-    assert_eq!(s.messages_unacked, 0);
-
-    // A device whose certificate comes from another CA is refused and counted.
-    let rogue = support::chain();
-    let (rec, _) = support::fleet_at(&plan, addr, &ca, rogue, support::ids("rogue", 3)).await;
-    let s = rec.snapshot();
-    assert_eq!(s.sessions_connected, 0);
-    assert_eq!(s.sessions_failed, 3);
+    let out = run(dir.path(), "mosquitto.toml", broker.port, &[], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let s = take_summary(dir.path());
+    assert_eq!(s["counts"]["sessions_connected"], 100, "{}", text(&out));
+    assert_eq!(s["counts"]["messages_acked"], 500, "{}", text(&out));
+    assert_eq!(s["counts"]["messages_unacked"], 0);
+    // QoS 2 end to end: an acknowledgement is a PUBCOMP (a PUBACK would be a protocol error),
+    // and the ack phase times the whole PUBLISH..PUBCOMP exchange.
+    let protocol = &s["scenario"]["protocol"];
     assert_eq!(
-        rec.failures().iter().map(|f| f.count).sum::<u64>(),
-        3,
-        "{:?}",
-        rec.failures()
+        (&protocol["qos"], &protocol["clean-session"]),
+        (&2.into(), &true.into())
     );
+    let phases = s["phases"].as_array().unwrap();
+    let acks = phases.iter().find(|p| p["name"] == "publish_ack").unwrap();
+    assert_eq!(acks["count"], 500);
+
+    // Devices from a CA the broker does not trust are refused and counted: the thresholds fail.
+    let out = fleetbench(dir.path(), &["pki", "init", "--out", "other-ca"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let extra = ["--ca", "other-ca", "--devices", "3"];
+    let out = run(dir.path(), "mosquitto.toml", broker.port, &extra, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let s = take_summary(dir.path());
+    assert_eq!(
+        (
+            &s["counts"]["sessions_connected"],
+            &s["counts"]["sessions_failed"]
+        ),
+        (&0.into(), &3.into()),
+        "{}",
+        text(&out)
+    );
+    drop(broker);
+}
+
+#[test]
+fn username_and_password_from_the_environment_against_mosquitto() {
+    if !support::have("mosquitto") || !support::have("mosquitto_passwd") {
+        return;
+    }
+    let dir = walkthrough_dir();
+    // The walkthrough's password file: one line per device id of the scenario.
+    let passwords = dir.path().join("broker/passwords");
+    std::fs::write(&passwords, "").unwrap();
+    for n in 1..=20 {
+        let status = Command::new("mosquitto_passwd")
+            .arg("-b")
+            .arg(&passwords)
+            .arg(format!("device-{n:05}"))
+            .arg("s3cret-pw")
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let broker = Mosquitto::start(dir.path(), "mosquitto-password.conf");
+    let scenario = "mosquitto-password.toml";
+
+    let env = [("FLEETBENCH_MQTT_PASSWORD", "s3cret-pw")];
+    let out = run(dir.path(), scenario, broker.port, &[], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let s = take_summary(dir.path());
+    assert_eq!(s["counts"]["messages_acked"], 60, "{}", text(&out));
+    assert_eq!(s["scenario"]["protocol"]["password"], "(set, not shown)");
+    assert!(!s.to_string().contains("s3cret-pw"), "the password leaked");
+
+    // A wrong password is refused by the broker, session by session.
+    let env = [("FLEETBENCH_MQTT_PASSWORD", "wrong")];
+    let out = run(dir.path(), scenario, broker.port, &[], &env);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let s = take_summary(dir.path());
+    assert_eq!(s["counts"]["sessions_failed"], 20, "{}", text(&out));
+    assert!(
+        s["failures"].to_string().contains("CONNACK 5"),
+        "{}",
+        s["failures"]
+    );
+
+    // No password in the environment: refused at validation, naming the field and its line.
+    let out = run(dir.path(), scenario, broker.port, &[], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let committed = std::fs::read_to_string(format!("{REPO}/scenarios/{scenario}")).unwrap();
+    let line = 1 + committed
+        .lines()
+        .position(|l| l.starts_with("password-env"))
+        .unwrap();
+    let at = format!("{scenario}:{line}:1: protocol.password-env");
+    assert!(err.contains(&at), "expected {at:?} in: {err}");
+    assert!(err.contains("FLEETBENCH_MQTT_PASSWORD"), "{err}");
     drop(broker);
 }
