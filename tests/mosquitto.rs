@@ -5,77 +5,16 @@
 //! changed). Skipped (saying so) without Mosquitto unless FLEETBENCH_REQUIRE_BROKERS=1.
 
 use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::support;
+use crate::support::walkthrough::{self, fleetbench, take_summary, text};
 
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
 /// The port the committed broker configs and scenarios name.
-const WALKTHROUGH_PORT: &str = "8883";
-
-/// Runs the binary in `dir`.
-fn fleetbench(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleetbench"));
-    cmd.args(args).current_dir(dir);
-    // Only what a test passes: a password in the runner's environment must not leak in.
-    cmd.env_remove("FLEETBENCH_MQTT_PASSWORD");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
-}
-
-/// `dir` as the walkthrough leaves it: a CA in `ca/` and the broker's certificate in `broker/`.
-fn walkthrough_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for args in [
-        &["pki", "init", "--out", "ca"][..],
-        &[
-            "pki",
-            "server",
-            "--ca",
-            "ca",
-            "--name",
-            "localhost",
-            "--ip",
-            "127.0.0.1",
-            "--out",
-            "broker",
-        ],
-    ] {
-        let out = fleetbench(dir.path(), args, &[]);
-        assert!(out.status.success(), "{args:?}: {out:?}");
-    }
-    dir
-}
-
-/// Copies a committed file into `dir`, replacing the walkthrough's port in `from` with `port`.
-fn copy_with_port(committed: &str, from: &str, port: u16, dir: &Path) -> PathBuf {
-    let text = std::fs::read_to_string(Path::new(REPO).join(committed)).unwrap();
-    assert!(text.contains(from), "{committed} no longer holds {from:?}");
-    let to = from.replace(WALKTHROUGH_PORT, &port.to_string());
-    let path = dir.join(Path::new(committed).file_name().unwrap());
-    std::fs::write(&path, text.replace(from, &to)).unwrap();
-    path
-}
-
-/// The summary.json of the only run in `dir/results`, after removing it (so the next run's
-/// is the only one again).
-fn take_summary(dir: &Path) -> serde_json::Value {
-    let results = dir.join("results");
-    let mut runs: Vec<_> = std::fs::read_dir(&results)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(runs.len(), 1, "{runs:?}");
-    let run = runs.pop().unwrap();
-    let text = std::fs::read_to_string(run.join("summary.json")).unwrap();
-    std::fs::remove_dir_all(results).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
+const PORT: u16 = 8883;
 
 /// A Mosquitto process started in the walkthrough directory, killed by PID on drop.
 struct Mosquitto {
@@ -95,8 +34,12 @@ impl Mosquitto {
     /// Waits for its "running" log line, not for a fixed time.
     fn start(dir: &Path, conf: &str) -> Self {
         let port = support::free_port();
-        let listener = format!("listener {WALKTHROUGH_PORT} 127.0.0.1");
-        let conf = copy_with_port(&format!(".ci/mosquitto/{conf}"), &listener, port, dir);
+        let conf = walkthrough::copy_replacing(
+            &format!(".ci/mosquitto/{conf}"),
+            &format!("listener {PORT} 127.0.0.1"),
+            &format!("listener {port} 127.0.0.1"),
+            dir,
+        );
         let mut child = Command::new("mosquitto")
             .arg("-c")
             .arg(conf)
@@ -130,22 +73,9 @@ impl Mosquitto {
     }
 }
 
-/// Runs the committed scenario `name` against the broker from `dir`.
+/// Runs the committed scenario `name` against the broker on `port` from `dir`.
 fn run(dir: &Path, name: &str, port: u16, extra: &[&str], env: &[(&str, &str)]) -> Output {
-    let from = format!("127.0.0.1:{WALKTHROUGH_PORT}");
-    let scenario = copy_with_port(&format!("scenarios/{name}"), &from, port, dir);
-    let scenario = scenario.to_str().unwrap();
-    let mut args = vec!["run", "--quiet", "--results", "results", scenario];
-    args.extend_from_slice(extra);
-    fleetbench(dir, &args, env)
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    walkthrough::run(dir, name, (PORT, port), extra, env)
 }
 
 #[test]
@@ -153,7 +83,7 @@ fn the_mosquitto_walkthrough_passes_at_qos_2_and_refuses_another_ca() {
     if !support::have("mosquitto") {
         return;
     }
-    let dir = walkthrough_dir();
+    let dir = walkthrough::setup();
     let broker = Mosquitto::start(dir.path(), "mosquitto.conf");
 
     let out = run(dir.path(), "mosquitto.toml", broker.port, &[], &[]);
@@ -197,7 +127,7 @@ fn username_and_password_from_the_environment_against_mosquitto() {
     if !support::have("mosquitto") || !support::have("mosquitto_passwd") {
         return;
     }
-    let dir = walkthrough_dir();
+    let dir = walkthrough::setup();
     // The walkthrough's password file: one line per device id of the scenario.
     let passwords = dir.path().join("broker/passwords");
     std::fs::write(&passwords, "").unwrap();
@@ -238,11 +168,7 @@ fn username_and_password_from_the_environment_against_mosquitto() {
     let out = run(dir.path(), scenario, broker.port, &[], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    let committed = std::fs::read_to_string(format!("{REPO}/scenarios/{scenario}")).unwrap();
-    let line = 1 + committed
-        .lines()
-        .position(|l| l.starts_with("password-env"))
-        .unwrap();
+    let line = walkthrough::line_of(&format!("scenarios/{scenario}"), "password-env");
     let at = format!("{scenario}:{line}:1: protocol.password-env");
     assert!(err.contains(&at), "expected {at:?} in: {err}");
     assert!(err.contains("FLEETBENCH_MQTT_PASSWORD"), "{err}");
