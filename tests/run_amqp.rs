@@ -195,6 +195,11 @@ fn the_rabbitmq_walkthrough_passes_with_sasl_external() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let s = walkthrough::take_summary(dir.path());
     assert_eq!(s["counts"]["sessions_failed"], 5, "{}", text(&out));
+    let failures = s["failures"].to_string();
+    assert!(
+        failures.contains("SASL EXTERNAL outcome Auth"),
+        "{failures}"
+    );
     drop(broker);
 }
 

@@ -530,4 +530,79 @@ mod tests {
         );
         assert_eq!(format!("{:?}", Password("s3cret".into())), "Password(..)");
     }
+
+    /// The broker side of a QoS 2 exchange, packet by packet, over an in-memory pipe: the
+    /// session answers PUBREC with PUBREL (also after a cancelled `next_ack`) and acknowledges
+    /// on PUBCOMP only.
+    #[tokio::test]
+    async fn qos_2_acknowledges_on_pubcomp_after_answering_pubrec() {
+        use rumqttc::mqttbytes::v4::{PubAck, PubComp, PubRec};
+
+        let (client, broker) = tokio::io::duplex(4096);
+        let mut broker = Wire::new(broker);
+        let o = MqttOptions {
+            qos: QoS::ExactlyOnce,
+            ..iot_hub()
+        };
+        let answer = async {
+            assert!(matches!(broker.next().await, Some(Ok(Packet::Connect(_)))));
+            broker
+                .send(&Packet::ConnAck(ConnAck::new(
+                    ConnectReturnCode::Success,
+                    false,
+                )))
+                .await
+                .unwrap();
+        };
+        let (session, ()) = tokio::join!(MqttSession::connect(client, o, "d1", "h"), answer);
+        let mut session = session.unwrap();
+        let msg = Telemetry {
+            message_id: "m".into(),
+            body: bytes::Bytes::from_static(b"x"),
+            content_type: None,
+            content_encoding: None,
+            properties: &[],
+        };
+        assert_eq!(session.send(&msg).unwrap(), (0, false));
+        session.flush().await.unwrap();
+        let Some(Ok(Packet::Publish(p))) = broker.next().await else {
+            panic!()
+        };
+        assert_eq!(p.qos, QoS::ExactlyOnce);
+        broker
+            .send(&Packet::PubRec(PubRec::new(p.pkid)))
+            .await
+            .unwrap();
+        // No acknowledgement yet: the session answers PUBREC with PUBREL, and this `next_ack`
+        // is cut off once the broker has it (as `select!` in the device loop may).
+        let rel = tokio::select! {
+            ack = session.next_ack() => panic!("acknowledged before PUBCOMP: {ack:?}"),
+            rel = broker.next() => rel,
+        };
+        let Some(Ok(Packet::PubRel(rel))) = rel else {
+            panic!("{rel:?}")
+        };
+        assert_eq!(rel.pkid, p.pkid);
+        broker
+            .send(&Packet::PubComp(PubComp::new(p.pkid)))
+            .await
+            .unwrap();
+        let ack = session.next_ack().await.unwrap();
+        assert_eq!((ack.seq, ack.outcome), (0, Outcome::Accepted));
+
+        // A PUBACK is not how QoS 2 ends.
+        session.send(&msg).unwrap();
+        session.flush().await.unwrap();
+        let Some(Ok(Packet::Publish(p))) = broker.next().await else {
+            panic!()
+        };
+        broker
+            .send(&Packet::PubAck(PubAck::new(p.pkid)))
+            .await
+            .unwrap();
+        assert!(matches!(
+            session.next_ack().await,
+            Err(SessionError::Protocol(_))
+        ));
+    }
 }
