@@ -3,12 +3,14 @@
 
 use std::fmt;
 
-use bytes::{Buf as _, BytesMut};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use rumqttc::mqttbytes::v4::{ConnAck, Connect, ConnectReturnCode, Login, Packet, PubRel, Publish};
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 
 pub use rumqttc::mqttbytes::QoS;
+
+mod wire;
+use wire::Wire;
 
 use super::{Ack, Outcome, SessionError, Telemetry};
 
@@ -154,88 +156,6 @@ impl MqttOptions {
 /// Appends `s` percent-encoded for a property bag.
 fn push_encoded(topic: &mut String, s: &str) {
     topic.extend(utf8_percent_encode(s, PROPERTY_BAG));
-}
-
-/// Packets over a byte stream with small, reused buffers: an idle session holds a few hundred
-/// bytes here rather than the 2 x 8 KiB of a tokio-util `Framed`, and queued packets go out
-/// in one write (one TLS record) per flush.
-struct Wire<S> {
-    io: S,
-    read: BytesMut,
-    write: BytesMut,
-    /// Something was queued and not yet flushed through to the stream.
-    unflushed: bool,
-}
-
-/// Initial buffer size: a CONNACK, a few PUBACKs, one small PUBLISH.
-const BUFFER: usize = 512;
-/// A buffer grown beyond this by a large message is given back once empty.
-const KEEP: usize = 16 * 1024;
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
-    fn new(io: S) -> Self {
-        Self {
-            io,
-            read: BytesMut::with_capacity(BUFFER),
-            write: BytesMut::with_capacity(BUFFER),
-            unflushed: false,
-        }
-    }
-
-    /// Encodes a packet into the write buffer; nothing is written until [`Self::flush`].
-    fn queue(&mut self, packet: &Packet) -> Result<(), SessionError> {
-        self.unflushed = true;
-        packet
-            .write(&mut self.write, MAX_OUTGOING)
-            .map(drop)
-            .map_err(codec_error)
-    }
-
-    /// Writes everything queued. Cancel-safe: what was written leaves the buffer, what was
-    /// not stays queued for the next flush (so `next_ack` may answer a PUBREC in `select!`).
-    async fn flush(&mut self) -> Result<(), SessionError> {
-        while !self.write.is_empty() {
-            let n = self.io.write(&self.write).await?;
-            if n == 0 {
-                return Err(SessionError::Io(std::io::ErrorKind::WriteZero.into()));
-            }
-            self.write.advance(n);
-        }
-        if self.write.capacity() > KEEP {
-            self.write = BytesMut::with_capacity(BUFFER);
-        }
-        self.io.flush().await?;
-        self.unflushed = false;
-        Ok(())
-    }
-
-    async fn send(&mut self, packet: &Packet) -> Result<(), SessionError> {
-        self.queue(packet)?;
-        self.flush().await
-    }
-
-    /// The next packet, `None` at end of stream. Cancel-safe: bytes read stay in the buffer.
-    async fn next(&mut self) -> Option<Result<Packet, SessionError>> {
-        loop {
-            match Packet::read(&mut self.read, MAX_INCOMING) {
-                Ok(p) => {
-                    if self.read.is_empty() && self.read.capacity() > KEEP {
-                        self.read = BytesMut::with_capacity(BUFFER);
-                    }
-                    return Some(Ok(p));
-                }
-                Err(rumqttc::mqttbytes::Error::InsufficientBytes(n)) => {
-                    self.read.reserve(n.max(64));
-                    match self.io.read_buf(&mut self.read).await {
-                        Ok(0) => return None,
-                        Ok(_) => {}
-                        Err(e) => return Some(Err(SessionError::Io(e))),
-                    }
-                }
-                Err(e) => return Some(Err(codec_error(e))),
-            }
-        }
-    }
 }
 
 /// A connected MQTT session.
@@ -455,154 +375,4 @@ where
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn iot_hub() -> MqttOptions {
-        MqttOptions {
-            dialect: MqttDialect::IotHub {
-                api_version: "2021-04-12".into(),
-            },
-            qos: QoS::AtLeastOnce,
-            keep_alive_secs: 60,
-            clean_session: false,
-        }
-    }
-
-    #[test]
-    fn iot_hub_username_and_client_id() {
-        let c = iot_hub().connect_packet("dev1", "hub.azure-devices.net");
-        assert_eq!(c.client_id, "dev1");
-        let login = c.login.unwrap();
-        assert!(login.username.starts_with(
-            "hub.azure-devices.net/dev1/?api-version=2021-04-12&DeviceClientType=fleetbench%2F"
-        ));
-        assert!(login.password.is_empty());
-        assert!(!c.clean_session);
-    }
-
-    #[test]
-    fn iot_hub_topic_has_the_encoded_property_bag() {
-        let o = iot_hub();
-        let msg = Telemetry {
-            message_id: "m-1".into(),
-            body: bytes::Bytes::new(),
-            content_type: Some("application/json"),
-            content_encoding: Some("utf-8"),
-            properties: &[("temperatureAlert", "true")],
-        };
-        assert_eq!(
-            o.topic(&o.topic_base("dev1"), &msg),
-            "devices/dev1/messages/events/%24.mid=m-1&%24.ct=application%2Fjson&%24.ce=utf-8&temperatureAlert=true"
-        );
-    }
-
-    #[test]
-    fn generic_templates_render_the_device_id() {
-        let o = MqttOptions {
-            dialect: MqttDialect::Generic {
-                topic: "fleet/{device_id}/telemetry".into(),
-                client_id: "{device_id}".into(),
-                username: None,
-                password: None,
-            },
-            ..iot_hub()
-        };
-        assert_eq!(o.topic_base("d7"), "fleet/d7/telemetry");
-        assert!(o.connect_packet("d7", "h").login.is_none());
-    }
-
-    #[test]
-    fn generic_username_and_password_render_the_device_id() {
-        let o = MqttOptions {
-            dialect: MqttDialect::Generic {
-                topic: "t".into(),
-                client_id: "{device_id}".into(),
-                username: Some("user-{device_id}".into()),
-                password: Some(Password("pw-{device_id}".into())),
-            },
-            ..iot_hub()
-        };
-        let login = o.connect_packet("d7", "h").login.unwrap();
-        assert_eq!(
-            (login.username.as_str(), login.password.as_str()),
-            ("user-d7", "pw-d7")
-        );
-        assert_eq!(format!("{:?}", Password("s3cret".into())), "Password(..)");
-    }
-
-    /// The broker side of a QoS 2 exchange, packet by packet, over an in-memory pipe: the
-    /// session answers PUBREC with PUBREL (also after a cancelled `next_ack`) and acknowledges
-    /// on PUBCOMP only.
-    #[tokio::test]
-    async fn qos_2_acknowledges_on_pubcomp_after_answering_pubrec() {
-        use rumqttc::mqttbytes::v4::{PubAck, PubComp, PubRec};
-
-        let (client, broker) = tokio::io::duplex(4096);
-        let mut broker = Wire::new(broker);
-        let o = MqttOptions {
-            qos: QoS::ExactlyOnce,
-            ..iot_hub()
-        };
-        let answer = async {
-            assert!(matches!(broker.next().await, Some(Ok(Packet::Connect(_)))));
-            broker
-                .send(&Packet::ConnAck(ConnAck::new(
-                    ConnectReturnCode::Success,
-                    false,
-                )))
-                .await
-                .unwrap();
-        };
-        let (session, ()) = tokio::join!(MqttSession::connect(client, o, "d1", "h"), answer);
-        let mut session = session.unwrap();
-        let msg = Telemetry {
-            message_id: "m".into(),
-            body: bytes::Bytes::from_static(b"x"),
-            content_type: None,
-            content_encoding: None,
-            properties: &[],
-        };
-        assert_eq!(session.send(&msg).unwrap(), (0, false));
-        session.flush().await.unwrap();
-        let Some(Ok(Packet::Publish(p))) = broker.next().await else {
-            panic!()
-        };
-        assert_eq!(p.qos, QoS::ExactlyOnce);
-        broker
-            .send(&Packet::PubRec(PubRec::new(p.pkid)))
-            .await
-            .unwrap();
-        // No acknowledgement yet: the session answers PUBREC with PUBREL, and this `next_ack`
-        // is cut off once the broker has it (as `select!` in the device loop may).
-        let rel = tokio::select! {
-            ack = session.next_ack() => panic!("acknowledged before PUBCOMP: {ack:?}"),
-            rel = broker.next() => rel,
-        };
-        let Some(Ok(Packet::PubRel(rel))) = rel else {
-            panic!("{rel:?}")
-        };
-        assert_eq!(rel.pkid, p.pkid);
-        broker
-            .send(&Packet::PubComp(PubComp::new(p.pkid)))
-            .await
-            .unwrap();
-        let ack = session.next_ack().await.unwrap();
-        assert_eq!((ack.seq, ack.outcome), (0, Outcome::Accepted));
-
-        // A PUBACK is not how QoS 2 ends.
-        session.send(&msg).unwrap();
-        session.flush().await.unwrap();
-        let Some(Ok(Packet::Publish(p))) = broker.next().await else {
-            panic!()
-        };
-        broker
-            .send(&Packet::PubAck(PubAck::new(p.pkid)))
-            .await
-            .unwrap();
-        assert!(matches!(
-            session.next_ack().await,
-            Err(SessionError::Protocol(_))
-        ));
-    }
-}
+mod tests;
