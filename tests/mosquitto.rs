@@ -1,17 +1,22 @@
-//! Issue 8: the generic MQTT dialect against a real broker, Mosquitto with mutual TLS and
-//! `require_certificate true`, started by the test on a free loopback port.
+//! Issues 8 and 16: the generic MQTT dialect against a real Mosquitto with mutual TLS, run the
+//! way README "Against your own broker" tells a new user to, from the very files it names: the
+//! binary's `pki init` and `pki server`, the committed `.ci/mosquitto/*.conf` (only the port
+//! changed) and the committed `scenarios/mosquitto*.toml` (only the port in the address
+//! changed). Skipped (saying so) without Mosquitto unless FLEETBENCH_REQUIRE_BROKERS=1.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use fleetbench::pki::{CaChain, KeyType};
-
 use crate::support;
+use crate::support::walkthrough::{self, fleetbench, take_summary, text};
 
-/// A Mosquitto process, killed by PID on drop.
+/// The port the committed broker configs and scenarios name.
+const PORT: u16 = 8883;
+
+/// A Mosquitto process started in the walkthrough directory, killed by PID on drop.
 struct Mosquitto {
     child: Child,
     port: u16,
@@ -25,36 +30,20 @@ impl Drop for Mosquitto {
 }
 
 impl Mosquitto {
-    /// Starts Mosquitto with the project's configuration; its server certificate and client CA
-    /// come from `ca`. Waits for its "running" log line, not for a fixed time.
-    fn start(ca: &CaChain, dir: &Path) -> Self {
-        let server = ca
-            .mint_server(
-                &["localhost".into(), "127.0.0.1".into()],
-                KeyType::EcdsaP256,
-            )
-            .unwrap();
-        let certs: Vec<&[u8]> = server.chain.iter().map(|c| c.as_ref()).collect();
-        std::fs::write(dir.join("server.pem"), support::pem("CERTIFICATE", &certs)).unwrap();
-        support::write_private(
-            &dir.join("server.key"),
-            &support::pem("PRIVATE KEY", &[server.key.secret_der()]),
-        );
-        let cas: Vec<&[u8]> = ca.authorities().iter().map(|a| a.cert().as_ref()).collect();
-        std::fs::write(dir.join("ca.pem"), support::pem("CERTIFICATE", &cas)).unwrap();
+    /// Starts Mosquitto in `dir` with the committed `.ci/mosquitto/<conf>` on a free port.
+    /// Waits for its "running" log line, not for a fixed time.
+    fn start(dir: &Path, conf: &str) -> Self {
         let port = support::free_port();
-        let template = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/.ci/mosquitto/mosquitto.conf"
-        ))
-        .unwrap();
-        let conf = template
-            .replace("{port}", &port.to_string())
-            .replace("{dir}", &dir.display().to_string());
-        std::fs::write(dir.join("mosquitto.conf"), conf).unwrap();
+        let conf = walkthrough::copy_replacing(
+            &format!(".ci/mosquitto/{conf}"),
+            &format!("listener {PORT} 127.0.0.1"),
+            &format!("listener {port} 127.0.0.1"),
+            dir,
+        );
         let mut child = Command::new("mosquitto")
             .arg("-c")
-            .arg(dir.join("mosquitto.conf"))
+            .arg(conf)
+            .current_dir(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -62,12 +51,9 @@ impl Mosquitto {
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
+            // Keep draining after "running" so the broker never blocks on a full pipe.
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let ready = line.contains("running");
-                if tx.send(line).is_err() || ready {
-                    // Keep draining so the broker never blocks on a full pipe.
-                    continue;
-                }
+                let _ = tx.send(line);
             }
         });
         let mut log = Vec::new();
@@ -87,49 +73,104 @@ impl Mosquitto {
     }
 }
 
-const GENERIC: &str = r#"
-[protocol]
-dialect = "generic"
-topic = "fleet/{device_id}/telemetry"
-qos = 1
-[connect]
-max-handshakes = 32
-[messages]
-count = 2
-interval = "10ms"
-[run]
-max-duration = "60s"
-"#;
+/// Runs the committed scenario `name` against the broker on `port` from `dir`.
+fn run(dir: &Path, name: &str, port: u16, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    walkthrough::run(dir, name, (PORT, port), extra, env)
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fleet_of_200_against_mosquitto_with_client_certificates() {
+#[test]
+fn the_mosquitto_walkthrough_passes_at_qos_2_and_refuses_another_ca() {
     if !support::have("mosquitto") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let ca = support::chain();
-    let broker = Mosquitto::start(&ca, dir.path());
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], broker.port));
-    let plan = support::plan(GENERIC);
+    let dir = walkthrough::setup();
+    let broker = Mosquitto::start(dir.path(), "mosquitto.conf");
 
-    let (rec, _) = support::fleet_at(&plan, addr, &ca, ca.clone(), support::ids("mq", 200)).await;
-    let s = rec.snapshot();
-    assert_eq!(s.sessions_connected, 200, "{:?}", rec.failures());
-    assert_eq!(s.sessions_failed, 0, "{:?}", rec.failures());
-    assert_eq!(s.messages_acked, 400);
-    assert_eq!(s.messages_unacked, 0);
-
-    // A device whose certificate comes from another CA is refused and counted.
-    let rogue = support::chain();
-    let (rec, _) = support::fleet_at(&plan, addr, &ca, rogue, support::ids("rogue", 3)).await;
-    let s = rec.snapshot();
-    assert_eq!(s.sessions_connected, 0);
-    assert_eq!(s.sessions_failed, 3);
+    let out = run(dir.path(), "mosquitto.toml", broker.port, &[], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let s = take_summary(dir.path());
+    assert_eq!(s["counts"]["sessions_connected"], 100, "{}", text(&out));
+    assert_eq!(s["counts"]["messages_acked"], 500, "{}", text(&out));
+    assert_eq!(s["counts"]["messages_unacked"], 0);
+    // QoS 2 end to end: an acknowledgement is a PUBCOMP (a PUBACK would be a protocol error),
+    // and the ack phase times the whole PUBLISH..PUBCOMP exchange.
+    let protocol = &s["scenario"]["protocol"];
     assert_eq!(
-        rec.failures().iter().map(|f| f.count).sum::<u64>(),
-        3,
-        "{:?}",
-        rec.failures()
+        (&protocol["qos"], &protocol["clean-session"]),
+        (&2.into(), &true.into())
     );
+    let phases = s["phases"].as_array().unwrap();
+    let acks = phases.iter().find(|p| p["name"] == "publish_ack").unwrap();
+    assert_eq!(acks["count"], 500);
+
+    // Devices from a CA the broker does not trust are refused and counted: the thresholds fail.
+    let out = fleetbench(dir.path(), &["pki", "init", "--out", "other-ca"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let extra = ["--ca", "other-ca", "--devices", "3"];
+    let out = run(dir.path(), "mosquitto.toml", broker.port, &extra, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let s = take_summary(dir.path());
+    assert_eq!(
+        (
+            &s["counts"]["sessions_connected"],
+            &s["counts"]["sessions_failed"]
+        ),
+        (&0.into(), &3.into()),
+        "{}",
+        text(&out)
+    );
+    drop(broker);
+}
+
+#[test]
+fn username_and_password_from_the_environment_against_mosquitto() {
+    if !support::have("mosquitto") || !support::have("mosquitto_passwd") {
+        return;
+    }
+    let dir = walkthrough::setup();
+    // The walkthrough's password file: one line per device id of the scenario.
+    let passwords = dir.path().join("broker/passwords");
+    std::fs::write(&passwords, "").unwrap();
+    for n in 1..=20 {
+        let status = Command::new("mosquitto_passwd")
+            .arg("-b")
+            .arg(&passwords)
+            .arg(format!("device-{n:05}"))
+            .arg("s3cret-pw")
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let broker = Mosquitto::start(dir.path(), "mosquitto-password.conf");
+    let scenario = "mosquitto-password.toml";
+
+    let env = [("FLEETBENCH_MQTT_PASSWORD", "s3cret-pw")];
+    let out = run(dir.path(), scenario, broker.port, &[], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let s = take_summary(dir.path());
+    assert_eq!(s["counts"]["messages_acked"], 60, "{}", text(&out));
+    assert_eq!(s["scenario"]["protocol"]["password"], "(set, not shown)");
+    assert!(!s.to_string().contains("s3cret-pw"), "the password leaked");
+
+    // A wrong password is refused by the broker, session by session.
+    let env = [("FLEETBENCH_MQTT_PASSWORD", "wrong")];
+    let out = run(dir.path(), scenario, broker.port, &[], &env);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let s = take_summary(dir.path());
+    assert_eq!(s["counts"]["sessions_failed"], 20, "{}", text(&out));
+    assert!(
+        s["failures"].to_string().contains("CONNACK 5"),
+        "{}",
+        s["failures"]
+    );
+
+    // No password in the environment: refused at validation, naming the field and its line.
+    let out = run(dir.path(), scenario, broker.port, &[], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = walkthrough::line_of(&format!("scenarios/{scenario}"), "password-env");
+    let at = format!("{scenario}:{line}:1: protocol.password-env");
+    assert!(err.contains(&at), "expected {at:?} in: {err}");
+    assert!(err.contains("FLEETBENCH_MQTT_PASSWORD"), "{err}");
     drop(broker);
 }

@@ -6,6 +6,7 @@ use fleetbench::Outcome;
 
 use crate::support;
 use crate::support::rabbitmq::RabbitMq;
+use crate::support::walkthrough::{self, fleetbench, text};
 
 const FLEET: &str = r#"
 [protocol]
@@ -145,38 +146,61 @@ async fn an_oversize_message_is_rejected_with_message_size_exceeded_and_not_coun
     assert_eq!(s.hub.as_ref().map(|h| h.received), Some(0));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fleet_of_50_against_rabbitmq_with_sasl_external_is_all_accepted() {
-    let ca = support::chain();
-    let ids = support::ids("rmq", 50);
-    let Some(broker) = RabbitMq::start(&ca, ids.iter()) else {
+/// README "Against your own broker", RabbitMQ: `pki init`, `pki server`, `pki registry`, the
+/// committed `.ci/rabbitmq/start.sh` and `scenarios/rabbitmq.toml` (only the port changed), run
+/// through the binary; then devices that `pki registry` did not list are refused.
+#[test]
+fn the_rabbitmq_walkthrough_passes_with_sasl_external() {
+    if !RabbitMq::available() {
         return;
-    };
-    let plan = support::plan(
-        "[protocol]\nkind = \"amqp\"\ndialect = \"generic\"\naddress = \"/queue/telemetry\"\nsasl = \"external\"\n[messages]\ncount = 4\ninterval = \"10ms\"\n[run]\nmax-duration = \"60s\"\n",
+    }
+    let dir = walkthrough::setup();
+    let registry = ["pki", "registry", "--ca", "ca", "--count", "50", "--out"];
+    let out = fleetbench(
+        dir.path(),
+        &[&registry[..], &["broker/devices.jsonl"]].concat(),
+        &[],
     );
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], broker.port));
-    let (rec, _) = support::fleet_at(&plan, addr, &ca, ca.clone(), ids).await;
-    let snap = rec.snapshot();
+    assert!(out.status.success(), "{}", text(&out));
+    let broker = RabbitMq::start(dir.path(), &dir.path().join("broker/devices.jsonl"));
+    let ports = (5671, broker.port);
+
+    let out = walkthrough::run(dir.path(), "rabbitmq.toml", ports, &[], &[]);
     assert_eq!(
-        (
-            snap.sessions_connected,
-            snap.messages_acked,
-            snap.messages_unacked
-        ),
-        (50, 200, 0),
-        "{:?}\n{}",
-        rec.failures(),
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out),
         broker.log_tail()
     );
-    assert!(rec.failures().is_empty(), "{:?}", rec.failures());
-    let phases: Vec<_> = rec
-        .histograms()
-        .iter()
-        .map(|(p, h)| (p.name(), h.len()))
-        .collect();
-    assert!(phases.contains(&("amqp_open", 50)), "{phases:?}");
-    assert!(phases.contains(&("send_ack", 200)), "{phases:?}");
+    let s = walkthrough::take_summary(dir.path());
+    let counts = &s["counts"];
+    assert_eq!(
+        (
+            &counts["sessions_connected"],
+            &counts["messages_acked"],
+            &counts["messages_unacked"]
+        ),
+        (&50.into(), &200.into(), &0.into()),
+        "{}",
+        text(&out)
+    );
+    let phases = s["phases"].as_array().unwrap();
+    let opens = phases.iter().find(|p| p["name"] == "amqp_open").unwrap();
+    assert_eq!(opens["count"], 50);
+
+    // Devices 51..55 hold certificates from the trusted CA but have no user: refused, counted.
+    let extra = ["--devices", "55"];
+    let out = walkthrough::run(dir.path(), "rabbitmq.toml", ports, &extra, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let s = walkthrough::take_summary(dir.path());
+    assert_eq!(s["counts"]["sessions_failed"], 5, "{}", text(&out));
+    let failures = s["failures"].to_string();
+    assert!(
+        failures.contains("SASL EXTERNAL outcome Auth"),
+        "{failures}"
+    );
+    drop(broker);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,33 +1,39 @@
 #!/bin/sh
-# Starts RabbitMQ 3.10 (Debian package rabbitmq-server) for fleetbench's AMQP tests.
+# Starts RabbitMQ 3.10 (Debian package rabbitmq-server) for fleetbench's generic AMQP 1.0
+# dialect, as README "Against your own broker" runs it (and tests/run_amqp.rs, from these files):
 #
-#   start.sh PEM_DIR CN_FILE
+#   start.sh DIR REGISTRY [PORT]
 #
-# PEM_DIR holds ca.pem (roots that sign device certificates), server.pem (server chain) and
-# server.key; CN_FILE lists device CNs, one a line. The node gets its own home, database, logs
-# and cookie under PEM_DIR/rabbitmq, listens on 127.0.0.1 on a free port, and is ready when this
-# script returns. Prints `port=N` and `pid=N` on stdout; stop it with `stop.sh PEM_DIR/rabbitmq`.
+# DIR is the walkthrough's directory: DIR/ca/chain.pem (the CAs that sign devices, from
+# `fleetbench pki init --out DIR/ca`), DIR/broker/server.chain.pem and server.key.pem (from
+# `fleetbench pki server --out DIR/broker`). REGISTRY is `fleetbench pki registry`'s output (one
+# JSON object per device) or a list of device ids, one a line: each becomes a passwordless user
+# (SASL EXTERNAL maps the certificate CN, the device id, to it). PORT defaults to 5671, AMQP over
+# TLS. The node gets its own home, database, logs and cookie under DIR/rabbitmq, listens on
+# 127.0.0.1 only, and is ready when this script returns. Prints `port=N` and `pid=N`; stop it
+# with `stop.sh DIR/rabbitmq`.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-pem_dir=$(cd "${1:?usage: start.sh PEM_DIR CN_FILE}" && pwd)
-cn_file="${2:?usage: start.sh PEM_DIR CN_FILE}"
+usage="usage: start.sh DIR REGISTRY [PORT]"
+dir=$(cd "${1:?$usage}" && pwd)
+registry="${2:?$usage}"
+port="${3:-5671}"
 bin=/usr/lib/rabbitmq/bin
 [ -x "$bin/rabbitmq-server" ] || { echo "start.sh: rabbitmq-server is not installed (apt-get install -y rabbitmq-server)" >&2; exit 3; }
-for f in ca.pem server.pem server.key; do
-    [ -r "$pem_dir/$f" ] || { echo "start.sh: $pem_dir/$f is missing" >&2; exit 2; }
+for f in "$dir/ca/chain.pem" "$dir/broker/server.chain.pem" "$dir/broker/server.key.pem" "$registry"; do
+    [ -r "$f" ] || { echo "start.sh: $f is missing" >&2; exit 2; }
 done
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
-port=$(free_port)
 dist_port=$(free_port)
-work="$pem_dir/rabbitmq"
+work="$dir/rabbitmq"
 mkdir -p "$work/log" "$work/mnesia"
-sed -e "s|@PORT@|$port|" -e "s|@PEM_DIR@|$pem_dir|" -e "s|@WORK_DIR@|$work|" \
+sed -e "s|@PORT@|$port|g" -e "s|@DIR@|$dir|g" -e "s|@WORK_DIR@|$work|g" \
     "$here/rabbitmq.conf" > "$work/rabbitmq.conf"
 cp "$here/enabled_plugins" "$work/enabled_plugins"
-"$here/definitions.sh" "$cn_file" > "$work/definitions.json"
+"$here/definitions.sh" "$registry" > "$work/definitions.json"
 node="fleetbench-$port@localhost"
 echo "$node" > "$work/node"
 

@@ -3,12 +3,14 @@
 
 use std::fmt;
 
-use bytes::BytesMut;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use rumqttc::mqttbytes::v4::{ConnAck, Connect, ConnectReturnCode, Login, Packet, Publish};
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use rumqttc::mqttbytes::v4::{ConnAck, Connect, ConnectReturnCode, Login, Packet, PubRel, Publish};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 
 pub use rumqttc::mqttbytes::QoS;
+
+mod wire;
+use wire::Wire;
 
 use super::{Ack, Outcome, SessionError, Telemetry};
 
@@ -40,12 +42,24 @@ pub enum MqttDialect {
         client_id: String,
         /// Username template, if a username is sent.
         username: Option<String>,
+        /// Password template, sent with the username (brokers that want both).
+        password: Option<Password>,
     },
     /// Azure IoT Hub's device conventions.
     IotHub {
         /// The `api-version` query value in the username.
         api_version: String,
     },
+}
+
+/// A password template (`{device_id}` is replaced). Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(pub String);
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(..)")
+    }
 }
 
 /// MQTT settings of a run.
@@ -57,7 +71,7 @@ pub struct MqttOptions {
     pub qos: QoS,
     /// Keep-alive in seconds (0 = off).
     pub keep_alive_secs: u16,
-    /// Clean-session flag (IoT Hub SDKs send false).
+    /// Clean-session flag (IoT Hub SDKs send false; the generic dialect defaults to true).
     pub clean_session: bool,
 }
 
@@ -69,7 +83,7 @@ pub fn render(template: &str, device_id: &str) -> String {
 impl MqttOptions {
     /// The CONNECT packet of `device_id` connecting to `host`.
     pub fn connect_packet(&self, device_id: &str, host: &str) -> Connect {
-        let (client_id, username) = match &self.dialect {
+        let (client_id, username, password) = match &self.dialect {
             MqttDialect::IotHub { api_version } => (
                 device_id.to_owned(),
                 Some(format!(
@@ -79,21 +93,26 @@ impl MqttOptions {
                         PROPERTY_BAG
                     )
                 )),
+                // X.509 devices send a username and no password.
+                String::new(),
             ),
             MqttDialect::Generic {
                 client_id,
                 username,
+                password,
                 ..
             } => (
                 render(client_id, device_id),
                 username.as_deref().map(|u| render(u, device_id)),
+                password
+                    .as_ref()
+                    .map_or_else(String::new, |p| render(&p.0, device_id)),
             ),
         };
         let mut connect = Connect::new(client_id);
         connect.keep_alive = self.keep_alive_secs;
         connect.clean_session = self.clean_session;
-        // X.509 devices send a username and no password.
-        connect.login = username.map(|u| Login::new(u, ""));
+        connect.login = username.map(|u| Login::new(u, password));
         connect
     }
 
@@ -139,79 +158,6 @@ fn push_encoded(topic: &mut String, s: &str) {
     topic.extend(utf8_percent_encode(s, PROPERTY_BAG));
 }
 
-/// Packets over a byte stream with small, reused buffers: an idle session holds a few hundred
-/// bytes here rather than the 2 x 8 KiB of a tokio-util `Framed`, and queued packets go out
-/// in one write (one TLS record) per flush.
-struct Wire<S> {
-    io: S,
-    read: BytesMut,
-    write: BytesMut,
-}
-
-/// Initial buffer size: a CONNACK, a few PUBACKs, one small PUBLISH.
-const BUFFER: usize = 512;
-/// A buffer grown beyond this by a large message is given back once empty.
-const KEEP: usize = 16 * 1024;
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
-    fn new(io: S) -> Self {
-        Self {
-            io,
-            read: BytesMut::with_capacity(BUFFER),
-            write: BytesMut::with_capacity(BUFFER),
-        }
-    }
-
-    /// Encodes a packet into the write buffer; nothing is written until [`Self::flush`].
-    fn queue(&mut self, packet: &Packet) -> Result<(), SessionError> {
-        packet
-            .write(&mut self.write, MAX_OUTGOING)
-            .map(drop)
-            .map_err(codec_error)
-    }
-
-    /// Writes everything queued.
-    async fn flush(&mut self) -> Result<(), SessionError> {
-        if !self.write.is_empty() {
-            self.io.write_all(&self.write).await?;
-            self.write.clear();
-            if self.write.capacity() > KEEP {
-                self.write = BytesMut::with_capacity(BUFFER);
-            }
-        }
-        self.io.flush().await?;
-        Ok(())
-    }
-
-    async fn send(&mut self, packet: &Packet) -> Result<(), SessionError> {
-        self.queue(packet)?;
-        self.flush().await
-    }
-
-    /// The next packet, `None` at end of stream. Cancel-safe: bytes read stay in the buffer.
-    async fn next(&mut self) -> Option<Result<Packet, SessionError>> {
-        loop {
-            match Packet::read(&mut self.read, MAX_INCOMING) {
-                Ok(p) => {
-                    if self.read.is_empty() && self.read.capacity() > KEEP {
-                        self.read = BytesMut::with_capacity(BUFFER);
-                    }
-                    return Some(Ok(p));
-                }
-                Err(rumqttc::mqttbytes::Error::InsufficientBytes(n)) => {
-                    self.read.reserve(n.max(64));
-                    match self.io.read_buf(&mut self.read).await {
-                        Ok(0) => return None,
-                        Ok(_) => {}
-                        Err(e) => return Some(Err(SessionError::Io(e))),
-                    }
-                }
-                Err(e) => return Some(Err(codec_error(e))),
-            }
-        }
-    }
-}
-
 /// A connected MQTT session.
 pub struct MqttSession<S> {
     wire: Wire<S>,
@@ -219,8 +165,18 @@ pub struct MqttSession<S> {
     topic_base: String,
     next_pkid: u16,
     next_seq: u64,
-    /// Packet id -> sequence number of the QoS 1 publishes awaiting PUBACK. Few at a time.
-    inflight: Vec<(u16, u64)>,
+    /// The publishes awaiting their acknowledgement (PUBACK; QoS 2: PUBREC, then PUBCOMP).
+    /// Few at a time.
+    inflight: Vec<Inflight>,
+}
+
+/// One publish awaiting its acknowledgement.
+#[derive(Debug, Clone, Copy)]
+struct Inflight {
+    pkid: u16,
+    seq: u64,
+    /// QoS 2: PUBREC came and PUBREL was queued; PUBCOMP ends the exchange.
+    released: bool,
 }
 
 impl<S> fmt::Debug for MqttSession<S> {
@@ -301,7 +257,11 @@ where
         let settled = self.options.qos == QoS::AtMostOnce;
         if !settled {
             publish.pkid = self.next_pkid;
-            self.inflight.push((self.next_pkid, seq));
+            self.inflight.push(Inflight {
+                pkid: self.next_pkid,
+                seq,
+                released: false,
+            });
             self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
         }
         self.wire.queue(&Packet::Publish(publish))?;
@@ -313,32 +273,66 @@ where
         self.wire.flush().await
     }
 
-    /// Waits for the next PUBACK, answering nothing else; PINGRESP is absorbed.
+    /// Waits for the next acknowledgement: PUBACK at QoS 1; at QoS 2 the whole exchange
+    /// (PUBREC is answered with PUBREL here, PUBCOMP acknowledges). PINGRESP is absorbed.
+    /// Cancel-safe: a PUBREL not yet written stays queued and goes out with the next flush.
     pub async fn next_ack(&mut self) -> Result<Ack, SessionError> {
         loop {
-            match self.wire.next().await {
-                Some(Ok(Packet::PubAck(ack))) => {
-                    let Some(i) = self.inflight.iter().position(|(p, _)| *p == ack.pkid) else {
-                        return Err(SessionError::Protocol(format!(
-                            "PUBACK for unknown packet id {}",
-                            ack.pkid
-                        )));
-                    };
-                    let (_, seq) = self.inflight.swap_remove(i);
-                    return Ok(Ack {
-                        seq,
-                        outcome: Outcome::Accepted,
-                    });
+            // A PUBREL queued by an earlier (possibly cancelled) call goes out first.
+            if self.wire.unflushed {
+                self.wire.flush().await?;
+            }
+            let packet = match self.wire.next().await {
+                Some(Ok(p)) => p,
+                Some(Err(e)) => return Err(e),
+                None => return Err(SessionError::Closed),
+            };
+            let exactly_once = self.options.qos == QoS::ExactlyOnce;
+            match packet {
+                Packet::PubAck(a) if !exactly_once => {
+                    let i = self.position(a.pkid, "PUBACK")?;
+                    return Ok(self.take(i));
                 }
-                Some(Ok(Packet::PingResp)) => {}
-                Some(Ok(other)) => {
+                Packet::PubComp(c) if exactly_once => {
+                    let i = self.position(c.pkid, "PUBCOMP")?;
+                    if !self.inflight[i].released {
+                        return Err(SessionError::Protocol(format!(
+                            "PUBCOMP before PUBREC for packet id {}",
+                            c.pkid
+                        )));
+                    }
+                    return Ok(self.take(i));
+                }
+                Packet::PubRec(r) if exactly_once => {
+                    let i = self.position(r.pkid, "PUBREC")?;
+                    // A repeated PUBREC is answered again (MQTT 3.1.1, 4.3.3).
+                    self.inflight[i].released = true;
+                    self.wire.queue(&Packet::PubRel(PubRel::new(r.pkid)))?;
+                }
+                Packet::PingResp => {}
+                other => {
                     return Err(SessionError::Protocol(format!(
                         "unexpected packet from the hub: {other:?}"
                     )))
                 }
-                Some(Err(e)) => return Err(e),
-                None => return Err(SessionError::Closed),
             }
+        }
+    }
+
+    /// Where the publish with `pkid` is in flight; a protocol error if nothing awaits `what`.
+    fn position(&self, pkid: u16, what: &str) -> Result<usize, SessionError> {
+        self.inflight
+            .iter()
+            .position(|f| f.pkid == pkid)
+            .ok_or_else(|| SessionError::Protocol(format!("{what} for unknown packet id {pkid}")))
+    }
+
+    /// Ends the exchange of the publish at `i`: its message is acknowledged.
+    fn take(&mut self, i: usize) -> Ack {
+        let f = self.inflight.swap_remove(i);
+        Ack {
+            seq: f.seq,
+            outcome: Outcome::Accepted,
         }
     }
 
@@ -381,59 +375,4 @@ where
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn iot_hub() -> MqttOptions {
-        MqttOptions {
-            dialect: MqttDialect::IotHub {
-                api_version: "2021-04-12".into(),
-            },
-            qos: QoS::AtLeastOnce,
-            keep_alive_secs: 60,
-            clean_session: false,
-        }
-    }
-
-    #[test]
-    fn iot_hub_username_and_client_id() {
-        let c = iot_hub().connect_packet("dev1", "hub.azure-devices.net");
-        assert_eq!(c.client_id, "dev1");
-        let login = c.login.unwrap();
-        assert!(login.username.starts_with(
-            "hub.azure-devices.net/dev1/?api-version=2021-04-12&DeviceClientType=fleetbench%2F"
-        ));
-        assert!(login.password.is_empty());
-        assert!(!c.clean_session);
-    }
-
-    #[test]
-    fn iot_hub_topic_has_the_encoded_property_bag() {
-        let o = iot_hub();
-        let msg = Telemetry {
-            message_id: "m-1".into(),
-            body: bytes::Bytes::new(),
-            content_type: Some("application/json"),
-            content_encoding: Some("utf-8"),
-            properties: &[("temperatureAlert", "true")],
-        };
-        assert_eq!(
-            o.topic(&o.topic_base("dev1"), &msg),
-            "devices/dev1/messages/events/%24.mid=m-1&%24.ct=application%2Fjson&%24.ce=utf-8&temperatureAlert=true"
-        );
-    }
-
-    #[test]
-    fn generic_templates_render_the_device_id() {
-        let o = MqttOptions {
-            dialect: MqttDialect::Generic {
-                topic: "fleet/{device_id}/telemetry".into(),
-                client_id: "{device_id}".into(),
-                username: None,
-            },
-            ..iot_hub()
-        };
-        assert_eq!(o.topic_base("d7"), "fleet/d7/telemetry");
-        assert!(o.connect_packet("d7", "h").login.is_none());
-    }
-}
+mod tests;

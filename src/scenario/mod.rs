@@ -164,12 +164,12 @@ pub struct ProtocolSection {
     pub dialect: Option<Dialect>,
     /// IoT Hub `api-version`.
     pub api_version: Option<String>,
-    /// MQTT QoS: 0 or 1.
+    /// MQTT QoS: 0 or 1; 2 in the generic dialect only.
     pub qos: Option<u8>,
     /// MQTT keep-alive.
     #[serde(default, with = "humantime_serde")]
     pub keep_alive: Option<Duration>,
-    /// MQTT clean-session flag.
+    /// MQTT clean-session flag (default: false for IoT Hub, as its SDKs send; true for generic).
     pub clean_session: Option<bool>,
     /// Generic dialect: topic template with `{device_id}`.
     pub topic: Option<String>,
@@ -177,6 +177,10 @@ pub struct ProtocolSection {
     pub client_id: Option<String>,
     /// Generic dialect: username template.
     pub username: Option<String>,
+    /// Generic MQTT dialect: password template, sent with the username. Prefer `password-env`.
+    pub password: Option<String>,
+    /// Generic MQTT dialect: the environment variable holding the password (template).
+    pub password_env: Option<String>,
     /// AMQP generic dialect: target address template, e.g. `/queue/{device_id}`.
     pub address: Option<String>,
     /// AMQP generic dialect: SASL mechanism.

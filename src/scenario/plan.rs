@@ -62,6 +62,23 @@ pub struct Plan {
     pub thresholds: Vec<Threshold>,
 }
 
+/// The embedded hub speaks IoT Hub's MQTT conventions only: a generic MQTT scenario against
+/// it would fail every session, so it is refused here.
+fn generic_mqtt_needs_a_broker(
+    target: Option<&Target>,
+    protocol: Option<&ProtocolPlan>,
+    p: &mut Problems<'_>,
+) {
+    if let (Some(Target::Embedded), Some(ProtocolPlan::Mqtt(m))) = (target, protocol) {
+        if matches!(m.dialect, MqttDialect::Generic { .. }) {
+            p.add(
+                "protocol.dialect",
+                "\"generic\" needs your own broker: the embedded hub speaks IoT Hub's MQTT conventions only; set [target] hub = \"remote\" and address, or use dialect = \"iot-hub\"",
+            );
+        }
+    }
+}
+
 impl Plan {
     /// Parses and validates a scenario file with overrides.
     pub fn from_file(path: &Path, overrides: &Overrides) -> Result<Self, ConfigErrors> {
@@ -109,6 +126,7 @@ impl Plan {
                 &mut p,
             );
         }
+        generic_mqtt_needs_a_broker(target.as_ref(), protocol.as_ref(), &mut p);
         let thresholds = super::thresholds::thresholds(s, &mut p);
         let run = RunPlan {
             max_duration: s.run.max_duration.unwrap_or(Duration::from_secs(300)),
@@ -185,11 +203,14 @@ impl Plan {
                         topic,
                         client_id,
                         username,
+                        password,
                     } => {
                         v["dialect"] = json!("generic");
                         v["topic"] = json!(topic);
                         v["client-id"] = json!(client_id);
                         v["username"] = json!(username);
+                        // Never the password itself: summary.json is shared.
+                        v["password"] = json!(password.as_ref().map(|_| "(set, not shown)"));
                     }
                 }
                 v
@@ -274,7 +295,11 @@ mod tests {
     #[test]
     fn templates_naming_unknown_fields_are_refused() {
         let e = plan("[protocol]\ndialect = \"generic\"\ntopic = \"t/{device}/x\"\n").unwrap_err();
-        assert!(e.0[0].message.contains("{device}"), "{e}");
+        assert!(
+            e.0.iter()
+                .any(|e| e.field == "protocol.topic" && e.message.contains("{device}")),
+            "{e}"
+        );
     }
 
     #[test]

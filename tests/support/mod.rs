@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod rabbitmq;
+pub mod walkthrough;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -17,6 +17,8 @@ pub(super) fn protocol(pr: &ProtocolSection, p: &mut Problems<'_>) -> Option<Pro
             (pr.topic.is_some(), "protocol.topic"),
             (pr.client_id.is_some(), "protocol.client-id"),
             (pr.username.is_some(), "protocol.username"),
+            (pr.password.is_some(), "protocol.password"),
+            (pr.password_env.is_some(), "protocol.password-env"),
         ],
         "only applies to kind = \"mqtt\"; AMQP uses address, sasl and settle-mode",
     );

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::protocol::mqtt::Password;
 use crate::protocol::{AmqpOptions, MqttDialect, MqttOptions, QoS};
 use crate::scenario::problems::Problems;
 use crate::scenario::{Dialect, ProtocolKind, Scenario};
@@ -28,14 +29,20 @@ pub(super) fn protocol(s: &Scenario, p: &mut Problems<'_>) -> Option<ProtocolPla
         ],
         "only applies to kind = \"amqp\"",
     );
+    let generic = pr.dialect == Some(Dialect::Generic);
     let qos = match pr.qos.unwrap_or(1) {
         0 => QoS::AtMostOnce,
         1 => QoS::AtLeastOnce,
-        q => {
+        2 if generic => QoS::ExactlyOnce,
+        2 => {
             p.add(
                 "protocol.qos",
-                format!("{q} is not valid: 0 or 1 (IoT Hub closes the connection on QoS 2)"),
+                "2 is not valid with dialect = \"iot-hub\": IoT Hub closes the connection on QoS 2 (0 or 1; QoS 2 is for dialect = \"generic\")",
             );
+            QoS::AtLeastOnce
+        }
+        q => {
+            p.add("protocol.qos", format!("{q} is not valid: 0, 1 or 2"));
             QoS::AtLeastOnce
         }
     };
@@ -60,8 +67,10 @@ pub(super) fn protocol(s: &Scenario, p: &mut Problems<'_>) -> Option<ProtocolPla
                 (pr.topic.is_some(), "protocol.topic"),
                 (pr.client_id.is_some(), "protocol.client-id"),
                 (pr.username.is_some(), "protocol.username"),
+                (pr.password.is_some(), "protocol.password"),
+                (pr.password_env.is_some(), "protocol.password-env"),
                 ],
-                "only applies to dialect = \"generic\"; IoT Hub fixes topic, client id and username",
+                "only applies to dialect = \"generic\"; IoT Hub fixes topic, client id and username, and X.509 devices send no password",
             );
             MqttDialect::IotHub {
                 api_version: iot_hub_api_version(pr),
@@ -95,6 +104,7 @@ pub(super) fn protocol(s: &Scenario, p: &mut Problems<'_>) -> Option<ProtocolPla
                 topic,
                 client_id,
                 username: pr.username.clone(),
+                password: password(pr, p),
             }
         }
     };
@@ -102,8 +112,45 @@ pub(super) fn protocol(s: &Scenario, p: &mut Problems<'_>) -> Option<ProtocolPla
         dialect,
         qos,
         keep_alive_secs,
-        clean_session: pr.clean_session.unwrap_or(false),
+        // IoT Hub's SDKs keep their session; a generic broker's load test starts clean.
+        clean_session: pr.clean_session.unwrap_or(generic),
     }))
+}
+
+/// The generic dialect's password: written in the file (`password`) or read from the
+/// environment variable `password-env` names, at validation. Either way a template.
+fn password(pr: &crate::scenario::ProtocolSection, p: &mut Problems<'_>) -> Option<Password> {
+    let (field, value) = match (&pr.password, &pr.password_env) {
+        (None, None) => return None,
+        (Some(_), Some(_)) => {
+            p.add(
+                "protocol.password-env",
+                "set password or password-env, not both",
+            );
+            return None;
+        }
+        (Some(pw), None) => {
+            check_template(pw, "protocol.password", p);
+            ("protocol.password", pw.clone())
+        }
+        (None, Some(var)) => match std::env::var(var) {
+            Ok(pw) => ("protocol.password-env", pw),
+            Err(_) => {
+                p.add(
+                    "protocol.password-env",
+                    format!("the environment variable {var:?} is not set (or not UTF-8)"),
+                );
+                return None;
+            }
+        },
+    };
+    if pr.username.is_none() {
+        p.add(
+            field,
+            "a password needs protocol.username too (MQTT 3.1.1 sends a password only with a user name)",
+        );
+    }
+    Some(Password(value))
 }
 
 /// The `api-version` IoT Hub usernames and AMQP attach properties carry (the docs' current one
@@ -132,5 +179,70 @@ pub(super) fn check_template(template: &str, field: &str, p: &mut Problems<'_>) 
             );
         }
         rest = &rest[open + close + 1..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::protocol::{MqttDialect, QoS};
+    use crate::scenario::{test_plan as plan, ProtocolPlan};
+
+    const REMOTE: &str =
+        "[target]\nhub = \"remote\"\naddress = \"127.0.0.1:8883\"\nca-file = \"r.pem\"\n";
+
+    fn mqtt(text: &str) -> crate::protocol::MqttOptions {
+        match plan(text).unwrap().protocol {
+            ProtocolPlan::Mqtt(m) => m,
+            ProtocolPlan::Amqp(_) => panic!("not mqtt"),
+        }
+    }
+
+    #[test]
+    fn generic_allows_qos_2_and_starts_clean_iot_hub_does_neither() {
+        let m = mqtt(&format!(
+            "{REMOTE}[protocol]\ndialect = \"generic\"\nqos = 2\n"
+        ));
+        assert_eq!((m.qos, m.clean_session), (QoS::ExactlyOnce, true));
+        let m = mqtt("[protocol]\ndialect = \"iot-hub\"\n");
+        assert!(!m.clean_session);
+        let e = plan("[protocol]\nqos = 2\n").unwrap_err();
+        assert_eq!(
+            (e.0[0].field.as_str(), e.0[0].line),
+            ("protocol.qos", Some(2))
+        );
+        assert!(e.0[0].message.contains("IoT Hub closes"), "{e}");
+    }
+
+    #[test]
+    fn a_password_comes_from_the_file_or_the_environment_and_needs_a_username() {
+        let m = mqtt(&format!("{REMOTE}[protocol]\ndialect = \"generic\"\nusername = \"{{device_id}}\"\npassword = \"pw-{{device_id}}\"\n"));
+        let MqttDialect::Generic { password, .. } = &m.dialect else {
+            panic!()
+        };
+        assert_eq!(
+            password.as_ref().map(|p| p.0.as_str()),
+            Some("pw-{device_id}")
+        );
+        let e = plan(&format!(
+            "{REMOTE}[protocol]\ndialect = \"generic\"\npassword = \"x\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.0[0].message.contains("needs protocol.username"), "{e}");
+        let e = plan(&format!("{REMOTE}[protocol]\ndialect = \"generic\"\nusername = \"u\"\npassword-env = \"FLEETBENCH_TEST_UNSET_VARIABLE\"\n")).unwrap_err();
+        assert_eq!(e.0[0].field, "protocol.password-env");
+        assert!(
+            e.0[0].message.contains("FLEETBENCH_TEST_UNSET_VARIABLE"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn generic_mqtt_against_the_embedded_hub_is_refused_at_its_line() {
+        let e = plan("name = \"x\"\n[protocol]\ndialect = \"generic\"\n").unwrap_err();
+        assert_eq!(
+            (e.0[0].field.as_str(), e.0[0].line),
+            ("protocol.dialect", Some(3))
+        );
+        assert!(e.0[0].message.contains("embedded hub"), "{e}");
     }
 }
