@@ -433,4 +433,20 @@ mod tests {
             assert!(line.chars().count() <= 100, "over 100 columns: {line}");
         }
     }
+
+    #[test]
+    fn memory_per_session_is_printed_only_over_enough_sessions() {
+        let with = |peak_sessions: u64| {
+            let mut s = busy();
+            s.generator.saturated = false;
+            s.generator.peak_sessions = peak_sessions;
+            s.generator.rss_per_session_kib = Some(2_048.0);
+            let mut out = Vec::new();
+            write_text(&mut out, &s).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        // One session's RSS is the allocator's and the runtime's, not the session's.
+        assert!(!with(1).contains("KiB/session"));
+        assert!(with(PER_SESSION_MIN).contains("(2048.0 KiB/session)"));
+    }
 }
