@@ -1,7 +1,7 @@
 //! Issue 6: live metrics in OpenMetrics text, scraped during a run, and Ctrl-C (SIGINT) that
 //! stops the schedule, drains and still writes results marked partial.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -139,24 +139,7 @@ fn interrupt_mid_run(signal: &str) {
         .spawn()
         .unwrap();
     // The binary announces its metrics address on stderr once the run is set up.
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut log = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("live metrics on http://").nth(1) {
-                let _ = tx.send(rest.trim_end_matches("/metrics").to_owned());
-            }
-            log.push_str(&line);
-            log.push('\n');
-        }
-        log
-    });
-    let addr: SocketAddr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("metrics address announced")
-        .parse()
-        .unwrap();
+    let (addr, reader) = crate::support::metrics_address(&mut child);
     // Scrape until messages are being acknowledged: the run is in full swing.
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut text = scrape(addr);

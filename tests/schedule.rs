@@ -212,24 +212,7 @@ fn a_frozen_hub_shows_in_the_closed_models_corrected_response_time() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    let stderr = run.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut log = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("live metrics on http://").nth(1) {
-                let _ = tx.send(rest.trim_end_matches("/metrics").to_owned());
-            }
-            log.push_str(&line);
-            log.push('\n');
-        }
-        log
-    });
-    let metrics: SocketAddr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("metrics address announced")
-        .parse()
-        .unwrap();
+    let (metrics, reader) = support::metrics_address(&mut run);
     // Freeze the hub once every device is in its steady loop (30 round trips each).
     let deadline = Instant::now() + Duration::from_secs(60);
     while acked(metrics) < (DEVICES * 30) as f64 {

@@ -277,24 +277,7 @@ fn a_hub_stalled_for_two_seconds_is_neither_throttling_nor_saturation() {
         .spawn()
         .unwrap();
     // The run announces its metrics address on stderr once it is set up.
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    let stderr = run.stderr.take().unwrap();
-    let log = std::thread::spawn(move || {
-        let mut log = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("live metrics on http://").nth(1) {
-                let _ = tx.send(rest.trim_end_matches("/metrics").to_owned());
-            }
-            log.push_str(&line);
-            log.push('\n');
-        }
-        log
-    });
-    let metrics: SocketAddr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("metrics address announced")
-        .parse()
-        .unwrap();
+    let (metrics, log) = support::metrics_address(&mut run);
     // Once every device is sending, freeze the hub for two seconds: until the fleet (20
     // devices, 5 messages/s each, 16 in flight at most) has sent 200 more messages.
     let deadline = Instant::now() + Duration::from_secs(60);

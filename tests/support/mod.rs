@@ -185,3 +185,30 @@ pub fn free_port() -> u16 {
         .expect("free port")
         .port()
 }
+
+/// Reads a `fleetbench run --metrics 127.0.0.1:0 -v` child's stderr on a thread and waits for
+/// the live metrics address it announces once set up. The thread returns the whole log.
+pub fn metrics_address(
+    child: &mut std::process::Child,
+) -> (std::net::SocketAddr, std::thread::JoinHandle<String>) {
+    use std::io::{BufRead as _, BufReader};
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let stderr = child.stderr.take().expect("stderr piped");
+    let reader = std::thread::spawn(move || {
+        let mut log = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("live metrics on http://").nth(1) {
+                let _ = tx.send(rest.trim_end_matches("/metrics").to_owned());
+            }
+            log.push_str(&line);
+            log.push('\n');
+        }
+        log
+    });
+    let addr = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("metrics address announced")
+        .parse()
+        .expect("an address");
+    (addr, reader)
+}
