@@ -38,7 +38,7 @@ fn p99_ms(r: &TimelineRow) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ramp_past_the_quota_shows_its_knee_in_the_per_second_latency() {
-    let (report, _dir) = support::run(&support::plan(RAMP)).await;
+    let (report, dir) = support::run(&support::plan(RAMP)).await;
     let s = &report.summary;
     let seconds: Vec<(u64, Option<f64>)> = s.timeline.iter().map(|r| (r.t, p99_ms(r))).collect();
     // Before the planned rate reaches the quota, the hub keeps up: p99 stays low.
@@ -95,7 +95,8 @@ async fn a_ramp_past_the_quota_shows_its_knee_in_the_per_second_latency() {
         })
         .collect();
     assert_eq!(logged, expected);
-    check_with_hdrh(&report.dir.join("latency.hlog"), s);
+    check_with_hdrh(&report.dir.join("latency.hlog"), &logged);
+    check_with_log_processor(&report.dir.join("latency.hlog"), knee, dir.path());
 }
 
 /// `timeline.csv` has each phase's per-second columns, equal to the timeline's.
@@ -154,8 +155,8 @@ fn read_hlog(path: &Path) -> BTreeMap<(u64, String), (u64, u64)> {
     out
 }
 
-/// Python's `hdrh` reads the log back with the same per-second counts of `send_response`.
-fn check_with_hdrh(path: &Path, s: &Summary) {
+/// Python's `hdrh` reads the log back with the same seconds, tags and counts.
+fn check_with_hdrh(path: &Path, logged: &BTreeMap<(u64, String), (u64, u64)>) {
     let have = Command::new("python3")
         .args(["-c", "import hdrh.log"])
         .output()
@@ -163,7 +164,8 @@ fn check_with_hdrh(path: &Path, s: &Summary) {
     if !have {
         assert!(
             std::env::var_os("FLEETBENCH_REQUIRE_BROKERS").is_none(),
-            "FLEETBENCH_REQUIRE_BROKERS is set but Python's hdrh is not installed (pip install hdrh)"
+            "FLEETBENCH_REQUIRE_BROKERS is set but Python's hdrh is not installed \
+             (pip install hdrhistogram)"
         );
         eprintln!("skipped the hdrh check: Python's hdrh is not installed");
         return;
@@ -174,10 +176,11 @@ from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 reader = HistogramLogReader(sys.argv[1], HdrHistogram(1, 3600000000, 3))
 while True:
-    h = reader.get_next_interval_histogram(tag="send_response")
+    h = reader.get_next_interval_histogram()
     if h is None:
         break
-    print(h.get_total_count())
+    start = round(h.get_start_time_stamp() / 1000.0 - reader.start_time_sec)
+    print(start, h.get_tag(), h.get_total_count())
 "#;
     let out = Command::new("python3")
         .args(["-c", script])
@@ -189,16 +192,60 @@ while True:
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let counts: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+    // Counts only: hdrh rounds a percentile's rank differently from the Rust and Java ports.
+    let read: BTreeMap<(u64, String), u64> = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| l.trim().parse().unwrap())
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let n = |i: usize| f[i].parse::<u64>().unwrap();
+            ((n(0), f[1].to_owned()), n(2))
+        })
         .collect();
-    let want: Vec<u64> = s
-        .timeline
+    let want: BTreeMap<(u64, String), u64> = logged
         .iter()
-        .filter_map(|r| r.latency_of("send_response").map(|l| l.count))
+        .map(|(k, (count, _))| (k.clone(), *count))
         .collect();
-    assert_eq!(counts, want);
+    assert_eq!(read, want);
+}
+
+/// HdrHistogram's own `HistogramLogProcessor` (Debian's `libhdrhistogram-java`) adds the
+/// send_response intervals of the knee's second alone to that second's count.
+fn check_with_log_processor(path: &Path, second: &TimelineRow, out_dir: &Path) {
+    const JAR: &str = "/usr/share/java/hdrhistogram.jar";
+    let java = Command::new("java")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !(java && Path::new(JAR).is_file()) {
+        assert!(
+            std::env::var("FLEETBENCH_REQUIRE_HDRHISTOGRAM_JAVA").as_deref() != Ok("1"),
+            "FLEETBENCH_REQUIRE_HDRHISTOGRAM_JAVA=1 but java or {JAR} is missing"
+        );
+        eprintln!("skipped the HistogramLogProcessor check: java or {JAR} is missing");
+        return;
+    }
+    let base = out_dir.join("knee");
+    let from = (second.t - 1).to_string();
+    let to = format!("{}.5", second.t - 1);
+    let out = Command::new("java")
+        .args(["-cp", JAR, "org.HdrHistogram.HistogramLogProcessor", "-i"])
+        .arg(path)
+        .args(["-tag", "send_response", "-start", &from, "-end", &to])
+        .args(["-outputValueUnitRatio", "1000", "-o"])
+        .arg(&base)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hgrm = std::fs::read_to_string(base.with_extension("hgrm")).unwrap();
+    let l = second.latency_of("send_response").unwrap();
+    let total = format!("Total count    = {:>12}", l.count);
+    assert!(hgrm.contains(&total), "{total} not in\n{hgrm}");
+    let max = format!("Max     = {:>12.3}", l.max_us as f64 / 1000.0);
+    assert!(hgrm.contains(&max), "{max} not in\n{hgrm}");
 }
 
 fn bin() -> tokio::process::Command {
