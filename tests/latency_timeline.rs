@@ -83,6 +83,14 @@ async fn a_ramp_past_the_quota_shows_its_knee_in_the_per_second_latency() {
         );
     }
 
+    // report.html charts that second's latency with the rate achieved.
+    let html = std::fs::read_to_string(report.dir.join("report.html")).unwrap();
+    for name in [
+        "latency-over-time-send_response",
+        "latency-over-time-connect_response",
+    ] {
+        assert!(html.contains(&format!("data-chart=\"{name}\"")), "{name}");
+    }
     check_csv(&report.dir, s);
     let logged = read_hlog(&report.dir.join("latency.hlog"));
     let expected: BTreeMap<(u64, String), (u64, u64)> = s

@@ -75,7 +75,11 @@ async fn report_html_loads_without_console_errors_and_shows_every_chart() {
     let (dom, console) = chromium(&page, &dir.path().join("profile"), &["--dump-dom"]);
     assert!(console.is_empty(), "console messages: {console:#?}");
     let names = fleetbench::report::chart_names(&report.summary);
-    assert!(names.len() >= 8, "{names:?}");
+    assert!(names.len() >= 9, "{names:?}");
+    assert!(
+        names.contains(&"latency-over-time-send_response".to_owned()),
+        "{names:?}"
+    );
     for name in &names {
         let start = dom
             .find(&format!("data-chart=\"{name}\""))
