@@ -67,7 +67,7 @@ async fn report_html_loads_without_console_errors_and_shows_every_chart() {
         return;
     }
     let plan = support::plan(
-        "[fleet]\ndevices = 30\n[messages]\ncount = 4\ninterval = \"300ms\"\n\
+        "[fleet]\ndevices = 30\n[messages]\ncount = 8\ninterval = \"300ms\"\n\
          [thresholds]\n\"publish_ack.p99\" = \"< 60s\"\n\"connect.rate\" = \"> 1000000\"\n",
     );
     let (report, dir) = support::run(&plan).await;
@@ -75,7 +75,12 @@ async fn report_html_loads_without_console_errors_and_shows_every_chart() {
     let (dom, console) = chromium(&page, &dir.path().join("profile"), &["--dump-dom"]);
     assert!(console.is_empty(), "console messages: {console:#?}");
     let names = fleetbench::report::chart_names(&report.summary);
-    assert!(names.len() >= 8, "{names:?}");
+    // Sends span over 2 s, so their latency has seconds enough for a line.
+    assert!(names.len() >= 9, "{names:?}");
+    assert!(
+        names.contains(&"latency-over-time-send_response".to_owned()),
+        "{names:?}"
+    );
     for name in &names {
         let start = dom
             .find(&format!("data-chart=\"{name}\""))

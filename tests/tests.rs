@@ -32,6 +32,8 @@ mod throttling;
 mod reports;
 // Issue 6: thresholds and exit codes.
 mod thresholds;
+// Issue 14: latency per second in the timeline, timeline.csv and latency.hlog; the knee; merge.
+mod latency_timeline;
 // Issue 6: the live metrics endpoint and Ctrl-C writing partial results.
 mod live;
 // Issue 6: report.html in headless Chromium.

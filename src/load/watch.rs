@@ -1,5 +1,7 @@
 //! The generator watches itself: a ticker that measures its own lateness (timer lag), and once
-//! a second copies the counters, CPU time and RSS into the timeline. Off the hot path.
+//! a second copies the counters, CPU time, RSS and each phase's cumulative histogram into the
+//! timeline (which keeps the second's difference: its interval histogram). Off the hot path:
+//! the device tasks only ever meet a shard's lock for the moment of a merge.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,8 +78,12 @@ impl Watcher {
                         w.peak_sessions = snap.sessions_active;
                         w.rss_at_peak = sample.rss_kib;
                     }
-                    w.timeline
-                        .push(ticks / 10, snap, cpu, sample.rss_kib, second_lag);
+                    w.timeline.push_with_latency(
+                        ticks / 10,
+                        snap,
+                        recorder.histograms(),
+                        (cpu, sample.rss_kib, second_lag),
+                    );
                     second_lag = 0;
                     last = sample;
                     last_at = now;
@@ -90,12 +96,11 @@ impl Watcher {
             let sample = ProcessSample::now();
             let secs = (Instant::now() - last_at).as_secs_f64().max(1e-3);
             let cpu = sample.cpu().saturating_sub(last.cpu()).as_secs_f64() / secs;
-            w.timeline.push(
+            w.timeline.push_with_latency(
                 ticks / 10 + 1,
                 recorder.snapshot(),
-                cpu,
-                sample.rss_kib,
-                second_lag,
+                recorder.histograms(),
+                (cpu, sample.rss_kib, second_lag),
             );
             w
         });

@@ -37,7 +37,7 @@ pub use threshold::{
 pub use throttling::{
     detect as detect_throttling, Evidence as ThrottleEvidence, PinnedRate, Throttling,
 };
-pub use timeline::{Timeline, TimelineRow};
+pub use timeline::{IntervalLatency, Timeline, TimelineRow};
 
 /// A timed phase of a device session. Each has its own histogram.
 ///

@@ -7,10 +7,11 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use super::charts::{over_time, spectrum};
+use super::charts::spectrum;
 use super::format::{count, kib, micros, observed, rate};
+use super::timeline_charts::{latency_chart_names, timeline_charts};
 use super::verdict;
-use crate::metrics::{decode_histogram, FailureKind, Summary, TimelineRow};
+use crate::metrics::{decode_histogram, Summary};
 
 const STYLE: &str = "body{font-family:sans-serif;margin:24px;color:#222;max-width:1200px}\
 h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ddd}\
@@ -27,6 +28,7 @@ pub fn chart_names(s: &Summary) -> Vec<String> {
         .iter()
         .map(|p| format!("latency-{}", p.name))
         .collect();
+    names.extend(latency_chart_names(&s.timeline));
     names.extend(
         [
             "rates",
@@ -76,7 +78,7 @@ pub fn write_html(w: &mut impl Write, s: &Summary) -> io::Result<()> {
     }
     writeln!(w, "</div><h2>Over time</h2><div class=\"charts\">")?;
     for (name, svg) in timeline_charts(&s.timeline)? {
-        figure(w, name, &svg)?;
+        figure(w, &name, &svg)?;
     }
     writeln!(w, "</div>")?;
     write_failures(w, s)?;
@@ -95,66 +97,6 @@ fn figure(w: &mut impl Write, name: &str, svg: &str) -> io::Result<()> {
         w,
         "<figure class=\"chart\" data-chart=\"{name}\">{svg}<figcaption>{name}</figcaption></figure>"
     )
-}
-
-type Named = (&'static str, String);
-
-fn timeline_charts(rows: &[TimelineRow]) -> io::Result<Vec<Named>> {
-    // Rows are per-second deltas ending at `t`; the run starts from zero at t = 0.
-    let line = |name: &str, f: &dyn Fn(&TimelineRow) -> f64| {
-        let mut points = vec![(0.0, 0.0)];
-        points.extend(rows.iter().map(|r| (r.t as f64, f(r))));
-        (name.to_owned(), points)
-    };
-    let rates = [
-        line("connects/s", &|r| r.connects as f64),
-        line("handshakes/s", &|r| r.handshakes as f64),
-        line("sends/s", &|r| r.sends as f64),
-        line("acks/s", &|r| r.acks as f64),
-    ];
-    let mut errors: Vec<_> = FailureKind::ALL
-        .into_iter()
-        .filter(|k| rows.iter().any(|r| r.errors_by_kind.contains_key(k.name())))
-        .map(|k| {
-            line(k.name(), &|r: &TimelineRow| {
-                r.errors_by_kind.get(k.name()).copied().unwrap_or(0) as f64
-            })
-        })
-        .collect();
-    if errors.is_empty() {
-        errors.push(line("errors (none)", &|r| r.errors as f64));
-    }
-    Ok(vec![
-        ("rates", over_time("Rates", "per second", &rates)?),
-        (
-            "sessions",
-            over_time(
-                "Active sessions",
-                "sessions",
-                &[line("active", &|r| r.active as f64)],
-            )?,
-        ),
-        (
-            "errors",
-            over_time("Errors by kind", "per second", &errors)?,
-        ),
-        (
-            "generator-cpu",
-            over_time(
-                "Generator CPU",
-                "% of one core",
-                &[line("cpu", &|r| r.cpu * 100.0)],
-            )?,
-        ),
-        (
-            "generator-memory",
-            over_time(
-                "Generator memory",
-                "RSS (MiB)",
-                &[line("rss", &|r| r.rss_kib as f64 / 1024.0)],
-            )?,
-        ),
-    ])
 }
 
 /// What the exit status says, and why, before any figure.

@@ -14,6 +14,7 @@ pub mod progress;
 mod results;
 mod text;
 mod throttling;
+mod timeline_charts;
 mod verdict;
 
 pub use compare::{compare, write_comparison, write_comparison_json, Comparison, Tolerance};

@@ -14,8 +14,8 @@ pub use check::MergeError;
 
 use super::histogram::{decode_histogram, new_histogram, HistogramCodecError};
 use super::{
-    evaluate, FailureSummary, GeneratorHealth, HubAccounting, PhaseSummary, Rates, RunCounts,
-    RunStatus, ShardRun, Summary, Threshold, TimelineRow,
+    evaluate, FailureSummary, GeneratorHealth, HubAccounting, IntervalLatency, LatencyHistogram,
+    PhaseSummary, Rates, RunCounts, RunStatus, ShardRun, Summary, Threshold, TimelineRow,
 };
 
 /// One shard's summary and where it came from (for messages).
@@ -78,7 +78,7 @@ pub fn merge(mut shards: Vec<ShardSummary>) -> Result<Summary, MergeError> {
         hub: hub(&shards),
         generator: generator(&shards),
         hosts: hosts(&shards),
-        timeline: timeline(&shards, &starts, start),
+        timeline: timeline(&shards, &starts, start)?,
         thresholds: Vec::new(),
         verdict: None,
         ca_fingerprint: first.summary.ca_fingerprint.clone(),
@@ -302,9 +302,15 @@ fn utilisation(g: &mut GeneratorHealth, shards: &[ShardSummary]) {
 }
 
 /// Rows moved to seconds since the earliest shard's start (each shard's start rounded to the
-/// second) and summed; CPU and memory are summed over the generators.
-fn timeline(shards: &[ShardSummary], starts: &[SystemTime], start: SystemTime) -> Vec<TimelineRow> {
+/// second) and summed; CPU and memory are summed over the generators. The interval histograms of
+/// one second are added (exactly, as the whole-run ones are) and the percentiles taken again.
+fn timeline(
+    shards: &[ShardSummary],
+    starts: &[SystemTime],
+    start: SystemTime,
+) -> Result<Vec<TimelineRow>, MergeError> {
     let mut rows: BTreeMap<u64, TimelineRow> = BTreeMap::new();
+    let mut latency: BTreeMap<(u64, String), LatencyHistogram> = BTreeMap::new();
     for (s, t) in shards.iter().zip(starts) {
         let shift = t
             .duration_since(start)
@@ -316,25 +322,49 @@ fn timeline(shards: &[ShardSummary], starts: &[SystemTime], start: SystemTime) -
                 t: r.t + shift,
                 ..TimelineRow::default()
             });
-            m.connects += r.connects;
-            m.handshakes += r.handshakes;
-            m.sends += r.sends;
-            // The mean over the shards' acknowledgements of this second, weighted by count.
-            m.ack_mean_us = (m.ack_mean_us * m.acks + r.ack_mean_us * r.acks)
-                .checked_div(m.acks + r.acks)
-                .unwrap_or(0);
-            m.acks += r.acks;
-            m.lag_us = m.lag_us.max(r.lag_us);
-            m.errors += r.errors;
-            for (k, n) in &r.errors_by_kind {
-                *m.errors_by_kind.entry(k.clone()).or_default() += n;
+            add_row(m, r);
+            for (phase, l) in &r.latency {
+                let err = |message: String| MergeError::Histogram {
+                    source_name: s.source.clone(),
+                    phase: format!("{phase} (timeline, second {})", r.t),
+                    message,
+                };
+                let h = l.decode().map_err(|e| err(e.to_string()))?;
+                latency
+                    .entry((r.t + shift, phase.clone()))
+                    .or_insert_with(new_histogram)
+                    .add(&h)
+                    .map_err(|e| err(format!("cannot add the histogram: {e:?}")))?;
             }
-            m.active += r.active;
-            m.cpu += r.cpu;
-            m.rss_kib += r.rss_kib;
         }
     }
-    rows.into_values().collect()
+    for ((t, phase), h) in latency {
+        if let Some(row) = rows.get_mut(&t) {
+            row.latency
+                .insert(phase, IntervalLatency::from_histogram(&h));
+        }
+    }
+    Ok(rows.into_values().collect())
+}
+
+/// Adds one shard's counters of a second to the merged row of that second.
+fn add_row(m: &mut TimelineRow, r: &TimelineRow) {
+    m.connects += r.connects;
+    m.handshakes += r.handshakes;
+    m.sends += r.sends;
+    // The mean over the shards' acknowledgements of this second, weighted by count.
+    m.ack_mean_us = (m.ack_mean_us * m.acks + r.ack_mean_us * r.acks)
+        .checked_div(m.acks + r.acks)
+        .unwrap_or(0);
+    m.acks += r.acks;
+    m.lag_us = m.lag_us.max(r.lag_us);
+    m.errors += r.errors;
+    for (k, n) in &r.errors_by_kind {
+        *m.errors_by_kind.entry(k.clone()).or_default() += n;
+    }
+    m.active += r.active;
+    m.cpu += r.cpu;
+    m.rss_kib += r.rss_kib;
 }
 
 fn shard_run(s: &ShardSummary) -> ShardRun {

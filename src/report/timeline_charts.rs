@@ -1,0 +1,203 @@
+//! The over-time charts of `report.html`: each key phase's latency per second with the rate it
+//! was achieved at, then rates, sessions, errors and the generator's CPU and memory. Every
+//! chart starts at the first second with data, not at a made-up (0 s, 0).
+
+use std::io;
+
+use super::charts::{latency_over_time, over_time, LatencyPoints};
+use crate::metrics::{FailureKind, TimelineRow};
+
+/// The phases whose latency over time is charted, each with the achieved rate it goes with:
+/// a send's response time and acknowledgement (MQTT, AMQP) with acknowledgements per second,
+/// a connect's response time with connects per second.
+const KEY_PHASES: [(&str, Rate); 4] = [
+    ("send_response", Rate::Acks),
+    ("publish_ack", Rate::Acks),
+    ("send_ack", Rate::Acks),
+    ("connect_response", Rate::Connects),
+];
+
+#[derive(Clone, Copy)]
+enum Rate {
+    Acks,
+    Connects,
+}
+
+impl Rate {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Acks => "acks/s",
+            Self::Connects => "connects/s",
+        }
+    }
+
+    fn of(self, r: &TimelineRow) -> f64 {
+        match self {
+            Self::Acks => r.acks as f64,
+            Self::Connects => r.connects as f64,
+        }
+    }
+}
+
+/// The key phases with latency in at least two seconds (one point draws no line), in order.
+fn charted(rows: &[TimelineRow]) -> impl Iterator<Item = (&'static str, Rate)> + '_ {
+    KEY_PHASES.into_iter().filter(|(p, _)| {
+        rows.iter()
+            .filter(|r| r.latency.contains_key(*p))
+            .nth(1)
+            .is_some()
+    })
+}
+
+/// The names of the latency-over-time charts of `rows`, in page order.
+pub(super) fn latency_chart_names(rows: &[TimelineRow]) -> Vec<String> {
+    charted(rows)
+        .map(|(p, _)| format!("latency-over-time-{p}"))
+        .collect()
+}
+
+/// Every over-time chart of `rows`, named, in page order.
+pub(super) fn timeline_charts(rows: &[TimelineRow]) -> io::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for (phase, rate) in charted(rows) {
+        let latency: LatencyPoints = rows
+            .iter()
+            .filter_map(|r| {
+                let l = r.latency_of(phase)?;
+                let ms = |us: u64| us as f64 / 1000.0;
+                Some((r.t as f64, ms(l.p50_us), ms(l.p99_us), ms(l.max_us)))
+            })
+            .collect();
+        let achieved: Vec<(f64, f64)> = rows.iter().map(|r| (r.t as f64, rate.of(r))).collect();
+        let title = format!("{phase} per second");
+        out.push((
+            format!("latency-over-time-{phase}"),
+            latency_over_time(&title, &latency, (rate.name(), &achieved))?,
+        ));
+    }
+    out.extend(
+        counters(rows)?
+            .into_iter()
+            .map(|(n, svg)| (n.to_owned(), svg)),
+    );
+    Ok(out)
+}
+
+fn counters(rows: &[TimelineRow]) -> io::Result<Vec<(&'static str, String)>> {
+    // Rows are per-second deltas ending at `t`: one point per row, from the first.
+    let line = |name: &str, f: &dyn Fn(&TimelineRow) -> f64| {
+        let points: Vec<(f64, f64)> = rows.iter().map(|r| (r.t as f64, f(r))).collect();
+        (name.to_owned(), points)
+    };
+    let rates = [
+        line("connects/s", &|r| r.connects as f64),
+        line("handshakes/s", &|r| r.handshakes as f64),
+        line("sends/s", &|r| r.sends as f64),
+        line("acks/s", &|r| r.acks as f64),
+    ];
+    let mut errors: Vec<_> = FailureKind::ALL
+        .into_iter()
+        .filter(|k| rows.iter().any(|r| r.errors_by_kind.contains_key(k.name())))
+        .map(|k| {
+            line(k.name(), &|r: &TimelineRow| {
+                r.errors_by_kind.get(k.name()).copied().unwrap_or(0) as f64
+            })
+        })
+        .collect();
+    if errors.is_empty() {
+        errors.push(line("errors (none)", &|r| r.errors as f64));
+    }
+    Ok(vec![
+        ("rates", over_time("Rates", "per second", &rates)?),
+        (
+            "sessions",
+            over_time(
+                "Active sessions",
+                "sessions",
+                &[line("active", &|r| r.active as f64)],
+            )?,
+        ),
+        (
+            "errors",
+            over_time("Errors by kind", "per second", &errors)?,
+        ),
+        (
+            "generator-cpu",
+            over_time(
+                "Generator CPU",
+                "% of one core",
+                &[line("cpu", &|r| r.cpu * 100.0)],
+            )?,
+        ),
+        (
+            "generator-memory",
+            over_time(
+                "Generator memory",
+                "RSS (MiB)",
+                &[line("rss", &|r| r.rss_kib as f64 / 1024.0)],
+            )?,
+        ),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{new_histogram, IntervalLatency};
+
+    fn rows() -> Vec<TimelineRow> {
+        (1..=5)
+            .map(|t| {
+                let mut h = new_histogram();
+                h.record(t * 100_000).unwrap();
+                let mut r = TimelineRow {
+                    t,
+                    acks: 10 * t,
+                    rss_kib: 50 * 1024,
+                    ..TimelineRow::default()
+                };
+                r.latency
+                    .insert("send_response".into(), IntervalLatency::from_histogram(&h));
+                r
+            })
+            .collect()
+    }
+
+    /// The y coordinates of the first series line of an SVG (axes are 1 px wide, series 2).
+    fn first_line_ys(svg: &str) -> Vec<String> {
+        let key = "stroke-width=\"2\" points=\"";
+        let start = svg.find(key).unwrap() + key.len();
+        let end = start + svg[start..].find('"').unwrap();
+        svg[start..end]
+            .split_whitespace()
+            .map(|p| p.split(',').nth(1).unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn constant_memory_is_a_flat_line_not_a_rise_from_zero() {
+        let charts = timeline_charts(&rows()).unwrap();
+        let memory = &charts
+            .iter()
+            .find(|(n, _)| n == "generator-memory")
+            .unwrap()
+            .1;
+        let ys = first_line_ys(memory);
+        assert_eq!(ys.len(), 5, "{ys:?}");
+        assert!(ys.iter().all(|y| *y == ys[0]), "{ys:?}");
+    }
+
+    #[test]
+    fn key_phases_with_seconds_of_latency_get_a_chart_first() {
+        let rows = rows();
+        assert_eq!(
+            latency_chart_names(&rows),
+            ["latency-over-time-send_response"]
+        );
+        let charts = timeline_charts(&rows).unwrap();
+        assert_eq!(charts[0].0, "latency-over-time-send_response");
+        assert!(charts[0].1.contains("acks/s (right axis)"));
+        // One second of latency draws no line, so no chart.
+        assert!(latency_chart_names(&rows[..1]).is_empty());
+    }
+}
