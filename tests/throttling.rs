@@ -86,6 +86,13 @@ fn an_f1_hub_overloaded_from_the_first_second_is_throttling_in_text_and_html() {
         .as_ref()
         .unwrap_or_else(|| panic!("no throttling found: {stdout}\n{:#?}", s.timeline));
     assert!(t.began_at_secs <= 2, "{t:?}");
+    // 300 connects planned at 300/s against F1's 100 new connections/s: short of the plan, and
+    // the report says who limited it.
+    assert!(stdout.contains("connects fell short"), "{stdout}");
+    assert!(
+        stdout.contains("the hub throttled it (Throttling)"),
+        "{stdout}"
+    );
     let acks = t
         .pinned
         .iter()

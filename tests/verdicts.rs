@@ -299,6 +299,16 @@ fn a_churn_run_holding_its_rate_reports_that_rate() {
         let (code, out, s) = run(&scenario, &dir.path().join(format!("r{k}")), &[]);
         assert!(s.counts.sessions_connected >= 700, "{out}");
         assert_eq!(s.rates.connects.planned_per_sec, Some(400.0));
+        // The handshake benchmark's headline: full and resumed apart, per second and per
+        // CPU-second of the process (generator and embedded hub together here).
+        let resumed = s.phase("tls_resumed").map_or(0, |p| p.count);
+        assert!(resumed > 0, "{out}");
+        assert!(
+            out.contains("Handshakes  full ")
+                && out.contains(&format!("resumed {resumed} ("))
+                && out.contains("per generator and embedded hub CPU-second"),
+            "{out}"
+        );
         // Exit 0 means connect.rate > 380 held as well.
         if code == 0 && within(s.rates.connects.per_sec, 400.0, 2.0) {
             Ok(())

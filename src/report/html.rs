@@ -144,8 +144,11 @@ fn write_rates(w: &mut impl Write, s: &Summary) -> io::Result<()> {
         )?;
     }
     writeln!(w, "</table>")?;
-    for short in rows.iter().filter_map(verdict::RateRow::shortfall) {
+    for short in rows.iter().filter_map(|r| r.shortfall(s)) {
         writeln!(w, "<p class=\"note\">{}</p>", esc(&short))?;
+    }
+    if let Some(h) = verdict::handshakes(s) {
+        writeln!(w, "<p data-handshakes>Handshakes: {}</p>", esc(&h))?;
     }
     Ok(())
 }

@@ -214,9 +214,12 @@ fn write_rates(w: &mut impl Write, s: &Summary) -> io::Result<()> {
         count(c.late_sends)
     )?;
     for row in verdict::rate_rows(s) {
-        if let Some(short) = row.shortfall() {
+        if let Some(short) = row.shortfall(s) {
             writeln!(w, "{:<12}{short}", "")?;
         }
+    }
+    if let Some(h) = verdict::handshakes(s) {
+        writeln!(w, "{:<12}{h}", "Handshakes")?;
     }
     Ok(())
 }

@@ -84,17 +84,66 @@ impl RateRow<'_> {
         }
     }
 
-    /// Words when the achieved rate fell short of the plan by more than 2 %.
-    pub(super) fn shortfall(&self) -> Option<String> {
+    /// Words when the achieved rate fell short of the plan by more than 2 %, and what limited
+    /// it on the evidence of `s`.
+    pub(super) fn shortfall(&self, s: &Summary) -> Option<String> {
         let (planned, achieved) = (self.rate.planned_per_sec?, self.rate.per_sec?);
         (achieved < planned * 0.98).then(|| {
             format!(
-                "{} fell short: {:.0}% of the planned rate",
+                "{} fell short: {:.0}% of planned; {}",
                 self.label,
-                100.0 * achieved / planned
+                100.0 * achieved / planned,
+                limit(s)
             )
         })
     }
+}
+
+/// What limited a run that fell short of its plan, on the evidence the summary holds.
+pub(super) fn limit(s: &Summary) -> &'static str {
+    if s.generator.saturated {
+        "the generator limited it (SATURATED)"
+    } else if s.throttling.is_some() {
+        "the hub throttled it (Throttling)"
+    } else {
+        "the generator was healthy: the hub or the network"
+    }
+}
+
+/// For a churn run (the handshake benchmark): handshakes per second, full and resumed apart,
+/// over the connects' span, and per CPU-second of the generator process (which, against the
+/// embedded hub, includes the hub's handshakes too, and says so).
+pub(super) fn handshakes(s: &Summary) -> Option<String> {
+    if s.scenario["session"]["lifetime"] != "churn" {
+        return None;
+    }
+    let n = |phase: &str| s.phase(phase).map_or(0, |p| p.count);
+    let (full, resumed) = (n("tls_handshake"), n("tls_resumed"));
+    let span = match (s.rates.connects.from_secs, s.rates.connects.to_secs) {
+        (Some(from), Some(to)) if to > from => to - from,
+        _ => return None,
+    };
+    let cpu = s.generator.cpu_user_secs + s.generator.cpu_system_secs;
+    let per_cpu = if cpu > 0.0 {
+        let whose = if s.scenario["target"]["hub"] == "embedded" {
+            "generator and embedded hub"
+        } else {
+            "generator"
+        };
+        format!(
+            "   {} per {whose} CPU-second",
+            rate((full + resumed) as f64 / cpu).trim_end_matches("/s")
+        )
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "full {} ({})   resumed {} ({}){per_cpu}",
+        count(full),
+        rate(full as f64 / span),
+        count(resumed),
+        rate(resumed as f64 / span)
+    ))
 }
 
 /// The rates of a run, in report order.
