@@ -552,7 +552,7 @@ impl Registry {
     /// Has [`Registry::authenticate`] call `reload` when a device is unknown or its CA unknown
     /// or unverified, and try once more if `reload` says it changed the registry (a serving
     /// hub rereads its state directory, so that a device added a moment ago is accepted).
-    pub fn reload_with(&self, reload: impl Fn(&Registry) -> bool + Send + Sync + 'static) {
+    pub fn reload_with(&self, reload: impl Fn(&Self) -> bool + Send + Sync + 'static) {
         *self.reload.write() = Some(Reloader(Arc::new(reload)));
     }
 
