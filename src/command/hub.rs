@@ -1,8 +1,7 @@
 //! `fleetbench hub …`: the embedded hub as a standalone server over a state directory, and
 //! the portal's steps (add a CA, verify it, register devices) as commands on that directory.
 
-use std::collections::HashMap;
-use std::io::{BufRead as _, Write as _};
+use std::io::Write as _;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -13,13 +12,16 @@ use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+mod import;
+
+use import::{read_import, ImportLine};
+
 use crate::cli::{HubCaCommand, HubCommand, HubDeviceCommand, HubInitArgs, HubServeArgs};
 use crate::hub::names::check_device_id;
 use crate::hub::registry::MAX_DEVICES;
 use crate::hub::state::FileStamp;
 use crate::hub::{self, identity, DeviceAuth, Hub, HubConfig, HubIdentity, IdentitySpec};
 use crate::hub::{Listeners, StateDir};
-use crate::pki::export::{ImportAuth, ImportDevice};
 use crate::pki::store::read_cert;
 use crate::pki::{IdTemplate, KeyType, ServerNames};
 use crate::Outcome;
@@ -369,68 +371,6 @@ fn open_for_writing(
     let lock = dir.lock()?;
     let registry = dir.load()?;
     Ok((dir, registry, lock))
-}
-
-/// One device of a bulk import file.
-struct ImportLine {
-    id: String,
-    auth: DeviceAuth,
-    /// importMode `create`: an id already registered is a conflict.
-    create_only: bool,
-}
-
-/// Reads a bulk import file (one JSON object per line), line by line; more lines than a hub
-/// can hold are refused before they are all read, and so are invalid ids and ids repeated.
-fn read_import(file: &Path) -> anyhow::Result<Vec<ImportLine>> {
-    let reader = std::fs::File::open(file)
-        .map(std::io::BufReader::new)
-        .with_context(|| format!("reading {}", file.display()))?;
-    let mut devices = Vec::new();
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for (n, line) in reader.lines().enumerate() {
-        let at = || format!("{}:{}", file.display(), n + 1);
-        let line = line.with_context(|| format!("reading {}", file.display()))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        anyhow::ensure!(
-            (devices.len() as u64) < MAX_DEVICES,
-            "{}: more than {} devices, IoT Hub's limit per hub",
-            at(),
-            thousands(MAX_DEVICES)
-        );
-        let d: ImportDevice = serde_json::from_str(&line)
-            .with_context(|| format!("{}: not a bulk import line", at()))?;
-        check_device_id(&d.id).with_context(at)?;
-        let create_only = match d.import_mode.as_str() {
-            "create" => true,
-            "createOrUpdate" | "update" => false,
-            other => anyhow::bail!(
-                "{}: importMode {other:?} is not supported (create, createOrUpdate, update)",
-                at()
-            ),
-        };
-        if let Some(first) = seen.insert(d.id.clone(), n + 1) {
-            anyhow::bail!(
-                "{}: device {:?} is already on line {first}; IoT Hub reports a conflict",
-                at(),
-                d.id
-            );
-        }
-        let auth = match d.authentication {
-            ImportAuth::CertificateAuthority => DeviceAuth::CertificateAuthority,
-            ImportAuth::SelfSigned { x509_thumbprint } => DeviceAuth::SelfSigned {
-                primary: x509_thumbprint.primary_thumbprint,
-                secondary: x509_thumbprint.secondary_thumbprint,
-            },
-        };
-        devices.push(ImportLine {
-            id: d.id,
-            auth,
-            create_only,
-        });
-    }
-    Ok(devices)
 }
 
 /// `1000000` as `1,000,000`.
