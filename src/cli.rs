@@ -249,7 +249,10 @@ pub struct PkiServerArgs {
 /// `fleetbench hub …`
 #[derive(Debug, Subcommand)]
 pub enum HubCommand {
-    /// Serve MQTT over mutual TLS with the registries kept in a state directory.
+    /// Make the hub's server identity in a state directory (its root, certificate and key).
+    Init(HubInitArgs),
+    /// Serve MQTT (and AMQP 1.0 with --amqp) over mutual TLS with the registries and the
+    /// server identity kept in a state directory.
     Serve(HubServeArgs),
     /// CA certificates: add (unverified, prints the verification code), verify, list.
     #[command(subcommand)]
@@ -259,10 +262,37 @@ pub enum HubCommand {
     Device(HubDeviceCommand),
 }
 
+/// `fleetbench hub init`
+#[derive(Debug, Args)]
+pub struct HubInitArgs {
+    /// State directory (created if needed): server-root.pem (what clients trust), server.pem,
+    /// server.key.pem (0600).
+    #[arg(long)]
+    pub state: PathBuf,
+    /// Host name clients reach the hub by (a DNS SAN; repeatable; the first is the CN).
+    #[arg(long = "name", value_name = "HOST", default_value = "localhost")]
+    pub names: Vec<String>,
+    /// IP address clients reach the hub by (an IP SAN; repeatable).
+    #[arg(long = "ip", value_name = "ADDR", default_value = "127.0.0.1")]
+    pub ips: Vec<std::net::IpAddr>,
+    /// Key type of the hub's root and server key (IoT Hub presents rsa-2048).
+    #[arg(long, default_value = "ecdsa-p256")]
+    pub key_type: KeyType,
+    /// Validity in days of the root and the server certificate.
+    #[arg(long, default_value_t = 365, value_parser = parse_days)]
+    pub days: u32,
+    /// Replace an existing identity (clients must then trust the new server-root.pem).
+    #[arg(long)]
+    pub force: bool,
+}
+
 /// `fleetbench hub serve`
 #[derive(Debug, Args)]
 pub struct HubServeArgs {
-    /// State directory (registries, the hub's server certificate).
+    /// State directory (registries, the hub's server identity). Without an identity (no
+    /// server-root.pem, server.pem, server.key.pem) one is made, as `hub init` with its
+    /// defaults would (localhost, 127.0.0.1 and the --mqtt address; ecdsa-p256; 365 days),
+    /// and announced on stderr; an incomplete or inconsistent one is refused.
     #[arg(long)]
     pub state: PathBuf,
     /// MQTT listen address.
@@ -319,13 +349,15 @@ pub enum HubDeviceCommand {
         /// State directory.
         #[arg(long)]
         state: PathBuf,
-        /// How many devices (CA-signed).
+        /// How many devices (CA-signed; 1 or more).
         #[arg(long, required_unless_present = "import", conflicts_with = "import")]
         count: Option<u64>,
         /// Device id template.
         #[arg(long, default_value = "device-{n:05}")]
         id: String,
-        /// A bulk import file (`pki registry`).
+        /// A bulk import file (`pki registry`). Ids repeated in the file are refused;
+        /// importMode create refuses ids already registered, createOrUpdate and update
+        /// replace them.
         #[arg(long)]
         import: Option<PathBuf>,
     },

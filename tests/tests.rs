@@ -48,6 +48,10 @@ mod pki_strict;
 mod pki_server;
 // Issue 3: the CA workflow on the embedded hub (portal steps, state directory, hub serve).
 mod hub_ca;
+// Issue 16: the hub's identity made explicitly and never replaced behind the user's back.
+mod hub_identity;
+// Issue 16: registry writes serialised and validated as IoT Hub does; devices added while serving.
+mod hub_registry;
 // Issue 7: shards of one fleet as separate processes against one hub, merged without loss.
 mod shards;
 // Issue 7: the Kubernetes Indexed Job manifest holds what the binary reads.

@@ -1,29 +1,43 @@
 //! `fleetbench hub …`: the embedded hub as a standalone server over a state directory, and
 //! the portal's steps (add a CA, verify it, register devices) as commands on that directory.
 
-use std::io::{BufRead as _, Write as _};
+use std::io::Write as _;
+use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{HubCaCommand, HubCommand, HubDeviceCommand, HubServeArgs};
+mod import;
+
+use import::{read_import, ImportLine};
+
+use crate::cli::{HubCaCommand, HubCommand, HubDeviceCommand, HubInitArgs, HubServeArgs};
+use crate::hub::names::check_device_id;
 use crate::hub::registry::MAX_DEVICES;
-use crate::hub::{self, DeviceAuth, Hub, HubConfig, Listeners, StateDir};
-use crate::pki::export::{ImportAuth, ImportDevice};
+use crate::hub::state::FileStamp;
+use crate::hub::{self, identity, DeviceAuth, Hub, HubConfig, HubIdentity, IdentitySpec};
+use crate::hub::{Listeners, StateDir};
 use crate::pki::store::read_cert;
-use crate::pki::IdTemplate;
+use crate::pki::{IdTemplate, KeyType, ServerNames};
 use crate::Outcome;
 
-/// How often a serving hub looks for changes the `hub ca|device` commands made.
+/// How often a serving hub looks for changes the `hub ca|device` commands made (it also
+/// rereads at once when a device it does not know, or whose CA it does not trust, connects).
 const STATE_POLL: Duration = Duration::from_millis(500);
+
+/// A server certificate expiring within this is warned about when the hub starts.
+const EXPIRY_WARNING_DAYS: i64 = 30;
 
 /// Runs a `hub` subcommand.
 pub(super) async fn command(cmd: HubCommand) -> anyhow::Result<Outcome> {
     let text = match cmd {
         HubCommand::Serve(args) => return serve(args).await,
+        HubCommand::Init(args) => init(&args)?,
         HubCommand::Ca(cmd) => ca(cmd)?,
         HubCommand::Device(cmd) => device(cmd)?,
     };
@@ -31,15 +45,89 @@ pub(super) async fn command(cmd: HubCommand) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
+fn init(args: &HubInitArgs) -> anyhow::Result<String> {
+    let names = ServerNames::new(args.names.clone(), args.ips.clone())?;
+    let state = StateDir::open(&args.state)?;
+    let _lock = state.lock()?;
+    let spec = IdentitySpec {
+        names,
+        key_type: args.key_type,
+        days: args.days,
+    };
+    let made = state.create_identity(&spec, args.force)?;
+    Ok(format!(
+        "{}\n",
+        describe_identity(&made, args.key_type, &state)
+    ))
+}
+
+fn describe_identity(id: &HubIdentity, key_type: KeyType, state: &StateDir) -> String {
+    format!(
+        "hub identity in {}: server certificate for {} ({key_type}), valid until {}; \
+         clients trust {}",
+        state.dir().display(),
+        id.names.join(", "),
+        identity::day(id.not_after),
+        state.server_root().display()
+    )
+}
+
+/// The state directory's identity, made (and announced) if it has none.
+fn serve_identity(state: &StateDir, listen: IpAddr) -> anyhow::Result<HubIdentity> {
+    if let Some(id) = state.identity()? {
+        let left = id.not_after - time::OffsetDateTime::now_utc();
+        if left.whole_days() < EXPIRY_WARNING_DAYS {
+            let warning = format!(
+                "warning: the hub's server certificate ({}) expires on {} (in {} days); make \
+                 a new identity with `fleetbench hub init --state {} --force`, then have clients \
+                 trust the new server-root.pem",
+                state.dir().join("server.pem").display(),
+                identity::day(id.not_after),
+                left.whole_days(),
+                state.dir().display()
+            );
+            eprint_line(&warning);
+        }
+        return Ok(id);
+    }
+    let mut ips: Vec<IpAddr> = vec![[127, 0, 0, 1].into()];
+    if !listen.is_unspecified() && !listen.is_loopback() {
+        ips.push(listen);
+    }
+    let spec = IdentitySpec {
+        names: ServerNames::new(vec!["localhost".into()], ips)?,
+        key_type: KeyType::EcdsaP256,
+        days: 365,
+    };
+    let made = {
+        let _lock = state.lock()?;
+        state.create_identity(&spec, false)?
+    };
+    eprint_line(&format!(
+        "hub: {} had no server identity: made a new one. {}. (To choose names, key type or \
+         validity, run `fleetbench hub init` before `hub serve`.)",
+        state.dir().display(),
+        describe_identity(&made, spec.key_type, state)
+    ));
+    Ok(made)
+}
+
+fn eprint_line(text: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
+
 async fn serve(args: HubServeArgs) -> anyhow::Result<Outcome> {
     let state = StateDir::open(&args.state)?;
-    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
-    if !args.mqtt.ip().is_unspecified() && !args.mqtt.ip().is_loopback() {
-        names.push(args.mqtt.ip().to_string());
+    let identity = serve_identity(&state, args.mqtt.ip())?;
+    let hub =
+        Hub::new(HubConfig::default(), &identity.server).context("configuring the hub's TLS")?;
+    let reloader = Arc::new(Reloader::new(state.clone()));
+    reloader.reload(&hub.registry)?;
+    {
+        let r = reloader.clone();
+        hub.registry
+            .reload_with(move |registry| r.reload_logged(registry));
     }
-    let identity = state.server_identity(&names)?;
-    let hub = Hub::new(HubConfig::default(), &identity).context("configuring the hub's TLS")?;
-    state.sync(&hub.registry)?;
     let listener = TcpListener::bind(args.mqtt)
         .await
         .with_context(|| format!("listening on {}", args.mqtt))?;
@@ -67,7 +155,7 @@ async fn serve(args: HubServeArgs) -> anyhow::Result<Outcome> {
         super::write_or_broken_pipe(out.write_all(line.as_bytes()).and_then(|()| out.flush()))?;
     }
     let stop = CancellationToken::new();
-    let watcher = tokio::spawn(watch_state(state, hub.clone(), stop.clone()));
+    let watcher = tokio::spawn(watch_state(reloader, hub.clone(), stop.clone()));
     hub::serve(
         hub,
         Listeners {
@@ -82,24 +170,59 @@ async fn serve(args: HubServeArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
+/// Rereads the state file into a serving hub's registry when it changed (size, time or inode)
+/// since the last reread; one reread at a time.
+struct Reloader {
+    state: StateDir,
+    seen: Mutex<Option<FileStamp>>,
+}
+
+impl Reloader {
+    fn new(state: StateDir) -> Self {
+        Self {
+            state,
+            seen: Mutex::new(None),
+        }
+    }
+
+    /// Rereads if the file changed; whether it did.
+    fn reload(&self, registry: &hub::Registry) -> Result<bool, hub::StateError> {
+        let mut seen = self.seen.lock();
+        let now = self.state.stamp();
+        if now.is_none() || now == *seen {
+            return Ok(false);
+        }
+        self.state.sync(registry)?;
+        *seen = now;
+        Ok(true)
+    }
+
+    fn reload_logged(&self, registry: &hub::Registry) -> bool {
+        match self.reload(registry) {
+            Ok(changed) => {
+                if changed {
+                    tracing::info!("hub state reloaded");
+                }
+                changed
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "hub state not reloaded");
+                false
+            }
+        }
+    }
+}
+
 /// Applies changes to the state file while the hub serves (the tutorial's portal steps run as
 /// separate commands).
-async fn watch_state(state: StateDir, hub: std::sync::Arc<Hub>, stop: CancellationToken) {
-    let mut seen = state.modified();
+async fn watch_state(reloader: Arc<Reloader>, hub: Arc<Hub>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(STATE_POLL);
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let now = state.modified();
-        if now != seen {
-            seen = now;
-            match state.sync(&hub.registry) {
-                Ok(()) => tracing::info!("hub state reloaded"),
-                Err(e) => tracing::warn!(error = %e, "hub state not reloaded"),
-            }
-        }
+        reloader.reload_logged(&hub.registry);
     }
 }
 
@@ -111,8 +234,8 @@ fn ca(cmd: HubCaCommand) -> anyhow::Result<String> {
             cert,
             verified,
         } => {
-            let (dir, registry) = open(&state)?;
             let der = read_cert(&cert)?;
+            let (dir, registry, _lock) = open_for_writing(&state)?;
             let text = if verified {
                 registry.add_verified_ca(&name, der)?;
                 format!("CA {name:?} added, verified on upload\n")
@@ -127,13 +250,14 @@ fn ca(cmd: HubCaCommand) -> anyhow::Result<String> {
             Ok(text)
         }
         HubCaCommand::Verify { state, name, cert } => {
-            let (dir, registry) = open(&state)?;
-            registry.verify_ca(&name, &read_cert(&cert)?)?;
+            let proof = read_cert(&cert)?;
+            let (dir, registry, _lock) = open_for_writing(&state)?;
+            registry.verify_ca(&name, &proof)?;
             dir.save(&registry)?;
             Ok(format!("CA {name:?} verified\n"))
         }
         HubCaCommand::List { state } => {
-            let (_, registry) = open(&state)?;
+            let registry = StateDir::existing(&state)?.load()?;
             let mut text = format!(
                 "{:<20} {:<10} {:<48} {}\n",
                 "name", "status", "verification code", "thumbprint (sha1)"
@@ -157,42 +281,9 @@ fn device(cmd: HubDeviceCommand) -> anyhow::Result<String> {
             count,
             id,
             import,
-        } => {
-            if let Some(count) = count {
-                anyhow::ensure!(
-                    count <= MAX_DEVICES,
-                    "--count {count} is not valid: a hub holds at most {} devices \
-                     (IoT Hub's limit per hub)",
-                    thousands(MAX_DEVICES)
-                );
-            }
-            let (dir, registry) = open(&state)?;
-            let before = registry.device_count();
-            match (count, import) {
-                (Some(count), _) => {
-                    let template =
-                        IdTemplate::parse(&id).with_context(|| format!("--id {id:?}"))?;
-                    registry.register_ca_signed((1..=count).map(|n| template.id(n)));
-                }
-                (None, Some(file)) => registry.register_devices(read_import(&file)?),
-                (None, None) => anyhow::bail!("give --count or --import"),
-            }
-            let total = registry.device_count();
-            anyhow::ensure!(
-                (total as u64) <= MAX_DEVICES,
-                "the hub in {} would hold {total} devices, beyond IoT Hub's limit of {} per hub; \
-                 nothing was registered",
-                state.display(),
-                thousands(MAX_DEVICES)
-            );
-            dir.save(&registry)?;
-            Ok(format!(
-                "{total} devices registered ({} new)\n",
-                total - before
-            ))
-        }
+        } => add_devices(&state, count, &id, import.as_deref()),
         HubDeviceCommand::List { state } => {
-            let (_, registry) = open(&state)?;
+            let registry = StateDir::existing(&state)?.load()?;
             let mut text = String::new();
             for (id, auth) in registry.devices() {
                 let kind = match auth {
@@ -206,43 +297,80 @@ fn device(cmd: HubDeviceCommand) -> anyhow::Result<String> {
     }
 }
 
-fn open(state: &Path) -> anyhow::Result<(StateDir, hub::Registry)> {
-    let dir = StateDir::open(state)?;
-    let registry = dir.load()?;
-    Ok((dir, registry))
+fn add_devices(
+    state: &Path,
+    count: Option<u64>,
+    id: &str,
+    import: Option<&Path>,
+) -> anyhow::Result<String> {
+    let devices = match (count, import) {
+        (Some(count), _) => {
+            anyhow::ensure!(
+                (1..=MAX_DEVICES).contains(&count),
+                "--count {count} is not valid: from 1 to {} devices (IoT Hub's limit per hub)",
+                thousands(MAX_DEVICES)
+            );
+            let template = IdTemplate::parse(id).with_context(|| format!("--id {id:?}"))?;
+            let first = template.id(1);
+            check_device_id(&first).with_context(|| format!("--id {id:?}"))?;
+            check_device_id(&template.id(count)).with_context(|| format!("--id {id:?}"))?;
+            Devices::Range(template, count)
+        }
+        (None, Some(file)) => Devices::Import(read_import(file)?),
+        (None, None) => anyhow::bail!("give --count or --import"),
+    };
+    let (dir, registry, _lock) = open_for_writing(state)?;
+    let before = registry.device_count();
+    match devices {
+        Devices::Range(template, count) => {
+            registry.register_ca_signed((1..=count).map(|n| template.id(n)));
+        }
+        Devices::Import(lines) => {
+            let conflicts: Vec<&str> = lines
+                .iter()
+                .filter(|l| l.create_only && registry.device(&l.id).is_some())
+                .map(|l| l.id.as_str())
+                .collect();
+            anyhow::ensure!(
+                conflicts.is_empty(),
+                "{} of the devices to create (importMode \"create\") are already registered in \
+                 {}, e.g. {:?}; IoT Hub reports these as conflicts. Nothing was registered \
+                 (use importMode \"createOrUpdate\" to replace them)",
+                conflicts.len(),
+                state.display(),
+                &conflicts[..conflicts.len().min(3)]
+            );
+            registry.register_devices(lines.into_iter().map(|l| (l.id, l.auth)));
+        }
+    }
+    let total = registry.device_count();
+    anyhow::ensure!(
+        (total as u64) <= MAX_DEVICES,
+        "the hub in {} would hold {total} devices, beyond IoT Hub's limit of {} per hub; \
+         nothing was registered",
+        state.display(),
+        thousands(MAX_DEVICES)
+    );
+    dir.save(&registry)?;
+    Ok(format!(
+        "{total} devices registered ({} new)\n",
+        total - before
+    ))
 }
 
-/// Reads a bulk import file (one JSON object per line), line by line; more lines than a hub
-/// can hold are refused before they are all read.
-fn read_import(file: &Path) -> anyhow::Result<Vec<(String, DeviceAuth)>> {
-    let reader = std::fs::File::open(file)
-        .map(std::io::BufReader::new)
-        .with_context(|| format!("reading {}", file.display()))?;
-    let mut devices = Vec::new();
-    for (n, line) in reader.lines().enumerate() {
-        let line = line.with_context(|| format!("reading {}", file.display()))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        anyhow::ensure!(
-            (devices.len() as u64) < MAX_DEVICES,
-            "{}:{}: more than {} devices, IoT Hub's limit per hub",
-            file.display(),
-            n + 1,
-            thousands(MAX_DEVICES)
-        );
-        let d: ImportDevice = serde_json::from_str(&line)
-            .with_context(|| format!("{}:{}: not a bulk import line", file.display(), n + 1))?;
-        let auth = match d.authentication {
-            ImportAuth::CertificateAuthority => DeviceAuth::CertificateAuthority,
-            ImportAuth::SelfSigned { x509_thumbprint } => DeviceAuth::SelfSigned {
-                primary: x509_thumbprint.primary_thumbprint,
-                secondary: x509_thumbprint.secondary_thumbprint,
-            },
-        };
-        devices.push((d.id, auth));
-    }
-    Ok(devices)
+enum Devices {
+    Range(IdTemplate, u64),
+    Import(Vec<ImportLine>),
+}
+
+/// A state directory, locked for a read-modify-write (created if needed), and its registry.
+fn open_for_writing(
+    state: &Path,
+) -> anyhow::Result<(StateDir, hub::Registry, hub::state::StateLock)> {
+    let dir = StateDir::open(state)?;
+    let lock = dir.lock()?;
+    let registry = dir.load()?;
+    Ok((dir, registry, lock))
 }
 
 /// `1000000` as `1,000,000`.
@@ -250,7 +378,7 @@ fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

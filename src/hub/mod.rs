@@ -6,7 +6,9 @@
 //! The hub depends only on `transport` and `pki`.
 
 mod amqp;
+pub mod identity;
 mod mqtt;
+pub mod names;
 pub mod registry;
 pub mod state;
 pub mod throttle;
@@ -27,6 +29,7 @@ use tokio_util::task::TaskTracker;
 use crate::pki::ServerIdentity;
 use crate::transport::tls::{hub_server_config, TlsConfigError};
 
+pub use identity::{HubIdentity, IdentityError, IdentitySpec};
 pub use registry::{CaInfo, DeviceAuth, Refusal, Registry, RegistryError};
 pub use state::{StateDir, StateError};
 

@@ -32,6 +32,20 @@ pub enum RegistryError {
     /// No CA by this name.
     #[error("no CA named {0:?} is registered")]
     UnknownCa(String),
+    /// The same certificate is registered under another name.
+    #[error(
+        "this certificate (thumbprint {thumbprint}) is already registered as CA {existing:?}; \
+         IoT Hub refuses the same certificate under two names"
+    )]
+    DuplicateCertificate {
+        /// The name it is registered under.
+        existing: String,
+        /// Its SHA-1 thumbprint.
+        thumbprint: String,
+    },
+    /// A CA name or device id IoT Hub would refuse.
+    #[error(transparent)]
+    Name(#[from] super::names::NameError),
     /// The certificate is not a usable CA certificate.
     #[error("CA certificate {name:?} is not usable: {reason}")]
     BadCa {
@@ -72,8 +86,11 @@ pub enum Refusal {
     #[error("thumbprint does not match the registered one")]
     ThumbprintMismatch,
     /// The chain does not end at any registered CA.
-    #[error("certificate does not chain to a registered CA")]
-    UnknownCa,
+    #[error("{}", unknown_ca(*presented))]
+    UnknownCa {
+        /// How many certificates the device presented.
+        presented: usize,
+    },
     /// No such device id in the registry.
     #[error("device {0:?} is not registered")]
     UnknownDevice(String),
@@ -89,9 +106,21 @@ impl Refusal {
             Self::InvalidCertificate(_) => "invalid_certificate",
             Self::NoCertificate => "no_certificate",
             Self::ThumbprintMismatch => "thumbprint_mismatch",
-            Self::UnknownCa => "unknown_ca",
+            Self::UnknownCa { .. } => "unknown_ca",
             Self::UnknownDevice(_) => "unknown_device",
         }
+    }
+}
+
+fn unknown_ca(presented: usize) -> String {
+    if presented == 1 {
+        "certificate does not chain to a registered CA: presented 1 certificate: the chain to a \
+         registered CA is missing; present the device chain file (leaf, then its intermediates)"
+            .into()
+    } else {
+        format!(
+            "certificate does not chain to a registered CA (presented {presented} certificates)"
+        )
     }
 }
 
@@ -209,6 +238,19 @@ pub struct Registry {
     /// Register a CA-signed device on its first successful authentication (see
     /// [`Registry::register_ca_signed_on_demand`]).
     on_demand: std::sync::atomic::AtomicBool,
+    /// Rereads the registry's source (a state directory) when a device is refused for
+    /// something a newer registry might allow (see [`Registry::reload_with`]).
+    reload: RwLock<Option<Reloader>>,
+}
+
+/// Brings a registry up to date with its source; says whether it changed anything.
+#[derive(Clone)]
+struct Reloader(Arc<dyn Fn(&Registry) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reloader")
+    }
 }
 
 /// Most chains remembered as verified; past this the memory starts again (a fleet's devices
@@ -312,6 +354,7 @@ impl Registry {
         name: &str,
         cert: CertificateDer<'static>,
     ) -> Result<String, RegistryError> {
+        super::names::check_ca_name(name)?;
         self.insert_ca(name, cert, false, None)
     }
 
@@ -321,6 +364,7 @@ impl Registry {
         name: &str,
         cert: CertificateDer<'static>,
     ) -> Result<(), RegistryError> {
+        super::names::check_ca_name(name)?;
         self.insert_ca(name, cert, true, None).map(drop)
     }
 
@@ -377,7 +421,15 @@ impl Registry {
             .to_owned();
         let subject =
             common_name_of(&cert).ok_or_else(|| bad("it has no subject common name".into()))?;
+        super::names::check_is_ca(&cert).map_err(bad)?;
+        let thumbprint = sha1_hex(&cert);
         let mut inner = self.inner.write();
+        if let Some(c) = inner.cas.iter().find(|c| c.thumbprint == thumbprint) {
+            return Err(RegistryError::DuplicateCertificate {
+                existing: c.name.clone(),
+                thumbprint,
+            });
+        }
         if inner.cas.len() >= MAX_CAS {
             return Err(RegistryError::TooManyCas);
         }
@@ -388,7 +440,7 @@ impl Registry {
         inner.generation += 1;
         inner.cas.push(CaEntry {
             name: name.to_owned(),
-            thumbprint: sha1_hex(&cert),
+            thumbprint,
             cert,
             subject,
             verified,
@@ -497,8 +549,34 @@ impl Registry {
             .map_or(0, |d| d.received.load(Ordering::Relaxed))
     }
 
+    /// Has [`Registry::authenticate`] call `reload` when a device is unknown or its CA unknown
+    /// or unverified, and try once more if `reload` says it changed the registry (a serving
+    /// hub rereads its state directory, so that a device added a moment ago is accepted).
+    pub fn reload_with(&self, reload: impl Fn(&Self) -> bool + Send + Sync + 'static) {
+        *self.reload.write() = Some(Reloader(Arc::new(reload)));
+    }
+
     /// Decides whether `chain` (leaf first) may act as device `claimed_id`.
     pub fn authenticate(
+        &self,
+        chain: &[CertificateDer<'static>],
+        claimed_id: &str,
+    ) -> Result<Arc<Device>, Refusal> {
+        match self.authenticate_once(chain, claimed_id) {
+            Err(
+                Refusal::UnknownDevice(_) | Refusal::UnknownCa { .. } | Refusal::CaUnverified(_),
+            ) if self.reload() => self.authenticate_once(chain, claimed_id),
+            other => other,
+        }
+    }
+
+    fn reload(&self) -> bool {
+        // Cloned out: the reloader takes the registry's locks.
+        let reload = self.reload.read().clone();
+        reload.is_some_and(|r| (r.0)(self))
+    }
+
+    fn authenticate_once(
         &self,
         chain: &[CertificateDer<'static>],
         claimed_id: &str,
@@ -586,9 +664,12 @@ impl Registry {
                     .iter()
                     .filter(|c| !c.verified)
                     .find(|c| verify(&mut std::iter::once(*c)).is_ok());
-                Err(unverified.map_or(Refusal::UnknownCa, |c| {
-                    Refusal::CaUnverified(c.name.clone())
-                }))
+                Err(unverified.map_or(
+                    Refusal::UnknownCa {
+                        presented: chain.len(),
+                    },
+                    |c| Refusal::CaUnverified(c.name.clone()),
+                ))
             }
             Err(e) => Err(Refusal::InvalidCertificate(describe_webpki(&e))),
         }
@@ -644,7 +725,7 @@ mod tests {
         let other = presented(&stranger, "dev-7", Validity::default());
         assert!(matches!(
             r.authenticate(&other, "dev-7"),
-            Err(Refusal::UnknownCa)
+            Err(Refusal::UnknownCa { presented: 2 })
         ));
         assert_eq!(r.device_count(), 0, "refused devices are not registered");
         let first = r.authenticate(&certs, "dev-9").unwrap();

@@ -1,19 +1,19 @@
 //! A standalone hub's state directory: the registries as `registry.json` (CAs with their
-//! verified flag and verification code, devices) and the hub's own server certificate
-//! (`server-root.pem` for clients to trust, `server.pem`, `server.key.pem` with mode 0600),
-//! minted on first use. Commands change the file; a serving hub picks changes up with
+//! verified flag and verification code, devices) and the hub's own server identity (see
+//! [`super::identity`]). Commands change the file under the directory's lock
+//! ([`StateDir::lock`]), writing it atomically; a serving hub picks changes up with
 //! [`StateDir::sync`].
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::CertificateDer;
 use serde::{Deserialize, Serialize};
 
+use super::identity::{self, HubIdentity, IdentityError, IdentitySpec};
 use super::registry::{DeviceAuth, Registry, RegistryError};
-use crate::pki::store::{pem, write_private, write_public, StoreError};
-use crate::pki::{CaChain, ChainSpec, KeyType, PkiError, ServerIdentity, Validity};
+use crate::pki::store::{pem, write_public, StoreError};
 
 /// Errors reading or writing a state directory.
 #[derive(Debug, thiserror::Error)]
@@ -41,9 +41,13 @@ pub enum StateError {
         #[source]
         source: RegistryError,
     },
-    /// Minting the server certificate.
-    #[error("minting the hub's server certificate")]
-    Pki(#[from] PkiError),
+    /// A reading command named a directory that does not exist.
+    #[error(
+        "{} is not a hub state directory (it does not exist); make one with `fleetbench hub \
+         init --state {}` or `hub ca add`",
+        .0.display(), .0.display()
+    )]
+    NoState(PathBuf),
 }
 
 /// What `registry.json` holds.
@@ -77,6 +81,16 @@ pub struct StateDir {
 }
 
 impl StateDir {
+    /// An existing state directory (for commands that only read: they never create state).
+    pub fn existing(dir: &Path) -> Result<Self, StateError> {
+        if !dir.is_dir() {
+            return Err(StateError::NoState(dir.to_owned()));
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+        })
+    }
+
     /// Opens (creating if needed) a state directory.
     pub fn open(dir: &Path) -> Result<Self, StateError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Write {
@@ -88,6 +102,11 @@ impl StateDir {
         })
     }
 
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn file(&self) -> PathBuf {
         self.dir.join("registry.json")
     }
@@ -95,13 +114,6 @@ impl StateDir {
     /// The root certificate clients trust for the hub (`target.ca-file`).
     pub fn server_root(&self) -> PathBuf {
         self.dir.join("server-root.pem")
-    }
-
-    /// When `registry.json` last changed (`None` if it does not exist yet).
-    pub fn modified(&self) -> Option<SystemTime> {
-        std::fs::metadata(self.file())
-            .and_then(|m| m.modified())
-            .ok()
     }
 
     /// A registry holding the saved CAs and devices.
@@ -175,7 +187,9 @@ impl StateDir {
                 .collect(),
         };
         let path = self.file();
-        let tmp = self.dir.join(".registry.json.tmp");
+        let tmp = self
+            .dir
+            .join(format!(".registry.json.{}.tmp", std::process::id()));
         // Invariant: these types always serialize.
         let text = serde_json::to_string_pretty(&saved).unwrap_or_default();
         write_public(&tmp, text.as_bytes())?;
@@ -183,49 +197,62 @@ impl StateDir {
         Ok(())
     }
 
-    /// The hub's server identity: loaded, or minted (with its own root) on first use.
-    pub fn server_identity(&self, names: &[String]) -> Result<ServerIdentity, StateError> {
-        let (cert, key) = (self.dir.join("server.pem"), self.dir.join("server.key.pem"));
-        if cert.exists() && key.exists() {
-            let chain = CertificateDer::pem_file_iter(&cert)
-                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| StoreError::Corrupt {
-                    path: cert.clone(),
-                    what: "certificate chain",
-                    reason: e.to_string(),
-                })?;
-            let key_der = PrivateKeyDer::from_pem_file(&key).map_err(|e| StoreError::Corrupt {
-                path: key.clone(),
-                what: "private key",
-                reason: e.to_string(),
-            })?;
-            return Ok(ServerIdentity {
-                chain,
-                key: key_der,
-            });
-        }
-        let spec = ChainSpec {
-            key_type: KeyType::EcdsaP256,
-            intermediates: 0,
-            validity: Validity::days_from_now(365),
-            name: "fleetbench hub".into(),
-        };
-        let root = CaChain::generate(&spec)?;
-        let identity = root.mint_server(names, KeyType::EcdsaP256)?;
-        write_public(
-            &self.server_root(),
-            pem("CERTIFICATE", root.root().cert()).as_bytes(),
-        )?;
-        let chain: String = identity
-            .chain
-            .iter()
-            .map(|c| pem("CERTIFICATE", c))
-            .collect();
-        write_public(&cert, chain.as_bytes())?;
-        write_private(
-            &key,
-            pem("PRIVATE KEY", identity.key.secret_der()).as_bytes(),
-        )?;
-        Ok(identity)
+    /// The hub's server identity, checked (`None` if the directory has none yet).
+    pub fn identity(&self) -> Result<Option<HubIdentity>, IdentityError> {
+        identity::load(&self.dir)
     }
+
+    /// Makes the hub's server identity (refused over an existing one unless `force`).
+    pub fn create_identity(
+        &self,
+        spec: &IdentitySpec,
+        force: bool,
+    ) -> Result<HubIdentity, IdentityError> {
+        identity::create(&self.dir, spec, force)
+    }
+
+    /// Takes the state directory's write lock (`.lock`, an exclusive advisory lock), held
+    /// until the guard is dropped: commands that read, change and save the registry hold it
+    /// so that concurrent writers lose nothing.
+    pub fn lock(&self) -> Result<StateLock, StateError> {
+        let path = self.dir.join(".lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| StoreError::Write {
+                path: path.clone(),
+                source,
+            })?;
+        file.lock()
+            .map_err(|source| StoreError::Write { path, source })?;
+        Ok(StateLock { _file: file })
+    }
+
+    /// What `registry.json` is now (size, modification time, inode), to tell whether it
+    /// changed since a [`StateDir::sync`]; `None` if it does not exist.
+    pub fn stamp(&self) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt as _;
+        let m = std::fs::metadata(self.file()).ok()?;
+        Some(FileStamp {
+            len: m.len(),
+            modified: m.modified().ok(),
+            inode: m.ino(),
+        })
+    }
+}
+
+/// The write lock of a state directory (released when dropped).
+#[derive(Debug)]
+pub struct StateLock {
+    _file: std::fs::File,
+}
+
+/// See [`StateDir::stamp`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    inode: u64,
 }

@@ -71,7 +71,7 @@ impl Watcher {
                     next = now + TICK;
                 }
                 let snap = recorder.snapshot();
-                if ticks % 10 == 0 {
+                if ticks.is_multiple_of(10) {
                     let sample = ProcessSample::now();
                     let cpu = (sample.cpu().saturating_sub(last.cpu())).as_secs_f64() / 1.0;
                     if snap.sessions_active >= w.peak_sessions {
