@@ -101,12 +101,13 @@ impl RateRow<'_> {
 
 /// What limited a run that fell short of its plan, on the evidence the summary holds.
 pub(super) fn limit(s: &Summary) -> &'static str {
-    if s.generator.saturated {
-        "the generator limited it (SATURATED)"
-    } else if s.throttling.is_some() {
-        "the hub throttled it (Throttling)"
-    } else {
-        "the generator was healthy: the hub or the network"
+    // Throttling is judged on seconds in which the generator was healthy, or on the hub's own
+    // throttling codes, so it names the limit even when the generator was busy too.
+    match (s.throttling.is_some(), s.generator.saturated) {
+        (true, true) => "the hub throttled it; the generator SATURATED too",
+        (true, false) => "the hub throttled it (Throttling)",
+        (false, true) => "the generator limited it (SATURATED)",
+        (false, false) => "the generator was healthy: the hub or the network",
     }
 }
 
