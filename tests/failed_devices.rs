@@ -97,6 +97,22 @@ fn refused_devices_are_listed_by_id_and_counted_as_never_connected() {
     assert_eq!(ids, UNREGISTERED, "{f:?}");
     assert_eq!(f.devices_more, 0);
 
+    // The new fields are part of the contract (additionalProperties is false there).
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("results/schema.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap())
+            .unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<_> = validator
+        .iter_errors(&json)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+
     let csv = std::fs::read_to_string(run_dir.join("failures.csv")).unwrap();
     let mut lines = csv.lines();
     assert_eq!(
