@@ -27,7 +27,7 @@ pub struct FailedSession {
     pub kind: &'static str,
     /// The full message.
     pub message: String,
-    /// Seconds since the run's recorder was made (the run's start).
+    /// Seconds since the run's start (as the timeline's seconds).
     pub at_secs: f64,
 }
 
@@ -41,7 +41,8 @@ struct DeviceIds {
 /// The failed sessions of a run so far.
 #[derive(Debug)]
 pub(super) struct FailedLog {
-    started: Instant,
+    /// What `at_secs` counts from: the recorder's creation until the run says when it began.
+    pub(super) started: Instant,
     rows: Vec<FailedSession>,
     left_out: u64,
     ids: BTreeMap<(Phase, FailureKind), DeviceIds>,

@@ -356,6 +356,11 @@ impl Recorder {
             .add(phase, kind, device, attempt, message);
     }
 
+    /// Times the failed sessions of `failures.csv` from `start` (the run's start) on.
+    pub fn failures_from(&self, start: std::time::Instant) {
+        self.failed.lock().started = start;
+    }
+
     /// The failed sessions kept for `failures.csv` (at most [`MAX_FAILED_SESSIONS`]), and how
     /// many more were left out.
     pub fn failed_sessions(&self) -> (Vec<FailedSession>, u64) {
