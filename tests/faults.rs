@@ -79,6 +79,19 @@ async fn a_hub_outage_mid_run_is_survived_and_accounted() {
         "every session broke and came back: {reconnects} reconnects"
     );
     assert!(s.sessions_failed >= 20, "{:?}", recorder.failures());
+    // Issue 14: the reconnects that came back are told apart, and no device is counted as
+    // never connected; each failed session is listed with its device and attempt.
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    let came_back = load(&c.reconnects_connected);
+    assert!(came_back >= 20, "{came_back} of {reconnects} came back");
+    assert!(came_back <= reconnects);
+    assert_eq!(load(&c.devices_never_connected), 0);
+    let (failed, left_out) = recorder.failed_sessions();
+    assert_eq!(left_out, 0);
+    let devices: std::collections::BTreeSet<&str> =
+        failed.iter().map(|f| f.device.as_str()).collect();
+    assert_eq!(devices.len(), 20, "every device broke: {failed:?}");
+    assert!(failed.iter().all(|f| f.attempt >= 1), "{failed:?}");
     // Every message sent is acknowledged or reported unacknowledged, never both, never twice.
     assert_eq!(s.messages_sent, s.messages_acked + s.messages_unacked);
     assert_eq!(s.messages_sent, 400, "no message is sent twice or skipped");

@@ -350,6 +350,8 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
         summary.verdict = Some(summary.judge());
     }
     results.write_all(&summary)?;
+    let (failed, left_out) = recorder.failed_sessions();
+    results.write_failures(&failed, left_out)?;
     results.write(
         "plan.json",
         serde_json::to_string_pretty(&plan.to_json())?.as_bytes(),

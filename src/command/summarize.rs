@@ -72,6 +72,8 @@ pub fn summarize(
             bytes_sent: load(&c.bytes_sent),
             late_connects: load(&c.late_connects),
             reconnects: load(&c.reconnects),
+            reconnects_connected: load(&c.reconnects_connected),
+            devices_never_connected: load(&c.devices_never_connected),
             late_sends: load(&c.late_sends),
         },
         connects_per_sec: rates.connects.per_sec.unwrap_or(0.0),

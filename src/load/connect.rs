@@ -34,21 +34,36 @@ async fn bounded<T>(
     }
 }
 
+/// Whose session this is: for the failures' device ids and `failures.csv`.
+struct Who<'a> {
+    rec: &'a Recorder,
+    device: &'a str,
+    /// 1 for the device's first session, one more per reconnect.
+    attempt: u32,
+}
+
 /// Counts a connect phase the run ended before it finished.
-fn unfinished<T>(rec: &Recorder, phase: Phase) -> Option<T> {
-    fail_session(rec, phase, FailureKind::Unfinished, || {
+fn unfinished<T>(who: &Who, phase: Phase) -> Option<T> {
+    fail_session(who, phase, FailureKind::Unfinished, || {
         "run ended before the phase finished".to_owned()
     })
 }
 
-/// TCP connect, TLS handshake and protocol connect, each timed; `None` when one failed (counted).
+/// TCP connect, TLS handshake and protocol connect, each timed; `None` when one failed (counted
+/// against the device's session `attempt`).
 pub(super) async fn connect(
     shared: &Shared,
     device: &ReadyDevice,
     start: &Start,
+    attempt: u32,
     started: Instant,
 ) -> Option<Session<DeviceStream>> {
     let rec = &*shared.recorder;
+    let who = &Who {
+        rec,
+        device: &device.id,
+        attempt,
+    };
     let shard = device.index;
     let t = shared.connect_timeout;
     let source = (!shared.sources.is_empty())
@@ -63,13 +78,13 @@ pub(super) async fn connect(
     {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            return fail_session(rec, Phase::TcpConnect, FailureKind::Connect, || {
+            return fail_session(who, Phase::TcpConnect, FailureKind::Connect, || {
                 e.to_string()
             })
         }
-        Err(Cut::Aborted) => return unfinished(rec, Phase::TcpConnect),
+        Err(Cut::Aborted) => return unfinished(who, Phase::TcpConnect),
         Err(Cut::Timeout) => {
-            return fail_session(rec, Phase::TcpConnect, FailureKind::Timeout, || {
+            return fail_session(who, Phase::TcpConnect, FailureKind::Timeout, || {
                 format!("no connection within {t:?}")
             })
         }
@@ -91,11 +106,11 @@ pub(super) async fn connect(
                 FailureKind::Connect => FailureKind::Handshake,
                 k => k,
             };
-            return fail_session(rec, Phase::TlsHandshake, kind, || e.to_string());
+            return fail_session(who, Phase::TlsHandshake, kind, || e.to_string());
         }
-        Err(Cut::Aborted) => return unfinished(rec, Phase::TlsHandshake),
+        Err(Cut::Aborted) => return unfinished(who, Phase::TlsHandshake),
         Err(Cut::Timeout) => {
-            return fail_session(rec, Phase::TlsHandshake, FailureKind::Timeout, || {
+            return fail_session(who, Phase::TlsHandshake, FailureKind::Timeout, || {
                 format!("no handshake within {t:?}")
             })
         }
@@ -112,7 +127,7 @@ pub(super) async fn connect(
     );
     incr(&rec.counters.handshakes);
 
-    let (session, ready) = connect_protocol(shared, device, tls, t2).await?;
+    let (session, ready) = connect_protocol(shared, who, device, tls, t2).await?;
     rec.record_scheduled(
         Phase::ConnectResponse,
         shard,
@@ -126,6 +141,7 @@ pub(super) async fn connect(
 /// Returns the session and when it became ready.
 async fn connect_protocol(
     shared: &Shared,
+    who: &Who<'_>,
     device: &ReadyDevice,
     tls: DeviceStream,
     from: Instant,
@@ -137,16 +153,27 @@ async fn connect_protocol(
         // its room twice.
         ProtocolPlan::Mqtt(opts) => {
             let connect = pin!(MqttSession::connect(tls, opts.clone(), &device.id, host));
-            let s = timed_phase(shared, Phase::MqttConnect, device.index, from, t, connect).await?;
+            let s = timed_phase(
+                shared,
+                who,
+                Phase::MqttConnect,
+                device.index,
+                from,
+                t,
+                connect,
+            )
+            .await?;
             Some((Session::Mqtt(s), Instant::now()))
         }
         ProtocolPlan::Amqp(opts) => {
             // fe2o3's open is some 11 KB: boxed, so MQTT sessions do not carry its room.
             let open = Box::pin(AmqpSession::open(tls, opts.clone(), &device.id, host));
-            let conn = timed_phase(shared, Phase::AmqpOpen, device.index, from, t, open).await?;
+            let conn =
+                timed_phase(shared, who, Phase::AmqpOpen, device.index, from, t, open).await?;
             let opened = Instant::now();
             let s = timed_phase(
                 shared,
+                who,
                 Phase::AmqpAttach,
                 device.index,
                 opened,
@@ -163,6 +190,7 @@ async fn connect_protocol(
 /// (and the session's).
 async fn timed_phase<T>(
     shared: &Shared,
+    who: &Who<'_>,
     phase: Phase,
     shard: usize,
     from: Instant,
@@ -175,21 +203,23 @@ async fn timed_phase<T>(
             rec.record(phase, shard, from.elapsed());
             Some(v)
         }
-        Ok(Err(e)) => fail_session(rec, phase, e.kind(), || e.to_string()),
-        Err(Cut::Aborted) => unfinished(rec, phase),
-        Err(Cut::Timeout) => fail_session(rec, phase, FailureKind::Timeout, || {
+        Ok(Err(e)) => fail_session(who, phase, e.kind(), || e.to_string()),
+        Err(Cut::Aborted) => unfinished(who, phase),
+        Err(Cut::Timeout) => fail_session(who, phase, FailureKind::Timeout, || {
             format!("no answer within {t:?}")
         }),
     }
 }
 
+/// Counts a session that failed in `phase`, with its device and attempt.
 fn fail_session<T>(
-    rec: &Recorder,
+    who: &Who,
     phase: Phase,
     kind: FailureKind,
     msg: impl FnOnce() -> String,
 ) -> Option<T> {
-    rec.fail(phase, kind, msg);
+    let rec = who.rec;
+    rec.fail_device((phase, kind, 1), who.device, who.attempt, &msg());
     incr(&rec.counters.sessions_failed);
     None
 }

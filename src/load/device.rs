@@ -97,6 +97,9 @@ pub(crate) async fn run<P: Send>(
             "run ended before the acknowledgement",
         );
     }
+    if !sender.connected {
+        incr(&rec.counters.devices_never_connected);
+    }
 }
 
 /// The device's sessions, one after another while the reconnect policy allows.
@@ -118,9 +121,14 @@ async fn sessions<P: Send>(
         // The session goes straight into the boxed `live` future: held in this task's frame
         // across an await, it would cost its size twice for the session's whole life.
         let lived = {
-            let living = Box::pin(connect(shared, device, &start, Instant::now()))
+            let attempt = sender.attempt;
+            let living = Box::pin(connect(shared, device, &start, attempt, Instant::now()))
                 .await
                 .map(|mut session| {
+                    if attempt > 1 {
+                        incr(&rec.counters.reconnects_connected);
+                    }
+                    sender.connected = true;
                     let (sender, stop) = (&mut *sender, &start.stop);
                     // The session is this future's own (not an argument that async fn would
                     // copy into a second slot); closing takes it by value.
@@ -160,6 +168,7 @@ async fn sessions<P: Send>(
             p = shared.handshakes.clone().acquire_owned() => p.ok(),
         };
         incr(&rec.counters.reconnects);
+        sender.attempt += 1;
         start.intended = Instant::now();
     }
 }
@@ -246,6 +255,10 @@ struct Sender<'a> {
     /// Closed model: the fastest acknowledgement so far, for the expected send interval.
     fastest_ack: Option<Duration>,
     rng: rand::rngs::SmallRng,
+    /// The device's session number: 1 for the first, one more per reconnect.
+    attempt: u32,
+    /// Whether any session of the device connected.
+    connected: bool,
 }
 
 impl<'a> Sender<'a> {
@@ -283,6 +296,8 @@ impl<'a> Sender<'a> {
             hold_until: None,
             fastest_ack: None,
             rng: <rand::rngs::SmallRng as rand::SeedableRng>::from_rng(&mut rand::rng()),
+            attempt: 1,
+            connected: false,
         }
     }
 
@@ -427,7 +442,7 @@ impl<'a> Sender<'a> {
     /// The session broke: one failure of `kind`, and every in-flight message unacknowledged.
     fn broken(&mut self, kind: FailureKind, message: String) -> Broken {
         let n = self.inflight.len() as u64;
-        self.rec().fail(self.ack_phase, kind, || message);
+        self.fail_here(kind, 1, &message);
         self.rec()
             .counters
             .messages_unacked
@@ -521,7 +536,7 @@ impl<'a> Sender<'a> {
                 } else {
                     FailureKind::Refused
                 };
-                rec.fail(self.ack_phase, kind, || reason);
+                self.fail_here(kind, 1, &reason);
             }
         }
     }
@@ -534,9 +549,19 @@ impl<'a> Sender<'a> {
                 .counters
                 .messages_unacked
                 .fetch_add(n, Ordering::Relaxed);
-            self.rec()
-                .fail_many(self.ack_phase, kind, n, || why.to_owned());
+            self.fail_here(kind, n, &format!("{why} ({n} awaiting acknowledgement)"));
             self.inflight.clear();
         }
+    }
+
+    /// Counts `n` failures of `kind` in the acknowledgement phase, with this device's id and
+    /// session number.
+    fn fail_here(&self, kind: FailureKind, n: u64, message: &str) {
+        self.rec().fail_device(
+            (self.ack_phase, kind, n),
+            &self.device.id,
+            self.attempt,
+            message,
+        );
     }
 }

@@ -124,6 +124,7 @@ pub async fn run(
     let started_at = SystemTime::now();
     let start = Instant::now();
     recorder.spans.begin(start);
+    recorder.failures_from(start.into_std());
     let watcher = watch::Watcher::start(recorder.clone());
 
     let deadline_hit = Arc::new(AtomicBool::new(false));

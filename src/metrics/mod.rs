@@ -5,6 +5,7 @@
 //! timeline sampler read, and the [`Summary`] that reports are made from. It depends on nothing
 //! else in the crate and never prints: presentation lives in `report`.
 
+mod failed;
 mod histogram;
 mod merge;
 mod process;
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+pub use failed::{FailedSession, MAX_DEVICE_IDS, MAX_FAILED_SESSIONS};
 pub use histogram::{
     decode_histogram, encode_histogram, micros, new_histogram, LatencyHistogram, PhaseHistograms,
 };
@@ -197,6 +199,10 @@ pub struct Counters {
     pub bytes_sent: AtomicU64,
     /// Reconnect attempts after a failed session.
     pub reconnects: AtomicU64,
+    /// Reconnect attempts that connected again.
+    pub reconnects_connected: AtomicU64,
+    /// Devices whose every session failed before connecting.
+    pub devices_never_connected: AtomicU64,
     /// Sum of acknowledgement latencies, µs.
     pub ack_latency_us: AtomicU64,
     /// Connects that started later than their scheduled time by more than the lateness tolerance.
@@ -232,6 +238,7 @@ pub struct Recorder {
     /// When connects, sends and acknowledgements were due and done: the rates' spans.
     pub spans: Spans,
     failures: Mutex<BTreeMap<(Phase, FailureKind), FailureEntry>>,
+    failed: Mutex<failed::FailedLog>,
     lateness_tolerance: Duration,
     task_start: Mutex<LatencyHistogram>,
     /// Messages the hub did not accept, by outcome and condition (rare: one lock is fine).
@@ -259,6 +266,7 @@ impl Recorder {
             counters: Counters::default(),
             spans: Spans::default(),
             failures: Mutex::new(BTreeMap::new()),
+            failed: Mutex::new(failed::FailedLog::new()),
             // Scheduled starts land within tens of microseconds on an idle generator (the precise
             // clock of `load::clock`), but a shared machine delays a thread's wake-up by a
             // millisecond now and then; lateness beyond 2 ms is the generator falling behind.
@@ -333,6 +341,32 @@ impl Recorder {
         self.fail_many(phase, kind, 1, message);
     }
 
+    /// Counts `n` failures of `kind` during `phase` of session `attempt` (1 for the first) of
+    /// `device`, and keeps them as one row for `failures.csv` and the failed device ids.
+    pub fn fail_device(
+        &self,
+        (phase, kind, n): (Phase, FailureKind, u64),
+        device: &str,
+        attempt: u32,
+        message: &str,
+    ) {
+        self.fail_many(phase, kind, n, || message.to_owned());
+        self.failed
+            .lock()
+            .add(phase, kind, device, attempt, message);
+    }
+
+    /// Times the failed sessions of `failures.csv` from `start` (the run's start) on.
+    pub fn failures_from(&self, start: std::time::Instant) {
+        self.failed.lock().started = start;
+    }
+
+    /// The failed sessions kept for `failures.csv` (at most [`MAX_FAILED_SESSIONS`]), and how
+    /// many more were left out.
+    pub fn failed_sessions(&self) -> (Vec<FailedSession>, u64) {
+        self.failed.lock().sessions()
+    }
+
     /// Counts `n` failures of one kind at once.
     pub fn fail_many(
         &self,
@@ -403,14 +437,20 @@ impl Recorder {
 
     /// Failures counted so far, by phase and kind.
     pub fn failures(&self) -> Vec<FailureSummary> {
+        let failed = self.failed.lock();
         self.failures
             .lock()
             .iter()
-            .map(|((phase, kind), e)| FailureSummary {
-                phase: phase.name().to_owned(),
-                kind: kind.name().to_owned(),
-                count: e.count,
-                sample: e.sample.clone(),
+            .map(|((phase, kind), e)| {
+                let (devices, devices_more) = failed.devices(*phase, *kind);
+                FailureSummary {
+                    phase: phase.name().to_owned(),
+                    kind: kind.name().to_owned(),
+                    count: e.count,
+                    sample: e.sample.clone(),
+                    devices,
+                    devices_more,
+                }
             })
             .collect()
     }

@@ -74,6 +74,12 @@ pub struct RunCounts {
     /// Reconnect attempts after failed sessions.
     #[serde(default)]
     pub reconnects: u64,
+    /// Reconnect attempts that connected again (the rest did not).
+    #[serde(default)]
+    pub reconnects_connected: u64,
+    /// Devices whose every session failed before connecting (apart from failed attempts).
+    #[serde(default)]
+    pub devices_never_connected: u64,
     /// Sends that began later than scheduled.
     pub late_sends: u64,
 }
@@ -137,6 +143,12 @@ pub struct FailureSummary {
     pub count: u64,
     /// The first message seen of this kind.
     pub sample: String,
+    /// The first distinct devices that failed so (at most 20), by id.
+    #[serde(default)]
+    pub devices: Vec<String>,
+    /// How many more distinct devices failed so than `devices` lists.
+    #[serde(default)]
+    pub devices_more: u64,
 }
 
 impl FailureSummary {

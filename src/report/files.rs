@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::V2DeflateSerializer;
 
-use crate::metrics::{decode_histogram, FailureKind, Phase, Summary};
+use crate::metrics::{decode_histogram, FailedSession, FailureKind, Phase, Summary};
 
 /// The per-phase latency columns of `timeline.csv`, after `<phase>_`.
 const LATENCY_COLUMNS: [&str; 5] = ["count", "p50_us", "p90_us", "p99_us", "max_us"];
@@ -108,4 +108,71 @@ pub fn write_hlog(w: &mut impl Write, s: &Summary) -> io::Result<()> {
             .map_err(|e| io::Error::other(e.to_string()))?;
     }
     Ok(())
+}
+
+/// Writes `failures.csv`: a header, then one row per failed session (device id, session attempt
+/// from 1, phase, kind, the full message, seconds since the run's start); when more than
+/// [`crate::metrics::MAX_FAILED_SESSIONS`] failed, a last row of kind `left_out` says how many
+/// more were not listed.
+pub(super) fn write_failures_csv(
+    w: &mut impl Write,
+    rows: &[FailedSession],
+    left_out: u64,
+) -> io::Result<()> {
+    writeln!(w, "device,attempt,phase,kind,message,t_secs")?;
+    for r in rows {
+        writeln!(
+            w,
+            "{},{},{},{},{},{:.3}",
+            csv_field(&r.device),
+            r.attempt,
+            r.phase,
+            r.kind,
+            csv_field(&r.message),
+            r.at_secs
+        )?;
+    }
+    if left_out > 0 {
+        writeln!(
+            w,
+            ",,,left_out,{} more failed sessions not listed,",
+            left_out
+        )?;
+    }
+    Ok(())
+}
+
+/// A CSV field, quoted (RFC 4180) when it holds a comma, quote or line break.
+fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\"")).into()
+    } else {
+        s.into()
+    }
+}
+
+#[cfg(test)]
+mod failures_tests {
+    use super::*;
+
+    #[test]
+    fn failures_csv_quotes_messages_and_says_what_was_left_out() {
+        let row = FailedSession {
+            device: "dev-1".into(),
+            attempt: 2,
+            phase: "tls_handshake",
+            kind: "handshake",
+            message: "invalid peer certificate: \"UnknownIssuer\", sorry".into(),
+            at_secs: 1.5,
+        };
+        let mut out = Vec::new();
+        write_failures_csv(&mut out, &[row], 7).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "device,attempt,phase,kind,message,t_secs\n\
+             dev-1,2,tls_handshake,handshake,\"invalid peer certificate: \"\"UnknownIssuer\"\", sorry\",1.500\n\
+             ,,,left_out,7 more failed sessions not listed,\n"
+        );
+    }
 }

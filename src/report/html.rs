@@ -193,6 +193,18 @@ fn write_totals(w: &mut impl Write, s: &Summary) -> io::Result<()> {
         ("sessions attempted", count(c.sessions_attempted)),
         ("sessions connected", count(c.sessions_connected)),
         ("sessions failed", count(c.sessions_failed)),
+        (
+            "devices that never connected",
+            count(c.devices_never_connected),
+        ),
+        (
+            "reconnect attempts: came back / did not",
+            format!(
+                "{} / {}",
+                count(c.reconnects_connected),
+                count(c.reconnects.saturating_sub(c.reconnects_connected))
+            ),
+        ),
         ("messages sent", count(c.messages_sent)),
         ("messages acknowledged", count(c.messages_acked)),
         ("messages unacknowledged", count(c.messages_unacked)),
@@ -250,16 +262,21 @@ fn write_failures(w: &mut impl Write, s: &Summary) -> io::Result<()> {
     writeln!(
         w,
         "<h2>Failures</h2><table><tr><th>phase</th><th>kind</th><th>count</th>\
-        <th>first message</th></tr>"
+        <th>first message</th><th>devices</th></tr>"
     )?;
     for f in &s.failures {
+        let mut devices = f.devices.join(", ");
+        if f.devices_more > 0 {
+            devices += &format!(" and {} more", count(f.devices_more));
+        }
         writeln!(
             w,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&f.phase),
             esc(&f.kind),
             count(f.count),
-            esc(&f.sample)
+            esc(&f.sample),
+            esc(&devices)
         )?;
     }
     writeln!(w, "</table>")

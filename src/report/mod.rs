@@ -6,6 +6,7 @@
 
 mod charts;
 pub mod compare;
+mod failed;
 mod files;
 pub mod format;
 mod html;

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use anyhow::Context as _;
 
-use crate::metrics::Summary;
+use crate::metrics::{FailedSession, Summary};
 
 /// A results directory of one run.
 #[derive(Debug, Clone)]
@@ -91,6 +91,15 @@ impl ResultsDir {
         super::files::write_hlog(&mut hlog, s)?;
         self.write("latency.hlog", &hlog)?;
         self.write_reports(s)
+    }
+
+    /// Writes `failures.csv`: every failed session of the run (bounded; see
+    /// [`super::files::write_failures_csv`]). Written at run time only: a merge does not rebuild it.
+    pub fn write_failures(&self, rows: &[FailedSession], left_out: u64) -> anyhow::Result<()> {
+        let mut csv = Vec::new();
+        super::files::write_failures_csv(&mut csv, rows, left_out)?;
+        self.write("failures.csv", &csv)?;
+        Ok(())
     }
 
     /// Writes `report.txt` and `report.html`.

@@ -35,12 +35,22 @@ pub fn write_text(w: &mut impl Write, s: &Summary) -> io::Result<()> {
         count(c.devices)
     )?;
     writeln!(w)?;
+    if c.devices_never_connected > 0 {
+        writeln!(
+            w,
+            "{:<12}devices that never connected {}",
+            "",
+            count(c.devices_never_connected)
+        )?;
+    }
     if c.reconnects > 0 {
         writeln!(
             w,
-            "{:<12}reconnect attempts {} (sessions that failed and came back)",
+            "{:<12}reconnect attempts {}: {} came back (connected again), {} did not",
             "",
-            count(c.reconnects)
+            count(c.reconnects),
+            count(c.reconnects_connected),
+            count(c.reconnects.saturating_sub(c.reconnects_connected))
         )?;
     }
     write!(
@@ -89,24 +99,7 @@ pub fn write_text(w: &mut impl Write, s: &Summary) -> io::Result<()> {
             "  (*_response phases run from the scheduled start, so they include any time the\n   generator or hub made a session or message wait; the others from the actual start)"
         )?;
     }
-    if !s.failures.is_empty() {
-        writeln!(w)?;
-        writeln!(w, "Failures")?;
-        for f in &s.failures {
-            let mut sample = f.sample.clone();
-            if sample.chars().count() > 56 {
-                sample = sample.chars().take(55).collect::<String>() + "…";
-            }
-            writeln!(
-                w,
-                "  {:<16}{:<12}{:>8}  {}",
-                f.phase,
-                f.kind,
-                count(f.count),
-                sample
-            )?;
-        }
-    }
+    super::failed::write_failures(w, s)?;
     if !s.outcomes.is_empty() {
         writeln!(w, "  not accepted, by outcome:")?;
         for (outcome, n) in &s.outcomes {
@@ -323,6 +316,8 @@ mod tests {
                 late_connects: big,
                 late_sends: big,
                 reconnects: big,
+                reconnects_connected: big,
+                devices_never_connected: big,
             },
             connects_per_sec: 123_456.7,
             acks_per_sec: 9_876_543.2,
@@ -339,6 +334,8 @@ mod tests {
                 kind: "unfinished".into(),
                 count: big,
                 sample: "x".repeat(300),
+                devices: vec!["d".repeat(80); 20],
+                devices_more: big,
             }],
             outcomes: vec![("r".repeat(300), big)],
             hub: Some(HubAccounting {

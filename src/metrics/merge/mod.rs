@@ -114,6 +114,8 @@ fn sum_counts<'a>(all: impl Iterator<Item = &'a RunCounts>) -> RunCounts {
         bytes_sent: a.bytes_sent + c.bytes_sent,
         late_connects: a.late_connects + c.late_connects,
         reconnects: a.reconnects + c.reconnects,
+        reconnects_connected: a.reconnects_connected + c.reconnects_connected,
+        devices_never_connected: a.devices_never_connected + c.devices_never_connected,
         late_sends: a.late_sends + c.late_sends,
     })
 }
@@ -167,7 +169,8 @@ fn phases(shards: &[ShardSummary]) -> Result<Vec<PhaseSummary>, MergeError> {
         .collect())
 }
 
-/// Failures summed by phase and kind; the first shard's sample message is kept.
+/// Failures summed by phase and kind; the first shard's sample message is kept, and the
+/// device ids listed up to the cap (shards have disjoint devices, so the rest add up).
 fn failures(shards: &[ShardSummary]) -> Vec<FailureSummary> {
     let mut out: Vec<FailureSummary> = Vec::new();
     for f in shards.iter().flat_map(|s| &s.summary.failures) {
@@ -175,7 +178,17 @@ fn failures(shards: &[ShardSummary]) -> Vec<FailureSummary> {
             .iter_mut()
             .find(|o| o.phase == f.phase && o.kind == f.kind)
         {
-            Some(o) => o.count += f.count,
+            Some(o) => {
+                o.count += f.count;
+                o.devices_more += f.devices_more;
+                for d in &f.devices {
+                    if o.devices.len() < super::MAX_DEVICE_IDS {
+                        o.devices.push(d.clone());
+                    } else {
+                        o.devices_more += 1;
+                    }
+                }
+            }
             None => out.push(f.clone()),
         }
     }
