@@ -40,10 +40,13 @@ impl Protocol {
     }
 }
 
+/// A counter shared by the sessions that count into it.
+type Counter = Arc<AtomicU64>;
+
 /// Counts by protocol, CA and refusal reason.
 #[derive(Debug, Default)]
 pub struct Accounts {
-    received: Mutex<BTreeMap<(Protocol, Arc<str>), Arc<AtomicU64>>>,
+    received: Mutex<BTreeMap<(Protocol, Arc<str>), Counter>>,
     accepted: [AtomicU64; 2],
     refused: Mutex<BTreeMap<(Protocol, &'static str), u64>>,
     log: Mutex<LogWindow>,
@@ -263,5 +266,22 @@ mod tests {
             summary.starts_with("hub summary: 3 messages received; 1 sessions accepted, 1 refused")
         );
         assert!(summary.contains("no_certificate"));
+    }
+
+    #[test]
+    fn refusal_log_shows_ten_a_second_and_counts_the_rest() {
+        let a = Accounts::default();
+        for i in 0..25 {
+            a.refuse(Protocol::Mqtt, &format!("dev-{i}"), &Refusal::NoCertificate);
+        }
+        let log = a.log.lock();
+        assert_eq!((log.shown, log.hidden), (REFUSALS_SHOWN_PER_SECOND, 15));
+        drop(log);
+        a.flush_log();
+        assert_eq!(a.log.lock().hidden, 0);
+        assert_eq!(
+            a.snapshot().refused,
+            vec![(Protocol::Mqtt, "no_certificate", 25)]
+        );
     }
 }

@@ -787,10 +787,13 @@ mod tests {
         let key = VerifiedChains::key(&certs);
         let generation = r.inner.read().generation;
         let now = UnixTime::now().as_secs();
+        let remembered = r.verified.get(&key, generation, now);
         assert_eq!(
-            r.verified.get(&key, generation, now).as_deref(),
-            Some("dev-1")
+            remembered.map(|(cn, ca)| (cn.to_string(), ca.to_string())),
+            Some(("dev-1".to_owned(), "root".to_owned()))
         );
+        // Remembered or checked afresh, the verifying CA is named.
+        assert_eq!(&*r.authenticate_by(&certs, "dev-1").unwrap().1, "root");
         // A remembered chain still may not claim another device's id.
         assert!(matches!(
             r.authenticate(&certs, "dev-2"),
