@@ -120,6 +120,11 @@ fn hub_serve_counts_what_it_received_by_protocol_and_ca_live_and_at_exit() {
     }
     assert!(body.ends_with("# EOF\n"), "{body}");
 
+    // Not TLS: refused at the handshake (counted by the time the hub has stopped).
+    let mut garbage = std::net::TcpStream::connect(&mqtt).unwrap();
+    garbage.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let _ = garbage.read_to_end(&mut Vec::new());
+
     let kill = Command::new("kill")
         .args(["-INT", &hub.id().to_string()])
         .status()
@@ -133,7 +138,7 @@ fn hub_serve_counts_what_it_received_by_protocol_and_ca_live_and_at_exit() {
     let total = mqtt_acked + amqp_acked + second_acked;
     assert!(
         rest.starts_with(&format!(
-            "hub summary: {total} messages received; 12 sessions accepted, 1 refused\n"
+            "hub summary: {total} messages received; 12 sessions accepted, 2 refused\n"
         )),
         "{rest}"
     );
@@ -143,6 +148,7 @@ fn hub_serve_counts_what_it_received_by_protocol_and_ca_live_and_at_exit() {
         ("received  mqtt  CA second", second_acked),
         ("accepted  mqtt", 7),
         ("refused   mqtt  unknown_device", 1),
+        ("refused   mqtt  tls_handshake", 1),
     ] {
         assert!(
             rest.lines()

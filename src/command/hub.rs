@@ -119,8 +119,11 @@ fn eprint_line(text: &str) {
 async fn serve(args: HubServeArgs) -> anyhow::Result<Outcome> {
     let state = StateDir::open(&args.state)?;
     let identity = serve_identity(&state, args.mqtt.ip())?;
-    let hub =
-        Hub::new(HubConfig::default(), &identity.server).context("configuring the hub's TLS")?;
+    let config = HubConfig {
+        log_refusals: true,
+        ..HubConfig::default()
+    };
+    let hub = Hub::new(config, &identity.server).context("configuring the hub's TLS")?;
     let reloader = Arc::new(Reloader::new(state.clone()));
     reloader.reload(&hub.registry)?;
     {

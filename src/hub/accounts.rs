@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,6 +50,7 @@ pub struct Accounts {
     accepted: [AtomicU64; 2],
     refused: Mutex<BTreeMap<(Protocol, &'static str), u64>>,
     log: Mutex<LogWindow>,
+    logging: AtomicBool,
 }
 
 /// The refusal log's current one-second window.
@@ -87,13 +88,29 @@ impl Accounts {
         self.accepted[protocol as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts one refused session and logs it (rate-limited).
+    /// Whether [`Accounts::refuse`] logs (off by default).
+    pub fn log_refusals(&self, on: bool) {
+        self.logging.store(on, Ordering::Relaxed);
+    }
+
+    /// Counts one refused session and, if logging, logs it (rate-limited).
     pub(crate) fn refuse(&self, protocol: Protocol, device: &str, refusal: &Refusal) {
-        *self
-            .refused
-            .lock()
-            .entry((protocol, refusal.name()))
-            .or_default() += 1;
+        self.refuse_for(protocol, device, refusal.name(), refusal);
+    }
+
+    /// Counts one session refused for `reason` (a label value), described by `why`; logs it
+    /// unless `device` is empty (a failed TLS handshake names no device).
+    pub(crate) fn refuse_for(
+        &self,
+        protocol: Protocol,
+        device: &str,
+        reason: &'static str,
+        why: &dyn std::fmt::Display,
+    ) {
+        *self.refused.lock().entry((protocol, reason)).or_default() += 1;
+        if device.is_empty() || !self.logging.load(Ordering::Relaxed) {
+            return;
+        }
         let show = {
             let mut log = self.log.lock();
             let now = Instant::now();
@@ -117,9 +134,8 @@ impl Accounts {
         };
         if show {
             tracing::warn!(
-                "hub refused {} session of device {device:?} ({}): {refusal}",
-                protocol.name(),
-                refusal.name()
+                "hub refused {} session of device {device:?} ({reason}): {why}",
+                protocol.name()
             );
         }
     }
@@ -271,6 +287,7 @@ mod tests {
     #[test]
     fn refusal_log_shows_ten_a_second_and_counts_the_rest() {
         let a = Accounts::default();
+        a.log_refusals(true);
         for i in 0..25 {
             a.refuse(Protocol::Mqtt, &format!("dev-{i}"), &Refusal::NoCertificate);
         }

@@ -209,7 +209,10 @@ pub(super) async fn session(
                     () = tokio::time::sleep(wait) => {}
                 },
                 Admission::Refused => {
-                    let error = throttled("new-connection throttle exceeded");
+                    let why = "new-connection throttle exceeded";
+                    let accounts = &hub.stats.accounts;
+                    accounts.refuse_for(Protocol::Amqp, &device.id, "throttled", &why);
+                    let error = throttled(why);
                     refuse(&mut session, attach, error).await;
                     break;
                 }

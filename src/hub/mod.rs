@@ -59,6 +59,9 @@ pub struct HubConfig {
     pub puback_stall: Option<(Duration, Duration)>,
     /// IoT Hub's throttles for a tier and unit count, if the hub should apply them.
     pub throttle: Option<(throttle::Tier, u32)>,
+    /// Log each refused session at warn level (rate-limited): `hub serve` does; the hub
+    /// embedded in `run` leaves refusals to the run's report (and to `-vv`).
+    pub log_refusals: bool,
 }
 
 impl Default for HubConfig {
@@ -70,6 +73,7 @@ impl Default for HubConfig {
             connack_stall: None,
             puback_stall: None,
             throttle: None,
+            log_refusals: false,
         }
     }
 }
@@ -244,9 +248,11 @@ impl Hub {
         let throttles = config
             .throttle
             .map(|(tier, units)| throttle::Throttles::new(tier, units, THROTTLE_QUEUE));
+        let stats = HubStats::default();
+        stats.accounts.log_refusals(config.log_refusals);
         Ok(Arc::new(Self {
             registry: Registry::new(),
-            stats: HubStats::default(),
+            stats,
             config,
             tls: TlsAcceptor::from(hub_server_config(identity)?),
             next_conn: AtomicU64::new(1),
@@ -382,6 +388,8 @@ async fn connection(hub: Arc<Hub>, tcp: TcpStream, wire: Protocol, stop: Cancell
             Ok(Ok(tls)) => tls,
             Ok(Err(_)) | Err(_) => {
                 hub.stats.tls_failures.fetch_add(1, Ordering::Relaxed);
+                let why = "TLS handshake failed or timed out";
+                hub.stats.accounts.refuse_for(wire, "", "tls_handshake", &why);
                 return;
             }
         },

@@ -88,7 +88,12 @@ pub(super) async fn session(
                 () = tokio::time::sleep(wait) => {}
             }
         }
-        Admission::Refused => return,
+        Admission::Refused => {
+            let why = "new-connection throttle exceeded";
+            let accounts = &hub.stats.accounts;
+            accounts.refuse_for(Protocol::Mqtt, &device.id, "throttled", &why);
+            return;
+        }
     }
     let kicked = device.take_over(conn);
     if framed
