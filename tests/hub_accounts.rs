@@ -163,3 +163,72 @@ fn hub_serve_counts_what_it_received_by_protocol_and_ca_live_and_at_exit() {
         "{log}"
     );
 }
+
+#[test]
+fn hub_serve_logs_refusals_at_most_ten_a_second_and_counts_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["pki", "init", "--out", "ca"]);
+    let add = ["hub", "ca", "add", "--state", "hub", "--name", "tutorial"];
+    ok(
+        d,
+        &[&add[..], &["--cert", "ca/root.cer", "--verified"]].concat(),
+    );
+    ok(
+        d,
+        &["pki", "registry", "--count", "5", "--out", "devices.txt"],
+    );
+    ok(
+        d,
+        &[
+            "hub",
+            "device",
+            "add",
+            "--state",
+            "hub",
+            "--import",
+            "devices.txt",
+        ],
+    );
+    let mut hub = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+        .current_dir(d)
+        .args(["hub", "serve", "--state", "hub", "--mqtt", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(hub.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let rest = line.split("mqtts://").nth(1).unwrap();
+    let mqtt = rest.split_whitespace().next().unwrap();
+    // Thirty devices, five registered: 25 refusals within a few milliseconds.
+    acked_by_run(d, ("m.toml", "ca"), mqtt, "", 30);
+    let kill = Command::new("kill")
+        .args(["-TERM", &hub.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = hub.wait_with_output().unwrap();
+    let mut summary = String::new();
+    stdout.read_to_string(&mut summary).unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{summary}{log}");
+    assert!(
+        summary.contains("5 sessions accepted, 25 refused"),
+        "{summary}"
+    );
+    let shown = log.matches("hub refused mqtt session of device").count();
+    let hidden: usize = log
+        .lines()
+        .filter_map(|l| {
+            l.split("hub refused ")
+                .nth(1)?
+                .split(" more sessions")
+                .next()
+        })
+        .filter_map(|n| n.parse::<usize>().ok())
+        .sum();
+    assert_eq!(shown + hidden, 25, "{log}");
+    assert!((1..25).contains(&shown), "{log}");
+}
