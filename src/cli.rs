@@ -301,6 +301,11 @@ pub struct HubServeArgs {
     /// AMQP 1.0 listen address (IoT Hub: 5671); none unless given.
     #[arg(long)]
     pub amqp: Option<SocketAddr>,
+    /// Serve live counts (received by protocol and CA, sessions accepted and refused) as
+    /// OpenMetrics text on GET /metrics at this address (port 0: any free port; the bound
+    /// address is announced on stderr).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
 }
 
 /// `fleetbench hub ca …`

@@ -64,3 +64,5 @@ mod verdicts;
 mod limits;
 // Issue 13: `compare` judges noise as noise and names what differs.
 mod compare;
+// Issue 15: the standalone hub accounts for what it received (metrics, summary, refusal log).
+mod hub_accounts;

@@ -119,8 +119,11 @@ fn eprint_line(text: &str) {
 async fn serve(args: HubServeArgs) -> anyhow::Result<Outcome> {
     let state = StateDir::open(&args.state)?;
     let identity = serve_identity(&state, args.mqtt.ip())?;
-    let hub =
-        Hub::new(HubConfig::default(), &identity.server).context("configuring the hub's TLS")?;
+    let config = HubConfig {
+        log_refusals: true,
+        ..HubConfig::default()
+    };
+    let hub = Hub::new(config, &identity.server).context("configuring the hub's TLS")?;
     let reloader = Arc::new(Reloader::new(state.clone()));
     reloader.reload(&hub.registry)?;
     {
@@ -155,9 +158,12 @@ async fn serve(args: HubServeArgs) -> anyhow::Result<Outcome> {
         super::write_or_broken_pipe(out.write_all(line.as_bytes()).and_then(|()| out.flush()))?;
     }
     let stop = CancellationToken::new();
+    if let Some(addr) = args.metrics {
+        serve_metrics(addr, &hub, &stop).await?;
+    }
     let watcher = tokio::spawn(watch_state(reloader, hub.clone(), stop.clone()));
     hub::serve(
-        hub,
+        hub.clone(),
         Listeners {
             amqp,
             mqtt: Some(listener),
@@ -167,7 +173,29 @@ async fn serve(args: HubServeArgs) -> anyhow::Result<Outcome> {
     .await;
     stop.cancel();
     let _ = watcher.await;
+    hub.stats.accounts.flush_log();
+    let summary = hub.stats.accounts.snapshot().summary();
+    let mut out = std::io::stdout().lock();
+    super::write_or_broken_pipe(out.write_all(summary.as_bytes()).and_then(|()| out.flush()))?;
     Ok(Outcome::Success)
+}
+
+/// Binds `addr` and serves the hub's live counts there until `stop`; announces the bound
+/// address on stderr (as `run --metrics` does at `-v`).
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    hub: &Arc<Hub>,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot serve live metrics on {addr}"))?;
+    let bound = listener.local_addr()?;
+    let h = hub.clone();
+    let render: super::live::Render = Arc::new(move || Ok(h.stats.openmetrics()));
+    tokio::spawn(super::live::serve_with(listener, render, stop.clone()));
+    eprint_line(&format!("hub: live metrics on http://{bound}/metrics"));
+    Ok(())
 }
 
 /// Rereads the state file into a serving hub's registry when it changed (size, time or inode)

@@ -1,6 +1,6 @@
-//! The live metrics endpoint of `run --metrics ADDR`: a minimal HTTP/1.1 responder on tokio
-//! that answers `GET /metrics` with the recorder's current counters in OpenMetrics text. It
-//! reads snapshots only, so scraping never touches the measured path.
+//! The live metrics endpoints of `run --metrics ADDR` and `hub serve --metrics ADDR`: a minimal
+//! HTTP/1.1 responder on tokio that answers `GET /metrics` with current counters in OpenMetrics
+//! text. It reads snapshots only, so scraping never touches the measured path.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +17,21 @@ const MAX_HEAD: usize = 8 * 1024;
 /// A client that has not sent its request head by then is dropped.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Serves `listener` until `stop` is cancelled.
+/// Renders one exposition, ending with `# EOF`.
+pub type Render = Arc<dyn Fn() -> std::io::Result<Vec<u8>> + Send + Sync>;
+
+/// Serves `listener` with the recorder's counters until `stop` is cancelled.
 pub async fn serve(listener: TcpListener, recorder: Arc<Recorder>, stop: CancellationToken) {
+    let render: Render = Arc::new(move || {
+        let mut body = Vec::with_capacity(4096);
+        write_openmetrics(&mut body, &recorder.snapshot(), &recorder.histograms())?;
+        Ok(body)
+    });
+    serve_with(listener, render, stop).await;
+}
+
+/// Serves `listener` with what `render` makes until `stop` is cancelled.
+pub async fn serve_with(listener: TcpListener, render: Render, stop: CancellationToken) {
     loop {
         let stream = tokio::select! {
             () = stop.cancelled() => return,
@@ -30,16 +43,19 @@ pub async fn serve(listener: TcpListener, recorder: Arc<Recorder>, stop: Cancell
                 }
             },
         };
-        let recorder = recorder.clone();
+        let render = render.clone();
         tokio::spawn(async move {
-            if let Err(e) = respond(stream, &recorder).await {
+            if let Err(e) = respond(stream, &*render).await {
                 tracing::debug!(error = %e, "metrics endpoint request failed");
             }
         });
     }
 }
 
-async fn respond(mut stream: TcpStream, recorder: &Recorder) -> std::io::Result<()> {
+async fn respond(
+    mut stream: TcpStream,
+    render: &(dyn Fn() -> std::io::Result<Vec<u8>> + Send + Sync),
+) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -55,11 +71,7 @@ async fn respond(mut stream: TcpStream, recorder: &Recorder) -> std::io::Result<
     let mut parts = line.split(|b| *b == b' ');
     let (method, path) = (parts.next(), parts.next());
     let (status, content_type, body) = match (method, path) {
-        (Some(b"GET"), Some(b"/metrics")) => {
-            let mut body = Vec::with_capacity(4096);
-            write_openmetrics(&mut body, &recorder.snapshot(), &recorder.histograms())?;
-            ("200 OK", CONTENT_TYPE, body)
-        }
+        (Some(b"GET"), Some(b"/metrics")) => ("200 OK", CONTENT_TYPE, render()?),
         (Some(b"GET"), _) => ("404 Not Found", "text/plain", b"try /metrics\n".to_vec()),
         _ => (
             "405 Method Not Allowed",

@@ -6,7 +6,7 @@
 //! else the attach is refused with `amqp:unauthorized-access`. OPEN, BEGIN and ATTACH carry the
 //! values IoT Hub sends (see `docs/azure-iot-hub.md` sections 2.3 and 7).
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::registry::{Device, Refusal};
 use super::throttle::Admission;
-use super::Hub;
+use super::{Hub, Protocol};
 use crate::pki::common_name_of;
 use crate::transport::Replay;
 
@@ -183,11 +183,13 @@ pub(super) async fn session(
             a = session.next_incoming_attach() => a,
         };
         let Some(attach) = attach else { break };
-        let device = match authorize(&hub, &chain, &attach) {
+        let (device, ca) = match authorize(&hub, &chain, &attach) {
             Ok(d) => d,
             Err(refusal) => {
                 tracing::debug!(conn, link = %attach.name, %refusal, "hub refused attach");
-                hub.stats.refuse(&refusal);
+                let address = target_address(&attach).unwrap_or_default();
+                let named = target_device(&address).unwrap_or(address);
+                hub.stats.refuse(Protocol::Amqp, &named, &refusal);
                 let error = definitions::Error::new(
                     AmqpError::UnauthorizedAccess,
                     refusal.to_string(),
@@ -207,7 +209,10 @@ pub(super) async fn session(
                     () = tokio::time::sleep(wait) => {}
                 },
                 Admission::Refused => {
-                    let error = throttled("new-connection throttle exceeded");
+                    let why = "new-connection throttle exceeded";
+                    let accounts = &hub.stats.accounts;
+                    accounts.refuse_for(Protocol::Amqp, &device.id, "throttled", &why);
+                    let error = throttled(why);
                     refuse(&mut session, attach, error).await;
                     break;
                 }
@@ -220,11 +225,11 @@ pub(super) async fn session(
             LinkEndpoint::Receiver(r) => {
                 if attached.is_none() {
                     let token = device.take_over(conn);
-                    hub.stats.sessions.fetch_add(1, Ordering::Relaxed);
-                    hub.stats.active.fetch_add(1, Ordering::Relaxed);
+                    hub.stats.accept(Protocol::Amqp);
                     attached = Some((device.clone(), token));
                 }
-                receivers.spawn(receive(r, device, hub.clone()));
+                let counter = hub.stats.accounts.received_counter(Protocol::Amqp, &ca);
+                receivers.spawn(receive(r, (device, counter), hub.clone()));
             }
             // Cloud-to-device links are not served.
             LinkEndpoint::Sender(s) => {
@@ -245,14 +250,14 @@ fn authorize(
     hub: &Hub,
     chain: &[CertificateDer<'static>],
     attach: &Attach,
-) -> Result<Arc<Device>, Refusal> {
+) -> Result<(Arc<Device>, Arc<str>), Refusal> {
     let address = target_address(attach).unwrap_or_default();
     let id = target_device(&address).ok_or_else(|| {
         Refusal::IdentityMismatch(format!(
             "target {address:?} is not /devices/{{deviceId}}/messages/events"
         ))
     })?;
-    hub.registry.authenticate(chain, &id)
+    hub.registry.authenticate_by(chain, &id)
 }
 
 /// IoT Hub's throttling error (docs/azure-iot-hub.md section 5).
@@ -311,7 +316,11 @@ const BATCHED_FORMAT: u32 = 0x8001_3700;
 
 /// Receives until the link ends: counts each message, then settles it `accepted`; rejects
 /// oversize messages with `amqp:link:message-size-exceeded`.
-async fn receive(mut receiver: Receiver, device: Arc<Device>, hub: Arc<Hub>) {
+async fn receive(
+    mut receiver: Receiver,
+    (device, received): (Arc<Device>, Arc<AtomicU64>),
+    hub: Arc<Hub>,
+) {
     let max = hub.config.max_message_size;
     while let Ok(delivery) = receiver.recv::<Body<Value>>().await {
         let message = delivery.message();
@@ -347,6 +356,7 @@ async fn receive(mut receiver: Receiver, device: Arc<Device>, hub: Arc<Hub>) {
                     // Count before settling: whatever the device sees accepted is counted.
                     for _ in 0..messages {
                         device.count_message();
+                        received.fetch_add(1, Ordering::Relaxed);
                         hub.stats.count_message();
                     }
                     if let Admission::After(wait) = admission {

@@ -5,6 +5,7 @@
 //! never binds and never installs signal handlers, so tests bind port 0 and `main` wires Ctrl-C.
 //! The hub depends only on `transport` and `pki`.
 
+pub mod accounts;
 mod amqp;
 pub mod identity;
 mod mqtt;
@@ -29,8 +30,9 @@ use tokio_util::task::TaskTracker;
 use crate::pki::ServerIdentity;
 use crate::transport::tls::{hub_server_config, TlsConfigError};
 
+pub use accounts::{Accounts, AccountsSnapshot, Protocol};
 pub use identity::{HubIdentity, IdentityError, IdentitySpec};
-pub use registry::{CaInfo, DeviceAuth, Refusal, Registry, RegistryError};
+pub use registry::{CaInfo, DeviceAuth, Refusal, Registry, RegistryError, SELF_SIGNED};
 pub use state::{StateDir, StateError};
 
 /// How much waiting the throttles queue before they refuse (IoT Hub: "the first minute or
@@ -57,6 +59,9 @@ pub struct HubConfig {
     pub puback_stall: Option<(Duration, Duration)>,
     /// IoT Hub's throttles for a tier and unit count, if the hub should apply them.
     pub throttle: Option<(throttle::Tier, u32)>,
+    /// Log each refused session at warn level (rate-limited): `hub serve` does; the hub
+    /// embedded in `run` leaves refusals to the run's report (and to `-vv`).
+    pub log_refusals: bool,
 }
 
 impl Default for HubConfig {
@@ -68,6 +73,7 @@ impl Default for HubConfig {
             connack_stall: None,
             puback_stall: None,
             throttle: None,
+            log_refusals: false,
         }
     }
 }
@@ -96,6 +102,8 @@ pub struct HubStats {
     /// Requests the throttles refused (disconnect or throttled rejection).
     pub throttle_refusals: AtomicU64,
     refusals: Mutex<BTreeMap<&'static str, u64>>,
+    /// Received, accepted and refused by protocol, CA and reason.
+    pub accounts: Accounts,
     /// Woken whenever a message or a DISCONNECT is counted, for callers that wait for a count.
     counted: tokio::sync::Notify,
 }
@@ -133,8 +141,28 @@ impl HubStats {
         }
     }
 
-    fn refuse(&self, r: &Refusal) {
+    fn refuse(&self, protocol: Protocol, device: &str, r: &Refusal) {
         *self.refusals.lock().entry(r.name()).or_default() += 1;
+        self.accounts.refuse(protocol, device, r);
+    }
+
+    /// Counts one accepted session.
+    fn accept(&self, protocol: Protocol) {
+        self.sessions.fetch_add(1, Ordering::Relaxed);
+        self.active.fetch_add(1, Ordering::Relaxed);
+        self.accounts.accept(protocol);
+    }
+
+    /// The live metrics: [`Accounts`] and the sessions open now, in OpenMetrics text.
+    pub fn openmetrics(&self) -> Vec<u8> {
+        let mut text = Vec::with_capacity(2048);
+        // Writing to a Vec cannot fail.
+        let _ = self
+            .accounts
+            .snapshot()
+            .write_openmetrics(&mut text, self.active.load(Ordering::Relaxed));
+        text.extend_from_slice(b"# EOF\n");
+        text
     }
 
     /// Refusals by reason.
@@ -220,9 +248,11 @@ impl Hub {
         let throttles = config
             .throttle
             .map(|(tier, units)| throttle::Throttles::new(tier, units, THROTTLE_QUEUE));
+        let stats = HubStats::default();
+        stats.accounts.log_refusals(config.log_refusals);
         Ok(Arc::new(Self {
             registry: Registry::new(),
-            stats: HubStats::default(),
+            stats,
             config,
             tls: TlsAcceptor::from(hub_server_config(identity)?),
             next_conn: AtomicU64::new(1),
@@ -297,7 +327,10 @@ pub struct Listeners {
 pub async fn serve(hub: Arc<Hub>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
-    for (listener, wire) in [(listeners.amqp, Wire::Amqp), (listeners.mqtt, Wire::Mqtt)] {
+    for (listener, wire) in [
+        (listeners.amqp, Protocol::Amqp),
+        (listeners.mqtt, Protocol::Mqtt),
+    ] {
         if let Some(listener) = listener {
             tracker.spawn(accept_loop(
                 hub.clone(),
@@ -314,17 +347,10 @@ pub async fn serve(hub: Arc<Hub>, listeners: Listeners, shutdown: impl Future<Ou
     tracker.wait().await;
 }
 
-/// The protocol a listener speaks.
-#[derive(Debug, Clone, Copy)]
-enum Wire {
-    Amqp,
-    Mqtt,
-}
-
 async fn accept_loop(
     hub: Arc<Hub>,
     listener: TcpListener,
-    wire: Wire,
+    wire: Protocol,
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -353,7 +379,7 @@ async fn accept_loop(
     }
 }
 
-async fn connection(hub: Arc<Hub>, tcp: TcpStream, wire: Wire, stop: CancellationToken) {
+async fn connection(hub: Arc<Hub>, tcp: TcpStream, wire: Protocol, stop: CancellationToken) {
     let _ = tcp.set_nodelay(true);
     let handshake = tokio::time::timeout(hub.config.handshake_timeout, hub.tls.accept(tcp));
     let tls = tokio::select! {
@@ -362,6 +388,8 @@ async fn connection(hub: Arc<Hub>, tcp: TcpStream, wire: Wire, stop: Cancellatio
             Ok(Ok(tls)) => tls,
             Ok(Err(_)) | Err(_) => {
                 hub.stats.tls_failures.fetch_add(1, Ordering::Relaxed);
+                let why = "TLS handshake failed or timed out";
+                hub.stats.accounts.refuse_for(wire, "", "tls_handshake", &why);
                 return;
             }
         },
@@ -375,7 +403,7 @@ async fn connection(hub: Arc<Hub>, tcp: TcpStream, wire: Wire, stop: Cancellatio
         .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
         .unwrap_or_default();
     match wire {
-        Wire::Amqp => amqp::session(hub, tls, chain, conn, stop).await,
-        Wire::Mqtt => mqtt::session(&hub, tls, chain, conn, stop).await,
+        Protocol::Amqp => amqp::session(hub, tls, chain, conn, stop).await,
+        Protocol::Mqtt => mqtt::session(&hub, tls, chain, conn, stop).await,
     }
 }

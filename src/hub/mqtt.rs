@@ -1,6 +1,6 @@
 //! The hub's MQTT endpoint: IoT Hub's rules for X.509 devices over MQTT 3.1.1.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::{FutureExt as _, SinkExt, StreamExt};
@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::registry::{Device, Refusal};
 use super::throttle::Admission;
-use super::Hub;
+use super::{Hub, Protocol};
 
 type Conn = Framed<TlsStream<TcpStream>, Codec>;
 
@@ -57,11 +57,12 @@ pub(super) async fn session(
         return;
     };
 
-    let device = match authorize(hub, &chain, &connect) {
+    let (device, ca) = match authorize(hub, &chain, &connect) {
         Ok(d) => d,
         Err(refusal) => {
             tracing::debug!(conn, client_id = %connect.client_id, %refusal, "hub refused session");
-            hub.stats.refuse(&refusal);
+            hub.stats
+                .refuse(Protocol::Mqtt, &connect.client_id, &refusal);
             let _ = framed
                 .send(Packet::ConnAck(ConnAck::new(
                     ConnectReturnCode::NotAuthorized,
@@ -87,7 +88,12 @@ pub(super) async fn session(
                 () = tokio::time::sleep(wait) => {}
             }
         }
-        Admission::Refused => return,
+        Admission::Refused => {
+            let why = "new-connection throttle exceeded";
+            let accounts = &hub.stats.accounts;
+            accounts.refuse_for(Protocol::Mqtt, &device.id, "throttled", &why);
+            return;
+        }
     }
     let kicked = device.take_over(conn);
     if framed
@@ -101,9 +107,14 @@ pub(super) async fn session(
         device.release(conn);
         return;
     }
-    hub.stats.sessions.fetch_add(1, Ordering::Relaxed);
-    hub.stats.active.fetch_add(1, Ordering::Relaxed);
-    let end = serve_device(hub, &mut framed, &device, &connect, &kicked, &stop).await;
+    hub.stats.accept(Protocol::Mqtt);
+    let received = hub.stats.accounts.received_counter(Protocol::Mqtt, &ca);
+    let session = Session {
+        device: &device,
+        received: &received,
+        kicked: &kicked,
+    };
+    let end = serve_device(hub, &mut framed, &session, &connect, &stop).await;
     if end == End::TakenOver {
         hub.stats.taken_over.fetch_add(1, Ordering::Relaxed);
     }
@@ -115,7 +126,7 @@ fn authorize(
     hub: &Hub,
     chain: &[CertificateDer<'static>],
     connect: &Connect,
-) -> Result<std::sync::Arc<Device>, Refusal> {
+) -> Result<(std::sync::Arc<Device>, std::sync::Arc<str>), Refusal> {
     if chain.is_empty() {
         return Err(Refusal::NoCertificate);
     }
@@ -138,7 +149,7 @@ fn authorize(
             )))
         }
     }
-    hub.registry.authenticate(chain, id)
+    hub.registry.authenticate_by(chain, id)
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -149,14 +160,25 @@ enum End {
     Violation,
 }
 
+/// An accepted session: its device, where its messages are counted, and its take-over token.
+struct Session<'a> {
+    device: &'a Device,
+    received: &'a AtomicU64,
+    kicked: &'a CancellationToken,
+}
+
 async fn serve_device(
     hub: &Hub,
     framed: &mut Conn,
-    device: &Device,
+    session: &Session<'_>,
     connect: &Connect,
-    kicked: &CancellationToken,
     stop: &CancellationToken,
 ) -> End {
+    let Session {
+        device,
+        received,
+        kicked,
+    } = *session;
     let events_topic = format!("devices/{}/messages/events", device.id);
     let idle = keep_alive_deadline(connect.keep_alive);
     loop {
@@ -209,6 +231,7 @@ async fn serve_device(
                 };
                 // Count before acknowledging: whatever the device sees acknowledged is counted.
                 device.count_message();
+                received.fetch_add(1, Ordering::Relaxed);
                 hub.stats.count_message();
                 if let Some(wait) = wait {
                     // Earlier messages' answers are not held back by this one's.

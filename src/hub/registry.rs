@@ -112,6 +112,9 @@ impl Refusal {
     }
 }
 
+/// What [`Registry::authenticate_by`] names for a device registered by thumbprint.
+pub const SELF_SIGNED: &str = "(self-signed)";
+
 fn unknown_ca(presented: usize) -> String {
     if presented == 1 {
         "certificate does not chain to a registered CA: presented 1 certificate: the chain to a \
@@ -272,6 +275,8 @@ struct Verified {
     /// The latest not-before and the earliest not-after of the chain, in Unix seconds.
     valid: (u64, u64),
     cn: Arc<str>,
+    /// The registered CA the chain verified against.
+    ca: Arc<str>,
 }
 
 impl VerifiedChains {
@@ -286,14 +291,22 @@ impl VerifiedChains {
         key
     }
 
-    /// The leaf's CN, when the chain verified against CA generation `generation`.
-    fn get(&self, key: &[u8; 32], generation: u64, now: u64) -> Option<Arc<str>> {
+    /// The leaf's CN and the verifying CA's name, when the chain verified against CA
+    /// generation `generation`.
+    fn get(&self, key: &[u8; 32], generation: u64, now: u64) -> Option<(Arc<str>, Arc<str>)> {
         let map = self.map.lock();
         let v = map.get(key)?;
-        (v.generation == generation && v.valid.0 <= now && now <= v.valid.1).then(|| v.cn.clone())
+        (v.generation == generation && v.valid.0 <= now && now <= v.valid.1)
+            .then(|| (v.cn.clone(), v.ca.clone()))
     }
 
-    fn insert(&self, key: [u8; 32], chain: &[CertificateDer<'_>], generation: u64, cn: Arc<str>) {
+    fn insert(
+        &self,
+        key: [u8; 32],
+        chain: &[CertificateDer<'_>],
+        generation: u64,
+        (cn, ca): (Arc<str>, Arc<str>),
+    ) {
         let Some(valid) = validity_of(chain) else {
             return;
         };
@@ -307,6 +320,7 @@ impl VerifiedChains {
                 generation,
                 valid,
                 cn,
+                ca,
             },
         );
     }
@@ -562,6 +576,16 @@ impl Registry {
         chain: &[CertificateDer<'static>],
         claimed_id: &str,
     ) -> Result<Arc<Device>, Refusal> {
+        self.authenticate_by(chain, claimed_id).map(|(d, _)| d)
+    }
+
+    /// As [`Registry::authenticate`], also naming what vouched for the device: the registered
+    /// CA its chain verified against, or [`SELF_SIGNED`] for a thumbprint-registered device.
+    pub fn authenticate_by(
+        &self,
+        chain: &[CertificateDer<'static>],
+        claimed_id: &str,
+    ) -> Result<(Arc<Device>, Arc<str>), Refusal> {
         match self.authenticate_once(chain, claimed_id) {
             Err(
                 Refusal::UnknownDevice(_) | Refusal::UnknownCa { .. } | Refusal::CaUnverified(_),
@@ -580,7 +604,7 @@ impl Registry {
         &self,
         chain: &[CertificateDer<'static>],
         claimed_id: &str,
-    ) -> Result<Arc<Device>, Refusal> {
+    ) -> Result<(Arc<Device>, Arc<str>), Refusal> {
         let leaf = chain.first().ok_or(Refusal::NoCertificate)?;
         let key = VerifiedChains::key(chain);
         let generation = self.inner.read().generation;
@@ -588,7 +612,7 @@ impl Registry {
             .verified
             .get(&key, generation, UnixTime::now().as_secs());
         let cn: Arc<str> = match &known {
-            Some(cn) => cn.clone(),
+            Some((cn, _)) => cn.clone(),
             None => common_name_of(leaf)
                 .ok_or_else(|| Refusal::InvalidCertificate("no subject common name".into()))?
                 .into(),
@@ -604,7 +628,7 @@ impl Registry {
         if !device.enabled {
             return Err(Refusal::DeviceDisabled(claimed_id.to_owned()));
         }
-        match &device.auth {
+        let by: Arc<str> = match &device.auth {
             DeviceAuth::SelfSigned { primary, secondary } => {
                 let (s1, s256) = (sha1_hex(leaf), sha256_hex(leaf));
                 let matches =
@@ -612,6 +636,7 @@ impl Registry {
                 if !(matches(primary) || secondary.as_ref().is_some_and(matches)) {
                     return Err(Refusal::ThumbprintMismatch);
                 }
+                SELF_SIGNED.into()
             }
             DeviceAuth::CertificateAuthority => {
                 if *cn != *claimed_id {
@@ -619,25 +644,32 @@ impl Registry {
                         "certificate CN is {cn:?} but the device claims to be {claimed_id:?}"
                     )));
                 }
-                if known.is_none() {
-                    self.verify_chain(chain)?;
-                    self.verified.insert(key, chain, generation, cn);
+                match known {
+                    Some((_, ca)) => ca,
+                    None => {
+                        let ca = self.verify_chain(chain)?;
+                        self.verified
+                            .insert(key, chain, generation, (cn, ca.clone()));
+                        ca
+                    }
                 }
             }
-        }
+        };
         if provisional {
             // Authenticated: register it (or take the entry a concurrent first connection made).
             let mut inner = self.inner.write();
-            return Ok(inner
+            let device = inner
                 .devices
                 .entry(claimed_id.to_owned())
                 .or_insert(device)
-                .clone());
+                .clone();
+            return Ok((device, by));
         }
-        Ok(device)
+        Ok((device, by))
     }
 
-    fn verify_chain(&self, chain: &[CertificateDer<'static>]) -> Result<(), Refusal> {
+    /// Verifies `chain` against the verified CAs; returns the name of the one it chains to.
+    fn verify_chain(&self, chain: &[CertificateDer<'static>]) -> Result<Arc<str>, Refusal> {
         let ee = webpki::EndEntityCert::try_from(&chain[0])
             .map_err(|e| Refusal::InvalidCertificate(format!("{e:?}")))?;
         let inner = self.inner.read();
@@ -652,10 +684,21 @@ impl Registry {
                 None,
                 None,
             )
-            .map(drop)
+            .map(|path| {
+                let a = path.anchor();
+                (a.subject.to_vec(), a.subject_public_key_info.to_vec())
+            })
         };
         match verify(&mut inner.cas.iter().filter(|c| c.verified)) {
-            Ok(()) => Ok(()),
+            Ok((subject, spki)) => Ok(inner
+                .cas
+                .iter()
+                .find(|c| {
+                    c.verified
+                        && *c.anchor.subject == *subject
+                        && *c.anchor.subject_public_key_info == *spki
+                })
+                .map_or_else(|| "unknown".into(), |c| c.name.as_str().into())),
             // No path to a verified CA: the issuer is unknown, or a same-named CA's signature
             // does not match (another CA that happens to share the name).
             Err(webpki::Error::UnknownIssuer | webpki::Error::InvalidSignatureForPublicKey) => {
@@ -744,10 +787,13 @@ mod tests {
         let key = VerifiedChains::key(&certs);
         let generation = r.inner.read().generation;
         let now = UnixTime::now().as_secs();
+        let remembered = r.verified.get(&key, generation, now);
         assert_eq!(
-            r.verified.get(&key, generation, now).as_deref(),
-            Some("dev-1")
+            remembered.map(|(cn, ca)| (cn.to_string(), ca.to_string())),
+            Some(("dev-1".to_owned(), "root".to_owned()))
         );
+        // Remembered or checked afresh, the verifying CA is named.
+        assert_eq!(&*r.authenticate_by(&certs, "dev-1").unwrap().1, "root");
         // A remembered chain still may not claim another device's id.
         assert!(matches!(
             r.authenticate(&certs, "dev-2"),
