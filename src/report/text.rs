@@ -188,15 +188,15 @@ pub fn write_text(w: &mut impl Write, s: &Summary) -> io::Result<()> {
 /// Each rate planned against achieved, over the span defined once in `metrics::Rate`.
 fn write_rates(w: &mut impl Write, s: &Summary) -> io::Result<()> {
     for (n, row) in verdict::rate_rows(s).iter().enumerate() {
-        writeln!(
-            w,
+        let line = format!(
             "{:<12}{:<10}{:<18}{:<24}{}",
             if n == 0 { "Rates" } else { "" },
             row.label,
             row.planned(),
             row.achieved(),
             row.basis()
-        )?;
+        );
+        writeln!(w, "{}", line.trim_end())?;
     }
     let c = &s.counts;
     writeln!(
