@@ -9,7 +9,15 @@ use crate::metrics::{RunStatus, Summary};
 /// Fewest peak sessions for which memory per session is printed.
 const PER_SESSION_MIN: u64 = 50;
 
-/// Writes the report of `s`.
+/// The scenario's description, if it has a non-blank one.
+pub(crate) fn description(s: &Summary) -> Option<&str> {
+    s.scenario
+        .get("description")
+        .and_then(serde_json::Value::as_str)
+        .filter(|d| !d.trim().is_empty())
+}
+
+/// Writes the text report of `s`.
 pub fn write_text(w: &mut impl Write, s: &Summary) -> io::Result<()> {
     let head = format!("fleetbench {}:", s.scenario_name);
     let tail = format!("{} in {:.1} s", verdict::word(s), s.duration_secs);
@@ -17,6 +25,11 @@ pub fn write_text(w: &mut impl Write, s: &Summary) -> io::Result<()> {
         writeln!(w, "{head} {tail}")?;
     } else {
         writeln!(w, "{head}\n{:<12}{tail}", "")?;
+    }
+    if let Some(d) = description(s) {
+        for line in d.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            writeln!(w, "{:<12}{line}", "")?;
+        }
     }
     for (n, check) in verdict::failed_checks(s).iter().enumerate() {
         writeln!(w, "{:<12}{check}", if n == 0 { "Failed" } else { "" })?;
