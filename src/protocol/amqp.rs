@@ -165,7 +165,25 @@ fn open_error(e: OpenError) -> SessionError {
         OpenError::SaslError { code, .. } => {
             SessionError::Refused(format!("SASL outcome {code:?}"))
         }
+        OpenError::NotImplemented(Some(why)) => {
+            SessionError::Protocol(format!("AMQP open failed: not implemented: {why}"))
+        }
         other => SessionError::Protocol(format!("AMQP open failed: {other}")),
+    }
+}
+
+/// An open with SASL ANONYMOUS: fe2o3 reports a broker that does not offer the mechanism as
+/// "not implemented" and keeps the offered list to itself, so say what happened in words.
+fn anonymous_open_error(e: OpenError) -> SessionError {
+    match e {
+        OpenError::NotImplemented(Some(why)) if why.contains("is not supported") => {
+            SessionError::Refused(
+                "the broker refused SASL mechanism ANONYMOUS (it may offer only EXTERNAL: \
+                 set sasl = \"external\" with client certificates)"
+                    .into(),
+            )
+        }
+        other => open_error(other),
     }
 }
 
@@ -290,7 +308,7 @@ impl AmqpSession {
                 .sasl_profile(SaslProfile::Anonymous)
                 .open_with_stream(stream)
                 .await
-                .map_err(open_error)?,
+                .map_err(anonymous_open_error)?,
             SaslMechanism::External => {
                 let stream = external::negotiate(stream, host).await?;
                 connection_builder!(device_id, host)
