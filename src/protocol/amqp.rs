@@ -3,13 +3,12 @@
 //! [`AmqpConnection::attach`]: BEGIN and the sender ATTACH). Sends are pipelined: each transfer's
 //! settlement is awaited in a [`FuturesUnordered`], so [`AmqpSession::next_ack`] is cancel-safe.
 
-mod external;
+mod sasl;
 
 use std::fmt;
 
 use fe2o3_amqp::connection::{ConnectionHandle, OpenError};
 use fe2o3_amqp::link::{SendError, SenderAttachError};
-use fe2o3_amqp::sasl_profile::SaslProfile;
 use fe2o3_amqp::session::SessionHandle;
 use fe2o3_amqp::types::definitions::{self, ErrorCondition, Fields, SenderSettleMode};
 use fe2o3_amqp::types::messaging::{
@@ -172,21 +171,6 @@ fn open_error(e: OpenError) -> SessionError {
     }
 }
 
-/// An open with SASL ANONYMOUS: fe2o3 reports a broker that does not offer the mechanism as
-/// "not implemented" and keeps the offered list to itself, so say what happened in words.
-fn anonymous_open_error(e: OpenError) -> SessionError {
-    match e {
-        OpenError::NotImplemented(Some(why)) if why.contains("is not supported") => {
-            SessionError::Refused(
-                "the broker refused SASL mechanism ANONYMOUS (it may offer only EXTERNAL: \
-                 set sasl = \"external\" with client certificates)"
-                    .into(),
-            )
-        }
-        other => open_error(other),
-    }
-}
-
 fn attach_error(e: SenderAttachError) -> SessionError {
     match e {
         SenderAttachError::RemoteClosedWithError(e) => refusal(&e),
@@ -304,13 +288,15 @@ impl AmqpSession {
                 .open_with_stream(stream)
                 .await
                 .map_err(open_error)?,
-            SaslMechanism::Anonymous => connection_builder!(device_id, host)
-                .sasl_profile(SaslProfile::Anonymous)
-                .open_with_stream(stream)
-                .await
-                .map_err(anonymous_open_error)?,
+            SaslMechanism::Anonymous => {
+                let stream = sasl::negotiate(stream, host, sasl::Mechanism::Anonymous).await?;
+                connection_builder!(device_id, host)
+                    .open_with_stream(stream)
+                    .await
+                    .map_err(open_error)?
+            }
             SaslMechanism::External => {
-                let stream = external::negotiate(stream, host).await?;
+                let stream = sasl::negotiate(stream, host, sasl::Mechanism::External).await?;
                 connection_builder!(device_id, host)
                     .open_with_stream(stream)
                     .await
