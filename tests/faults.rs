@@ -219,7 +219,7 @@ fn an_unwritable_results_directory_is_an_error_before_the_load_starts() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("results directory"), "{err}");
+    assert!(err.contains("is a file, not a directory"), "{err}");
     // Nothing ran: no report on stdout.
     assert!(!String::from_utf8_lossy(&out.stdout).contains("Sessions"));
 }

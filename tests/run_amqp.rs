@@ -200,6 +200,29 @@ fn the_rabbitmq_walkthrough_passes_with_sasl_external() {
         failures.contains("SASL EXTERNAL outcome Auth"),
         "{failures}"
     );
+
+    // SASL ANONYMOUS against a broker that offers only EXTERNAL: said in words, not "Not
+    // implemented".
+    let anonymous = walkthrough::copy_replacing(
+        "scenarios/rabbitmq.toml",
+        "sasl = \"external\"",
+        "sasl = \"anonymous\"",
+        dir.path(),
+    );
+    let body = std::fs::read_to_string(&anonymous)
+        .unwrap()
+        .replace("127.0.0.1:5671", &format!("127.0.0.1:{}", broker.port));
+    std::fs::write(&anonymous, body).unwrap();
+    let args = ["run", "--quiet", "--results", "results", "rabbitmq.toml"];
+    let out = fleetbench(dir.path(), &[&args[..], &["--devices", "2"]].concat(), &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let s = walkthrough::take_summary(dir.path());
+    let failures = s["failures"].to_string();
+    assert!(
+        failures.contains("the broker refused SASL mechanism ANONYMOUS: it offers only EXTERNAL"),
+        "{failures}"
+    );
+    assert!(!failures.contains("Not implemented"), "{failures}");
     drop(broker);
 }
 

@@ -195,6 +195,22 @@ async fn four_shard_processes_against_one_hub_merge_without_loss() {
     let merged = read(&from_logs.join("summary.json"));
     assert_eq!(merged.counts, read(&from_dirs.join("summary.json")).counts);
     assert!(from_logs.join("report.html").is_file() && from_logs.join("report.txt").is_file());
+    // report.html has the Shards table the text report has: one row per shard, in order.
+    let html = std::fs::read_to_string(from_dirs.join("report.html")).unwrap();
+    let table = &html[html.find("<h2>Shards</h2>").expect("a Shards section")..];
+    let table = &table[..table.find("</table>").unwrap()];
+    for k in 0..SHARDS {
+        let row = format!(
+            "<tr><td>{k}/{SHARDS}</td><td>{}</td><td>complete</td>",
+            DEVICES / SHARDS
+        );
+        assert!(table.contains(&row), "{row} in {table}");
+    }
+    assert_eq!(
+        table.matches("<tr><td>").count(),
+        SHARDS as usize,
+        "{table}"
+    );
     let merged_json = serde_json::to_value(&merged).unwrap();
     assert!(
         validator.is_valid(&merged_json),

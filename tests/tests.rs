@@ -34,6 +34,8 @@ mod reports;
 mod thresholds;
 // Issue 14: latency per second in the timeline, timeline.csv and latency.hlog; the knee; merge.
 mod latency_timeline;
+// Issue 14: the scenario's description everywhere; error texts naming the file and the fault.
+mod report_details;
 // Issue 14: which devices failed: ids in summary.json, failures.csv and the reports.
 mod failed_devices;
 // Issue 6: the live metrics endpoint and Ctrl-C writing partial results.

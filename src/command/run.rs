@@ -424,10 +424,11 @@ fn read_roots(file: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let roots = CertificateDer::pem_file_iter(file)
         .with_context(|| format!("reading target.ca-file {}", file.display()))?
         .collect::<Result<Vec<_>, _>>()
-        .with_context(|| {
-            format!(
-                "target.ca-file {} holds a malformed certificate",
-                file.display()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "target.ca-file {}: {}",
+                file.display(),
+                crate::pki::store::pem_problem(&e)
             )
         })?;
     anyhow::ensure!(

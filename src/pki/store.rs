@@ -234,7 +234,7 @@ pub fn read_cert(path: &Path) -> Result<CertificateDer<'static>, StoreError> {
         reason,
     };
     let der = if bytes.starts_with(b"-----") || bytes.trim_ascii_start().starts_with(b"-----") {
-        CertificateDer::from_pem_slice(&bytes).map_err(|e| corrupt(format!("{e}")))?
+        CertificateDer::from_pem_slice(&bytes).map_err(|e| corrupt(pem_problem(&e)))?
     } else {
         CertificateDer::from(bytes)
     };
@@ -262,9 +262,32 @@ pub fn read_key(path: &Path) -> Result<KeyPair, StoreError> {
             "it is encrypted; decrypt it first: openssl pkey -in KEY -out KEY.plain.pem".into(),
         ));
     }
-    let der = PrivateKeyDer::from_pem_slice(&bytes)
-        .map_err(|e| corrupt(format!("no PKCS#8, PKCS#1 or SEC1 PEM key ({e})")))?;
+    let der = PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => {
+            corrupt("no PKCS#8, PKCS#1 or SEC1 PEM key in it".into())
+        }
+        e => corrupt(pem_problem(&e)),
+    })?;
     KeyPair::try_from(&der).map_err(|e| corrupt(e.to_string()))
+}
+
+/// What is wrong with a PEM file, in words: the section a cut-short file leaves open, the line
+/// that starts a section badly, rather than the parser's byte arrays.
+pub fn pem_problem(e: &rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error;
+    match e {
+        Error::MissingSectionEnd { end_marker } => format!(
+            "the {} section has no END line (is the file cut short?)",
+            String::from_utf8_lossy(end_marker)
+        ),
+        Error::IllegalSectionStart { line } => format!(
+            "a malformed BEGIN line: {:?}",
+            String::from_utf8_lossy(line).trim()
+        ),
+        Error::Base64Decode(why) => format!("a section's body is not valid base64 ({why})"),
+        Error::NoItemsFound => "no PEM section of the expected kind".into(),
+        e => e.to_string(),
+    }
 }
 
 /// PEM text of one DER object.

@@ -3,13 +3,12 @@
 //! [`AmqpConnection::attach`]: BEGIN and the sender ATTACH). Sends are pipelined: each transfer's
 //! settlement is awaited in a [`FuturesUnordered`], so [`AmqpSession::next_ack`] is cancel-safe.
 
-mod external;
+mod sasl;
 
 use std::fmt;
 
 use fe2o3_amqp::connection::{ConnectionHandle, OpenError};
 use fe2o3_amqp::link::{SendError, SenderAttachError};
-use fe2o3_amqp::sasl_profile::SaslProfile;
 use fe2o3_amqp::session::SessionHandle;
 use fe2o3_amqp::types::definitions::{self, ErrorCondition, Fields, SenderSettleMode};
 use fe2o3_amqp::types::messaging::{
@@ -165,6 +164,9 @@ fn open_error(e: OpenError) -> SessionError {
         OpenError::SaslError { code, .. } => {
             SessionError::Refused(format!("SASL outcome {code:?}"))
         }
+        OpenError::NotImplemented(Some(why)) => {
+            SessionError::Protocol(format!("AMQP open failed: not implemented: {why}"))
+        }
         other => SessionError::Protocol(format!("AMQP open failed: {other}")),
     }
 }
@@ -286,13 +288,15 @@ impl AmqpSession {
                 .open_with_stream(stream)
                 .await
                 .map_err(open_error)?,
-            SaslMechanism::Anonymous => connection_builder!(device_id, host)
-                .sasl_profile(SaslProfile::Anonymous)
-                .open_with_stream(stream)
-                .await
-                .map_err(open_error)?,
+            SaslMechanism::Anonymous => {
+                let stream = sasl::negotiate(stream, host, sasl::Mechanism::Anonymous).await?;
+                connection_builder!(device_id, host)
+                    .open_with_stream(stream)
+                    .await
+                    .map_err(open_error)?
+            }
             SaslMechanism::External => {
-                let stream = external::negotiate(stream, host).await?;
+                let stream = sasl::negotiate(stream, host, sasl::Mechanism::External).await?;
                 connection_builder!(device_id, host)
                     .open_with_stream(stream)
                     .await

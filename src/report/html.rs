@@ -11,10 +11,10 @@ use super::charts::spectrum;
 use super::format::{count, kib, micros, observed, rate};
 use super::timeline_charts::{latency_chart_names, timeline_charts};
 use super::verdict;
-use crate::metrics::{decode_histogram, Summary};
+use crate::metrics::{decode_histogram, RunStatus, Summary};
 
 const STYLE: &str = "body{font-family:sans-serif;margin:24px;color:#222;max-width:1200px}\
-h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ddd}\
+h1{font-size:22px}.description{white-space:pre-line;color:#444}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ddd}\
 table{border-collapse:collapse;margin:8px 0}td,th{padding:3px 10px;text-align:right;\
 border-bottom:1px solid #eee}th:first-child,td:first-child{text-align:left}\
 .pass{color:#1a7f37;font-weight:bold}.fail{color:#cf222e;font-weight:bold}\
@@ -60,9 +60,13 @@ pub fn write_html(w: &mut impl Write, s: &Summary) -> io::Result<()> {
         s.duration_secs,
         esc(&s.tool_version)
     )?;
+    if let Some(d) = super::text::description(s) {
+        writeln!(w, "<p class=\"description\">{}</p>", esc(d.trim()))?;
+    }
     write_verdict(w, s)?;
     write_thresholds(w, s)?;
     write_totals(w, s)?;
+    write_shards(w, s)?;
     write_rates(w, s)?;
     write_throttling(w, s)?;
     write_phases(w, s)?;
@@ -222,6 +226,52 @@ fn write_totals(w: &mut impl Write, s: &Summary) -> io::Result<()> {
     writeln!(w, "<h2>Totals</h2><table>")?;
     for (k, v) in rows {
         writeln!(w, "<tr><td>{k}</td><td>{}</td></tr>", esc(&v))?;
+    }
+    writeln!(w, "</table>")
+}
+
+/// A merge's Shards table (as the text report's Shards lines), or a shard's own place.
+fn write_shards(w: &mut impl Write, s: &Summary) -> io::Result<()> {
+    let offset = |ms: Option<f64>| ms.map(|m| format!("{m:+.1} ms")).unwrap_or_default();
+    if let Some(i) = &s.shard {
+        writeln!(
+            w,
+            "<p>Shard {}/{} of the fleet{}.</p>",
+            i.index,
+            i.count,
+            i.start_offset_ms
+                .map(|_| format!(", start-at offset {}", offset(i.start_offset_ms)))
+                .unwrap_or_default()
+        )?;
+    }
+    if s.shards.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        w,
+        "<h2>Shards</h2><table><tr><th>shard</th><th>devices</th><th>status</th>\
+         <th>start offset</th><th>saturated</th><th>source</th></tr>"
+    )?;
+    for r in &s.shards {
+        let (class, status) = match &r.status {
+            RunStatus::Complete => ("", "complete"),
+            RunStatus::Partial { .. } => (" class=\"fail\"", "partial"),
+        };
+        let saturated = if r.generator.saturated {
+            "<span class=\"fail\">saturated</span>"
+        } else {
+            "no"
+        };
+        writeln!(
+            w,
+            "<tr><td>{}/{}</td><td>{}</td><td{class}>{status}</td><td>{}</td><td>{saturated}</td>\
+             <td>{}</td></tr>",
+            r.shard.index,
+            r.shard.count,
+            count(r.devices),
+            esc(&offset(r.shard.start_offset_ms)),
+            esc(&r.source)
+        )?;
     }
     writeln!(w, "</table>")
 }

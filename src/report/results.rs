@@ -24,6 +24,11 @@ impl ResultsDir {
         let stamp = humantime::format_rfc3339_seconds(at)
             .to_string()
             .replace(['-', ':'], "");
+        anyhow::ensure!(
+            root.is_dir() || !root.exists(),
+            "--results {} is a file, not a directory",
+            root.display()
+        );
         fs::create_dir_all(root)
             .with_context(|| format!("cannot create the results directory {}", root.display()))?;
         for n in 0..1000 {
@@ -59,6 +64,11 @@ impl ResultsDir {
         anyhow::ensure!(
             !path.join("summary.json").exists(),
             "{} already holds a summary.json: choose another output directory",
+            path.display()
+        );
+        anyhow::ensure!(
+            path.is_dir() || !path.exists(),
+            "{} is a file, not a directory: choose another output directory",
             path.display()
         );
         fs::create_dir_all(path)

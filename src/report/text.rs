@@ -9,7 +9,35 @@ use crate::metrics::{RunStatus, Summary};
 /// Fewest peak sessions for which memory per session is printed.
 const PER_SESSION_MIN: u64 = 50;
 
-/// Writes the report of `s`.
+/// The scenario's description, if it has a non-blank one.
+pub(crate) fn description(s: &Summary) -> Option<&str> {
+    s.scenario
+        .get("description")
+        .and_then(serde_json::Value::as_str)
+        .filter(|d| !d.trim().is_empty())
+}
+
+/// `text`'s non-blank lines, each broken at spaces to at most `width` characters (a longer word
+/// stays whole).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let mut cur = String::new();
+        for word in line.split_whitespace() {
+            if !cur.is_empty() && cur.chars().count() + 1 + word.chars().count() > width {
+                out.push(std::mem::take(&mut cur));
+            }
+            if !cur.is_empty() {
+                cur.push(' ');
+            }
+            cur.push_str(word);
+        }
+        out.push(cur);
+    }
+    out
+}
+
+/// Writes the text report of `s`.
 pub fn write_text(w: &mut impl Write, s: &Summary) -> io::Result<()> {
     let head = format!("fleetbench {}:", s.scenario_name);
     let tail = format!("{} in {:.1} s", verdict::word(s), s.duration_secs);
@@ -17,6 +45,11 @@ pub fn write_text(w: &mut impl Write, s: &Summary) -> io::Result<()> {
         writeln!(w, "{head} {tail}")?;
     } else {
         writeln!(w, "{head}\n{:<12}{tail}", "")?;
+    }
+    if let Some(d) = description(s) {
+        for line in wrap(d, 100 - 12) {
+            writeln!(w, "{:<12}{line}", "")?;
+        }
     }
     for (n, check) in verdict::failed_checks(s).iter().enumerate() {
         writeln!(w, "{:<12}{check}", if n == 0 { "Failed" } else { "" })?;
@@ -282,6 +315,16 @@ fn write_shards(w: &mut impl Write, s: &Summary) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_description_is_wrapped_at_spaces() {
+        let long = format!("{}\n\n  short  ", ["word"; 30].join(" "));
+        let lines = wrap(&long, 88);
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(lines.iter().all(|l| l.chars().count() <= 88), "{lines:?}");
+        assert_eq!(lines[2], "short");
+        assert_eq!(lines[..2].join(" "), ["word"; 30].join(" "));
+    }
     use crate::metrics::{
         new_histogram, FailureSummary, GeneratorHealth, HubAccounting, Op, PhaseSummary, RunCounts,
         ThresholdResult, Unit,

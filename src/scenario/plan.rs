@@ -38,6 +38,8 @@ pub struct RunPlan {
 pub struct Plan {
     /// Scenario name.
     pub name: String,
+    /// The scenario's free-text description, if it has one.
+    pub description: Option<String>,
     /// Target.
     pub target: Target,
     /// Protocol.
@@ -154,6 +156,7 @@ impl Plan {
                 }
                 Ok(Self {
                     name,
+                    description: s.description.clone().filter(|d| !d.trim().is_empty()),
                     target,
                     protocol,
                     tls,
@@ -219,6 +222,7 @@ impl Plan {
         let d = |d: Duration| humantime::format_duration(d).to_string();
         json!({
             "name": self.name,
+            "description": self.description,
             "target": target,
             "protocol": protocol,
             "tls": {"version": self.tls.version.to_string(), "resumption": self.tls.resumption,

@@ -1,9 +1,11 @@
-//! SASL EXTERNAL over a TLS stream that fe2o3-amqp did not build itself.
+//! SASL EXTERNAL and ANONYMOUS over a TLS stream that fe2o3-amqp did not build itself.
 //!
 //! fe2o3's builder refuses EXTERNAL with a caller-supplied stream, and its EXTERNAL profile sends
 //! no initial response, which RabbitMQ 3.10 rejects (`unexpected_1_0_sasl_frame`): the SASL
 //! layer is run here with fe2o3's public transport, sending an empty initial response (RFC 4422:
-//! "derive the authorization identity from the credentials", i.e. the certificate).
+//! "derive the authorization identity from the credentials", i.e. the certificate). ANONYMOUS
+//! runs here too so that a broker which does not offer it is named with what it does offer
+//! (fe2o3 reports that as "Not implemented").
 
 use fe2o3_amqp::frames::sasl;
 use fe2o3_amqp::transport::protocol_header::ProtocolHeaderCodec;
@@ -17,15 +19,42 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 use super::SessionError;
 use crate::transport::Replay;
 
-const EXTERNAL: &str = "EXTERNAL";
+/// The mechanisms run here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mechanism {
+    /// EXTERNAL, with an empty initial response.
+    External,
+    /// ANONYMOUS, with no initial response (as fe2o3's own profile).
+    Anonymous,
+}
+
+impl Mechanism {
+    fn name(self) -> &'static str {
+        match self {
+            Self::External => "EXTERNAL",
+            Self::Anonymous => "ANONYMOUS",
+        }
+    }
+
+    fn initial_response(self) -> Option<Binary> {
+        match self {
+            Self::External => Some(Binary::from(Vec::new())),
+            Self::Anonymous => None,
+        }
+    }
+}
 
 fn negotiation(e: impl std::fmt::Display) -> SessionError {
     SessionError::Protocol(format!("SASL negotiation failed: {e}"))
 }
 
-/// Runs the SASL header exchange and EXTERNAL; returns the stream, replaying whatever the peer
+/// Runs the SASL header exchange and `mechanism`; returns the stream, replaying whatever the peer
 /// pipelined after its outcome, ready for the AMQP header.
-pub(super) async fn negotiate<S>(stream: S, host: &str) -> Result<Replay<S>, SessionError>
+pub(super) async fn negotiate<S>(
+    stream: S,
+    host: &str,
+    mechanism: Mechanism,
+) -> Result<Replay<S>, SessionError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -37,15 +66,21 @@ where
         .map_err(negotiation)?;
     match transport.next().await {
         Some(Ok(sasl::Frame::Mechanisms(m))) => {
-            if !m
+            let offered: Vec<&str> = m
                 .sasl_server_mechanisms
                 .0
                 .iter()
-                .any(|s| s.as_str() == EXTERNAL)
-            {
+                .map(|s| s.as_str())
+                .collect();
+            if !offered.contains(&mechanism.name()) {
                 return Err(SessionError::Refused(format!(
-                    "the broker does not offer SASL EXTERNAL (offers {:?})",
-                    m.sasl_server_mechanisms.0
+                    "the broker refused SASL mechanism {}: it offers only {}",
+                    mechanism.name(),
+                    if offered.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        offered.join(", ")
+                    }
                 )));
             }
         }
@@ -58,8 +93,8 @@ where
         None => return Err(SessionError::Closed),
     }
     let init = SaslInit {
-        mechanism: Symbol::from(EXTERNAL),
-        initial_response: Some(Binary::from(Vec::new())),
+        mechanism: Symbol::from(mechanism.name()),
+        initial_response: mechanism.initial_response(),
         hostname: Some(host.to_owned()),
     };
     transport
@@ -70,7 +105,8 @@ where
         Some(Ok(sasl::Frame::Outcome(o))) if o.code == SaslCode::Ok => {}
         Some(Ok(sasl::Frame::Outcome(o))) => {
             return Err(SessionError::Refused(format!(
-                "SASL EXTERNAL outcome {:?}",
+                "SASL {} outcome {:?}",
+                mechanism.name(),
                 o.code
             )))
         }
