@@ -2,10 +2,11 @@
 //! draining) with counts, rates, active sessions and errors so far, refreshed four times a
 //! second from a snapshot of the counters; never on the measured path. Hidden when stderr is
 //! not a terminal or with `--quiet`. Every line is formatted here (pure functions, unit-tested)
-//! and kept within 80 columns (indicatif's `wide_msg` cuts it to a narrower terminal).
+//! and kept within 80 columns, or one less than a narrower terminal's width (a line as wide as
+//! the terminal wraps when the Ctrl-C echo lands after it, and its first line was left behind).
 
 use std::io::IsTerminal as _;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
@@ -29,6 +30,37 @@ pub struct Totals {
     pub sessions: Option<u64>,
     /// Messages to send, if fixed.
     pub messages: Option<u64>,
+}
+
+/// The display on the terminal now, if any: log lines are written above it, not through it
+/// (a line written through it left the bars above the report after Ctrl-C's warning).
+static SHOWN: Mutex<Option<MultiProgress>> = Mutex::new(None);
+
+/// Where log lines go: stderr, above the live display while one is shown.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogWriter;
+
+/// A [`LogWriter`], for `tracing_subscriber::fmt().with_writer(log_writer)`.
+pub fn log_writer() -> LogWriter {
+    LogWriter
+}
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_all(buf).map(|()| buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let shown = SHOWN.lock().ok().and_then(|s| s.clone());
+        match shown {
+            Some(lines) => lines.suspend(|| std::io::stderr().write_all(buf)),
+            None => std::io::stderr().write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 /// A running progress display.
@@ -66,8 +98,8 @@ impl Progress {
         } else {
             ProgressDrawTarget::hidden()
         });
-        let style = ProgressStyle::with_template("{wide_msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let style =
+            ProgressStyle::with_template("{msg}").unwrap_or_else(|_| ProgressStyle::default_bar());
         // Cleared, never left behind, however the bar ends (even dropped by an aborted task).
         let line = || {
             lines.add(
@@ -94,6 +126,11 @@ impl Progress {
             l.draining.clone(),
         ];
         bars.extend(l.waiting.as_ref().map(|(b, _)| b.clone()));
+        if visible {
+            if let Ok(mut shown) = SHOWN.lock() {
+                *shown = Some(lines.clone());
+            }
+        }
         let task = visible.then(|| {
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(TICK);
@@ -114,6 +151,9 @@ impl Progress {
         if let Some(t) = self.task.take() {
             t.abort();
         }
+        if let Ok(mut shown) = SHOWN.lock() {
+            *shown = None;
+        }
         for bar in &self.bars {
             bar.finish_and_clear();
         }
@@ -124,9 +164,10 @@ impl Progress {
 impl Lines {
     fn show(&self, s: &Snapshot, last: &Snapshot, secs: f64) {
         let per_sec = |now: u64, before: u64| rate(now.saturating_sub(before) as f64 / secs);
+        let width = columns();
         if let Some((bar, at)) = &self.waiting {
             match at.duration_since(SystemTime::now()) {
-                Ok(left) => bar.set_message(countdown(left, *at)),
+                Ok(left) => bar.set_message(countdown(left, *at, width)),
                 Err(_) => bar.finish_and_clear(),
             }
         }
@@ -139,6 +180,7 @@ impl Lines {
                 "{}  {elapsed}",
                 per_sec(s.identities_minted, last.identities_minted)
             ),
+            width,
         ));
         self.connecting.set_message(stage(
             "connecting",
@@ -151,6 +193,7 @@ impl Lines {
                 count(s.sessions_active),
                 count(s.sessions_failed)
             ),
+            width,
         ));
         self.sending.set_message(stage(
             "sending",
@@ -161,6 +204,7 @@ impl Lines {
                 per_sec(s.messages_sent, last.messages_sent),
                 count(s.errors)
             ),
+            width,
         ));
         // Draining: what was sent and is not yet settled (acknowledged or given up on).
         let settled = s.messages_acked + s.messages_unacked;
@@ -173,13 +217,14 @@ impl Lines {
                 per_sec(s.messages_acked, last.messages_acked),
                 count(s.messages_sent.saturating_sub(settled))
             ),
+            width,
         ));
     }
 }
 
 /// One stage's line: a bar and `done/total` when the total is fixed, else the count alone
 /// (the rate is in `detail`); never wider than 80 columns.
-pub fn stage(name: &str, done: u64, total: Option<u64>, detail: &str) -> String {
+pub fn stage(name: &str, done: u64, total: Option<u64>, detail: &str, width: usize) -> String {
     let line = match total {
         Some(total) => {
             let filled = if total == 0 {
@@ -197,18 +242,18 @@ pub fn stage(name: &str, done: u64, total: Option<u64>, detail: &str) -> String 
         }
         None => format!("{name:<10} {:>6} {detail}", count(done)),
     };
-    fit(&line, WIDTH)
+    fit(&line, width)
 }
 
 /// The countdown shown while waiting for `--start-at`: `starting in 12 s at 2026-…Z`.
-pub fn countdown(left: Duration, at: SystemTime) -> String {
+pub fn countdown(left: Duration, at: SystemTime, width: usize) -> String {
     fit(
         &format!(
             "starting in {} at {}",
             clock(left + Duration::from_millis(999)),
             humantime::format_rfc3339_millis(at)
         ),
-        WIDTH,
+        width,
     )
 }
 
@@ -222,6 +267,14 @@ fn clock(d: Duration) -> String {
     }
 }
 
+/// The columns a line may take: 80, or one less than a narrower terminal's width.
+fn columns() -> usize {
+    console::Term::stderr()
+        .size_checked()
+        .map_or(WIDTH, |(_, cols)| usize::from(cols).saturating_sub(1))
+        .min(WIDTH)
+}
+
 /// `line` cut to `width` characters.
 fn fit(line: &str, width: usize) -> String {
     line.chars().take(width).collect()
@@ -233,14 +286,14 @@ mod tests {
 
     #[test]
     fn a_stage_without_a_fixed_total_shows_a_count_and_a_rate_not_a_fraction() {
-        let line = stage("sending", 464, None, "120.0/s  errors 0");
+        let line = stage("sending", 464, None, "120.0/s  errors 0", WIDTH);
         assert_eq!(line, "sending       464 120.0/s  errors 0");
         assert!(!line.contains("464/"), "no fraction: {line}");
     }
 
     #[test]
     fn a_stage_with_a_fixed_total_shows_a_bar_and_a_fraction() {
-        let line = stage("sending", 50, Some(100), "x");
+        let line = stage("sending", 50, Some(100), "x", WIDTH);
         assert_eq!(
             line,
             format!(
@@ -249,7 +302,7 @@ mod tests {
                 "-".repeat(10)
             )
         );
-        assert!(stage("draining", 0, Some(0), "").contains(&"#".repeat(BAR)));
+        assert!(stage("draining", 0, Some(0), "", WIDTH).contains(&"#".repeat(BAR)));
     }
 
     #[test]
@@ -262,26 +315,33 @@ mod tests {
             count(u64::MAX)
         );
         for total in [None, Some(u64::MAX)] {
-            let line = stage("connecting", u64::MAX, total, &detail);
+            let line = stage("connecting", u64::MAX, total, &detail, WIDTH);
             assert!(
                 line.chars().count() <= WIDTH,
                 "{} columns: {line}",
                 line.len()
             );
         }
+        let narrow = stage("sending", 123_456, Some(1_000_000), &detail, 39);
+        assert_eq!(narrow.chars().count(), 39, "{narrow}");
         let at = SystemTime::UNIX_EPOCH + Duration::from_secs(4_000_000_000);
-        assert!(countdown(Duration::from_secs(1 << 40), at).chars().count() <= WIDTH);
+        assert!(
+            countdown(Duration::from_secs(1 << 40), at, WIDTH)
+                .chars()
+                .count()
+                <= WIDTH
+        );
     }
 
     #[test]
     fn the_countdown_names_the_seconds_left_and_the_instant() {
         let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_000_000);
         assert_eq!(
-            countdown(Duration::from_millis(11_200), at),
+            countdown(Duration::from_millis(11_200), at, WIDTH),
             "starting in 12 s at 2026-11-30T00:53:20.000Z"
         );
         assert_eq!(
-            countdown(Duration::from_secs(184), at),
+            countdown(Duration::from_secs(184), at, WIDTH),
             "starting in 3:04 at 2026-11-30T00:53:20.000Z"
         );
     }
