@@ -2,8 +2,9 @@
 //! draining) with counts, rates, active sessions and errors so far, refreshed four times a
 //! second from a snapshot of the counters; never on the measured path. Hidden when stderr is
 //! not a terminal or with `--quiet`. Every line is formatted here (pure functions, unit-tested)
-//! and kept within 80 columns, or one less than a narrower terminal's width (a line as wide as
-//! the terminal wraps when the Ctrl-C echo lands after it, and its first line was left behind).
+//! and kept within 80 columns, or one less than a narrower terminal's width, so that no line
+//! wraps. (Known: indicatif parks the cursor at the right edge, so a terminal's `^C` echo still
+//! pushes the first line out of the display's reach and leaves it above the report.)
 
 use std::io::IsTerminal as _;
 use std::sync::{Arc, Mutex};
