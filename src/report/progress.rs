@@ -3,8 +3,7 @@
 //! second from a snapshot of the counters; never on the measured path. Hidden when stderr is
 //! not a terminal or with `--quiet`. Every line is formatted here (pure functions, unit-tested)
 //! and kept within 80 columns, or one less than a narrower terminal's width, so that no line
-//! wraps. (Known: indicatif parks the cursor at the right edge, so a terminal's `^C` echo still
-//! pushes the first line out of the display's reach and leaves it above the report.)
+//! wraps. The display starts with a blank line, the one a terminal's `^C` echo leaves behind.
 
 use std::io::IsTerminal as _;
 use std::sync::{Arc, Mutex};
@@ -109,6 +108,11 @@ impl Progress {
                     .with_finish(ProgressFinish::AndClear),
             )
         };
+        // A blank first line: indicatif parks the cursor at the right edge, so a terminal's `^C`
+        // echo wraps to a new line and the first line falls out of the display's reach; a blank
+        // one left above the report is harmless, a stale bar was not.
+        let spacer = line();
+        spacer.set_message(" ");
         let waiting = start_at.map(|at| (line(), at));
         let l = Lines {
             waiting,
@@ -127,6 +131,7 @@ impl Progress {
             l.draining.clone(),
         ];
         bars.extend(l.waiting.as_ref().map(|(b, _)| b.clone()));
+        bars.push(spacer);
         if visible {
             if let Ok(mut shown) = SHOWN.lock() {
                 *shown = Some(lines.clone());
