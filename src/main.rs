@@ -25,7 +25,7 @@ fn main() -> ExitCode {
                 tracing_subscriber::EnvFilter::new(format!("fleetbench={level}"))
             }),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(fleetbench::report::progress::log_writer)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -18,8 +18,11 @@ use crate::metrics::{Recorder, Summary};
 use crate::pki::export::Thumbprints;
 use crate::pki::store::load_ca_dir;
 use crate::pki::{CaChain, ChainSpec, DeviceIds, Validity};
-use crate::report::{progress::Progress, write_text, ResultsDir};
-use crate::scenario::{FleetPlan, Overrides, Plan, Shard, Target};
+use crate::report::{
+    progress::{Progress, Totals},
+    write_text, ResultsDir,
+};
+use crate::scenario::{FleetPlan, Overrides, Plan, SessionPlan, Shard, Target};
 use crate::transport::{ClientTls, Endpoint, ServerVerification};
 use crate::Outcome;
 
@@ -285,8 +288,13 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
         tokio::spawn(super::live::serve(listener, recorder.clone(), live.clone()));
     }
     let _stop_live = live.drop_guard();
-    let expected = ids.len() as u64 * u64::from(plan.messages.count);
-    let progress = Progress::start(recorder.clone(), ids.len() as u64, expected, options.quiet);
+    let progress = Progress::start(
+        recorder.clone(),
+        ids.len() as u64,
+        progress_totals(plan, ids.len() as u64),
+        options.start_at,
+        options.quiet,
+    );
     if let Some(at) = options.start_at {
         if let Err(e) = super::shard::wait_until(at, &options.interrupt).await {
             progress.finish();
@@ -437,4 +445,15 @@ fn read_roots(file: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
         file.display()
     );
     Ok(roots)
+}
+
+/// What the progress display can expect: sessions and messages are fixed only for a run that
+/// connects each device once and sends a set count (not stages, churn or a send duration).
+fn progress_totals(plan: &Plan, devices: u64) -> Totals {
+    let once = matches!(plan.session, SessionPlan::Once { .. });
+    let counted = plan.messages.count != u32::MAX && plan.messages.duration.is_none();
+    Totals {
+        sessions: once.then_some(devices),
+        messages: (once && counted).then(|| devices * u64::from(plan.messages.count)),
+    }
 }
