@@ -7,9 +7,8 @@ use std::time::Duration;
 use tokio::time::{timeout, Instant};
 
 use super::device::{ReadyDevice, Shared, Start};
-use crate::metrics::{incr, FailureKind, Phase, Recorder};
+use crate::metrics::{incr, FailureKind, Phase, Recorder, Scheduled};
 use crate::protocol::{io_kind, AmqpSession, MqttSession, Session, SessionError};
-use crate::scenario::schedule::lateness;
 use crate::scenario::ProtocolPlan;
 use crate::transport::{self, DeviceStream};
 
@@ -131,8 +130,11 @@ pub(super) async fn connect(
     rec.record_scheduled(
         Phase::ConnectResponse,
         shard,
-        lateness(Duration::ZERO, started - start.intended),
-        ready - start.intended,
+        Scheduled {
+            intended: start.intended,
+            started,
+            done: ready,
+        },
     );
     Some(session)
 }

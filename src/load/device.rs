@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::connect::connect;
 use super::message::telemetry;
-use crate::metrics::{incr, FailureKind, Phase, Recorder};
+use crate::metrics::{incr, FailureKind, Phase, Recorder, Scheduled};
 use crate::protocol::{Outcome, Session};
 use crate::scenario::schedule::SendSchedule;
 use crate::scenario::{MessagePlan, ProtocolPlan, ReconnectPlan, SendModel};
@@ -487,7 +487,11 @@ impl<'a> Sender<'a> {
                     .bytes_sent
                     .fetch_add(msg.body.len() as u64, Ordering::Relaxed);
                 if settled {
-                    self.record_response(sent - due, sent - due);
+                    self.record_response(Scheduled {
+                        intended: due,
+                        started: sent,
+                        done: sent,
+                    });
                 } else {
                     self.inflight.push(InFlight { seq, due, sent });
                 }
@@ -501,14 +505,14 @@ impl<'a> Sender<'a> {
     /// Records a send's response time. The closed model's is corrected for coordinated
     /// omission at the interval the device would have kept with the hub at its fastest: think
     /// time plus the quickest acknowledgement this device has had before this one.
-    fn record_response(&self, lateness: Duration, total: Duration) {
+    fn record_response(&self, at: Scheduled) {
         let rec = self.rec();
         match self.think {
             Some(think) => {
                 let interval = think + self.fastest_ack.unwrap_or_default();
-                rec.record_closed_loop(self.device.index, lateness, total, interval);
+                rec.record_closed_loop(self.device.index, at, interval);
             }
-            None => rec.record_scheduled(Phase::SendResponse, self.device.index, lateness, total),
+            None => rec.record_scheduled(Phase::SendResponse, self.device.index, at),
         }
     }
 
@@ -522,7 +526,11 @@ impl<'a> Sender<'a> {
                 rec.counters
                     .ack_latency_us
                     .fetch_add(crate::metrics::micros(now - f.sent), Ordering::Relaxed);
-                self.record_response(f.sent - f.due, now - f.due);
+                self.record_response(Scheduled {
+                    intended: f.due,
+                    started: f.sent,
+                    done: now,
+                });
                 let service = now - f.sent;
                 self.fastest_ack = Some(self.fastest_ack.map_or(service, |f| f.min(service)));
                 incr(&rec.counters.messages_acked);
