@@ -3,6 +3,8 @@
 
 use std::process::ExitCode;
 
+use std::io::IsTerminal as _;
+
 use clap::Parser as _;
 use fleetbench::{cli::Cli, Outcome};
 
@@ -26,6 +28,8 @@ fn main() -> ExitCode {
             }),
         )
         .with_writer(fleetbench::report::progress::log_writer)
+        // Colour only on a terminal: a log piped to a file or CI keeps no escape codes.
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -88,3 +88,16 @@ fn a_small_run_exits_zero_and_prints_the_report() {
         assert!(line.chars().count() <= 100, "line over 100 columns: {line}");
     }
 }
+
+#[test]
+fn log_lines_piped_to_a_file_carry_no_colour_codes() {
+    // A tier with no connect rate: the plan warns before it runs (a `warn!` log line).
+    let (code, err) =
+        run_scenario("[target]\ntier = \"F1\"\n[fleet]\ndevices = 1\n[messages]\ncount = 1\n");
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("accepts"), "the warning is missing: {err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "escape codes in a piped log: {err:?}"
+    );
+}
