@@ -227,9 +227,9 @@ pub(super) fn over_time(
     Ok(svg)
 }
 
-/// The stroke width of line `i` of `n`: 2 px for the last, 3 px more for each before it.
+/// The stroke width of line `i` of `n`: 2 px for the last, 2 px more for each before it.
 fn layer_width(i: usize, n: usize) -> u32 {
-    2 + 3 * (n.saturating_sub(i + 1)) as u32
+    2 + 2 * (n.saturating_sub(i + 1)) as u32
 }
 
 /// The time axis: from the first sample to the last (at least one second wide), so that a
@@ -315,7 +315,7 @@ mod tests {
     fn a_line_equal_to_a_later_one_is_drawn_wider_beneath_it() {
         assert_eq!(
             (0..4).map(|i| layer_width(i, 4)).collect::<Vec<_>>(),
-            [11, 8, 5, 2]
+            [8, 6, 4, 2]
         );
         let same = vec![(1.0, 5.0), (2.0, 7.0)];
         let svg = over_time(
@@ -324,7 +324,7 @@ mod tests {
             &[("sends/s".into(), same.clone()), ("acks/s".into(), same)],
         )
         .unwrap();
-        assert!(svg.contains("stroke-width=\"5\" points="), "{svg}");
+        assert!(svg.contains("stroke-width=\"4\" points="), "{svg}");
         assert!(svg.contains("stroke-width=\"2\" points="), "{svg}");
     }
 

@@ -174,7 +174,7 @@ pub(crate) fn heatmap(
                 .filter(|(_, n)| **n > 0)
                 .map(|(i, n)| {
                     Rectangle::new(
-                        [(c.t - 1.0, g.edge(i)), (c.t, g.edge(i + 1))],
+                        [(c.t - 0.5, g.edge(i)), (c.t + 0.5, g.edge(i + 1))],
                         colour(*n, g.most).filled(),
                     )
                 })
@@ -183,9 +183,7 @@ pub(crate) fn heatmap(
         let red = COLOURS[3];
         chart
             .draw_series(LineSeries::new(
-                g.columns
-                    .iter()
-                    .map(|c| (c.t - 0.5, c.p99_ms.clamp(y_lo, y_hi))),
+                g.columns.iter().map(|c| (c.t, c.p99_ms.clamp(y_lo, y_hi))),
                 red.stroke_width(2),
             ))
             .map_err(chart_error)?

@@ -79,10 +79,15 @@ pub(crate) fn latency_over_time(
             .draw()
             .map_err(chart_error)?;
         let band = COLOURS[0].mix(0.25);
-        let mut outline: Vec<(f64, f64)> = latency.iter().map(|p| (p.0, axis.of_ms(p.1))).collect();
-        outline.extend(latency.iter().rev().map(|p| (p.0, axis.of_ms(p.2))));
+        // A second without samples breaks the lines: no line is drawn through it.
+        let runs = runs(latency);
+        let outlines = runs.iter().map(|run| {
+            let mut outline: Vec<(f64, f64)> = run.iter().map(|p| (p.0, axis.of_ms(p.1))).collect();
+            outline.extend(run.iter().rev().map(|p| (p.0, axis.of_ms(p.2))));
+            Polygon::new(outline, band.filled())
+        });
         chart
-            .draw_series(std::iter::once(Polygon::new(outline, band.filled())))
+            .draw_series(outlines)
             .map_err(chart_error)?
             .label("p50 to p99")
             .legend(move |(x, y)| Rectangle::new([(x, y - 4), (x + 18, y + 4)], band.filled()));
@@ -93,16 +98,23 @@ pub(crate) fn latency_over_time(
             ("p99", COLOURS[1], |p| p.2),
         ];
         for (name, colour, f) in lines {
+            let style = colour.stroke_width(2);
+            let at = |p: &LatencyPoint| (p.0, axis.of_ms(f(p)));
+            let paths = runs
+                .iter()
+                .filter(|run| run.len() > 1)
+                .map(|run| PathElement::new(run.iter().map(at).collect::<Vec<_>>(), style));
             chart
-                .draw_series(LineSeries::new(
-                    latency.iter().map(|p| (p.0, axis.of_ms(f(p)))),
-                    colour.stroke_width(2),
-                ))
+                .draw_series(paths)
                 .map_err(chart_error)?
                 .label(name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
-                });
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
+            // A lone second: a dot, as a line needs two.
+            let dots = runs
+                .iter()
+                .filter(|run| run.len() == 1)
+                .map(|run| Circle::new(at(&run[0]), 3, colour.filled()));
+            chart.draw_series(dots).map_err(chart_error)?;
         }
         draw_rates(&mut chart, rate, (t_min, t_max))?;
         chart
@@ -115,6 +127,19 @@ pub(crate) fn latency_over_time(
         root.present().map_err(chart_error)?;
     }
     Ok(svg)
+}
+
+/// The points in runs of consecutive seconds.
+fn runs(latency: &[LatencyPoint]) -> Vec<&[LatencyPoint]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=latency.len() {
+        if i == latency.len() || latency[i].0 - latency[i - 1].0 > 1.0 + 1e-9 {
+            out.push(&latency[start..i]);
+            start = i;
+        }
+    }
+    out
 }
 
 type DualChart<'a, 'b> = plotters::chart::DualCoordChartContext<
@@ -156,4 +181,31 @@ fn draw_rates(
         .label(format!("{} planned (right axis)", rate.name))
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 7, y)], black));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_without_samples_breaks_the_lines_and_a_lone_second_is_a_dot() {
+        let points = vec![
+            (1.0, 1.0, 2.0, 3.0),
+            (2.0, 1.0, 2.0, 3.0),
+            (8.0, 5.0, 9.0, 40.0),
+        ];
+        let lens: Vec<usize> = runs(&points).iter().map(|r| r.len()).collect();
+        assert_eq!(lens, [2, 1]);
+        let rates = RateLines {
+            name: "connects/s",
+            achieved: &[(1.0, 8.0), (8.0, 22.0)],
+            planned: &[],
+        };
+        let svg = latency_over_time("c", &points, &rates).unwrap();
+        // p50, max and p99: a dot each at 8 s, and no line from 2 s to 8 s.
+        assert_eq!(svg.matches("<circle").count(), 3, "{svg}");
+        let lines = svg.matches("stroke-width=\"2\" points=").count();
+        // Three latency lines of one run, the achieved rate, and four legend samples.
+        assert_eq!(lines, 3 + 1 + 4, "{svg}");
+    }
 }
