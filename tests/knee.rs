@@ -169,9 +169,52 @@ fn a_step_past_the_quota_shows_its_knee_at_the_second_it_crossed() {
     );
     let heat = figure(&html, "heatmap-send_response");
     assert!(heat.contains("\nsamples\n</text>"), "{heat}");
+    check_labels(&html);
     if let Ok(keep) = std::env::var("FLEETBENCH_KNEE_REPORT") {
         std::fs::copy(run.join("report.html"), keep).unwrap();
     }
+}
+
+/// Every chart's text stays inside its 560 px wide SVG (the last x label included), and no
+/// latency label reads like "3000.00" (seconds past 1,000 ms, decimals as the axis needs).
+fn check_labels(html: &str) {
+    let mut seen = 0;
+    for svg in html.split("<svg").skip(1) {
+        let svg = &svg[..svg.find("</svg>").unwrap()];
+        for text in svg.split("<text ").skip(1) {
+            let attr = |name: &str| {
+                let at = text
+                    .find(&format!("{name}=\""))
+                    .map(|i| i + name.len() + 2)?;
+                Some(&text[at..at + text[at..].find('"')?])
+            };
+            let content = text[text.find('>').unwrap() + 1..text.find("</text>").unwrap()].trim();
+            let (Some(x), Some(size)) = (attr("x"), attr("font-size")) else {
+                continue;
+            };
+            let (x, size): (f64, f64) = (x.parse().unwrap(), size.parse().unwrap());
+            // Sans-serif digits and letters are at most about 0.6 em wide on average.
+            let width = 0.6 * size * content.chars().count() as f64;
+            let (left, right) = match attr("text-anchor") {
+                Some("middle") => (x - width / 2.0, x + width / 2.0),
+                Some("end") => (x - width, x),
+                _ => (x, x + width),
+            };
+            if attr("transform").is_none() {
+                assert!(
+                    left >= 0.0 && right <= 560.0,
+                    "{content:?} from {left:.0} to {right:.0} px"
+                );
+            }
+            let long_decimal =
+                content.split('.').next().is_some_and(|whole| {
+                    whole.len() >= 4 && whole.chars().all(|c| c.is_ascii_digit())
+                }) && content.contains('.');
+            assert!(!long_decimal, "label {content:?}");
+            seen += 1;
+        }
+    }
+    assert!(seen > 100, "{seen} labels");
 }
 
 /// The `<figure>` of chart `name` in a report.
