@@ -50,12 +50,17 @@ pub(super) struct LatencyAxis {
 impl LatencyAxis {
     /// The axis for latencies up to `max_ms`, with a tenth of headroom.
     pub(super) fn for_max_ms(max_ms: f64) -> Self {
+        Self::with_headroom(max_ms, 1.1)
+    }
+
+    /// The axis for latencies up to `max_ms`, reaching `headroom` times that.
+    pub(super) fn with_headroom(max_ms: f64, headroom: f64) -> Self {
         let (unit, scale) = if max_ms >= 1000.0 {
             ("s", 1000.0)
         } else {
             ("ms", 1.0)
         };
-        let max = (max_ms / scale * 1.1).max(0.01);
+        let max = (max_ms / scale * headroom).max(0.01);
         // Plotters puts about ten ticks on an axis: a tenth of the top needs this many decimals.
         let decimals = (-(max / 10.0).log10().floor()).clamp(0.0, 3.0) as usize;
         Self {
@@ -161,7 +166,8 @@ fn percentile_label(x: f64) -> String {
 
 /// Lines over the seconds of a run. Each line is a name and its `(t, value)` points. Lines
 /// are layered: each is drawn wider than the ones after it, so that a line equal to a later one
-/// (sends/s under acks/s) still shows as a band around it.
+/// (sends/s under acks/s) still shows as a band around it. A legend names the lines when there
+/// are several (with room above the data for it); one line is named by the title.
 pub(super) fn over_time(
     title: &str,
     y_desc: &str,
@@ -173,7 +179,7 @@ pub(super) fn over_time(
         .flat_map(|(_, p)| p.iter().map(|(_, v)| *v))
         .fold(0.0, f64::max)
         .max(1.0)
-        * 1.1;
+        * if lines.len() > 1 { 1.5 } else { 1.1 };
     let y_label = |y: f64| {
         if y_max < 10.0 {
             format!("{y:.1}")
@@ -213,7 +219,7 @@ pub(super) fn over_time(
                 .label(name.as_str())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
         }
-        if !lines.is_empty() {
+        if lines.len() > 1 {
             chart
                 .configure_series_labels()
                 .position(SeriesLabelPosition::UpperRight)
@@ -227,9 +233,9 @@ pub(super) fn over_time(
     Ok(svg)
 }
 
-/// The stroke width of line `i` of `n`: 2 px for the last, 2 px more for each before it.
+/// The stroke width of line `i` of `n`: 2 px for the last, 3 px more for each before it.
 fn layer_width(i: usize, n: usize) -> u32 {
-    2 + 2 * (n.saturating_sub(i + 1)) as u32
+    2 + 3 * (n.saturating_sub(i + 1)) as u32
 }
 
 /// The time axis: from the first sample to the last (at least one second wide), so that a
@@ -265,9 +271,16 @@ mod tests {
         }
         let svg = spectrum("x", &h).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("polyline"), "{svg}");
-        let svg = over_time("y", "n", &[("a".into(), vec![(0.0, 0.0), (1.0, 5.0)])]).unwrap();
+        let line = vec![(0.0, 0.0), (1.0, 5.0)];
+        let svg = over_time("y", "n", &[("a".into(), line.clone())]).unwrap();
+        // One line is named by the title: no legend box to hide it.
         assert!(
-            svg.contains("polyline") && svg.contains("\na\n</text>"),
+            svg.contains("polyline") && !svg.contains("\na\n</text>"),
+            "{svg}"
+        );
+        let svg = over_time("y", "n", &[("a".into(), line.clone()), ("b".into(), line)]).unwrap();
+        assert!(
+            svg.contains("\na\n</text>") && svg.contains("\nb\n</text>"),
             "{svg}"
         );
         let points = vec![(1.0, 1.0, 5.0, 9.0), (2.0, 2.0, 2500.0, 3000.0)];
@@ -315,7 +328,7 @@ mod tests {
     fn a_line_equal_to_a_later_one_is_drawn_wider_beneath_it() {
         assert_eq!(
             (0..4).map(|i| layer_width(i, 4)).collect::<Vec<_>>(),
-            [8, 6, 4, 2]
+            [11, 8, 5, 2]
         );
         let same = vec![(1.0, 5.0), (2.0, 7.0)];
         let svg = over_time(
@@ -324,7 +337,7 @@ mod tests {
             &[("sends/s".into(), same.clone()), ("acks/s".into(), same)],
         )
         .unwrap();
-        assert!(svg.contains("stroke-width=\"4\" points="), "{svg}");
+        assert!(svg.contains("stroke-width=\"5\" points="), "{svg}");
         assert!(svg.contains("stroke-width=\"2\" points="), "{svg}");
     }
 

@@ -106,7 +106,7 @@ pub(super) fn timeline_charts(rows: &[TimelineRow]) -> io::Result<Vec<(String, S
             latency_over_time(&title, &latency, &rates)?,
         ));
         if heat {
-            let title = format!("{phase}: samples per second and latency");
+            let title = format!("{phase}: samples per second (red: p99)");
             if let Some(svg) = heatmap(&title, rows, phase)? {
                 out.push((format!("heatmap-{phase}"), svg));
             }

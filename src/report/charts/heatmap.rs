@@ -1,6 +1,7 @@
 //! A latency heat map: seconds across, latency up on a log scale (five buckets a decade), each
 //! cell coloured by how many samples of that second fell in that bucket (a log colour scale,
-//! with its legend on the right), and the second's p99 drawn over it.
+//! with its legend on the right), and the second's p99 drawn over it in red (the title says so:
+//! a legend box would hide cells).
 //!
 //! The rule for when one is drawn: a phase gets a heat map when it has latency in at least
 //! [`HEATMAP_MIN_SECONDS`] seconds. Shorter runs show every second's percentiles well enough on
@@ -163,6 +164,7 @@ pub(crate) fn heatmap(
             .disable_mesh()
             .x_desc("seconds")
             .y_desc("latency (log)")
+            .y_labels(12)
             .x_label_formatter(&seconds_label(t_max - t_min))
             .y_label_formatter(&|y| latency_label(*y))
             .draw()
@@ -180,21 +182,29 @@ pub(crate) fn heatmap(
                 })
         });
         chart.draw_series(cells).map_err(chart_error)?;
+        // The p99 of each run of consecutive seconds (a lone second is a dot).
         let red = COLOURS[3];
+        let at = |c: &Column| (c.t, c.p99_ms.clamp(y_lo, y_hi));
+        let mut runs: Vec<Vec<(f64, f64)>> = Vec::new();
+        for (i, c) in g.columns.iter().enumerate() {
+            match runs.last_mut() {
+                Some(run) if i > 0 && c.t - g.columns[i - 1].t <= 1.0 => run.push(at(c)),
+                _ => runs.push(vec![at(c)]),
+            }
+        }
         chart
-            .draw_series(LineSeries::new(
-                g.columns.iter().map(|c| (c.t, c.p99_ms.clamp(y_lo, y_hi))),
-                red.stroke_width(2),
-            ))
-            .map_err(chart_error)?
-            .label("p99")
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], red.stroke_width(2)));
+            .draw_series(
+                runs.iter()
+                    .filter(|r| r.len() > 1)
+                    .map(|r| PathElement::new(r.clone(), red.stroke_width(2))),
+            )
+            .map_err(chart_error)?;
         chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
+            .draw_series(
+                runs.iter()
+                    .filter(|r| r.len() == 1)
+                    .map(|r| Circle::new(r[0], 3, red.filled())),
+            )
             .map_err(chart_error)?;
         draw_legend(&legend, g.most)?;
         root.present().map_err(chart_error)?;

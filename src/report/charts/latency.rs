@@ -8,6 +8,11 @@ use plotters::prelude::*;
 
 use super::{chart_error, label_area, seconds_label, time_range, LatencyAxis, COLOURS, SIZE};
 
+/// Taller than the other charts, with room above the data for the legend.
+const TALL: (u32, u32) = (SIZE.0, 380);
+/// The axes reach this many times the largest value, so that the legend stays clear of it.
+const HEADROOM: f64 = 1.6;
+
 /// One second of a phase's latency, in milliseconds: `(t, p50, p99, max)`.
 pub(crate) type LatencyPoint = (f64, f64, f64, f64);
 /// One phase's latency over the seconds of a run.
@@ -40,7 +45,8 @@ pub(crate) fn latency_over_time(
             .map(|p| p.0)
             .chain(rate.achieved.iter().map(|p| p.0)),
     );
-    let axis = LatencyAxis::for_max_ms(latency.iter().map(|p| p.3).fold(0.0, f64::max));
+    let axis =
+        LatencyAxis::with_headroom(latency.iter().map(|p| p.3).fold(0.0, f64::max), HEADROOM);
     let r_max = rate
         .achieved
         .iter()
@@ -49,11 +55,11 @@ pub(crate) fn latency_over_time(
         .map(|p| p.1)
         .fold(0.0, f64::max)
         .max(1.0)
-        * 1.1;
+        * HEADROOM;
     let r_label = |y: f64| super::super::format::count(y.round() as u64);
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, TALL).into_drawing_area();
         root.fill(&WHITE).map_err(chart_error)?;
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 16))
