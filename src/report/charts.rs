@@ -16,6 +16,8 @@ pub(super) use latency::{latency_over_time, LatencyPoints, RateLines};
 
 /// Chart size in pixels.
 pub(super) const SIZE: (u32, u32) = (560, 320);
+/// The size of the charts of a phase's latency over time: taller, with room for a legend.
+pub(super) const TALL: (u32, u32) = (SIZE.0, 380);
 /// Room right of the plot for half of the last x label.
 pub(super) const RIGHT_MARGIN: u32 = 28;
 /// Series colours, distinguishable and printable.

@@ -13,7 +13,7 @@ use std::io;
 use plotters::coord::combinators::IntoLogRange as _;
 use plotters::prelude::*;
 
-use super::{chart_error, seconds_label, COLOURS, RIGHT_MARGIN, SIZE};
+use super::{chart_error, seconds_label, COLOURS, RIGHT_MARGIN, TALL as SIZE};
 use crate::metrics::TimelineRow;
 
 /// Seconds with latency a phase needs for a heat map.

@@ -6,10 +6,8 @@ use std::io;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
-use super::{chart_error, label_area, seconds_label, time_range, LatencyAxis, COLOURS, SIZE};
+use super::{chart_error, label_area, seconds_label, time_range, LatencyAxis, COLOURS, TALL};
 
-/// Taller than the other charts, with room above the data for the legend.
-const TALL: (u32, u32) = (SIZE.0, 380);
 /// The axes reach this many times the largest value, so that the legend stays clear of it.
 const HEADROOM: f64 = 1.6;
 
