@@ -170,6 +170,7 @@ fn a_step_past_the_quota_shows_its_knee_at_the_second_it_crossed() {
     let heat = figure(&html, "heatmap-send_response");
     assert!(heat.contains("\nsamples\n</text>"), "{heat}");
     check_labels(&html);
+    check_in_browser(&run.join("report.html"), dir.path());
     if let Ok(keep) = std::env::var("FLEETBENCH_KNEE_REPORT") {
         std::fs::copy(run.join("report.html"), keep).unwrap();
     }
@@ -215,6 +216,33 @@ fn check_labels(html: &str) {
         }
     }
     assert!(seen > 100, "{seen} labels");
+}
+
+/// Headless Chromium renders every chart of the report, the heat map's cells included, with no
+/// console message (skipped without a browser, unless `FLEETBENCH_REQUIRE_BROWSER=1`).
+fn check_in_browser(page: &Path, dir: &Path) {
+    if !crate::report_html::browser_available() {
+        return;
+    }
+    let (dom, console) = crate::report_html::chromium(page, &dir.join("profile"), &["--dump-dom"]);
+    assert!(console.is_empty(), "console messages: {console:#?}");
+    let html = std::fs::read_to_string(page).unwrap();
+    let names: Vec<&str> = html
+        .split("data-chart=\"")
+        .skip(1)
+        .map(|s| &s[..s.find('"').unwrap()])
+        .collect();
+    assert!(names.len() >= 15, "{names:?}");
+    for name in names {
+        let chart = figure(&dom, name);
+        assert!(
+            chart.contains("<svg") && chart.contains("<polyline"),
+            "{name}"
+        );
+        if name.starts_with("heatmap-") {
+            assert!(chart.matches("<rect").count() > 50, "{name}: too few cells");
+        }
+    }
 }
 
 /// The `<figure>` of chart `name` in a report.
