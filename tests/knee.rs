@@ -133,7 +133,27 @@ fn a_step_past_the_quota_shows_its_knee_at_the_second_it_crossed() {
         .map(|(t, _)| *t);
     assert_eq!(first_over, Some(crossing_row), "{planned:?}");
 
-    // timeline.csv gives the same seconds, the same knee and the planned column.
+    check_csv(&run, &p99s, crossing_row, at);
+
+    // report.html: the latency chart with the planned rate beside the achieved, a heat map.
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    let chart = figure(&html, "latency-over-time-send_response");
+    assert!(chart.contains("acks/s planned (right axis)"), "{chart}");
+    assert!(
+        chart.contains("latency (s)"),
+        "p99 past a second: the axis in s"
+    );
+    let heat = figure(&html, "heatmap-send_response");
+    assert!(heat.contains("\nsamples\n</text>"), "{heat}");
+    check_labels(&html);
+    check_in_browser(&run.join("report.html"), dir.path());
+    if let Ok(keep) = std::env::var("FLEETBENCH_KNEE_REPORT") {
+        std::fs::copy(run.join("report.html"), keep).unwrap();
+    }
+}
+
+/// timeline.csv gives the same seconds, the same knee (at `at`) and the planned column.
+fn check_csv(run: &Path, p99s: &[(u64, f64)], crossing_row: u64, at: u64) {
     let csv = std::fs::read_to_string(run.join("timeline.csv")).unwrap();
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
@@ -158,22 +178,6 @@ fn a_step_past_the_quota_shows_its_knee_at_the_second_it_crossed() {
     assert_eq!(knee(&from_csv, crossing_row).0, at);
     let csv_planned: f64 = rows[crossing_row as usize - 1][plan].parse().unwrap();
     assert!(csv_planned > QUOTA, "{csv_planned}");
-
-    // report.html: the latency chart with the planned rate beside the achieved, a heat map.
-    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
-    let chart = figure(&html, "latency-over-time-send_response");
-    assert!(chart.contains("acks/s planned (right axis)"), "{chart}");
-    assert!(
-        chart.contains("latency (s)"),
-        "p99 past a second: the axis in s"
-    );
-    let heat = figure(&html, "heatmap-send_response");
-    assert!(heat.contains("\nsamples\n</text>"), "{heat}");
-    check_labels(&html);
-    check_in_browser(&run.join("report.html"), dir.path());
-    if let Ok(keep) = std::env::var("FLEETBENCH_KNEE_REPORT") {
-        std::fs::copy(run.join("report.html"), keep).unwrap();
-    }
 }
 
 /// Every chart's text stays inside its 560 px wide SVG (the last x label included), and no

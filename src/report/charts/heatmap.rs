@@ -139,12 +139,7 @@ pub(crate) fn heatmap(
     let Some(g) = grid(rows, phase)? else {
         return Ok(None);
     };
-    let t_min = g
-        .columns
-        .iter()
-        .map(|c| c.t - 1.0)
-        .fold(f64::INFINITY, f64::min);
-    let t_max = g.columns.iter().map(|c| c.t).fold(0.0, f64::max);
+    let (t_min, t_max) = time_axis(&g);
     let (y_lo, y_hi) = (g.edge(0), g.edge(g.buckets));
     let mut svg = String::new();
     {
@@ -169,47 +164,59 @@ pub(crate) fn heatmap(
             .y_label_formatter(&|y| latency_label(*y))
             .draw()
             .map_err(chart_error)?;
-        let cells = g.columns.iter().flat_map(|c| {
-            c.counts
-                .iter()
-                .enumerate()
-                .filter(|(_, n)| **n > 0)
-                .map(|(i, n)| {
-                    Rectangle::new(
-                        [(c.t - 0.5, g.edge(i)), (c.t + 0.5, g.edge(i + 1))],
-                        colour(*n, g.most).filled(),
-                    )
-                })
-        });
-        chart.draw_series(cells).map_err(chart_error)?;
+        chart.draw_series(cells(&g)).map_err(chart_error)?;
         // The p99 of each run of consecutive seconds (a lone second is a dot).
         let red = COLOURS[3];
-        let at = |c: &Column| (c.t, c.p99_ms.clamp(y_lo, y_hi));
-        let mut runs: Vec<Vec<(f64, f64)>> = Vec::new();
-        for (i, c) in g.columns.iter().enumerate() {
-            match runs.last_mut() {
-                Some(run) if i > 0 && c.t - g.columns[i - 1].t <= 1.0 => run.push(at(c)),
-                _ => runs.push(vec![at(c)]),
-            }
-        }
+        let runs = p99_runs(&g, (y_lo, y_hi));
+        let lines = runs.iter().filter(|r| r.len() > 1);
         chart
-            .draw_series(
-                runs.iter()
-                    .filter(|r| r.len() > 1)
-                    .map(|r| PathElement::new(r.clone(), red.stroke_width(2))),
-            )
+            .draw_series(lines.map(|r| PathElement::new(r.clone(), red.stroke_width(2))))
             .map_err(chart_error)?;
+        let dots = runs.iter().filter(|r| r.len() == 1);
         chart
-            .draw_series(
-                runs.iter()
-                    .filter(|r| r.len() == 1)
-                    .map(|r| Circle::new(r[0], 3, red.filled())),
-            )
+            .draw_series(dots.map(|r| Circle::new(r[0], 3, red.filled())))
             .map_err(chart_error)?;
         draw_legend(&legend, g.most)?;
         root.present().map_err(chart_error)?;
     }
     Ok(Some(svg))
+}
+
+/// The x axis: each second's column is centred on its `t` (where the latency chart draws its
+/// point), half a second either side, the first and last whole.
+fn time_axis(g: &Grid) -> (f64, f64) {
+    let t_min = g.columns.iter().map(|c| c.t).fold(f64::INFINITY, f64::min);
+    let t_max = g.columns.iter().map(|c| c.t).fold(0.0, f64::max);
+    (t_min - 0.5, t_max + 0.5)
+}
+
+/// A filled rectangle per bucket with samples, one column per second centred on its `t`.
+fn cells(g: &Grid) -> impl Iterator<Item = Rectangle<(f64, f64)>> + '_ {
+    g.columns.iter().flat_map(move |c| {
+        c.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(move |(i, n)| {
+                Rectangle::new(
+                    [(c.t - 0.5, g.edge(i)), (c.t + 0.5, g.edge(i + 1))],
+                    colour(*n, g.most).filled(),
+                )
+            })
+    })
+}
+
+/// Each second's p99 at its `t` (held within the axis), in runs of consecutive seconds.
+fn p99_runs(g: &Grid, (lo, hi): (f64, f64)) -> Vec<Vec<(f64, f64)>> {
+    let mut runs: Vec<Vec<(f64, f64)>> = Vec::new();
+    for (i, c) in g.columns.iter().enumerate() {
+        let at = (c.t, c.p99_ms.clamp(lo, hi));
+        match runs.last_mut() {
+            Some(run) if i > 0 && c.t - g.columns[i - 1].t <= 1.0 => run.push(at),
+            _ => runs.push(vec![at]),
+        }
+    }
+    runs
 }
 
 /// The colour scale as a bar, labelled with the counts it stands for.
@@ -290,6 +297,17 @@ mod tests {
             g.edge(g.buckets)
         );
         assert!(grid(&rows(12), "connect_response").unwrap().is_none());
+        assert_eq!(time_axis(&g), (0.5, 12.5));
+    }
+
+    #[test]
+    fn the_p99_line_breaks_at_a_second_without_samples() {
+        let mut r = rows(12);
+        r.remove(5);
+        r.remove(9);
+        let g = grid(&r, "send_response").unwrap().unwrap();
+        let lens: Vec<usize> = p99_runs(&g, (0.0, 1e9)).iter().map(Vec::len).collect();
+        assert_eq!(lens, [5, 4, 1]);
     }
 
     #[test]

@@ -82,44 +82,7 @@ pub(crate) fn latency_over_time(
             .y_label_formatter(&|y| r_label(*y))
             .draw()
             .map_err(chart_error)?;
-        let band = COLOURS[0].mix(0.25);
-        // A second without samples breaks the lines: no line is drawn through it.
-        let runs = runs(latency);
-        let outlines = runs.iter().map(|run| {
-            let mut outline: Vec<(f64, f64)> = run.iter().map(|p| (p.0, axis.of_ms(p.1))).collect();
-            outline.extend(run.iter().rev().map(|p| (p.0, axis.of_ms(p.2))));
-            Polygon::new(outline, band.filled())
-        });
-        chart
-            .draw_series(outlines)
-            .map_err(chart_error)?
-            .label("p50 to p99")
-            .legend(move |(x, y)| Rectangle::new([(x, y - 4), (x + 18, y + 4)], band.filled()));
-        let lines: [LatencyLine; 3] = [
-            // The p99 drawn after the max, so that it shows where the two meet.
-            ("p50", COLOURS[0], |p| p.1),
-            ("max", COLOURS[3], |p| p.3),
-            ("p99", COLOURS[1], |p| p.2),
-        ];
-        for (name, colour, f) in lines {
-            let style = colour.stroke_width(2);
-            let at = |p: &LatencyPoint| (p.0, axis.of_ms(f(p)));
-            let paths = runs
-                .iter()
-                .filter(|run| run.len() > 1)
-                .map(|run| PathElement::new(run.iter().map(at).collect::<Vec<_>>(), style));
-            chart
-                .draw_series(paths)
-                .map_err(chart_error)?
-                .label(name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
-            // A lone second: a dot, as a line needs two.
-            let dots = runs
-                .iter()
-                .filter(|run| run.len() == 1)
-                .map(|run| Circle::new(at(&run[0]), 3, colour.filled()));
-            chart.draw_series(dots).map_err(chart_error)?;
-        }
+        draw_latency(&mut chart, latency, &axis)?;
         draw_rates(&mut chart, rate, (t_min, t_max))?;
         chart
             .configure_series_labels()
@@ -131,6 +94,53 @@ pub(crate) fn latency_over_time(
         root.present().map_err(chart_error)?;
     }
     Ok(svg)
+}
+
+/// The p50 to p99 band and the p50, max and p99 lines; a second without samples breaks them
+/// (no line is drawn through it) and a lone second is a dot.
+fn draw_latency(
+    chart: &mut DualChart,
+    latency: &[LatencyPoint],
+    axis: &LatencyAxis,
+) -> io::Result<()> {
+    let band = COLOURS[0].mix(0.25);
+    let runs = runs(latency);
+    let outlines = runs.iter().map(|run| {
+        let mut outline: Vec<(f64, f64)> = run.iter().map(|p| (p.0, axis.of_ms(p.1))).collect();
+        outline.extend(run.iter().rev().map(|p| (p.0, axis.of_ms(p.2))));
+        Polygon::new(outline, band.filled())
+    });
+    chart
+        .draw_series(outlines)
+        .map_err(chart_error)?
+        .label("p50 to p99")
+        .legend(move |(x, y)| Rectangle::new([(x, y - 4), (x + 18, y + 4)], band.filled()));
+    let lines: [LatencyLine; 3] = [
+        // The p99 drawn after the max, so that it shows where the two meet.
+        ("p50", COLOURS[0], |p| p.1),
+        ("max", COLOURS[3], |p| p.3),
+        ("p99", COLOURS[1], |p| p.2),
+    ];
+    for (name, colour, f) in lines {
+        let style = colour.stroke_width(2);
+        let at = |p: &LatencyPoint| (p.0, axis.of_ms(f(p)));
+        let paths = runs
+            .iter()
+            .filter(|run| run.len() > 1)
+            .map(|run| PathElement::new(run.iter().map(at).collect::<Vec<_>>(), style));
+        chart
+            .draw_series(paths)
+            .map_err(chart_error)?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
+        // A lone second: a dot, as a line needs two.
+        let dots = runs
+            .iter()
+            .filter(|run| run.len() == 1)
+            .map(|run| Circle::new(at(&run[0]), 3, colour.filled()));
+        chart.draw_series(dots).map_err(chart_error)?;
+    }
+    Ok(())
 }
 
 /// The points in runs of consecutive seconds.
