@@ -363,10 +363,14 @@ async fn a_merged_timeline_adds_each_seconds_histograms_exactly() {
 fn check_merged_seconds(merged: &Summary, shards: &[Summary]) {
     let start = humantime::parse_rfc3339_weak(&merged.started_at).unwrap();
     let mut union: BTreeMap<(u64, String), hdrhistogram::Histogram<u64>> = BTreeMap::new();
+    let mut planned: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
     for s in shards {
         let at = humantime::parse_rfc3339_weak(&s.started_at).unwrap();
         let shift = at.duration_since(start).unwrap().as_secs_f64().round() as u64;
         for r in &s.timeline {
+            let p = planned.entry(r.t + shift).or_default();
+            p.0 += r.planned_connects.expect("a rate plans its connects");
+            p.1 += r.planned_sends.expect("an open model plans its sends");
             for (p, l) in &r.latency {
                 union
                     .entry((r.t + shift, p.clone()))
@@ -387,6 +391,21 @@ fn check_merged_seconds(merged: &Summary, shards: &[Summary]) {
         }
     }
     assert_eq!(seen, union.len());
+    // The fleet's plan is the shards' plans added up, second by second: 20 connects in all.
+    for r in &merged.timeline {
+        let (connects, sends) = planned[&r.t];
+        assert!(
+            (r.planned_connects.unwrap() - connects).abs() < 1e-6,
+            "{r:?}"
+        );
+        assert!((r.planned_sends.unwrap() - sends).abs() < 1e-6, "{r:?}");
+    }
+    let connects: f64 = merged
+        .timeline
+        .iter()
+        .filter_map(|r| r.planned_connects)
+        .sum();
+    assert!((connects - 20.0).abs() < 1e-6, "{connects}");
     let sends: u64 = merged
         .timeline
         .iter()

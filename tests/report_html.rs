@@ -11,7 +11,7 @@ use crate::support;
 
 const BROWSER: &str = "chromium";
 
-fn browser_available() -> bool {
+pub(crate) fn browser_available() -> bool {
     let found = Command::new(BROWSER)
         .arg("--version")
         .output()
@@ -30,7 +30,7 @@ fn browser_available() -> bool {
 }
 
 /// Runs headless Chromium on `page` with `args`; returns stdout and the console lines.
-fn chromium(page: &Path, profile: &Path, args: &[&str]) -> (String, Vec<String>) {
+pub(crate) fn chromium(page: &Path, profile: &Path, args: &[&str]) -> (String, Vec<String>) {
     let out = Command::new(BROWSER)
         .args([
             "--headless",

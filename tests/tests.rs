@@ -34,6 +34,8 @@ mod reports;
 mod thresholds;
 // Issue 14: latency per second in the timeline, timeline.csv and latency.hlog; the knee; merge.
 mod latency_timeline;
+// Issue 14: the knee of a step past a tier quota at the right second, in data and report.html.
+mod knee;
 // Issue 14: the scenario's description everywhere; error texts naming the file and the fault.
 mod report_details;
 // Issue 14: which devices failed: ids in summary.json, failures.csv and the reports.

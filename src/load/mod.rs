@@ -10,6 +10,7 @@ mod ending;
 mod limits;
 mod message;
 mod mint;
+mod planned;
 mod pool;
 mod watch;
 
@@ -184,7 +185,8 @@ pub async fn run(
     stop.cancel();
     minter.detach();
     let elapsed = start.elapsed();
-    let (timeline, mut health) = watcher.finish(elapsed).await;
+    let (mut timeline, mut health) = watcher.finish(elapsed).await;
+    planned::fill(plan, n, &mut timeline);
     watch::task_start_health(&mut health, &recorder.task_start_lag());
 
     for device in pool.iter().flat_map(|p| p.drain()) {

@@ -58,6 +58,14 @@ pub struct TimelineRow {
     pub sends: u64,
     /// Messages acknowledged in this interval.
     pub acks: u64,
+    /// Connects the plan scheduled in this interval, if it schedules them at a rate (not for
+    /// a burst); filled in from the plan after the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_connects: Option<f64>,
+    /// Sends the plan scheduled in this interval (open model; not for a closed model), each
+    /// session sending from its planned connect; filled in from the plan after the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_sends: Option<f64>,
     /// Failures counted in this interval.
     pub errors: u64,
     /// Failures counted in this interval by kind name (kinds with none are left out).
@@ -122,6 +130,8 @@ impl Timeline {
             sends: d(now.messages_sent, self.last.messages_sent),
             acks: d(now.messages_acked, self.last.messages_acked),
             errors: d(now.errors, self.last.errors),
+            planned_connects: None,
+            planned_sends: None,
             errors_by_kind: FailureKind::ALL
                 .into_iter()
                 .zip(now.errors_by_kind.iter().zip(&self.last.errors_by_kind))

@@ -8,10 +8,20 @@ use plotters::prelude::*;
 
 use crate::metrics::LatencyHistogram;
 
+mod heatmap;
+mod latency;
+
+pub(super) use heatmap::{heatmap, HEATMAP_MIN_SECONDS};
+pub(super) use latency::{latency_over_time, LatencyPoints, RateLines};
+
 /// Chart size in pixels.
-const SIZE: (u32, u32) = (560, 320);
+pub(super) const SIZE: (u32, u32) = (560, 320);
+/// The size of the charts of a phase's latency over time: taller, with room for a legend.
+pub(super) const TALL: (u32, u32) = (SIZE.0, 380);
+/// Room right of the plot for half of the last x label.
+pub(super) const RIGHT_MARGIN: u32 = 28;
 /// Series colours, distinguishable and printable.
-const COLOURS: [RGBColor; 8] = [
+pub(super) const COLOURS: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -22,8 +32,83 @@ const COLOURS: [RGBColor; 8] = [
     RGBColor(127, 127, 127),
 ];
 
-fn chart_error(e: impl std::fmt::Display) -> io::Error {
+pub(super) fn chart_error(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(format!("cannot draw a chart: {e}"))
+}
+
+/// A linear latency axis: milliseconds, or seconds from 1,000 ms on (never "3000.00 ms"),
+/// with as many decimals as its ticks need.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct LatencyAxis {
+    /// `ms` or `s`.
+    pub(super) unit: &'static str,
+    /// Milliseconds per unit.
+    scale: f64,
+    /// The top of the axis, in the unit.
+    pub(super) max: f64,
+    decimals: usize,
+}
+
+impl LatencyAxis {
+    /// The axis for latencies up to `max_ms`, with a tenth of headroom.
+    pub(super) fn for_max_ms(max_ms: f64) -> Self {
+        Self::with_headroom(max_ms, 1.1)
+    }
+
+    /// The axis for latencies up to `max_ms`, reaching `headroom` times that.
+    pub(super) fn with_headroom(max_ms: f64, headroom: f64) -> Self {
+        let (unit, scale) = if max_ms >= 1000.0 {
+            ("s", 1000.0)
+        } else {
+            ("ms", 1.0)
+        };
+        let max = (max_ms / scale * headroom).max(0.01);
+        // Plotters puts about ten ticks on an axis: a tenth of the top needs this many decimals.
+        let decimals = (-(max / 10.0).log10().floor()).clamp(0.0, 3.0) as usize;
+        Self {
+            unit,
+            scale,
+            max,
+            decimals,
+        }
+    }
+
+    /// `ms` milliseconds in the axis's unit.
+    pub(super) fn of_ms(&self, ms: f64) -> f64 {
+        ms / self.scale
+    }
+
+    /// A tick label.
+    pub(super) fn label(&self, y: f64) -> String {
+        format!("{y:.*}", self.decimals)
+    }
+
+    /// The axis title.
+    pub(super) fn desc(&self) -> String {
+        format!("latency ({})", self.unit)
+    }
+
+    /// Room for the widest tick label and the rotated title beside it.
+    pub(super) fn label_area(&self) -> u32 {
+        label_area(&self.label(self.max))
+    }
+}
+
+/// Room left of a plot for tick labels as wide as `widest` and the axis title beside them, so
+/// that the two never overlap.
+pub(super) fn label_area(widest: &str) -> u32 {
+    7 * widest.chars().count() as u32 + 34
+}
+
+/// An x tick label in seconds: whole seconds unless the axis spans only a few.
+pub(super) fn seconds_label(span: f64) -> impl Fn(&f64) -> String {
+    move |t| {
+        if span >= 5.0 {
+            format!("{t:.0}")
+        } else {
+            format!("{t:.1}")
+        }
+    }
 }
 
 /// The percentile spectrum of a latency histogram, as HdrHistogram's plotter draws it: x is
@@ -44,7 +129,7 @@ pub(super) fn spectrum(title: &str, h: &LatencyHistogram) -> io::Result<String> 
             (x, v.value_iterated_to() as f64 / 1000.0)
         })
         .collect();
-    let y_max = (h.max() as f64 / 1000.0 * 1.1).max(0.01);
+    let axis = LatencyAxis::for_max_ms(h.max() as f64 / 1000.0);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
@@ -52,18 +137,20 @@ pub(super) fn spectrum(title: &str, h: &LatencyHistogram) -> io::Result<String> 
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 16))
             .margin(12)
+            .margin_right(RIGHT_MARGIN)
             .x_label_area_size(36)
-            .y_label_area_size(56)
-            .build_cartesian_2d((1.0..x_max).log_scale(), 0.0..y_max)
+            .y_label_area_size(axis.label_area())
+            .build_cartesian_2d((1.0..x_max).log_scale(), 0.0..axis.max)
             .map_err(chart_error)?;
         chart
             .configure_mesh()
             .x_desc("percentile")
-            .y_desc("latency (ms)")
+            .y_desc(axis.desc())
             .x_label_formatter(&|x| percentile_label(*x))
-            .y_label_formatter(&|y| format!("{y:.2}"))
+            .y_label_formatter(&|y| axis.label(*y))
             .draw()
             .map_err(chart_error)?;
+        let points = points.into_iter().map(|(x, ms)| (x, axis.of_ms(ms)));
         chart
             .draw_series(LineSeries::new(points, COLOURS[0].stroke_width(2)))
             .map_err(chart_error)?;
@@ -79,7 +166,10 @@ fn percentile_label(x: f64) -> String {
     format!("{pct:.decimals$}%")
 }
 
-/// Lines over the seconds of a run. Each line is a name and its `(t, value)` points.
+/// Lines over the seconds of a run. Each line is a name and its `(t, value)` points. Lines
+/// are layered: each is drawn wider than the ones after it, so that a line equal to a later one
+/// (sends/s under acks/s) still shows as a band around it. A legend names the lines when there
+/// are several (with room above the data for it); one line is named by the title.
 pub(super) fn over_time(
     title: &str,
     y_desc: &str,
@@ -91,7 +181,14 @@ pub(super) fn over_time(
         .flat_map(|(_, p)| p.iter().map(|(_, v)| *v))
         .fold(0.0, f64::max)
         .max(1.0)
-        * 1.1;
+        * if lines.len() > 1 { 1.5 } else { 1.1 };
+    let y_label = |y: f64| {
+        if y_max < 10.0 {
+            format!("{y:.1}")
+        } else {
+            super::format::count(y.round() as u64)
+        }
+    };
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
@@ -99,37 +196,32 @@ pub(super) fn over_time(
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 16))
             .margin(12)
+            .margin_right(RIGHT_MARGIN)
             .x_label_area_size(36)
-            .y_label_area_size(56)
+            .y_label_area_size(label_area(&y_label(y_max)))
             .build_cartesian_2d(t_min..t_max, 0.0..y_max)
             .map_err(chart_error)?;
         chart
             .configure_mesh()
             .x_desc("seconds")
             .y_desc(y_desc)
-            .y_label_formatter(&|y| {
-                if y_max < 10.0 {
-                    format!("{y:.1}")
-                } else {
-                    super::format::count(y.round() as u64)
-                }
-            })
+            .x_label_formatter(&seconds_label(t_max - t_min))
+            .y_label_formatter(&|y| y_label(*y))
             .draw()
             .map_err(chart_error)?;
         for (i, (name, points)) in lines.iter().enumerate() {
             let colour = COLOURS[i % COLOURS.len()];
+            let width = layer_width(i, lines.len());
+            let style = colour
+                .mix(if width > 2 { 0.55 } else { 1.0 })
+                .stroke_width(width);
             chart
-                .draw_series(LineSeries::new(
-                    points.iter().copied(),
-                    colour.stroke_width(2),
-                ))
+                .draw_series(LineSeries::new(points.iter().copied(), style))
                 .map_err(chart_error)?
                 .label(name.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
-                });
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
         }
-        if !lines.is_empty() {
+        if lines.len() > 1 {
             chart
                 .configure_series_labels()
                 .position(SeriesLabelPosition::UpperRight)
@@ -143,9 +235,14 @@ pub(super) fn over_time(
     Ok(svg)
 }
 
+/// The stroke width of line `i` of `n`: 2 px for the last, 3 px more for each before it.
+fn layer_width(i: usize, n: usize) -> u32 {
+    2 + 3 * (n.saturating_sub(i + 1)) as u32
+}
+
 /// The time axis: from the first sample to the last (at least one second wide), so that a
 /// chart starts where the data does rather than at a made-up (0 s, 0).
-fn time_range(ts: impl Iterator<Item = f64>) -> (f64, f64) {
+pub(super) fn time_range(ts: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = ts.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), t| {
         (lo.min(t), hi.max(t))
     });
@@ -153,111 +250,6 @@ fn time_range(ts: impl Iterator<Item = f64>) -> (f64, f64) {
         return (0.0, 1.0);
     }
     (lo, hi.max(lo + 1.0))
-}
-
-/// One second of a phase's latency, in milliseconds: `(t, p50, p99, max)`.
-pub(super) type LatencyPoint = (f64, f64, f64, f64);
-/// One phase's latency over the seconds of a run.
-pub(super) type LatencyPoints = Vec<LatencyPoint>;
-/// A line of a latency chart: its name, colour and which figure of a point it draws.
-type LatencyLine = (&'static str, RGBColor, fn(&LatencyPoint) -> f64);
-
-/// A phase's latency per second (a p50 to p99 band, the p99 and max lines) on the left axis,
-/// and an achieved rate (`rate`: its name and `(t, per second)` points) on the right axis, on
-/// one time axis, so that the second latency climbs and the rate it climbed at line up.
-pub(super) fn latency_over_time(
-    title: &str,
-    latency: &LatencyPoints,
-    rate: (&str, &[(f64, f64)]),
-) -> io::Result<String> {
-    let (t_min, t_max) = time_range(
-        latency
-            .iter()
-            .map(|p| p.0)
-            .chain(rate.1.iter().map(|p| p.0)),
-    );
-    let worst_ms = latency.iter().map(|p| p.3).fold(0.0, f64::max);
-    // Seconds past two of them, so that tick labels stay short.
-    let (unit, scale) = if worst_ms >= 2000.0 {
-        ("s", 1000.0)
-    } else {
-        ("ms", 1.0)
-    };
-    let y_max = (worst_ms / scale * 1.1).max(0.01);
-    let r_max = rate.1.iter().map(|p| p.1).fold(0.0, f64::max).max(1.0) * 1.1;
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(chart_error)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 16))
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(56)
-            .right_y_label_area_size(56)
-            .build_cartesian_2d(t_min..t_max, 0.0..y_max)
-            .map_err(chart_error)?
-            .set_secondary_coord(t_min..t_max, 0.0..r_max);
-        chart
-            .configure_mesh()
-            .x_desc("seconds")
-            .y_desc(format!("latency ({unit})"))
-            .y_label_formatter(&|y| format!("{y:.1}"))
-            .draw()
-            .map_err(chart_error)?;
-        chart
-            .configure_secondary_axes()
-            .y_desc("per second")
-            .y_label_formatter(&|y| super::format::count(y.round() as u64))
-            .draw()
-            .map_err(chart_error)?;
-        let band = COLOURS[0].mix(0.25);
-        let mut outline: Vec<(f64, f64)> = latency.iter().map(|p| (p.0, p.1 / scale)).collect();
-        outline.extend(latency.iter().rev().map(|p| (p.0, p.2 / scale)));
-        chart
-            .draw_series(std::iter::once(Polygon::new(outline, band.filled())))
-            .map_err(chart_error)?
-            .label("p50 to p99")
-            .legend(move |(x, y)| Rectangle::new([(x, y - 4), (x + 18, y + 4)], band.filled()));
-        let lines: [LatencyLine; 3] = [
-            // The p99 drawn after the max, so that it shows where the two meet.
-            ("p50", COLOURS[0], |p| p.1),
-            ("max", COLOURS[3], |p| p.3),
-            ("p99", COLOURS[1], |p| p.2),
-        ];
-        for (name, colour, f) in lines {
-            chart
-                .draw_series(LineSeries::new(
-                    latency.iter().map(|p| (p.0, f(p) / scale)),
-                    colour.stroke_width(2),
-                ))
-                .map_err(chart_error)?
-                .label(name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
-                });
-        }
-        let grey = COLOURS[7];
-        chart
-            .draw_secondary_series(LineSeries::new(
-                rate.1.iter().copied(),
-                grey.stroke_width(2),
-            ))
-            .map_err(chart_error)?
-            .label(format!("{} (right axis)", rate.0))
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], grey.stroke_width(2))
-            });
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(chart_error)?;
-        root.present().map_err(chart_error)?;
-    }
-    Ok(svg)
 }
 
 #[cfg(test)]
@@ -281,23 +273,74 @@ mod tests {
         }
         let svg = spectrum("x", &h).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("polyline"), "{svg}");
-        let svg = over_time("y", "n", &[("a".into(), vec![(0.0, 0.0), (1.0, 5.0)])]).unwrap();
+        let line = vec![(0.0, 0.0), (1.0, 5.0)];
+        let svg = over_time("y", "n", &[("a".into(), line.clone())]).unwrap();
+        // One line is named by the title: no legend box to hide it.
         assert!(
-            svg.contains("polyline") && svg.contains("\na\n</text>"),
+            svg.contains("polyline") && !svg.contains("\na\n</text>"),
+            "{svg}"
+        );
+        let svg = over_time("y", "n", &[("a".into(), line.clone()), ("b".into(), line)]).unwrap();
+        assert!(
+            svg.contains("\na\n</text>") && svg.contains("\nb\n</text>"),
             "{svg}"
         );
         let points = vec![(1.0, 1.0, 5.0, 9.0), (2.0, 2.0, 2500.0, 3000.0)];
-        let svg = latency_over_time("z", &points, ("acks/s", &[(1.0, 10.0), (2.0, 20.0)])).unwrap();
+        let rates = RateLines {
+            name: "acks/s",
+            achieved: &[(1.0, 10.0), (2.0, 20.0)],
+            planned: &[(0.0, 5.0), (1.0, 15.0), (2.0, 30.0)],
+        };
+        let svg = latency_over_time("z", &points, &rates).unwrap();
         assert!(
-            svg.contains("latency (s)") && svg.contains("acks/s (right axis)"),
+            svg.contains("latency (s)")
+                && svg.contains("acks/s achieved (right axis)")
+                && svg.contains("acks/s planned (right axis)"),
             "{svg}"
         );
-        // p50, p99, max and the rate: each a line and its legend's sample.
+        // p50, p99, max and the achieved rate: each a line and its legend's sample.
+        let dashes = svg
+            .matches("stroke=\"#000000\" stroke-width=\"2\" points=")
+            .count();
         assert_eq!(
-            svg.matches("stroke-width=\"2\" points=").count(),
+            svg.matches("stroke-width=\"2\" points=").count() - dashes,
             8,
             "{svg}"
         );
+        // The planned rate is dashed: many short segments, in black.
+        assert!(dashes > 4, "{svg}");
+    }
+
+    #[test]
+    fn latency_axes_switch_to_seconds_at_a_thousand_ms_with_short_labels() {
+        let a = LatencyAxis::for_max_ms(3000.0);
+        assert_eq!((a.unit, a.desc()), ("s", "latency (s)".to_owned()));
+        assert_eq!(a.label(a.of_ms(3000.0)), "3.0");
+        let a = LatencyAxis::for_max_ms(999.0);
+        assert_eq!((a.unit, a.label(500.0)), ("ms", "500".to_owned()));
+        assert_eq!(LatencyAxis::for_max_ms(4.0).label(1.5), "1.5");
+        assert_eq!(LatencyAxis::for_max_ms(0.3).label(0.05), "0.05");
+        // The widest label and the title fit side by side.
+        assert!(LatencyAxis::for_max_ms(900_000.0).label_area() >= 7 * 3 + 34);
+        assert_eq!(seconds_label(60.0)(&12.0), "12");
+        assert_eq!(seconds_label(2.0)(&1.5), "1.5");
+    }
+
+    #[test]
+    fn a_line_equal_to_a_later_one_is_drawn_wider_beneath_it() {
+        assert_eq!(
+            (0..4).map(|i| layer_width(i, 4)).collect::<Vec<_>>(),
+            [11, 8, 5, 2]
+        );
+        let same = vec![(1.0, 5.0), (2.0, 7.0)];
+        let svg = over_time(
+            "r",
+            "per second",
+            &[("sends/s".into(), same.clone()), ("acks/s".into(), same)],
+        )
+        .unwrap();
+        assert!(svg.contains("stroke-width=\"5\" points="), "{svg}");
+        assert!(svg.contains("stroke-width=\"2\" points="), "{svg}");
     }
 
     #[test]

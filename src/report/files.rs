@@ -31,7 +31,10 @@ pub fn write_timeline_csv(w: &mut impl Write, s: &Summary) -> io::Result<()> {
     for k in FailureKind::ALL {
         write!(w, ",errors_{}", k.name())?;
     }
-    write!(w, ",active_sessions,cpu_cores,rss_kib,timer_lag_us")?;
+    write!(
+        w,
+        ",active_sessions,cpu_cores,rss_kib,timer_lag_us,planned_connects,planned_sends"
+    )?;
     let phases = timeline_phases(s);
     for p in &phases {
         for c in LATENCY_COLUMNS {
@@ -53,6 +56,13 @@ pub fn write_timeline_csv(w: &mut impl Write, s: &Summary) -> io::Result<()> {
             )?;
         }
         write!(w, ",{},{:.3},{},{}", r.active, r.cpu, r.rss_kib, r.lag_us)?;
+        let planned = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_default();
+        write!(
+            w,
+            ",{},{}",
+            planned(r.planned_connects),
+            planned(r.planned_sends)
+        )?;
         for p in &phases {
             match r.latency_of(p) {
                 Some(l) => write!(

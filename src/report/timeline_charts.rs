@@ -1,10 +1,13 @@
 //! The over-time charts of `report.html`: each key phase's latency per second with the rate it
 //! was achieved at, then rates, sessions, errors and the generator's CPU and memory. Every
-//! chart starts at the first second with data, not at a made-up (0 s, 0).
+//! chart starts at the first second with data, not at a made-up (0 s, 0). A phase with latency
+//! in at least `HEATMAP_MIN_SECONDS` (10) seconds gets a heat map after its chart.
 
 use std::io;
 
-use super::charts::{latency_over_time, over_time, LatencyPoints};
+use super::charts::{
+    heatmap, latency_over_time, over_time, LatencyPoints, RateLines, HEATMAP_MIN_SECONDS,
+};
 use crate::metrics::{FailureKind, TimelineRow};
 
 /// The phases whose latency over time is charted, each with the achieved rate it goes with:
@@ -37,29 +40,48 @@ impl Rate {
             Self::Connects => r.connects as f64,
         }
     }
+
+    /// What the plan asked for in the second of `r` (acknowledgements answer sends).
+    fn planned(self, r: &TimelineRow) -> Option<f64> {
+        match self {
+            Self::Acks => r.planned_sends,
+            Self::Connects => r.planned_connects,
+        }
+    }
 }
 
-/// The key phases with latency in at least two seconds (one point draws no line), in order.
-fn charted(rows: &[TimelineRow]) -> impl Iterator<Item = (&'static str, Rate)> + '_ {
-    KEY_PHASES.into_iter().filter(|(p, _)| {
-        rows.iter()
-            .filter(|r| r.latency.contains_key(*p))
-            .nth(1)
-            .is_some()
+/// Seconds of `rows` with latency of `phase`.
+fn seconds_with(rows: &[TimelineRow], phase: &str) -> usize {
+    rows.iter()
+        .filter(|r| r.latency.contains_key(phase))
+        .count()
+}
+
+/// The key phases with latency in at least two seconds (one point draws no line), in order,
+/// each with whether it has seconds enough for a heat map.
+fn charted(rows: &[TimelineRow]) -> impl Iterator<Item = (&'static str, Rate, bool)> + '_ {
+    KEY_PHASES.into_iter().filter_map(|(p, rate)| {
+        let n = seconds_with(rows, p);
+        (n >= 2).then_some((p, rate, n >= HEATMAP_MIN_SECONDS))
     })
 }
 
-/// The names of the latency-over-time charts of `rows`, in page order.
+/// The names of the latency-over-time charts and heat maps of `rows`, in page order.
 pub(super) fn latency_chart_names(rows: &[TimelineRow]) -> Vec<String> {
-    charted(rows)
-        .map(|(p, _)| format!("latency-over-time-{p}"))
-        .collect()
+    let mut names = Vec::new();
+    for (p, _, heat) in charted(rows) {
+        names.push(format!("latency-over-time-{p}"));
+        if heat {
+            names.push(format!("heatmap-{p}"));
+        }
+    }
+    names
 }
 
 /// Every over-time chart of `rows`, named, in page order.
 pub(super) fn timeline_charts(rows: &[TimelineRow]) -> io::Result<Vec<(String, String)>> {
     let mut out = Vec::new();
-    for (phase, rate) in charted(rows) {
+    for (phase, rate, heat) in charted(rows) {
         let latency: LatencyPoints = rows
             .iter()
             .filter_map(|r| {
@@ -69,11 +91,26 @@ pub(super) fn timeline_charts(rows: &[TimelineRow]) -> io::Result<Vec<(String, S
             })
             .collect();
         let achieved: Vec<(f64, f64)> = rows.iter().map(|r| (r.t as f64, rate.of(r))).collect();
+        let planned: Vec<(f64, f64)> = rows
+            .iter()
+            .filter_map(|r| Some((r.t as f64, rate.planned(r)?)))
+            .collect();
+        let rates = RateLines {
+            name: rate.name(),
+            achieved: &achieved,
+            planned: &planned,
+        };
         let title = format!("{phase} per second");
         out.push((
             format!("latency-over-time-{phase}"),
-            latency_over_time(&title, &latency, (rate.name(), &achieved))?,
+            latency_over_time(&title, &latency, &rates)?,
         ));
+        if heat {
+            let title = format!("{phase}: samples per second (red: p99)");
+            if let Some(svg) = heatmap(&title, rows, phase)? {
+                out.push((format!("heatmap-{phase}"), svg));
+            }
+        }
     }
     out.extend(
         counters(rows)?
@@ -196,7 +233,7 @@ mod tests {
         );
         let charts = timeline_charts(&rows).unwrap();
         assert_eq!(charts[0].0, "latency-over-time-send_response");
-        assert!(charts[0].1.contains("acks/s (right axis)"));
+        assert!(charts[0].1.contains("acks/s achieved (right axis)"));
         // One second of latency draws no line, so no chart.
         assert!(latency_chart_names(&rows[..1]).is_empty());
     }

@@ -370,6 +370,10 @@ fn add_row(m: &mut TimelineRow, r: &TimelineRow) {
         .checked_div(m.acks + r.acks)
         .unwrap_or(0);
     m.acks += r.acks;
+    // Each shard plans its own share: the fleet's plan is their sum.
+    let add = |a: Option<f64>, b: Option<f64>| a.map_or(b, |a| Some(a + b.unwrap_or(0.0)));
+    m.planned_connects = add(m.planned_connects, r.planned_connects);
+    m.planned_sends = add(m.planned_sends, r.planned_sends);
     m.lag_us = m.lag_us.max(r.lag_us);
     m.errors += r.errors;
     for (k, n) in &r.errors_by_kind {
