@@ -1,0 +1,259 @@
+//! Issue 15: the AMQP verifying receiver against real listeners: the embedded hub's built-in
+//! Event Hubs-compatible endpoint (devices over MQTT and AMQP in, partitions out, the drop-every-N
+//! fault counted exactly) and a RabbitMQ queue read with SASL EXTERNAL. The accounting is
+//! elsewhere; these tests check the stream of `Received` values itself.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroU64;
+use std::time::{Duration, SystemTime};
+
+use fleetbench::command::run::EmbeddedHub;
+use fleetbench::hub::eventhubs::EventHubsConfig;
+use fleetbench::hub::HubConfig;
+use fleetbench::pki::{CaChain, KeyType, Validity};
+use fleetbench::protocol::amqp::SaslMechanism;
+use fleetbench::transport::{ClientTls, ServerVerification, TlsVersion};
+use fleetbench::verify::amqp::{AmqpReceiver, AmqpReceiverOptions, ReceiveReport};
+use fleetbench::verify::eventhubs::{self, ConnectionString, EventHubsOptions, EventHubsReceiver};
+use fleetbench::verify::Received;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::support;
+use crate::support::rabbitmq::RabbitMq;
+use crate::support::walkthrough::{self, fleetbench, text};
+
+/// The longest any test waits for its messages.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn options(hub: &EmbeddedHub, trust: &CaChain, connection: &str) -> EventHubsOptions {
+    EventHubsOptions {
+        connection: ConnectionString::parse(connection).unwrap(),
+        addr: Some(hub.amqp),
+        tls: eventhubs::tls_config(std::slice::from_ref(trust.root().cert())).unwrap(),
+        consumer_group: eventhubs::DEFAULT_CONSUMER_GROUP.into(),
+        from: SystemTime::now(),
+        credit: 500,
+        timeout: Duration::from_secs(10),
+    }
+}
+
+/// The hub's own connection string, naming it as its certificate does.
+fn connection_string(hub: &EmbeddedHub) -> String {
+    let authority = format!("localhost:{}", hub.amqp.port());
+    hub.hub.eventhubs.connection_string(&authority)
+}
+
+/// Receives until `n` messages came (or `PATIENCE` passed), stops the receiver and returns
+/// everything it delivered, including any that came after the n-th.
+async fn collect(
+    mut rx: mpsc::Receiver<Received>,
+    n: usize,
+    stop: CancellationToken,
+    task: JoinHandle<ReceiveReport>,
+) -> (Vec<Received>, ReceiveReport) {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while got.len() < n {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(r)) => got.push(r),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    stop.cancel();
+    let report = task.await.unwrap();
+    while let Some(r) = rx.recv().await {
+        got.push(r);
+    }
+    (got, report)
+}
+
+fn start(
+    receiver: EventHubsReceiver,
+) -> (
+    mpsc::Receiver<Received>,
+    CancellationToken,
+    JoinHandle<ReceiveReport>,
+) {
+    let (tx, rx) = mpsc::channel(1024);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(receiver.run(tx, stop.clone(), PATIENCE));
+    (rx, stop, task)
+}
+
+/// Message ids by device, from the stream.
+fn by_device(got: &[Received]) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for r in got {
+        let device = r.device.clone().expect("the device id annotation");
+        let id = r.message_id.clone().expect("a message id");
+        assert!(id.starts_with(&format!("{device}-")), "{id} from {device}");
+        out.entry(device).or_default().insert(id);
+    }
+    out
+}
+
+async fn fleets(hub: &EmbeddedHub, ca: &std::sync::Arc<CaChain>, per_protocol: u64, count: u32) {
+    let mqtt = format!(
+        "[fleet]\ndevices = {per_protocol}\n[messages]\ncount = {count}\ninterval = \"5ms\"\n"
+    );
+    let amqp = format!("[protocol]\nkind = \"amqp\"\n{mqtt}");
+    for (toml, prefix) in [(mqtt, "m"), (amqp, "a")] {
+        let ids = support::ids(prefix, per_protocol);
+        hub.hub.registry.register_ca_signed(ids.iter());
+        let plan = support::plan(&toml);
+        let (rec, _) = support::fleet(&plan, hub, ca, ca.clone(), ids).await;
+        let s = rec.snapshot();
+        assert_eq!(
+            s.messages_acked,
+            per_protocol * u64::from(count),
+            "{prefix}: {:?}",
+            rec.failures()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hubs_event_hubs_endpoint_delivers_every_message_once_with_its_device() {
+    let ca = support::chain();
+    let hub = support::hub(&ca, &[&ca]).await;
+    let receiver = EventHubsReceiver::open(&options(&hub, &ca, &connection_string(&hub)))
+        .await
+        .unwrap();
+    assert_eq!(receiver.partitions(), ["0", "1", "2", "3"]);
+    let (rx, stop, task) = start(receiver);
+    fleets(&hub, &ca, 20, 3).await;
+
+    let (got, report) = collect(rx, 120, stop, task).await;
+    assert_eq!(got.len(), 120, "{report:?}");
+    let devices = by_device(&got);
+    assert_eq!(devices.len(), 40);
+    assert!(devices.values().all(|ids| ids.len() == 3), "{devices:?}");
+    // Devices spread over the partitions, each device on one.
+    assert_eq!(report.links.len(), 4);
+    assert!(
+        report.links.iter().filter(|l| l.received > 0).count() >= 2,
+        "{report:?}"
+    );
+    assert!(report.links.iter().all(|l| l.ended.is_none()), "{report:?}");
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_drop_fault_on_exactly_the_dropped_messages_are_missing() {
+    let ca = support::chain();
+    let config = HubConfig {
+        eventhubs: EventHubsConfig {
+            fault_drop_every: NonZeroU64::new(7),
+            ..EventHubsConfig::default()
+        },
+        ..HubConfig::default()
+    };
+    let hub = EmbeddedHub::start(&ca, config).await.unwrap();
+    hub.hub
+        .registry
+        .add_verified_ca("ca-0", ca.root().cert().clone())
+        .unwrap();
+    let receiver = EventHubsReceiver::open(&options(&hub, &ca, &connection_string(&hub)))
+        .await
+        .unwrap();
+    let (rx, stop, task) = start(receiver);
+    fleets(&hub, &ca, 15, 4).await;
+
+    let dropped = hub.hub.eventhubs.dropped();
+    assert_eq!(dropped.len(), 120 / 7);
+    let (got, report) = collect(rx, 120 - 120 / 7, stop, task).await;
+    assert_eq!(got.len(), 120 - 120 / 7, "{report:?}");
+    let received: BTreeSet<String> = by_device(&got).into_values().flatten().collect();
+    for d in &dropped {
+        let id = d.message_id.clone().expect("dropped message id");
+        assert!(id.starts_with(&format!("{}-", d.device)));
+        assert!(!received.contains(&id), "{id} was dropped but received");
+    }
+    let all = received.len() + dropped.len();
+    assert_eq!(all, 120);
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_signed_with_the_wrong_key_is_refused_by_name() {
+    let ca = support::chain();
+    let hub = support::hub(&ca, &[&ca]).await;
+    let right = connection_string(&hub);
+    let key = hub.hub.eventhubs.key().to_owned();
+    let wrong = right.replace(&key, "d3Jvbmcga2V5");
+    let err = EventHubsReceiver::open(&options(&hub, &ca, &wrong))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("refused the token"), "{err}");
+    assert!(err.contains("signature does not match"), "{err}");
+    hub.stop().await;
+}
+
+/// README "Against your own broker", RabbitMQ, with a receiver: the walkthrough's 50 devices send
+/// to `/queue/telemetry` through the binary while a receiver holding the 51st identity (SASL
+/// EXTERNAL) reads the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rabbitmq_queue_receiver_gets_every_message_the_walkthrough_sends() {
+    if !RabbitMq::available() {
+        return;
+    }
+    let dir = walkthrough::setup();
+    let registry = ["pki", "registry", "--ca", "ca", "--count", "51", "--out"];
+    let out = fleetbench(
+        dir.path(),
+        &[&registry[..], &["broker/devices.jsonl"]].concat(),
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let broker = RabbitMq::start(dir.path(), &dir.path().join("broker/devices.jsonl"));
+
+    let ca = fleetbench::pki::store::load_ca_dir(&dir.path().join("ca")).unwrap();
+    let me = ca
+        .mint_device("device-00051", KeyType::EcdsaP256, Validity::default())
+        .unwrap();
+    let roots = ClientTls::roots(std::slice::from_ref(ca.root().cert())).unwrap();
+    let tls = ClientTls::new(TlsVersion::Tls13, ServerVerification::Roots(roots), false)
+        .for_device(&me)
+        .unwrap();
+    let receiver = AmqpReceiver::open(&AmqpReceiverOptions {
+        addr: format!("127.0.0.1:{}", broker.port).parse().unwrap(),
+        server_name: "localhost".into(),
+        tls,
+        sasl: SaslMechanism::External,
+        container_id: "device-00051".into(),
+        addresses: vec!["/queue/telemetry".into()],
+        credit: 500,
+        timeout: Duration::from_secs(20),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", broker.log_tail()));
+    let (tx, rx) = mpsc::channel(1024);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(receiver.run(tx, stop.clone(), PATIENCE));
+
+    let path = dir.path().to_owned();
+    let port = broker.port;
+    let out = tokio::task::spawn_blocking(move || {
+        walkthrough::run(&path, "rabbitmq.toml", (5671, port), &[], &[])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    let (got, report) = collect(rx, 200, stop, task).await;
+    assert_eq!(got.len(), 200, "{report:?}\n{}", broker.log_tail());
+    let mut per_device: BTreeMap<String, usize> = BTreeMap::new();
+    let mut ids = BTreeSet::new();
+    for r in &got {
+        let id = r.message_id.clone().expect("message id");
+        let device = id.rsplit_once('-').map(|(d, _)| d.to_owned()).unwrap();
+        *per_device.entry(device).or_default() += 1;
+        assert!(ids.insert(id), "duplicate delivery");
+    }
+    assert_eq!(per_device.len(), 50);
+    assert!(per_device.values().all(|n| *n == 4), "{per_device:?}");
+    drop(broker);
+}
