@@ -257,3 +257,147 @@ async fn a_rabbitmq_queue_receiver_gets_every_message_the_walkthrough_sends() {
     assert!(per_device.values().all(|n| *n == 4), "{per_device:?}");
     drop(broker);
 }
+
+fn ok(dir: &std::path::Path, args: &[&str]) {
+    let out = fleetbench(dir, args, &[]);
+    assert!(out.status.success(), "{args:?}: {}", text(&out));
+}
+
+/// The tutorial's two-process flow with a receiver: `hub serve --amqp` prints its endpoint's
+/// connection string (stderr), the receiver reads with it while `run` sends over MQTT; the hidden fault
+/// (its environment variable) drops every 4th message and exactly that many are missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_serve_prints_a_connection_string_its_endpoint_answers_to() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["pki", "init", "--out", "ca"]);
+    let add = [
+        "hub",
+        "ca",
+        "add",
+        "--state",
+        "hub",
+        "--name",
+        "t",
+        "--cert",
+        "ca/root.cer",
+    ];
+    ok(d, &[&add[..], &["--verified"]].concat());
+    ok(
+        d,
+        &["pki", "registry", "--count", "5", "--out", "devices.txt"],
+    );
+    ok(
+        d,
+        &[
+            "hub",
+            "device",
+            "add",
+            "--state",
+            "hub",
+            "--import",
+            "devices.txt",
+        ],
+    );
+    let help = fleetbench(d, &["hub", "serve", "--help"], &[]);
+    assert!(text(&help).contains("--eventhubs-key"), "{}", text(&help));
+    assert!(
+        !text(&help).contains("drop-every"),
+        "the fault injector is hidden"
+    );
+
+    let mut hub = std::process::Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+        .current_dir(d)
+        .args(["hub", "serve", "--state", "hub", "--mqtt", "127.0.0.1:0"])
+        .args(["--amqp", "127.0.0.1:0"])
+        .env("FLEETBENCH_FAULT_EVENTHUBS_DROP_EVERY", "4")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(hub.stdout.take().unwrap());
+    let mut listening = String::new();
+    stdout.read_line(&mut listening).unwrap();
+    let mut stderr = std::io::BufReader::new(hub.stderr.take().unwrap()).lines();
+    let endpoint = stderr
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("event hubs-compatible endpoint: "))
+        .expect("the endpoint announced on stderr");
+    // Keep reading the hub's log so that it never writes to a closed pipe.
+    std::thread::spawn(move || stderr.for_each(drop));
+    let mqtt = listening.split("mqtts://").nth(1).unwrap();
+    let mqtt = mqtt.split_whitespace().next().unwrap().to_owned();
+    let connection = endpoint
+        .strip_prefix("event hubs-compatible endpoint: ")
+        .unwrap_or_else(|| panic!("{endpoint}"))
+        .trim();
+    assert!(
+        connection.contains(";SharedAccessKeyName=service;"),
+        "{connection}"
+    );
+    assert!(
+        connection.ends_with(";EntityPath=fleetbench"),
+        "{connection}"
+    );
+
+    let trust = fleetbench::pki::store::read_cert(&d.join("hub/server-root.pem")).unwrap();
+    let receiver = EventHubsReceiver::open(&EventHubsOptions {
+        connection: ConnectionString::parse(connection).unwrap(),
+        addr: None,
+        tls: eventhubs::tls_config(&[trust]).unwrap(),
+        consumer_group: "$Default".into(),
+        from: SystemTime::now(),
+        credit: 100,
+        timeout: Duration::from_secs(10),
+    })
+    .await
+    .unwrap();
+    let (tx, rx) = mpsc::channel(64);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(receiver.run(tx, stop.clone(), PATIENCE));
+
+    let scenario = format!(
+        "[target]\nhub = \"remote\"\naddress = \"{mqtt}\"\nserver-name = \"localhost\"\n\
+         ca-file = \"hub/server-root.pem\"\n[fleet]\ndevices = 5\n\
+         [messages]\ncount = 3\ninterval = \"5ms\"\n"
+    );
+    std::fs::write(d.join("m.toml"), scenario).unwrap();
+    let path = d.to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        fleetbench(
+            &path,
+            &[
+                "run",
+                "--quiet",
+                "--results",
+                "results",
+                "--ca",
+                "ca",
+                "m.toml",
+            ],
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    let (got, report) = collect(rx, 15 - 15 / 4, stop, task).await;
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &hub.id().to_string()])
+        .status();
+    let _ = hub.wait();
+    assert_eq!(got.len(), 15 - 15 / 4, "{report:?}");
+    let devices = by_device(&got);
+    assert_eq!(
+        devices.values().map(BTreeSet::len).sum::<usize>(),
+        12,
+        "no duplicates"
+    );
+    assert!(
+        devices.keys().all(|d| d.starts_with("device-")),
+        "{devices:?}"
+    );
+}
