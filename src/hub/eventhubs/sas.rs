@@ -120,10 +120,8 @@ pub(crate) fn verify(token: &str, key_name: &str, key: &str) -> Result<String, T
 /// path) covers every entity; otherwise the path must be the entity or lie under it. The host
 /// is not compared (the hub answers to any name its certificate carries).
 pub(crate) fn covers(audience: &str, entity: &str) -> bool {
-    let rest = audience
-        .strip_prefix("sb://")
-        .or_else(|| audience.strip_prefix("amqps://"))
-        .unwrap_or(audience);
+    // Any scheme: clients write sb://, amqps:// or amqp:// (the Service Bus SAS page's sample).
+    let rest = audience.split_once("://").map_or(audience, |(_, r)| r);
     let path = rest
         .split_once('/')
         .map_or("", |(_, p)| p)
@@ -186,6 +184,7 @@ mod tests {
     fn audiences_cover_their_entity_or_the_whole_namespace() {
         assert!(covers("sb://h:5671/fleetbench", "fleetbench"));
         assert!(covers("sb://h/", "fleetbench"));
+        assert!(covers("amqp://h/fleetbench", "fleetbench"));
         assert!(covers(
             "sb://h/FleetBench/ConsumerGroups/$Default",
             "fleetbench"
