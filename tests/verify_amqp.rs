@@ -401,3 +401,117 @@ async fn hub_serve_prints_a_connection_string_its_endpoint_answers_to() {
         "{devices:?}"
     );
 }
+
+/// A raw AMQP client on the hub's endpoint (fe2o3 directly, as any Event Hubs client would):
+/// TLS with server verification only, then `sasl`.
+async fn raw_connection(
+    hub: &EmbeddedHub,
+    trust: &CaChain,
+    sasl: fe2o3_amqp::sasl_profile::SaslProfile,
+) -> fe2o3_amqp::connection::ConnectionHandle<()> {
+    let tls = eventhubs::tls_config(std::slice::from_ref(trust.root().cert())).unwrap();
+    let tcp = tokio::net::TcpStream::connect(hub.amqp).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    fe2o3_amqp::Connection::builder()
+        .container_id("raw")
+        .hostname("localhost")
+        .sasl_profile(sasl)
+        .open_with_stream(stream)
+        .await
+        .unwrap()
+}
+
+/// The endpoint's two ways in, as Service Bus documents them: SASL PLAIN with the policy name
+/// and key opens a partition at once (each event annotated with its device); SASL ANONYMOUS
+/// without a CBS token is refused at attach; a wrong PLAIN password fails SASL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_plain_with_the_key_reads_a_partition_and_anonymous_needs_a_token() {
+    use fe2o3_amqp::sasl_profile::SaslProfile;
+    use fe2o3_amqp::types::messaging::{Body, Source};
+    use fe2o3_amqp::types::primitives::Value;
+    let ca = support::chain();
+    let hub = support::hub(&ca, &[&ca]).await;
+    let eh = &hub.hub.eventhubs;
+    let address = "fleetbench/ConsumerGroups/$Default/Partitions/";
+    let device = "plain-00001";
+    let partition = eh.partition_of(device);
+
+    let plain = SaslProfile::Plain {
+        username: eh.key_name().into(),
+        password: eh.key().into(),
+    };
+    let mut connection = raw_connection(&hub, &ca, plain).await;
+    let mut session = fe2o3_amqp::Session::begin(&mut connection).await.unwrap();
+    let mut receiver = fe2o3_amqp::Receiver::builder()
+        .name("plain")
+        .source(
+            Source::builder()
+                .address(format!("{address}{partition}"))
+                .build(),
+        )
+        .target("plain-reader")
+        .attach(&mut session)
+        .await
+        .unwrap();
+    let ids = support::ids("plain", 1);
+    hub.hub.registry.register_ca_signed(ids.iter());
+    let plan = support::plan("[messages]\ncount = 2\n");
+    support::fleet(&plan, &hub, &ca, ca.clone(), ids).await;
+    for n in 0..2 {
+        let d = tokio::time::timeout(PATIENCE, receiver.recv::<Body<Value>>())
+            .await
+            .unwrap()
+            .unwrap();
+        receiver.accept(&d).await.unwrap();
+        let annotations = d.message().message_annotations.as_ref().unwrap();
+        let text = format!("{annotations:?}");
+        assert!(
+            text.contains("iothub-connection-device-id") && text.contains(device),
+            "{n}: {text}"
+        );
+        assert!(text.contains("x-opt-enqueued-time"), "{text}");
+    }
+    let _ = connection.close().await;
+
+    let mut anonymous = raw_connection(&hub, &ca, SaslProfile::Anonymous).await;
+    let mut session = fe2o3_amqp::Session::begin(&mut anonymous).await.unwrap();
+    let refused = fe2o3_amqp::Receiver::builder()
+        .name("anonymous")
+        .source(Source::builder().address(format!("{address}0")).build())
+        .target("anonymous-reader")
+        .attach(&mut session)
+        .await;
+    let why = match refused {
+        Ok(_) => panic!("a partition was attached without a token"),
+        Err(e) => format!("{e:?}"),
+    };
+    // The hub answers with a null source and detaches with amqp:unauthorized-access; fe2o3
+    // reports the null source first.
+    assert!(
+        why.contains("UnauthorizedAccess") || why.contains("IncomingSourceIsNone"),
+        "{why}"
+    );
+    let _ = anonymous.close().await;
+
+    let tls = eventhubs::tls_config(std::slice::from_ref(ca.root().cert())).unwrap();
+    let tcp = tokio::net::TcpStream::connect(hub.amqp).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let wrong = fe2o3_amqp::Connection::builder()
+        .container_id("wrong")
+        .sasl_profile(SaslProfile::Plain {
+            username: "service".into(),
+            password: "not-the-key".into(),
+        })
+        .open_with_stream(stream)
+        .await;
+    assert!(wrong.is_err(), "a wrong key passes SASL");
+    hub.stop().await;
+}

@@ -231,7 +231,12 @@ impl AmqpReceiver {
             .await
             .map_err(|e| ReceiverError::Attach {
                 address: address.to_owned(),
-                why: e.to_string(),
+                why: match e {
+                    fe2o3_amqp::link::ReceiverAttachError::IncomingSourceIsNone => {
+                        "refused: the peer answered with no source".to_owned()
+                    }
+                    e => e.to_string(),
+                },
             })?;
         self.links.push((address.to_owned(), link));
         Ok(())

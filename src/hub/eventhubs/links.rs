@@ -257,7 +257,9 @@ async fn pump(mut sender: Sender, hub: Arc<Hub>, id: String, mut next: u64) {
                 .message(event.to_message())
                 .settled(true)
                 .build();
-            if sender.send(sendable).await.is_err() {
+            // Batchable: the engine may coalesce transfers into one write; pre-settled (the
+            // reader asked for settled), so there is no outcome to wait for.
+            if sender.send_batchable(sendable).await.is_err() {
                 return;
             }
             next = event.seq + 1;
