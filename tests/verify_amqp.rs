@@ -36,6 +36,7 @@ fn options(hub: &EmbeddedHub, trust: &CaChain, connection: &str) -> EventHubsOpt
         from: SystemTime::now(),
         credit: 500,
         timeout: Duration::from_secs(10),
+        token_lifetime: eventhubs::DEFAULT_TOKEN_LIFETIME,
     }
 }
 
@@ -351,6 +352,7 @@ async fn hub_serve_prints_a_connection_string_its_endpoint_answers_to() {
         from: SystemTime::now(),
         credit: 100,
         timeout: Duration::from_secs(10),
+        token_lifetime: eventhubs::DEFAULT_TOKEN_LIFETIME,
     })
     .await
     .unwrap();

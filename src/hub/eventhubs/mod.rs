@@ -15,6 +15,7 @@
 
 mod links;
 mod message;
+mod requests;
 mod sas;
 
 use std::collections::VecDeque;
