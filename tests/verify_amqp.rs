@@ -37,6 +37,7 @@ fn options(hub: &EmbeddedHub, trust: &CaChain, connection: &str) -> EventHubsOpt
         credit: 500,
         timeout: Duration::from_secs(10),
         token_lifetime: eventhubs::DEFAULT_TOKEN_LIFETIME,
+        connections: 2,
     }
 }
 
@@ -353,6 +354,7 @@ async fn hub_serve_prints_a_connection_string_its_endpoint_answers_to() {
         credit: 100,
         timeout: Duration::from_secs(10),
         token_lifetime: eventhubs::DEFAULT_TOKEN_LIFETIME,
+        connections: 2,
     })
     .await
     .unwrap();

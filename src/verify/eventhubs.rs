@@ -158,6 +158,10 @@ pub struct EventHubsOptions {
     /// How long the CBS token is valid. The endpoint drops the links when it expires and the
     /// receiver does not renew it: make it longer than the receiver runs.
     pub token_lifetime: Duration,
+    /// Connections the partitions are spread over (round robin; at least 1, at most one per
+    /// partition): each connection is one AMQP engine task on each side, so more connections
+    /// use more cores.
+    pub connections: usize,
 }
 
 /// A TLS client configuration that verifies the endpoint against `roots` and presents no
@@ -177,10 +181,10 @@ pub fn tls_config(
     Ok(Arc::new(config))
 }
 
-/// A connection to the endpoint with a receiver link on every partition.
+/// Connections to the endpoint with a receiver link on every partition.
 #[derive(Debug)]
 pub struct EventHubsReceiver {
-    receiver: AmqpReceiver,
+    receivers: Vec<AmqpReceiver>,
     partitions: Vec<String>,
 }
 
@@ -201,46 +205,36 @@ impl EventHubsReceiver {
             Some(a) => a,
             None => resolve(&cs.host, cs.port).await?,
         };
-        let stream = connect(addr, &cs.host, &options.tls).await?;
-        let container = format!("fleetbench-verify-{:016x}", rand::random::<u64>());
-        let connection = open_connection(stream, SaslMechanism::Anonymous, &container, &cs.host)
-            .await
-            .map_err(|source| ReceiverError::Open { addr, source })?;
-        let mut receiver = AmqpReceiver::begin(connection).await?;
         let expiry = unix_seconds(SystemTime::now() + options.token_lifetime);
         let token = sas_token(&cs.audience(), &cs.key_name, &cs.key, expiry);
-        cbs::put_token(receiver.session(), &cs.audience(), &token).await?;
-        let partitions = cbs::partition_ids(receiver.session(), &cs.entity, &token).await?;
+        let mut first = authenticated(options, addr, &token).await?;
+        let partitions = cbs::partition_ids(first.session(), &cs.entity, &token).await?;
+        let n = options.connections.clamp(1, partitions.len());
+        let mut receivers = vec![first];
+        while receivers.len() < n {
+            receivers.push(authenticated(options, addr, &token).await?);
+        }
         let after = options
             .from
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
         let selector = format!("amqp.annotation.x-opt-enqueued-time > '{after}'");
-        for id in &partitions {
+        for (i, id) in partitions.iter().enumerate() {
             let address = format!(
                 "{}/ConsumerGroups/{}/Partitions/{id}",
                 cs.entity, options.consumer_group
             );
-            let filter = (
-                "apache.org:selector-filter:string".to_owned(),
-                Value::Described(Box::new(serde_amqp::described::Described {
-                    descriptor: serde_amqp::descriptor::Descriptor::Name(
-                        "apache.org:selector-filter:string".into(),
-                    ),
-                    value: Value::String(selector.clone()),
-                })),
-            );
-            receiver
+            receivers[i % n]
                 .attach(
                     &address,
                     options.credit,
-                    vec![filter],
+                    vec![selector_filter(&selector)],
                     Some(SenderSettleMode::Settled),
                 )
                 .await?;
         }
         Ok(Self {
-            receiver,
+            receivers,
             partitions,
         })
     }
@@ -258,8 +252,48 @@ impl EventHubsReceiver {
         stop: CancellationToken,
         max: Duration,
     ) -> ReceiveReport {
-        self.receiver.run(out, stop, max).await
+        let runs = self
+            .receivers
+            .into_iter()
+            .map(|r| r.run(out.clone(), stop.clone(), max));
+        let reports = futures::future::join_all(runs).await;
+        drop(out);
+        let mut links: Vec<_> = reports.into_iter().flat_map(|r| r.links).collect();
+        links.sort_by(|a, b| {
+            a.address
+                .len()
+                .cmp(&b.address.len())
+                .then(a.address.cmp(&b.address))
+        });
+        ReceiveReport { links }
     }
+}
+
+/// One connection: TLS, SASL ANONYMOUS, OPEN, BEGIN and a CBS token for the Event Hub.
+async fn authenticated(
+    options: &EventHubsOptions,
+    addr: SocketAddr,
+    token: &str,
+) -> Result<AmqpReceiver, ReceiverError> {
+    let cs = &options.connection;
+    let stream = connect(addr, &cs.host, &options.tls).await?;
+    let container = format!("fleetbench-verify-{:016x}", rand::random::<u64>());
+    let connection = open_connection(stream, SaslMechanism::Anonymous, &container, &cs.host)
+        .await
+        .map_err(|source| ReceiverError::Open { addr, source })?;
+    let mut receiver = AmqpReceiver::begin(connection).await?;
+    cbs::put_token(receiver.session(), &cs.audience(), token).await?;
+    Ok(receiver)
+}
+
+/// The source filter selecting events by an `apache.org:selector-filter:string` expression.
+fn selector_filter(selector: &str) -> (String, Value) {
+    let name = "apache.org:selector-filter:string";
+    let described = serde_amqp::described::Described {
+        descriptor: serde_amqp::descriptor::Descriptor::Name(name.into()),
+        value: Value::String(selector.to_owned()),
+    };
+    (name.to_owned(), Value::Described(Box::new(described)))
 }
 
 async fn resolve(host: &str, port: u16) -> Result<SocketAddr, ReceiverError> {
