@@ -129,6 +129,20 @@ async fn the_hubs_event_hubs_endpoint_delivers_every_message_once_with_its_devic
 
     let (got, report) = collect(rx, 120, stop, task).await;
     assert_eq!(got.len(), 120, "{report:?}");
+    // The tutorial's property and body come through from both protocols.
+    for r in &got {
+        let device = r.device.as_deref().unwrap_or_default();
+        let alert = r.properties.iter().find(|(k, _)| k == "temperatureAlert");
+        assert!(
+            matches!(alert.map(|(_, v)| v.as_str()), Some("true" | "false")),
+            "{r:?}"
+        );
+        let body = String::from_utf8_lossy(&r.body);
+        assert!(
+            body.contains(&format!("\"deviceId\":\"{device}\"")),
+            "{body}"
+        );
+    }
     let devices = by_device(&got);
     assert_eq!(devices.len(), 40);
     assert!(devices.values().all(|ids| ids.len() == 3), "{devices:?}");
