@@ -306,6 +306,26 @@ pub struct HubServeArgs {
     /// address is announced on stderr).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
+    /// The shared access key of the built-in Event Hubs-compatible endpoint on the AMQP
+    /// listener (policy `service`, entity `fleetbench`; docs/eventhubs-endpoint.md). Without it
+    /// a random key is made at each start. The endpoint's connection string is printed on
+    /// stderr at start.
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "FLEETBENCH_EVENTHUBS_KEY",
+        hide_env_values = true
+    )]
+    pub eventhubs_key: Option<String>,
+    /// Fault injection for tests only: the Event Hubs endpoint drops every N-th accepted
+    /// message (the devices still get their acknowledgement).
+    #[arg(
+        long,
+        value_name = "N",
+        hide = true,
+        env = "FLEETBENCH_FAULT_EVENTHUBS_DROP_EVERY"
+    )]
+    pub fault_eventhubs_drop_every: Option<std::num::NonZeroU64>,
 }
 
 /// `fleetbench hub ca …`

@@ -13,6 +13,7 @@
 //! - [`metrics`]: the hot-path recorder, histograms, the summary.
 //! - [`report`]: text report, results directory, progress display.
 //! - [`hub`]: the embedded IoT-Hub-like server.
+//! - [`verify`]: verifying receivers that read what the devices sent (`verify -> protocol`).
 
 pub mod cli;
 pub mod command;
@@ -24,6 +25,7 @@ pub mod protocol;
 pub mod report;
 pub mod scenario;
 pub mod transport;
+pub mod verify;
 
 /// How a command ended, when it did not fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

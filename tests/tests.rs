@@ -70,3 +70,5 @@ mod limits;
 mod compare;
 // Issue 15: the standalone hub accounts for what it received (metrics, summary, refusal log).
 mod hub_accounts;
+// Issue 15: the AMQP verifying receiver: the hub's Event Hubs-compatible endpoint, RabbitMQ.
+mod verify_amqp;

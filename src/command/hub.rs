@@ -119,10 +119,12 @@ fn eprint_line(text: &str) {
 async fn serve(args: HubServeArgs) -> anyhow::Result<Outcome> {
     let state = StateDir::open(&args.state)?;
     let identity = serve_identity(&state, args.mqtt.ip())?;
-    let config = HubConfig {
+    let mut config = HubConfig {
         log_refusals: true,
         ..HubConfig::default()
     };
+    config.eventhubs.key = args.eventhubs_key.clone();
+    config.eventhubs.fault_drop_every = args.fault_eventhubs_drop_every;
     let hub = Hub::new(config, &identity.server).context("configuring the hub's TLS")?;
     let reloader = Arc::new(Reloader::new(state.clone()));
     reloader.reload(&hub.registry)?;
@@ -156,6 +158,15 @@ async fn serve(args: HubServeArgs) -> anyhow::Result<Outcome> {
     {
         let mut out = std::io::stdout().lock();
         super::write_or_broken_pipe(out.write_all(line.as_bytes()).and_then(|()| out.flush()))?;
+    }
+    if let Some(l) = &amqp {
+        // The built-in Event Hubs-compatible endpoint shares the AMQP listener; stdout stays
+        // the listening line and the summary.
+        eprint_line(&format!(
+            "event hubs-compatible endpoint: {}",
+            hub.eventhubs
+                .connection_string(&l.local_addr()?.to_string())
+        ));
     }
     let stop = CancellationToken::new();
     if let Some(addr) = args.metrics {

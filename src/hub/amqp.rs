@@ -27,6 +27,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
+use super::eventhubs::{self, Event, PlainAuth};
 use super::registry::{Device, Refusal};
 use super::throttle::Admission;
 use super::{Hub, Protocol};
@@ -49,11 +50,14 @@ const REFUSAL_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 struct CertificateSasl {
     cn: Option<String>,
+    /// The Event Hubs endpoint's policy name and key (SASL PLAIN).
+    plain: PlainAuth,
 }
 
 impl SaslAcceptor for CertificateSasl {
     fn mechanisms(&self) -> Array<Symbol> {
-        Array::from(vec![Symbol::from("EXTERNAL"), Symbol::from("ANONYMOUS")])
+        let names = ["EXTERNAL", "ANONYMOUS", "PLAIN"];
+        Array::from(names.into_iter().map(Symbol::from).collect::<Vec<_>>())
     }
 
     fn on_init(&mut self, init: SaslInit) -> SaslServerFrame {
@@ -66,6 +70,9 @@ impl SaslAcceptor for CertificateSasl {
                     })
             }
             "ANONYMOUS" => true,
+            "PLAIN" => self
+                .plain
+                .check(init.initial_response.as_deref().map(Vec::as_slice)),
             _ => false,
         };
         SaslServerFrame::Outcome(SaslOutcome {
@@ -128,6 +135,7 @@ pub(super) async fn session(
     stop: CancellationToken,
 ) {
     let timeout = hub.config.connect_timeout;
+    let plain = PlainAuth::new(hub.eventhubs.key_name(), hub.eventhubs.key());
     let open = async {
         let (header, stream) = Replay::peek::<8>(tls).await.ok()?;
         let mut connection = match header {
@@ -137,6 +145,7 @@ pub(super) async fn session(
             [b'A', b'M', b'Q', b'P', 3, 1, 0, 0] => connection_acceptor!()
                 .sasl_acceptor(CertificateSasl {
                     cn: chain.first().and_then(|c| common_name_of(c)),
+                    plain: plain.clone(),
                 })
                 .build()
                 .accept(stream)
@@ -164,6 +173,7 @@ pub(super) async fn session(
     };
     let mut attached: Option<(Arc<Device>, CancellationToken)> = None;
     let mut receivers = JoinSet::new();
+    let mut service = eventhubs::Links::new(hub.clone(), plain);
     let links = LinkAcceptor::builder()
         .max_message_size(LINK_MAX_MESSAGE_SIZE)
         .build();
@@ -183,6 +193,11 @@ pub(super) async fn session(
             a = session.next_incoming_attach() => a,
         };
         let Some(attach) = attach else { break };
+        // IoT Hub's built-in Event Hubs-compatible endpoint shares the listener.
+        if eventhubs::claims(&attach) {
+            service.attach(&mut session, attach).await;
+            continue;
+        }
         let (device, ca) = match authorize(&hub, &chain, &attach) {
             Ok(d) => d,
             Err(refusal) => {
@@ -238,6 +253,7 @@ pub(super) async fn session(
         }
     }
     receivers.abort_all();
+    drop(service);
     let _ = connection.close().await;
     if let Some((device, _)) = attached {
         hub.stats.active.fetch_sub(1, Ordering::Relaxed);
@@ -358,6 +374,10 @@ async fn receive(
                         device.count_message();
                         received.fetch_add(1, Ordering::Relaxed);
                         hub.stats.count_message();
+                    }
+                    let format = delivery.message_format().as_ref().copied();
+                    for event in Event::amqp(&device.id, message, format) {
+                        hub.eventhubs.publish(event);
                     }
                     if let Admission::After(wait) = admission {
                         tokio::time::sleep(wait).await;

@@ -7,6 +7,7 @@
 
 pub mod accounts;
 mod amqp;
+pub mod eventhubs;
 pub mod identity;
 mod mqtt;
 pub mod names;
@@ -62,6 +63,8 @@ pub struct HubConfig {
     /// Log each refused session at warn level (rate-limited): `hub serve` does; the hub
     /// embedded in `run` leaves refusals to the run's report (and to `-vv`).
     pub log_refusals: bool,
+    /// The built-in Event Hubs-compatible endpoint on the AMQP listener.
+    pub eventhubs: eventhubs::EventHubsConfig,
 }
 
 impl Default for HubConfig {
@@ -74,6 +77,7 @@ impl Default for HubConfig {
             puback_stall: None,
             throttle: None,
             log_refusals: false,
+            eventhubs: eventhubs::EventHubsConfig::default(),
         }
     }
 }
@@ -226,6 +230,8 @@ pub struct Hub {
     pub registry: Registry,
     /// What it has seen.
     pub stats: HubStats,
+    /// The built-in Event Hubs-compatible endpoint: every accepted message, by partition.
+    pub eventhubs: eventhubs::EventHubs,
     config: HubConfig,
     tls: TlsAcceptor,
     next_conn: AtomicU64,
@@ -253,6 +259,7 @@ impl Hub {
         Ok(Arc::new(Self {
             registry: Registry::new(),
             stats,
+            eventhubs: eventhubs::EventHubs::new(&config.eventhubs),
             config,
             tls: TlsAcceptor::from(hub_server_config(identity)?),
             next_conn: AtomicU64::new(1),

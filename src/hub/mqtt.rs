@@ -233,6 +233,9 @@ async fn serve_device(
                 device.count_message();
                 received.fetch_add(1, Ordering::Relaxed);
                 hub.stats.count_message();
+                let bag = &p.topic[events_topic.len()..];
+                let event = super::eventhubs::Event::mqtt(&device.id, bag, p.payload.clone());
+                hub.eventhubs.publish(event);
                 if let Some(wait) = wait {
                     // Earlier messages' answers are not held back by this one's.
                     if framed.flush().await.is_err() {

@@ -361,6 +361,29 @@ impl AmqpSession {
     }
 }
 
+/// Exchanges protocol headers, `sasl` and OPEN over `stream` as a device session does, for the
+/// crate's other AMQP clients (the verifying receiver): the connection without a sender link.
+pub async fn open_connection<S>(
+    stream: S,
+    sasl: SaslMechanism,
+    container_id: &str,
+    host: &str,
+) -> Result<ConnectionHandle<()>, SessionError>
+where
+    S: AsyncRead + AsyncWrite + fmt::Debug + Send + Unpin + 'static,
+{
+    let options = AmqpOptions {
+        dialect: AmqpDialect::Generic {
+            address: String::new(),
+            sasl,
+        },
+        settle: SettleMode::Unsettled,
+    };
+    Ok(AmqpSession::open(stream, options, container_id, host)
+        .await?
+        .connection)
+}
+
 impl AmqpConnection {
     /// BEGIN and the sender ATTACH to the dialect's target. A refused attach is
     /// [`SessionError::Refused`] with the AMQP condition; the connection is closed then.
