@@ -121,6 +121,10 @@ async fn serve(args: HubServeArgs) -> anyhow::Result<Outcome> {
     let identity = serve_identity(&state, args.mqtt.ip())?;
     let config = HubConfig {
         log_refusals: true,
+        tls: crate::transport::tls::HubTls {
+            provider: args.tls_provider,
+            groups: args.tls_groups.clone(),
+        },
         ..HubConfig::default()
     };
     let hub = Hub::new(config, &identity.server).context("configuring the hub's TLS")?;

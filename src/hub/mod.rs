@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::pki::ServerIdentity;
-use crate::transport::tls::{hub_server_config, TlsConfigError};
+use crate::transport::tls::{hub_server_config_for, HubTls, TlsConfigError};
 
 pub use accounts::{Accounts, AccountsSnapshot, Protocol};
 pub use identity::{HubIdentity, IdentityError, IdentitySpec};
@@ -62,6 +62,8 @@ pub struct HubConfig {
     /// Log each refused session at warn level (rate-limited): `hub serve` does; the hub
     /// embedded in `run` leaves refusals to the run's report (and to `-vv`).
     pub log_refusals: bool,
+    /// The crypto provider and the key-exchange groups offered.
+    pub tls: HubTls,
 }
 
 impl Default for HubConfig {
@@ -74,6 +76,7 @@ impl Default for HubConfig {
             puback_stall: None,
             throttle: None,
             log_refusals: false,
+            tls: HubTls::default(),
         }
     }
 }
@@ -250,11 +253,12 @@ impl Hub {
             .map(|(tier, units)| throttle::Throttles::new(tier, units, THROTTLE_QUEUE));
         let stats = HubStats::default();
         stats.accounts.log_refusals(config.log_refusals);
+        let tls = TlsAcceptor::from(hub_server_config_for(identity, &config.tls)?);
         Ok(Arc::new(Self {
             registry: Registry::new(),
             stats,
             config,
-            tls: TlsAcceptor::from(hub_server_config(identity)?),
+            tls,
             next_conn: AtomicU64::new(1),
             started: tokio::time::Instant::now(),
             throttles,

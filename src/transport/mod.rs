@@ -1,6 +1,7 @@
 //! The transport under every protocol: TCP connect (optionally from a chosen local address)
 //! and the mutual-TLS handshake, each timed on its own.
 
+pub mod provider;
 pub mod replay;
 pub mod tls;
 
@@ -13,6 +14,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+pub use provider::Provider;
 pub use replay::Replay;
 pub use tls::{ClientTls, ServerVerification, TlsConfigError, TlsVersion};
 

@@ -1,8 +1,10 @@
-//! `[tls]`: version, resumption, cipher suites and groups.
+//! `[tls]`: version, resumption, crypto provider, cipher suites and groups (the devices' and the
+//! embedded hub's).
 
 use crate::scenario::problems::Problems;
 use crate::scenario::Scenario;
-use crate::transport::TlsVersion;
+use crate::transport::tls::HubTls;
+use crate::transport::{Provider, TlsVersion};
 
 /// TLS settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -11,26 +13,25 @@ pub struct TlsPlan {
     pub version: TlsVersion,
     /// Session resumption offered on reconnects.
     pub resumption: bool,
+    /// The devices' crypto provider.
+    pub provider: Provider,
     /// Cipher suites offered (rustls names); empty = the provider's defaults.
     pub cipher_suites: Vec<String>,
     /// Key-exchange groups offered; empty = the provider's defaults.
     pub groups: Vec<String>,
+    /// The embedded hub's provider and groups.
+    pub hub: HubTls,
 }
 
 pub(super) fn tls(s: &Scenario, p: &mut Problems<'_>) -> TlsPlan {
     let t = &s.tls;
     let version = t.version.unwrap_or_default();
+    let provider = t.provider.unwrap_or_default();
     let cipher_suites = t.cipher_suites.clone().unwrap_or_default();
     for name in &cipher_suites {
-        match crate::transport::tls::cipher_suite(name) {
-            None => p.add(
-                "tls.cipher-suites",
-                format!(
-                    "unknown cipher suite {name:?}; known: {}",
-                    crate::transport::tls::cipher_suite_names().join(", ")
-                ),
-            ),
-            Some(suite) if suite.version().version != version.rustls() => p.add(
+        match provider.check_suite(name) {
+            Err(e) => p.add("tls.cipher-suites", e.to_string()),
+            Ok(suite) if suite.version().version != version.rustls() => p.add(
                 "tls.cipher-suites",
                 format!(
                     "{name:?} is a TLS {} suite, but tls.version is {}",
@@ -38,23 +39,43 @@ pub(super) fn tls(s: &Scenario, p: &mut Problems<'_>) -> TlsPlan {
                     version
                 ),
             ),
-            Some(_) => {}
+            Ok(_) => {}
         }
     }
     let groups = t.groups.clone().unwrap_or_default();
-    for name in &groups {
-        if crate::transport::tls::group(name).is_none() {
-            p.add(
-                "tls.groups",
-                format!("unknown key-exchange group {name:?}; known: x25519, secp256r1, secp384r1"),
-            );
-        }
-    }
+    check_groups(p, "tls.groups", provider, version, &groups);
+    let hub = HubTls {
+        provider: t.hub_provider.unwrap_or(provider),
+        groups: t.hub_groups.clone().unwrap_or_default(),
+    };
+    check_groups(p, "tls.hub-groups", hub.provider, version, &hub.groups);
     TlsPlan {
         version,
         resumption: t.resumption.unwrap_or(false),
+        provider,
         cipher_suites,
         groups,
+        hub,
+    }
+}
+
+/// Each group must be the provider's, and a TLS 1.3-only group needs `tls.version = "1.3"`.
+fn check_groups(
+    p: &mut Problems<'_>,
+    field: &str,
+    provider: Provider,
+    version: TlsVersion,
+    groups: &[String],
+) {
+    for name in groups {
+        match provider.check_group(name) {
+            Err(e) => p.add(field, e.to_string()),
+            Ok(g) if !g.usable_for_version(version.rustls()) => p.add(
+                field,
+                format!("{name:?} is a TLS 1.3 group, but tls.version is {version}"),
+            ),
+            Ok(_) => {}
+        }
     }
 }
 
@@ -62,5 +83,31 @@ pub(super) fn suite_version(suite: rustls::SupportedCipherSuite) -> &'static str
     match suite {
         rustls::SupportedCipherSuite::Tls12(_) => "1.2",
         rustls::SupportedCipherSuite::Tls13(_) => "1.3",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    fn problems(toml: &str) -> String {
+        match crate::scenario::test_plan(toml) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_post_quantum_group_with_ring_names_the_field_and_the_provider_it_needs() {
+        let e = problems("[fleet]\ndevices = 1\n[tls]\ngroups = [\"X25519MLKEM768\"]\n");
+        assert!(e.contains("tls.groups"), "{e}");
+        assert!(e.contains("tls.provider = \"aws-lc-rs\""), "{e}");
+        let ok = "[fleet]\ndevices = 1\n[tls]\nprovider = \"aws-lc-rs\"\ngroups = [\"X25519MLKEM768\"]\n";
+        assert_eq!(problems(ok), "");
+    }
+
+    #[test]
+    fn hub_groups_are_checked_against_the_hub_provider_and_the_version() {
+        let e = problems("[fleet]\ndevices = 1\n[tls]\nprovider = \"aws-lc-rs\"\nversion = \"1.2\"\nhub-groups = [\"SECP256R1MLKEM768\"]\n");
+        assert!(e.contains("tls.hub-groups"), "{e}");
+        assert!(e.contains("TLS 1.3 group"), "{e}");
     }
 }
