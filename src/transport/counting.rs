@@ -1,5 +1,6 @@
 //! A counting adapter around a device's TCP stream: the TCP payload bytes each way, the
-//! flights (each change from writing to reading is one round trip), and whether the server's
+//! flights (each change from writing to reading is one round trip; a lone ChangeCipherSpec is
+//! no flight), and whether the server's
 //! first handshake message was a HelloRetryRequest, read from the record bytes themselves.
 
 use std::io;
@@ -16,6 +17,18 @@ pub const HRR_RANDOM: [u8; 32] = [
 
 /// Record header (5) + handshake header (4) + legacy_version (2) + random (32).
 const FIRST_HELLO: usize = 5 + 4 + 2 + 32;
+
+/// A ChangeCipherSpec record on its own (RFC 8446, D.4; RFC 5246, 7.1).
+const CCS_RECORD: [u8; 6] = [20, 3, 3, 0, 1, 1];
+
+/// The first bytes of `bufs`, up to `n` and the length of [`CCS_RECORD`].
+fn head_of(bufs: &[io::IoSlice<'_>], n: usize) -> Vec<u8> {
+    let want = n.min(CCS_RECORD.len());
+    bufs.iter()
+        .flat_map(|b| b.iter().copied())
+        .take(want)
+        .collect()
+}
 
 /// What crossed a stream so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -97,10 +110,14 @@ impl<S> Counted<S> {
         }
     }
 
-    fn saw_write(&mut self, n: usize) {
+    /// `head` holds the first bytes of the `n` written (up to [`CCS_RECORD`]'s length).
+    fn saw_write(&mut self, n: usize, head: &[u8]) {
         if n > 0 {
             self.counts.written += n as u64;
-            self.wrote = true;
+            // A lone ChangeCipherSpec asks nothing of the server: TLS 1.3's middlebox
+            // compatibility record, which rustls may write while the server's flight is still
+            // arriving, is not a flight of its own.
+            self.wrote |= !(n == CCS_RECORD.len() && head == CCS_RECORD);
         }
     }
 }
@@ -148,7 +165,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = poll {
-            self.saw_write(n);
+            self.saw_write(n, &buf[..n.min(CCS_RECORD.len())]);
         }
         poll
     }
@@ -160,7 +177,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = poll {
-            self.saw_write(n);
+            self.saw_write(n, &head_of(bufs, n));
         }
         poll
     }
@@ -199,6 +216,11 @@ mod tests {
         let n = c.counts();
         assert_eq!((n.read, n.written, n.round_trips), (6, 6, 2));
         assert!(!n.hello_retry);
+        // A lone ChangeCipherSpec between two reads is not a flight.
+        c.write_all(&CCS_RECORD).await.unwrap();
+        b.write_all(b"g").await.unwrap();
+        c.read_exact(&mut buf[..1]).await.unwrap();
+        assert_eq!(c.counts().round_trips, 2);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `[tls]`: version, resumption, crypto provider, cipher suites and groups (the devices' and the
 //! embedded hub's).
 
+use crate::pki::KeyType;
 use crate::scenario::problems::Problems;
 use crate::scenario::Scenario;
 use crate::transport::tls::HubTls;
@@ -49,6 +50,7 @@ pub(super) fn tls(s: &Scenario, p: &mut Problems<'_>) -> TlsPlan {
         groups: t.hub_groups.clone().unwrap_or_default(),
     };
     check_groups(p, "tls.hub-groups", hub.provider, version, &hub.groups);
+    check_post_quantum_keys(s, p, provider, &hub, version);
     TlsPlan {
         version,
         resumption: t.resumption.unwrap_or(false),
@@ -79,6 +81,44 @@ fn check_groups(
     }
 }
 
+/// ML-DSA certificates: rustls signs and verifies them only with aws-lc-rs and in TLS 1.3 (the
+/// devices' keys on both sides; a CA's signatures on the devices' side).
+fn check_post_quantum_keys(
+    s: &Scenario,
+    p: &mut Problems<'_>,
+    provider: Provider,
+    hub: &HubTls,
+    version: TlsVersion,
+) {
+    let pq = |v: &Option<String>| {
+        v.as_deref()
+            .and_then(|k| k.parse::<KeyType>().ok())
+            .filter(|k| k.is_post_quantum())
+    };
+    let (device, ca) = (pq(&s.fleet.key_type), pq(&s.fleet.ca_key_type));
+    let Some(first) = device.or(ca) else {
+        return;
+    };
+    if provider != Provider::AwsLcRs {
+        p.add(
+            "tls.provider",
+            format!("{first} certificates need provider = \"aws-lc-rs\" (ring has no ML-DSA)"),
+        );
+    }
+    if let Some(k) = device.filter(|_| hub.provider != Provider::AwsLcRs) {
+        p.add(
+            "tls.hub-provider",
+            format!("the hub cannot check {k} device signatures with ring; use \"aws-lc-rs\""),
+        );
+    }
+    if version != TlsVersion::Tls13 {
+        p.add(
+            "tls.version",
+            format!("{first} certificates are TLS 1.3 only, but tls.version is {version}"),
+        );
+    }
+}
+
 pub(super) fn suite_version(suite: rustls::SupportedCipherSuite) -> &'static str {
     match suite {
         rustls::SupportedCipherSuite::Tls12(_) => "1.2",
@@ -101,6 +141,19 @@ mod tests {
         assert!(e.contains("tls.groups"), "{e}");
         assert!(e.contains("tls.provider = \"aws-lc-rs\""), "{e}");
         let ok = "[fleet]\ndevices = 1\n[tls]\nprovider = \"aws-lc-rs\"\ngroups = [\"X25519MLKEM768\"]\n";
+        assert_eq!(problems(ok), "");
+    }
+
+    #[test]
+    fn ml_dsa_certificates_need_aws_lc_rs_and_tls_1_3() {
+        let e =
+            problems("[fleet]\ndevices = 1\nkey-type = \"ml-dsa-65\"\n[tls]\nversion = \"1.2\"\n");
+        assert!(e.contains("tls.provider") && e.contains("ml-dsa-65"), "{e}");
+        assert!(
+            e.contains("tls.hub-provider") && e.contains("tls.version"),
+            "{e}"
+        );
+        let ok = "[fleet]\ndevices = 1\nkey-type = \"ml-dsa-44\"\nca-key-type = \"ml-dsa-87\"\n[tls]\nprovider = \"aws-lc-rs\"\n";
         assert_eq!(problems(ok), "");
     }
 
