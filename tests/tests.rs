@@ -68,3 +68,6 @@ mod limits;
 mod compare;
 // Issue 15: the standalone hub accounts for what it received (metrics, summary, refusal log).
 mod hub_accounts;
+// Issue 17: crypto providers, key-exchange groups (post-quantum, HelloRetryRequest), ML-DSA
+// certificates; bytes and round trips per handshake against an independent count.
+mod tls_choices;

@@ -1,0 +1,291 @@
+//! Issue 17: the TLS choices people weigh (crypto provider, key-exchange groups including the
+//! hybrid post-quantum ones, ML-DSA certificates) through the binary against the embedded hub,
+//! and the bytes and round trips per handshake, checked against an independent count.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use fleetbench::pki::store::{pem, write_ca_dir};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::support;
+use crate::support::walkthrough::{fleetbench, take_summary, text};
+
+/// Runs an inline scenario from `dir`; the output and, when it ran, its summary.json.
+fn run(dir: &Path, toml: &str, extra: &[&str]) -> (Output, Option<Value>) {
+    let path = dir.join("s.toml");
+    std::fs::write(&path, toml).unwrap();
+    let mut args = vec!["run", "--quiet", "--results", "results", "s.toml"];
+    args.extend_from_slice(extra);
+    let out = fleetbench(dir, &args, &[]);
+    let summary = dir.join("results").exists().then(|| take_summary(dir));
+    (out, summary)
+}
+
+/// An embedded-hub scenario of `devices` devices, one message each, with `tls` and `fleet`
+/// lines added.
+fn scenario(devices: u64, tls: &str, fleet: &str) -> String {
+    format!(
+        "name = \"t\"\n[target]\nhub = \"embedded\"\n[tls]\n{tls}\n[fleet]\ndevices = {devices}\n\
+         {fleet}\n[connect]\nrate = 200.0\n[messages]\ncount = 1\ninterval = \"10ms\"\n"
+    )
+}
+
+/// A run that must pass; its summary.
+fn passing(dir: &Path, toml: &str, extra: &[&str]) -> Value {
+    let (out, summary) = run(dir, toml, extra);
+    assert_eq!(out.status.code(), Some(0), "{toml}\n{}", text(&out));
+    summary.unwrap()
+}
+
+fn full(s: &Value) -> &Value {
+    &s["handshake"]["full"]
+}
+
+#[test]
+fn every_group_completes_a_mutual_tls_fleet_run_and_post_quantum_shares_show_on_the_wire() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("ring", "x25519"),
+        ("ring", "secp256r1"),
+        ("ring", "secp384r1"),
+        ("aws-lc-rs", "x25519"),
+        ("aws-lc-rs", "secp256r1"),
+        ("aws-lc-rs", "secp384r1"),
+        ("aws-lc-rs", "X25519MLKEM768"),
+        ("aws-lc-rs", "SECP256R1MLKEM768"),
+    ];
+    let mut up = std::collections::BTreeMap::new();
+    for (provider, group) in cases {
+        let tls = format!("provider = \"{provider}\"\ngroups = [\"{group}\"]");
+        let s = passing(dir.path(), &scenario(3, &tls, ""), &[]);
+        let f = full(&s);
+        assert_eq!(f["count"], 3, "{provider} {group}: {f}");
+        assert_eq!(f["round_trips"]["max"], 1, "{provider} {group}: {f}");
+        assert_eq!(f["hello_retries"], 0, "{provider} {group}: {f}");
+        up.insert(
+            (provider, group),
+            f["bytes_to_server"]["median"].as_u64().unwrap(),
+        );
+    }
+    // ML-KEM-768's encapsulation key (1,184 bytes) rides in the ClientHello: the hybrid group
+    // was really used.
+    let x25519 = up[&("aws-lc-rs", "x25519")];
+    assert!(
+        up[&("aws-lc-rs", "X25519MLKEM768")] > x25519 + 1_100,
+        "{up:?}"
+    );
+    assert!(
+        up[&("aws-lc-rs", "SECP256R1MLKEM768")] > x25519 + 1_100,
+        "{up:?}"
+    );
+}
+
+#[test]
+fn a_post_quantum_group_with_ring_is_a_scenario_error_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    for field in ["groups", "hub-groups"] {
+        let (out, summary) = run(
+            dir.path(),
+            &scenario(1, &format!("{field} = [\"X25519MLKEM768\"]"), ""),
+            &[],
+        );
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{t}");
+        assert!(t.contains(&format!("tls.{field}")), "{t}");
+        assert!(t.contains("tls.provider = \"aws-lc-rs\""), "{t}");
+        assert!(!t.contains("panicked"), "{t}");
+        assert!(summary.is_none());
+    }
+}
+
+#[test]
+fn the_hrr_scenario_counts_one_hello_retry_per_full_handshake_and_a_round_trip_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/handshake-hrr.toml");
+    let body = std::fs::read_to_string(committed).unwrap();
+    let s = passing(dir.path(), &body, &["--devices", "8"]);
+    let f = full(&s);
+    assert_eq!(
+        (f["count"].as_u64(), f["hello_retries"].as_u64()),
+        (Some(8), Some(8)),
+        "{f}"
+    );
+    assert_eq!(f["round_trips"]["median"], 2, "{f}");
+    // The same fleet with the hub offering the devices' first choice: no retry, one round trip.
+    let offered = body.replace(
+        "hub-groups = [\"secp256r1\"]",
+        "hub-groups = [\"secp256r1\", \"X25519MLKEM768\"]",
+    );
+    assert_ne!(offered, body);
+    let s = passing(dir.path(), &offered, &["--devices", "8"]);
+    let f = full(&s);
+    assert_eq!(
+        (
+            f["hello_retries"].as_u64(),
+            f["round_trips"]["max"].as_u64()
+        ),
+        (Some(0), Some(1)),
+        "{f}"
+    );
+}
+
+#[test]
+fn round_trips_tls_1_2_full_two_and_resumed_one_tls_1_3_resumed_one() {
+    let dir = tempfile::tempdir().unwrap();
+    for (version, full_rtt) in [("1.2", 2), ("1.3", 1)] {
+        let toml = format!(
+            "name = \"t\"\n[target]\nhub = \"embedded\"\n[tls]\nversion = \"{version}\"\n\
+             resumption = true\n[fleet]\ndevices = 2\n[connect]\nrate = 200.0\n\
+             [churn]\nduration = \"300ms\"\nmessages = 0\n"
+        );
+        let s = passing(dir.path(), &toml, &[]);
+        let (f, r) = (full(&s), &s["handshake"]["resumed"]);
+        assert_eq!(f["round_trips"]["median"], full_rtt, "TLS {version}: {f}");
+        assert_eq!(f["round_trips"]["max"], full_rtt, "TLS {version}: {f}");
+        assert!(r["count"].as_u64().unwrap() >= 1, "TLS {version}: {r}");
+        assert_eq!(r["round_trips"]["max"], 1, "TLS {version}: {r}");
+        // No certificates cross in a resumed handshake: far fewer bytes.
+        assert_eq!(r["chain_sent_bytes"], 0.0, "{r}");
+        let (fb, rb) = (
+            f["bytes_to_client"]["median"].as_u64().unwrap(),
+            r["bytes_to_client"]["median"].as_u64().unwrap(),
+        );
+        assert!(
+            rb + 500 < fb,
+            "TLS {version}: resumed {rb} B vs full {fb} B"
+        );
+    }
+}
+
+#[test]
+fn ml_dsa_certificates_complete_mutual_tls_and_their_chains_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = "provider = \"aws-lc-rs\"";
+    let base = passing(dir.path(), &scenario(2, tls, ""), &[]);
+    let ecdsa_chain = full(&base)["chain_sent_bytes"].as_f64().unwrap();
+    let mut last = ecdsa_chain;
+    for k in ["ml-dsa-44", "ml-dsa-65", "ml-dsa-87"] {
+        let fleet = format!("key-type = \"{k}\"\nca-key-type = \"{k}\"");
+        let s = passing(dir.path(), &scenario(2, tls, &fleet), &[]);
+        let f = full(&s);
+        assert_eq!(f["count"], 2, "{k}: {f}");
+        // Every certificate carries an ML-DSA key and signature of kilobytes.
+        let chain = f["chain_sent_bytes"].as_f64().unwrap();
+        assert!(chain > last + 1_000.0, "{k}: chain {chain} after {last}");
+        assert!(
+            f["bytes_to_server"]["median"].as_f64().unwrap() > chain,
+            "{k}: {f}"
+        );
+        assert_eq!(f["round_trips"]["max"], 1, "{k}: {f}");
+        last = chain;
+    }
+    let (out, _) = run(
+        dir.path(),
+        &scenario(1, "", "key-type = \"ml-dsa-44\""),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("tls.provider"), "{}", text(&out));
+}
+
+/// Relays every connection to `to`, counting the bytes each way; returns its address and a task
+/// that ends after `sessions` connections closed, with the totals (up, down).
+async fn counting_relay(
+    to: SocketAddr,
+    sessions: usize,
+) -> (SocketAddr, tokio::task::JoinHandle<(u64, u64)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut pipes = Vec::new();
+        for _ in 0..sessions {
+            let (client, _) = listener.accept().await.unwrap();
+            let server = TcpStream::connect(to).await.unwrap();
+            let (cr, cw) = client.into_split();
+            let (sr, sw) = server.into_split();
+            pipes.push(tokio::spawn(pipe(cr, sw)));
+            pipes.push(tokio::spawn(pipe(sr, cw)));
+        }
+        let mut totals = (0, 0);
+        for (i, p) in pipes.into_iter().enumerate() {
+            let n = p.await.unwrap();
+            if i % 2 == 0 {
+                totals.0 += n;
+            } else {
+                totals.1 += n;
+            }
+        }
+        totals
+    });
+    (addr, task)
+}
+
+/// Copies until EOF or an error, then shuts the writer; the bytes copied.
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+) -> u64 {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0;
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+                total += n as u64;
+            }
+        }
+    }
+    let _ = to.shutdown().await;
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_per_session_equal_what_a_relay_counted_in_between() {
+    const DEVICES: u64 = 6;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = support::chain();
+    write_ca_dir(&dir.path().join("ca"), &ca).unwrap();
+    let server_ca = support::chain();
+    let hub = support::hub(&server_ca, &[ca.as_ref()]).await;
+    hub.hub
+        .registry
+        .register_ca_signed(support::ids("device", DEVICES).iter());
+    let roots = dir.path().join("server-root.pem");
+    std::fs::write(&roots, pem("CERTIFICATE", server_ca.root().cert())).unwrap();
+    let (relay, counted) = counting_relay(hub.mqtt, DEVICES as usize).await;
+    let toml = format!(
+        "name = \"relayed\"\n[target]\nhub = \"remote\"\naddress = \"{relay}\"\n\
+         server-name = \"localhost\"\nca-file = \"{}\"\n[fleet]\ndevices = {DEVICES}\n\
+         id = \"device-{{n:05}}\"\nca-dir = \"ca\"\n[connect]\nrate = 200.0\n\
+         [messages]\ncount = 3\ninterval = \"5ms\"\n",
+        roots.display()
+    );
+    let d = dir.path().to_owned();
+    let (out, summary) = tokio::task::spawn_blocking(move || run(&d, &toml, &[]))
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let (up, down) = tokio::time::timeout(Duration::from_secs(30), counted)
+        .await
+        .expect("the relay's connections close")
+        .unwrap();
+    let f = summary.unwrap()["handshake"]["full"].clone();
+    assert_eq!(f["sessions"], DEVICES, "{f}");
+    assert_eq!(f["session_bytes_to_server"].as_u64(), Some(up), "{f}");
+    assert_eq!(f["session_bytes_to_client"].as_u64(), Some(down), "{f}");
+    // The handshakes are part of the sessions, and the chains part of the handshakes.
+    let hs_up = f["bytes_to_server"]["total"].as_u64().unwrap();
+    assert!(
+        hs_up < up && f["chain_sent_bytes"].as_f64().unwrap() * 6.0 < hs_up as f64,
+        "{f}"
+    );
+    hub.stop().await;
+}
