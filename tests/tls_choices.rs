@@ -289,3 +289,114 @@ async fn bytes_per_session_equal_what_a_relay_counted_in_between() {
     );
     hub.stop().await;
 }
+
+#[test]
+fn an_ml_dsa_ca_written_by_pki_init_is_refused_on_reading_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let init = ["pki", "init", "--out", "ca", "--key-type", "ml-dsa-44"];
+    let out = fleetbench(d, &init, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = fleetbench(
+        d,
+        &["pki", "devices", "--ca", "ca", "--count", "1", "--out", "d"],
+        &[],
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("ml-dsa-44 key, which cannot be read back"),
+        "{t}"
+    );
+}
+
+#[test]
+fn hub_serve_offers_the_provider_and_groups_its_flags_name() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ok = |args: &[&str]| {
+        let out = fleetbench(d, args, &[]);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+    };
+    ok(&["pki", "init", "--out", "ca"]);
+    let add = [
+        "hub",
+        "ca",
+        "add",
+        "--state",
+        "hub",
+        "--name",
+        "t",
+        "--cert",
+        "ca/root.cer",
+    ];
+    ok(&[&add[..], &["--verified"]].concat());
+    ok(&["pki", "registry", "--count", "2", "--out", "devices.txt"]);
+    ok(&[
+        "hub",
+        "device",
+        "add",
+        "--state",
+        "hub",
+        "--import",
+        "devices.txt",
+    ]);
+    // A group ring lacks is refused at start, naming it.
+    let bad = ["hub", "serve", "--state", "hub", "--mqtt", "127.0.0.1:0"];
+    let out = fleetbench(
+        d,
+        &[&bad[..], &["--tls-groups", "X25519MLKEM768"]].concat(),
+        &[],
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("X25519MLKEM768") && t.contains("aws-lc-rs"),
+        "{t}"
+    );
+
+    let mut hub = std::process::Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+        .current_dir(d)
+        .args(["hub", "serve", "--state", "hub", "--mqtt", "127.0.0.1:0"])
+        .args([
+            "--tls-provider",
+            "aws-lc-rs",
+            "--tls-groups",
+            "X25519MLKEM768",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(hub.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let mqtt = line
+        .split("mqtts://")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    let toml = |groups: &str| {
+        format!(
+            "name = \"t\"\n[target]\nhub = \"remote\"\naddress = \"{mqtt}\"\nserver-name = \"localhost\"\n\
+             ca-file = \"hub/server-root.pem\"\n[tls]\nprovider = \"aws-lc-rs\"\ngroups = [{groups}]\n\
+             [fleet]\ndevices = 2\nca-dir = \"ca\"\n[connect]\nrate = 100.0\n[messages]\ncount = 1\n\
+             interval = \"10ms\"\n"
+        )
+    };
+    let (pq, pq_summary) = run(d, &toml("\"X25519MLKEM768\""), &[]);
+    let (classic, classic_summary) = run(d, &toml("\"x25519\""), &[]);
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &hub.id().to_string()])
+        .status();
+    let _ = hub.wait();
+    assert_eq!(pq.status.code(), Some(0), "{}", text(&pq));
+    assert_eq!(full(&pq_summary.unwrap())["count"], 2);
+    // The hub offers only the hybrid group: a classical-only device cannot agree on one.
+    assert_eq!(classic.status.code(), Some(1), "{}", text(&classic));
+    assert!(classic_summary.unwrap()["handshake"].is_null());
+}

@@ -96,6 +96,19 @@ impl KeyType {
         })
     }
 
+    /// The ML-DSA key type of a PKCS#8 key, found by its algorithm identifier (FIPS 204 OIDs
+    /// 2.16.840.1.101.3.4.3.17-19), for saying why such a key cannot be read back.
+    pub fn ml_dsa_in_pkcs8(der: &[u8]) -> Option<Self> {
+        const OID: [u8; 10] = [0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x03];
+        let at = der.windows(OID.len() + 1).find(|w| w[..OID.len()] == OID)?;
+        match at[OID.len()] {
+            0x11 => Some(Self::MlDsa44),
+            0x12 => Some(Self::MlDsa65),
+            0x13 => Some(Self::MlDsa87),
+            _ => None,
+        }
+    }
+
     /// Whether the tutorial's .NET device can load this key type from a PFX.
     pub const fn fits_dotnet_pfx(self) -> bool {
         !matches!(self, Self::Ed25519) && !self.is_post_quantum()
@@ -134,7 +147,10 @@ mod tests {
             let key = k.generate().unwrap();
             assert_eq!(key.algorithm(), k.algorithm());
             assert!(!k.fits_dotnet_pfx());
+            assert_eq!(KeyType::ml_dsa_in_pkcs8(&key.serialize_der()), Some(k));
         }
+        let p256 = KeyType::EcdsaP256.generate().unwrap();
+        assert_eq!(KeyType::ml_dsa_in_pkcs8(&p256.serialize_der()), None);
         assert!("ml-dsa-1"
             .parse::<KeyType>()
             .unwrap_err()

@@ -21,13 +21,14 @@ const FIRST_HELLO: usize = 5 + 4 + 2 + 32;
 /// A ChangeCipherSpec record on its own (RFC 8446, D.4; RFC 5246, 7.1).
 const CCS_RECORD: [u8; 6] = [20, 3, 3, 0, 1, 1];
 
-/// The first bytes of `bufs`, up to `n` and the length of [`CCS_RECORD`].
-fn head_of(bufs: &[io::IoSlice<'_>], n: usize) -> Vec<u8> {
-    let want = n.min(CCS_RECORD.len());
-    bufs.iter()
-        .flat_map(|b| b.iter().copied())
-        .take(want)
-        .collect()
+/// Whether the first `n` bytes of `bufs` are a lone ChangeCipherSpec record.
+fn is_lone_ccs(bufs: &[io::IoSlice<'_>], n: usize) -> bool {
+    n == CCS_RECORD.len()
+        && bufs
+            .iter()
+            .flat_map(|b| b.iter())
+            .take(n)
+            .eq(CCS_RECORD.iter())
 }
 
 /// What crossed a stream so far.
@@ -53,7 +54,8 @@ pub struct Counted<S> {
     /// Wrote since the last read: the next read starts a round trip.
     wrote: bool,
     /// The first bytes read, until [`FIRST_HELLO`] of them have come.
-    head: Vec<u8>,
+    head: [u8; FIRST_HELLO],
+    head_len: usize,
     on_drop: Option<OnDrop>,
 }
 
@@ -72,7 +74,8 @@ impl<S> Counted<S> {
             inner,
             counts: Counts::default(),
             wrote: false,
-            head: Vec::with_capacity(FIRST_HELLO),
+            head: [0; FIRST_HELLO],
+            head_len: 0,
             on_drop: None,
         }
     }
@@ -101,23 +104,24 @@ impl<S> Counted<S> {
             self.wrote = false;
         }
         self.counts.read += bytes.len() as u64;
-        if self.head.len() < FIRST_HELLO {
-            let take = (FIRST_HELLO - self.head.len()).min(bytes.len());
-            self.head.extend_from_slice(&bytes[..take]);
-            if self.head.len() == FIRST_HELLO {
+        if self.head_len < FIRST_HELLO {
+            let take = (FIRST_HELLO - self.head_len).min(bytes.len());
+            self.head[self.head_len..self.head_len + take].copy_from_slice(&bytes[..take]);
+            self.head_len += take;
+            if self.head_len == FIRST_HELLO {
                 self.counts.hello_retry = is_hello_retry(&self.head);
             }
         }
     }
 
-    /// `head` holds the first bytes of the `n` written (up to [`CCS_RECORD`]'s length).
-    fn saw_write(&mut self, n: usize, head: &[u8]) {
+    /// `lone_ccs`: the `n` bytes written were a ChangeCipherSpec record and nothing else.
+    fn saw_write(&mut self, n: usize, lone_ccs: bool) {
         if n > 0 {
             self.counts.written += n as u64;
             // A lone ChangeCipherSpec asks nothing of the server: TLS 1.3's middlebox
             // compatibility record, which rustls may write while the server's flight is still
             // arriving, is not a flight of its own.
-            self.wrote |= !(n == CCS_RECORD.len() && head == CCS_RECORD);
+            self.wrote |= !lone_ccs;
         }
     }
 }
@@ -165,7 +169,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = poll {
-            self.saw_write(n, &buf[..n.min(CCS_RECORD.len())]);
+            self.saw_write(n, buf[..n] == CCS_RECORD);
         }
         poll
     }
@@ -177,7 +181,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = poll {
-            self.saw_write(n, &head_of(bufs, n));
+            self.saw_write(n, is_lone_ccs(bufs, n));
         }
         poll
     }
