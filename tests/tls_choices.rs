@@ -400,3 +400,67 @@ fn hub_serve_offers_the_provider_and_groups_its_flags_name() {
     assert_eq!(classic.status.code(), Some(1), "{}", text(&classic));
     assert!(classic_summary.unwrap()["handshake"].is_null());
 }
+
+/// The adapter's HelloRetryRequest (read from the record bytes) against rustls's own account of
+/// the handshake, and the group rustls negotiated, for a hub offering only `hub_groups`.
+async fn handshake_with(
+    client_groups: &[&str],
+    hub_groups: &[&str],
+) -> (
+    fleetbench::transport::HandshakeWire,
+    Option<rustls::HandshakeKind>,
+    String,
+) {
+    use fleetbench::command::run::EmbeddedHub;
+    use fleetbench::hub::HubConfig;
+    use fleetbench::pki::{KeyType, Validity};
+    use fleetbench::transport::tls::HubTls;
+    use fleetbench::transport::{self, ClientTls, Provider, ServerVerification, TlsVersion};
+    let strings = |g: &[&str]| g.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let ca = support::chain();
+    let config = HubConfig {
+        tls: HubTls {
+            provider: Provider::AwsLcRs,
+            groups: strings(hub_groups),
+        },
+        ..HubConfig::default()
+    };
+    let hub = EmbeddedHub::start(&ca, config).await.unwrap();
+    let device = ca
+        .mint_device("d", KeyType::EcdsaP256, Validity::default())
+        .unwrap();
+    let roots = ClientTls::roots(std::slice::from_ref(ca.root().cert())).unwrap();
+    let tls = ClientTls::new(TlsVersion::Tls13, ServerVerification::Roots(roots), false)
+        .with_provider(Provider::AwsLcRs, &[], &strings(client_groups))
+        .unwrap()
+        .for_device(&device)
+        .unwrap();
+    let tcp = transport::tcp_connect(hub.mqtt, None).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let (stream, wire) = transport::tls_handshake_counted(tls, name, tcp)
+        .await
+        .unwrap();
+    let conn = stream.get_ref().1;
+    let group = format!("{:?}", conn.negotiated_key_exchange_group().unwrap().name());
+    let kind = conn.handshake_kind();
+    drop(stream);
+    hub.stop().await;
+    (wire, kind, group)
+}
+
+#[tokio::test]
+async fn hello_retry_read_from_the_records_agrees_with_rustls() {
+    let (wire, kind, group) =
+        handshake_with(&["X25519MLKEM768", "secp256r1"], &["secp256r1"]).await;
+    assert!(wire.counts.hello_retry, "{wire:?}");
+    assert_eq!(kind, Some(rustls::HandshakeKind::FullWithHelloRetryRequest));
+    assert_eq!((group.as_str(), wire.counts.round_trips), ("secp256r1", 2));
+    let (wire, kind, group) = handshake_with(&["X25519MLKEM768", "secp256r1"], &[]).await;
+    assert!(!wire.counts.hello_retry, "{wire:?}");
+    assert_eq!(kind, Some(rustls::HandshakeKind::Full));
+    assert_eq!(
+        (group.as_str(), wire.counts.round_trips),
+        ("X25519MLKEM768", 1)
+    );
+    assert!(wire.chain_sent > 0 && wire.chain_received > 0, "{wire:?}");
+}
