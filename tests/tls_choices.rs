@@ -320,6 +320,8 @@ fn hub_serve_offers_the_provider_and_groups_its_flags_name() {
         assert!(out.status.success(), "{args:?}: {}", text(&out));
     };
     ok(&["pki", "init", "--out", "ca"]);
+    // The hub's own identity is ML-DSA-44: it signs its CertificateVerify with it.
+    ok(&["hub", "init", "--state", "hub", "--key-type", "ml-dsa-44"]);
     let add = [
         "hub",
         "ca",
@@ -353,6 +355,13 @@ fn hub_serve_offers_the_provider_and_groups_its_flags_name() {
     assert_eq!(out.status.code(), Some(2), "{t}");
     assert!(
         t.contains("X25519MLKEM768") && t.contains("aws-lc-rs"),
+        "{t}"
+    );
+    let out = fleetbench(d, &bad, &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("ml-dsa-44 key needs the aws-lc-rs provider"),
         "{t}"
     );
 
@@ -395,7 +404,13 @@ fn hub_serve_offers_the_provider_and_groups_its_flags_name() {
         .status();
     let _ = hub.wait();
     assert_eq!(pq.status.code(), Some(0), "{}", text(&pq));
-    assert_eq!(full(&pq_summary.unwrap())["count"], 2);
+    let pq_summary = pq_summary.unwrap();
+    assert_eq!(full(&pq_summary)["count"], 2);
+    let hub_chain = full(&pq_summary)["chain_received_bytes"].as_f64().unwrap();
+    assert!(
+        hub_chain > 3_700.0,
+        "an ML-DSA-44 key and signature: {hub_chain}"
+    );
     // The hub offers only the hybrid group: a classical-only device cannot agree on one.
     assert_eq!(classic.status.code(), Some(1), "{}", text(&classic));
     assert!(classic_summary.unwrap()["handshake"].is_null());

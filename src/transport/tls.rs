@@ -14,7 +14,7 @@ use rustls::{
 use serde::{Deserialize, Serialize};
 
 pub use super::provider::{Provider, UnknownName};
-use crate::pki::{DeviceIdentity, ServerIdentity};
+use crate::pki::{DeviceIdentity, KeyType, ServerIdentity};
 
 /// Errors building a TLS configuration.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +31,9 @@ pub enum TlsConfigError {
     /// A trust root could not be added.
     #[error("trust root is not a usable CA certificate")]
     BadRoot(#[source] rustls::Error),
+    /// The hub's key is ML-DSA, which ring cannot sign with.
+    #[error("the hub's {0} key needs the aws-lc-rs provider (hub serve --tls-provider aws-lc-rs)")]
+    NeedsAwsLcRs(KeyType),
     /// A cipher suite or group the provider lacks.
     #[error(transparent)]
     Unknown(#[from] UnknownName),
@@ -342,6 +345,11 @@ pub fn hub_server_config_for(
     tls: &HubTls,
 ) -> Result<Arc<ServerConfig>, TlsConfigError> {
     let provider = tls.crypto()?;
+    if tls.provider == Provider::Ring {
+        if let Some(k) = KeyType::ml_dsa_in_pkcs8(identity.key.secret_der()) {
+            return Err(TlsConfigError::NeedsAwsLcRs(k));
+        }
+    }
     let err = |source| TlsConfigError::Rustls {
         what: "the hub".into(),
         source,
