@@ -116,6 +116,13 @@ fn the_hrr_scenario_counts_one_hello_retry_per_full_handshake_and_a_round_trip_m
         "{f}"
     );
     assert_eq!(f["round_trips"]["median"], 2, "{f}");
+    // The text report says so on its "On the wire" line.
+    let (out, _) = run(dir.path(), &body, &["--devices", "4"]);
+    let report = text(&out);
+    assert!(
+        report.contains("2 RTT") && report.contains("4 HelloRetryRequest"),
+        "{report}"
+    );
     // The same fleet with the hub offering the devices' first choice: no retry, one round trip.
     let offered = body.replace(
         "hub-groups = [\"secp256r1\"]",

@@ -50,6 +50,19 @@ pub(super) fn tls(s: &Scenario, p: &mut Problems<'_>) -> TlsPlan {
         groups: t.hub_groups.clone().unwrap_or_default(),
     };
     check_groups(p, "tls.hub-groups", hub.provider, version, &hub.groups);
+    if matches!(s.target.hub, Some(crate::scenario::HubKind::Remote)) {
+        for (field, set) in [
+            ("tls.hub-provider", t.hub_provider.is_some()),
+            ("tls.hub-groups", t.hub_groups.is_some()),
+        ] {
+            if set {
+                p.add(
+                    field,
+                    "applies to the embedded hub only, but target.hub is \"remote\"",
+                );
+            }
+        }
+    }
     check_post_quantum_keys(s, p, provider, &hub, version);
     TlsPlan {
         version,
@@ -155,6 +168,15 @@ mod tests {
         );
         let ok = "[fleet]\ndevices = 1\nkey-type = \"ml-dsa-44\"\nca-key-type = \"ml-dsa-87\"\n[tls]\nprovider = \"aws-lc-rs\"\n";
         assert_eq!(problems(ok), "");
+    }
+
+    #[test]
+    fn hub_settings_with_a_remote_target_are_an_error() {
+        let e = problems("[target]\nhub = \"remote\"\naddress = \"127.0.0.1:1\"\n[fleet]\ndevices = 1\n[tls]\nhub-groups = [\"x25519\"]\n");
+        assert!(
+            e.contains("tls.hub-groups: applies to the embedded hub only"),
+            "{e}"
+        );
     }
 
     #[test]
