@@ -68,6 +68,7 @@ mod limits;
 mod compare;
 // Issue 15: the standalone hub accounts for what it received (metrics, summary, refusal log).
 mod hub_accounts;
-// Issue 17: crypto providers, key-exchange groups (post-quantum, HelloRetryRequest), ML-DSA
-// certificates; bytes and round trips per handshake against an independent count.
+// Issue 17: crypto providers, key-exchange groups (post-quantum), ML-DSA certificates.
 mod tls_choices;
+// Issue 17: bytes and round trips per handshake (HelloRetryRequest) against independent counts.
+mod tls_wire;
