@@ -326,6 +326,14 @@ pub struct HubServeArgs {
         env = "FLEETBENCH_FAULT_EVENTHUBS_DROP_EVERY"
     )]
     pub fault_eventhubs_drop_every: Option<std::num::NonZeroU64>,
+    /// Crypto provider of the hub's TLS: ring or aws-lc-rs (which adds the post-quantum
+    /// groups X25519MLKEM768 and SECP256R1MLKEM768 and ML-DSA certificates).
+    #[arg(long, default_value = "ring", value_name = "PROVIDER")]
+    pub tls_provider: crate::transport::Provider,
+    /// Key-exchange groups the hub offers, comma-separated (e.g. secp256r1,x25519); default:
+    /// every group of the provider, post-quantum first.
+    #[arg(long, value_delimiter = ',', value_name = "GROUPS")]
+    pub tls_groups: Vec<String>,
 }
 
 /// `fleetbench hub ca …`

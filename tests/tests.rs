@@ -72,3 +72,7 @@ mod compare;
 mod hub_accounts;
 // Issue 15: the AMQP verifying receiver: the hub's Event Hubs-compatible endpoint, RabbitMQ.
 mod verify_amqp;
+// Issue 17: crypto providers, key-exchange groups (post-quantum), ML-DSA certificates.
+mod tls_choices;
+// Issue 17: bytes and round trips per handshake (HelloRetryRequest) against independent counts.
+mod tls_wire;

@@ -121,6 +121,10 @@ async fn serve(args: HubServeArgs) -> anyhow::Result<Outcome> {
     let identity = serve_identity(&state, args.mqtt.ip())?;
     let mut config = HubConfig {
         log_refusals: true,
+        tls: crate::transport::tls::HubTls {
+            provider: args.tls_provider,
+            groups: args.tls_groups.clone(),
+        },
         ..HubConfig::default()
     };
     config.eventhubs.key = args.eventhubs_key.clone();

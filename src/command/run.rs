@@ -224,6 +224,7 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
             let mut config = options.hub.clone();
             // A scenario that names a tier gets that tier's throttles on the embedded hub.
             config.throttle = config.throttle.or(plan.tier);
+            config.tls = plan.tls.hub.clone();
             let hub = EmbeddedHub::start(&chain, config).await?;
             hub.hub
                 .registry
@@ -241,7 +242,11 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
                 ServerVerification::Roots(roots),
                 plan.tls.resumption,
             )
-            .restrict(&plan.tls.cipher_suites, &plan.tls.groups);
+            .with_provider(
+                plan.tls.provider,
+                &plan.tls.cipher_suites,
+                &plan.tls.groups,
+            )?;
             (endpoint, tls, Some(hub))
         }
         Target::Remote {
@@ -270,8 +275,11 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
             };
             (
                 endpoint,
-                ClientTls::new(plan.tls.version, verification, plan.tls.resumption)
-                    .restrict(&plan.tls.cipher_suites, &plan.tls.groups),
+                ClientTls::new(plan.tls.version, verification, plan.tls.resumption).with_provider(
+                    plan.tls.provider,
+                    &plan.tls.cipher_suites,
+                    &plan.tls.groups,
+                )?,
                 None,
             )
         }

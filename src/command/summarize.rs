@@ -99,6 +99,7 @@ pub fn summarize(
         shard: None,
         shards: Vec::new(),
         throttling: None,
+        handshake: recorder.wire.summary(),
     };
     let evidence = crate::metrics::ThrottleEvidence {
         cpu_ceiling: 0.9,

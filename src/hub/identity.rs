@@ -134,7 +134,9 @@ pub fn load(dir: &Path) -> Result<Option<HubIdentity>, IdentityError> {
         dir: dir.to_owned(),
         reason,
     };
-    let signing = rustls::crypto::ring::sign::any_supported_type(&key)
+    // aws-lc-rs reads every key type ring does and ML-DSA too; which provider serves is the
+    // hub's TLS configuration's business.
+    let signing = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key)
         .map_err(|e| inconsistent(&paths[2], format!("the key is not usable ({e})")))?;
     rustls::sign::CertifiedKey::new(chain.clone(), signing)
         .keys_match()

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::pki::ServerIdentity;
-use crate::transport::tls::{hub_server_config, TlsConfigError};
+use crate::transport::tls::{hub_server_config_for, HubTls, TlsConfigError};
 
 pub use accounts::{Accounts, AccountsSnapshot, Protocol};
 pub use identity::{HubIdentity, IdentityError, IdentitySpec};
@@ -65,6 +65,8 @@ pub struct HubConfig {
     pub log_refusals: bool,
     /// The built-in Event Hubs-compatible endpoint on the AMQP listener.
     pub eventhubs: eventhubs::EventHubsConfig,
+    /// The crypto provider and the key-exchange groups offered.
+    pub tls: HubTls,
 }
 
 impl Default for HubConfig {
@@ -78,6 +80,7 @@ impl Default for HubConfig {
             throttle: None,
             log_refusals: false,
             eventhubs: eventhubs::EventHubsConfig::default(),
+            tls: HubTls::default(),
         }
     }
 }
@@ -256,12 +259,13 @@ impl Hub {
             .map(|(tier, units)| throttle::Throttles::new(tier, units, THROTTLE_QUEUE));
         let stats = HubStats::default();
         stats.accounts.log_refusals(config.log_refusals);
+        let tls = TlsAcceptor::from(hub_server_config_for(identity, &config.tls)?);
         Ok(Arc::new(Self {
             registry: Registry::new(),
             stats,
             eventhubs: eventhubs::EventHubs::new(&config.eventhubs),
             config,
-            tls: TlsAcceptor::from(hub_server_config(identity)?),
+            tls,
             next_conn: AtomicU64::new(1),
             started: tokio::time::Instant::now(),
             throttles,

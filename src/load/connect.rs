@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::{timeout, Instant};
 
 use super::device::{ReadyDevice, Shared, Start};
-use crate::metrics::{incr, FailureKind, Phase, Recorder, Scheduled};
+use crate::metrics::{incr, FailureKind, HandshakeSample, Phase, Recorder, Scheduled};
 use crate::protocol::{io_kind, AmqpSession, MqttSession, Session, SessionError};
 use crate::scenario::ProtocolPlan;
 use crate::transport::{self, DeviceStream};
@@ -92,10 +92,10 @@ pub(super) async fn connect(
     rec.record(Phase::TcpConnect, shard, t1 - started);
 
     let name = shared.endpoint.server_name.clone();
-    let (tls, resumed) = match bounded(
+    let (mut tls, wire) = match bounded(
         shared,
         t,
-        transport::tls_handshake(device.tls.clone(), name, tcp),
+        transport::tls_handshake_counted(device.tls.clone(), name, tcp),
     )
     .await
     {
@@ -115,6 +115,8 @@ pub(super) async fn connect(
         }
     };
     let t2 = Instant::now();
+    let resumed = wire.resumed;
+    count_wire(shared, &mut tls, &wire);
     rec.record(
         if resumed {
             Phase::TlsResumed
@@ -137,6 +139,25 @@ pub(super) async fn connect(
         },
     );
     Some(session)
+}
+
+/// Records the handshake's bytes and round trips, and the session's totals when its stream
+/// closes.
+fn count_wire(shared: &Shared, tls: &mut DeviceStream, wire: &transport::HandshakeWire) {
+    let c = wire.counts;
+    shared.recorder.wire.handshake(&HandshakeSample {
+        resumed: wire.resumed,
+        to_server: c.written,
+        to_client: c.read,
+        round_trips: c.round_trips,
+        hello_retry: c.hello_retry,
+        chain_sent: wire.chain_sent,
+        chain_received: wire.chain_received,
+    });
+    let (recorder, resumed) = (shared.recorder.clone(), wire.resumed);
+    tls.get_mut().0.on_drop(Box::new(move |c| {
+        recorder.wire.session(resumed, c.written, c.read);
+    }));
 }
 
 /// The protocol's own connect phases, each timed and recorded; `None` when one failed (counted).

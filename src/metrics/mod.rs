@@ -6,6 +6,7 @@
 //! else in the crate and never prints: presentation lives in `report`.
 
 mod failed;
+mod handshake;
 mod histogram;
 mod merge;
 mod process;
@@ -22,6 +23,9 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 pub use failed::{FailedSession, MAX_DEVICE_IDS, MAX_FAILED_SESSIONS};
+pub use handshake::{
+    HandshakeKind, HandshakeRecorder, HandshakeSample, HandshakeSummary, WireStat,
+};
 pub use histogram::{
     decode_histogram, encode_histogram, micros, new_histogram, LatencyHistogram, PhaseHistograms,
 };
@@ -243,6 +247,8 @@ pub struct Recorder {
     task_start: Mutex<LatencyHistogram>,
     /// Messages the hub did not accept, by outcome and condition (rare: one lock is fine).
     outcomes: Mutex<BTreeMap<String, u64>>,
+    /// Bytes and round trips per TLS handshake.
+    pub wire: HandshakeRecorder,
 }
 
 #[derive(Debug, Clone)]
@@ -273,6 +279,7 @@ impl Recorder {
             lateness_tolerance: Duration::from_millis(2),
             task_start: Mutex::new(new_histogram()),
             outcomes: Mutex::new(BTreeMap::new()),
+            wire: HandshakeRecorder::default(),
         }
     }
 

@@ -276,6 +276,9 @@ pub struct Summary {
     /// The shards a merged summary was made from, by shard index.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<ShardRun>,
+    /// Bytes and round trips per TLS handshake, full and resumed apart (absent in merges).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshake: Option<super::HandshakeSummary>,
 }
 
 /// One shard's place in the fleet and how its start lined up with the others'.

@@ -15,7 +15,7 @@ use rcgen::KeyPair;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::{Authority, CaChain, PkiError};
+use super::{Authority, CaChain, KeyType, PkiError};
 
 /// Errors reading or writing PKI files. Each names the file.
 #[derive(Debug, thiserror::Error)]
@@ -268,7 +268,15 @@ pub fn read_key(path: &Path) -> Result<KeyPair, StoreError> {
         }
         e => corrupt(pem_problem(&e)),
     })?;
-    KeyPair::try_from(&der).map_err(|e| corrupt(e.to_string()))
+    KeyPair::try_from(&der).map_err(|e| {
+        corrupt(match KeyType::ml_dsa_in_pkcs8(der.secret_der()) {
+            Some(k) => format!(
+                "a {k} key, which cannot be read back (rcgen 0.14 parses no ML-DSA PKCS#8 key); \
+                 mint ML-DSA fleets within `run`, without fleet.ca-dir"
+            ),
+            None => e.to_string(),
+        })
+    })
 }
 
 /// What is wrong with a PEM file, in words: the section a cut-short file leaves open, the line

@@ -69,6 +69,7 @@ pub fn write_html(w: &mut impl Write, s: &Summary) -> io::Result<()> {
     write_shards(w, s)?;
     write_rates(w, s)?;
     write_throttling(w, s)?;
+    super::handshake::write_html(w, s)?;
     write_phases(w, s)?;
     writeln!(
         w,
@@ -393,7 +394,7 @@ fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>)
 }
 
 /// Escapes text for HTML.
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

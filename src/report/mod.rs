@@ -9,6 +9,7 @@ pub mod compare;
 mod failed;
 mod files;
 pub mod format;
+mod handshake;
 mod html;
 pub mod openmetrics;
 pub mod progress;

@@ -247,6 +247,7 @@ fn write_rates(w: &mut impl Write, s: &Summary) -> io::Result<()> {
     if let Some(h) = verdict::handshakes(s) {
         writeln!(w, "{:<12}{h}", "Handshakes")?;
     }
+    super::handshake::write_text(w, s)?;
     Ok(())
 }
 

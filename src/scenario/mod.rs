@@ -241,8 +241,15 @@ pub struct TlsSection {
     pub resumption: Option<bool>,
     /// Cipher suites to offer, by rustls name (e.g. `TLS13_AES_128_GCM_SHA256`).
     pub cipher_suites: Option<Vec<String>>,
-    /// Key-exchange groups to offer (`x25519`, `secp256r1`, `secp384r1`).
+    /// Key-exchange groups to offer (`x25519`, `secp256r1`, `secp384r1`; with aws-lc-rs also
+    /// `X25519MLKEM768`, `SECP256R1MLKEM768`).
     pub groups: Option<Vec<String>>,
+    /// Crypto provider of the devices and the embedded hub: `"ring"` (default) or `"aws-lc-rs"`.
+    pub provider: Option<crate::transport::Provider>,
+    /// The embedded hub's provider, when it differs from `provider`.
+    pub hub_provider: Option<crate::transport::Provider>,
+    /// Groups the embedded hub offers; default: every group of its provider.
+    pub hub_groups: Option<Vec<String>>,
 }
 
 /// One `[[stages]]` entry.

@@ -1,6 +1,8 @@
 //! The transport under every protocol: TCP connect (optionally from a chosen local address)
 //! and the mutual-TLS handshake, each timed on its own.
 
+pub mod counting;
+pub mod provider;
 pub mod replay;
 pub mod tls;
 
@@ -13,11 +15,13 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+pub use counting::{Counted, Counts};
+pub use provider::Provider;
 pub use replay::Replay;
 pub use tls::{ClientTls, ServerVerification, TlsConfigError, TlsVersion};
 
-/// A device's mutual-TLS stream, as protocols receive it.
-pub type DeviceStream = TlsStream<TcpStream>;
+/// A device's mutual-TLS stream, as protocols receive it: over a counted TCP stream.
+pub type DeviceStream = TlsStream<Counted<TcpStream>>;
 
 /// Where devices connect.
 #[derive(Debug, Clone)]
@@ -46,15 +50,60 @@ pub async fn tcp_connect(addr: SocketAddr, local: Option<IpAddr>) -> io::Result<
 
 /// Runs the client side of the TLS handshake on `tcp`. Returns the stream and whether the
 /// session was resumed.
-pub async fn tls_handshake(
+pub async fn tls_handshake<IO>(
     config: Arc<rustls::ClientConfig>,
     server_name: ServerName<'static>,
-    tcp: TcpStream,
-) -> io::Result<(TlsStream<TcpStream>, bool)> {
+    tcp: IO,
+) -> io::Result<(TlsStream<IO>, bool)>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let stream = TlsConnector::from(config).connect(server_name, tcp).await?;
     let resumed = matches!(
         stream.get_ref().1.handshake_kind(),
         Some(rustls::HandshakeKind::Resumed)
     );
     Ok((stream, resumed))
+}
+
+/// What one handshake cost on the wire, counted on the client's TCP stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandshakeWire {
+    /// The session was resumed (no certificates crossed).
+    pub resumed: bool,
+    /// Bytes, round trips and HelloRetryRequest when the handshake completed on the client
+    /// (for TLS 1.3 without the tickets the server sends after it).
+    pub counts: Counts,
+    /// DER bytes of the certificate chain the client sent (0 when resumed).
+    pub chain_sent: u64,
+    /// DER bytes of the certificate chain the server sent (0 when resumed).
+    pub chain_received: u64,
+}
+
+/// The TLS handshake on a counted `tcp`: the device's stream and what the handshake cost.
+pub async fn tls_handshake_counted(
+    config: Arc<rustls::ClientConfig>,
+    server_name: ServerName<'static>,
+    tcp: TcpStream,
+) -> io::Result<(DeviceStream, HandshakeWire)> {
+    // The device's one certificate (rustls's fixed resolver ignores what it is asked).
+    let chain_sent = config
+        .client_auth_cert_resolver
+        .resolve(&[], &[])
+        .map_or(0, |k| k.cert.iter().map(|d| d.len() as u64).sum());
+    let (stream, resumed) = tls_handshake(config, server_name, Counted::new(tcp)).await?;
+    let (counted, conn) = stream.get_ref();
+    let chain_received = if resumed {
+        0
+    } else {
+        conn.peer_certificates()
+            .map_or(0, |c| c.iter().map(|d| d.len() as u64).sum())
+    };
+    let wire = HandshakeWire {
+        resumed,
+        counts: counted.counts(),
+        chain_sent: if resumed { 0 } else { chain_sent },
+        chain_received,
+    };
+    Ok((stream, wire))
 }

@@ -13,7 +13,8 @@ use rustls::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::pki::{DeviceIdentity, ServerIdentity};
+pub use super::provider::{Provider, UnknownName};
+use crate::pki::{DeviceIdentity, KeyType, ServerIdentity};
 
 /// Errors building a TLS configuration.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,12 @@ pub enum TlsConfigError {
     /// A trust root could not be added.
     #[error("trust root is not a usable CA certificate")]
     BadRoot(#[source] rustls::Error),
+    /// The hub's key is ML-DSA, which ring cannot sign with.
+    #[error("the hub's {0} key needs the aws-lc-rs provider (hub serve --tls-provider aws-lc-rs)")]
+    NeedsAwsLcRs(KeyType),
+    /// A cipher suite or group the provider lacks.
+    #[error(transparent)]
+    Unknown(#[from] UnknownName),
 }
 
 /// TLS protocol version.
@@ -53,31 +60,14 @@ impl std::fmt::Display for TlsVersion {
     }
 }
 
-/// A cipher suite of the provider by its rustls name, e.g. `TLS13_AES_128_GCM_SHA256`.
+/// A cipher suite of ring by its rustls name, e.g. `TLS13_AES_128_GCM_SHA256`.
 pub fn cipher_suite(name: &str) -> Option<rustls::SupportedCipherSuite> {
-    rustls::crypto::ring::ALL_CIPHER_SUITES
-        .iter()
-        .find(|s| format!("{:?}", s.suite()).eq_ignore_ascii_case(name))
-        .copied()
+    Provider::Ring.cipher_suite(name)
 }
 
-/// Every cipher suite name the provider knows.
-pub fn cipher_suite_names() -> Vec<String> {
-    rustls::crypto::ring::ALL_CIPHER_SUITES
-        .iter()
-        .map(|s| format!("{:?}", s.suite()))
-        .collect()
-}
-
-/// A key-exchange group by name: `x25519`, `secp256r1`, `secp384r1`.
+/// A key-exchange group of ring by name: `x25519`, `secp256r1`, `secp384r1`.
 pub fn group(name: &str) -> Option<&'static dyn rustls::crypto::SupportedKxGroup> {
-    use rustls::crypto::ring::kx_group;
-    match name.to_ascii_lowercase().as_str() {
-        "x25519" => Some(kx_group::X25519),
-        "secp256r1" | "p256" | "p-256" => Some(kx_group::SECP256R1),
-        "secp384r1" | "p384" | "p-384" => Some(kx_group::SECP384R1),
-        _ => None,
-    }
+    Provider::Ring.group(name)
 }
 
 impl TlsVersion {
@@ -99,9 +89,9 @@ impl TlsVersion {
     }
 }
 
-/// The crypto provider every configuration uses (ring).
+/// The default crypto provider (ring, rustls's default suites and groups).
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(Provider::Ring.crypto())
 }
 
 /// Settings shared by every device's client configuration.
@@ -133,18 +123,16 @@ impl ClientTls {
         }
     }
 
-    /// Offers only these cipher suites and key-exchange groups (names already validated;
-    /// unknown names are ignored, empty lists keep the defaults).
-    pub fn restrict(mut self, suites: &[String], groups: &[String]) -> Self {
-        let mut provider = (*self.provider).clone();
-        if !suites.is_empty() {
-            provider.cipher_suites = suites.iter().filter_map(|n| cipher_suite(n)).collect();
-        }
-        if !groups.is_empty() {
-            provider.kx_groups = groups.iter().filter_map(|n| group(n)).collect();
-        }
-        self.provider = Arc::new(provider);
-        self
+    /// Uses `provider` offering only these suites and groups (empty lists keep rustls's
+    /// defaults); an unknown name is an error naming it.
+    pub fn with_provider(
+        mut self,
+        provider: Provider,
+        suites: &[String],
+        groups: &[String],
+    ) -> Result<Self, UnknownName> {
+        self.provider = provider.restricted(suites, groups)?;
+        Ok(self)
     }
 
     /// A root store holding `roots`.
@@ -323,9 +311,45 @@ impl ClientCertVerifier for DeferredClientAuth {
     }
 }
 
-/// The hub's server configuration: TLS 1.2 and 1.3, client certificates requested, not required.
+/// The hub's crypto: its provider and the groups it offers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HubTls {
+    /// The crypto provider.
+    pub provider: Provider,
+    /// Groups offered, by name; empty = every group the provider has (post-quantum first).
+    pub groups: Vec<String>,
+}
+
+impl HubTls {
+    /// The provider with the hub's groups, or the first group name it lacks.
+    pub fn crypto(&self) -> Result<Arc<CryptoProvider>, UnknownName> {
+        if self.groups.is_empty() {
+            let mut crypto = self.provider.crypto();
+            crypto.kx_groups = self.provider.hub_groups();
+            Ok(Arc::new(crypto))
+        } else {
+            self.provider.restricted(&[], &self.groups)
+        }
+    }
+}
+
+/// The hub's server configuration with ring and its groups: see [`hub_server_config_for`].
 pub fn hub_server_config(identity: &ServerIdentity) -> Result<Arc<ServerConfig>, TlsConfigError> {
-    let provider = provider();
+    hub_server_config_for(identity, &HubTls::default())
+}
+
+/// The hub's server configuration: TLS 1.2 and 1.3, client certificates requested, not
+/// required, with the provider and groups of `tls`.
+pub fn hub_server_config_for(
+    identity: &ServerIdentity,
+    tls: &HubTls,
+) -> Result<Arc<ServerConfig>, TlsConfigError> {
+    let provider = tls.crypto()?;
+    if tls.provider == Provider::Ring {
+        if let Some(k) = KeyType::ml_dsa_in_pkcs8(identity.key.secret_der()) {
+            return Err(TlsConfigError::NeedsAwsLcRs(k));
+        }
+    }
     let err = |source| TlsConfigError::Rustls {
         what: "the hub".into(),
         source,

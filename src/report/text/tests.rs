@@ -136,6 +136,7 @@ fn busy() -> Summary {
                 ..GeneratorHealth::default()
             },
         }],
+        handshake: None,
     }
 }
 
