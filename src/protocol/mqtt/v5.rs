@@ -1,0 +1,308 @@
+//! MQTT 5 on the same wire as 3.1.1, with rumqttc's v5 codec: CONNECT properties, the
+//! message's properties as user properties, an optional topic alias, and reason codes named
+//! and counted by code. Throttling codes (server busy, message rate too high, quota exceeded,
+//! connection rate exceeded) are throttling, as IoT Hub's AMQP throttling condition is.
+
+use rumqttc::v5::mqttbytes::v5::{
+    ConnAck, Connect, ConnectProperties, ConnectReturnCode, Disconnect, DisconnectReasonCode,
+    Login, Packet, PubAckReason, PubCompReason, PubRecReason, PubRel, Publish, PublishProperties,
+};
+use rumqttc::v5::mqttbytes::QoS as QoS5;
+
+use super::wire::Wire;
+use super::{QoS, Step};
+use crate::metrics::mqtt5_throttling;
+use crate::protocol::{SessionError, Telemetry};
+
+/// The MQTT 5 settings of a session (scenario keys under `[protocol]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct V5Options {
+    /// CONNECT session expiry interval, seconds (0: the session ends with the connection).
+    pub session_expiry_secs: u32,
+    /// CONNECT receive maximum: QoS 1 and 2 PUBLISHes the broker may have in flight to us.
+    pub receive_maximum: u16,
+    /// CONNECT maximum packet size: the largest packet we accept from the broker.
+    pub max_packet_size: u32,
+    /// Publish with a topic alias (when the broker's CONNACK allows one).
+    pub topic_alias: bool,
+}
+
+/// What a session learnt from the broker's CONNACK.
+#[derive(Debug, Clone)]
+pub(super) struct Granted {
+    /// The broker's receive maximum: QoS 1 and 2 PUBLISHes it takes unacknowledged.
+    pub(super) receive_maximum: u16,
+    /// The topic alias in use, and whether the broker has been told what it stands for.
+    alias: Option<(u16, bool)>,
+    /// The largest packet we accept.
+    pub(super) max_packet_size: usize,
+}
+
+/// The error for a packet the v5 codec refused.
+pub(super) fn codec_error(e: rumqttc::v5::mqttbytes::Error) -> SessionError {
+    SessionError::Protocol(e.to_string())
+}
+
+/// The words for an MQTT 5 reason code (MQTT 5.0, 2.4).
+pub fn reason_name(code: u8) -> &'static str {
+    match code {
+        0x00 => "success",
+        0x04 => "disconnect with will message",
+        0x10 => "no matching subscribers",
+        0x80 => "unspecified error",
+        0x81 => "malformed packet",
+        0x82 => "protocol error",
+        0x83 => "implementation specific error",
+        0x84 => "unsupported protocol version",
+        0x85 => "client identifier not valid",
+        0x86 => "bad user name or password",
+        0x87 => "not authorized",
+        0x88 => "server unavailable",
+        0x89 => "server busy",
+        0x8A => "banned",
+        0x8B => "server shutting down",
+        0x8C => "bad authentication method",
+        0x8D => "keep alive timeout",
+        0x8E => "session taken over",
+        0x90 => "topic name invalid",
+        0x91 => "packet identifier in use",
+        0x92 => "packet identifier not found",
+        0x93 => "receive maximum exceeded",
+        0x94 => "topic alias invalid",
+        0x95 => "packet too large",
+        0x96 => "message rate too high",
+        0x97 => "quota exceeded",
+        0x98 => "administrative action",
+        0x99 => "payload format invalid",
+        0x9A => "retain not supported",
+        0x9B => "QoS not supported",
+        0x9C => "use another server",
+        0x9D => "server moved",
+        0x9F => "connection rate exceeded",
+        0xA0 => "maximum connect time",
+        _ => "unknown reason code",
+    }
+}
+
+/// `"<packet> 0x<code> (<words>)"`; a throttling code says `throttled` (which is how the
+/// load loop and the failure counts recognise it).
+pub fn reason_text(packet: &str, code: u8) -> String {
+    let words = reason_name(code);
+    if mqtt5_throttling(code) {
+        format!("{packet} 0x{code:02X} ({words}: throttled)")
+    } else {
+        format!("{packet} 0x{code:02X} ({words})")
+    }
+}
+
+/// A refusal of the session by reason code: throttling or not.
+fn refusal(packet: &str, code: u8) -> SessionError {
+    let text = reason_text(packet, code);
+    if mqtt5_throttling(code) {
+        SessionError::Throttled(text)
+    } else {
+        SessionError::Refused(text)
+    }
+}
+
+/// The code of a CONNACK reason (rumqttc keeps its own table private).
+fn connack_code(code: ConnectReturnCode) -> u8 {
+    use ConnectReturnCode as C;
+    match code {
+        C::Success => 0x00,
+        C::UnspecifiedError => 0x80,
+        C::MalformedPacket => 0x81,
+        C::ProtocolError => 0x82,
+        C::ImplementationSpecificError => 0x83,
+        C::UnsupportedProtocolVersion | C::RefusedProtocolVersion => 0x84,
+        C::ClientIdentifierNotValid | C::BadClientId => 0x85,
+        C::BadUserNamePassword => 0x86,
+        C::NotAuthorized => 0x87,
+        C::ServerUnavailable | C::ServiceUnavailable => 0x88,
+        C::ServerBusy => 0x89,
+        C::Banned => 0x8A,
+        C::BadAuthenticationMethod => 0x8C,
+        C::TopicNameInvalid => 0x90,
+        C::PacketTooLarge => 0x95,
+        C::QuotaExceeded => 0x97,
+        C::PayloadFormatInvalid => 0x99,
+        C::RetainNotSupported => 0x9A,
+        C::QoSNotSupported => 0x9B,
+        C::UseAnotherServer => 0x9C,
+        C::ServerMoved => 0x9D,
+        C::ConnectionRateExceeded => 0x9F,
+    }
+}
+
+/// The code of a PUBACK or PUBREC reason (the two share their codes).
+fn puback_code(reason: PubAckReason) -> u8 {
+    use PubAckReason as R;
+    match reason {
+        R::Success => 0x00,
+        R::NoMatchingSubscribers => 0x10,
+        R::UnspecifiedError => 0x80,
+        R::ImplementationSpecificError => 0x83,
+        R::NotAuthorized => 0x87,
+        R::TopicNameInvalid => 0x90,
+        R::PacketIdentifierInUse => 0x91,
+        R::QuotaExceeded => 0x97,
+        R::PayloadFormatInvalid => 0x99,
+    }
+}
+
+fn pubrec_code(reason: PubRecReason) -> u8 {
+    use PubRecReason as R;
+    puback_code(match reason {
+        R::Success => PubAckReason::Success,
+        R::NoMatchingSubscribers => PubAckReason::NoMatchingSubscribers,
+        R::UnspecifiedError => PubAckReason::UnspecifiedError,
+        R::ImplementationSpecificError => PubAckReason::ImplementationSpecificError,
+        R::NotAuthorized => PubAckReason::NotAuthorized,
+        R::TopicNameInvalid => PubAckReason::TopicNameInvalid,
+        R::PacketIdentifierInUse => PubAckReason::PacketIdentifierInUse,
+        R::QuotaExceeded => PubAckReason::QuotaExceeded,
+        R::PayloadFormatInvalid => PubAckReason::PayloadFormatInvalid,
+    })
+}
+
+/// A refusal text for an acknowledgement's code; `None` for success (below 0x80, e.g.
+/// 0x10 no matching subscribers: the broker took the message).
+fn refused(packet: &str, code: u8) -> Option<String> {
+    (code >= 0x80).then(|| reason_text(packet, code))
+}
+
+fn qos5(qos: QoS) -> QoS5 {
+    match qos {
+        QoS::AtMostOnce => QoS5::AtMostOnce,
+        QoS::AtLeastOnce => QoS5::AtLeastOnce,
+        QoS::ExactlyOnce => QoS5::ExactlyOnce,
+    }
+}
+
+/// The v5 CONNECT of the 3.1.1 one `v4` (same client id, login, keep-alive, clean flag) with
+/// the properties of `o`.
+pub(super) fn connect_packet(o: &V5Options, v4: rumqttc::mqttbytes::v4::Connect) -> Packet {
+    let mut properties = ConnectProperties::new();
+    properties.session_expiry_interval = Some(o.session_expiry_secs);
+    properties.receive_maximum = Some(o.receive_maximum);
+    properties.max_packet_size = Some(o.max_packet_size);
+    let connect = Connect {
+        keep_alive: v4.keep_alive,
+        client_id: v4.client_id,
+        clean_start: v4.clean_session,
+        properties: Some(properties),
+    };
+    let login = v4.login.map(|l| Login::new(l.username, l.password));
+    Packet::Connect(connect, None, login)
+}
+
+/// Sends CONNECT and reads CONNACK: a reason code of 0x80 or more refuses the session
+/// (throttling codes as throttling); a maximum QoS below ours is refused here rather than
+/// by a disconnect at the first message.
+pub(super) async fn connect<S>(
+    wire: &mut Wire<S>,
+    o: &V5Options,
+    v4: rumqttc::mqttbytes::v4::Connect,
+    qos: QoS,
+) -> Result<Granted, SessionError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    wire.send(&connect_packet(o, v4)).await?;
+    let max = o.max_packet_size as usize;
+    let ConnAck {
+        code, properties, ..
+    } = match wire.next_frame::<Packet>(max).await {
+        Some(Ok(Packet::ConnAck(ack))) => ack,
+        Some(Ok(other)) => {
+            return Err(SessionError::Protocol(format!(
+                "expected CONNACK, got {other:?}"
+            )))
+        }
+        Some(Err(e)) => return Err(e),
+        None => return Err(SessionError::Closed),
+    };
+    let code = connack_code(code);
+    if code >= 0x80 {
+        return Err(refusal("CONNACK", code));
+    }
+    let p = properties.as_ref();
+    if let Some(m) = p.and_then(|p| p.max_qos).filter(|m| *m < qos as u8) {
+        return Err(SessionError::Refused(format!(
+            "CONNACK maximum QoS {m} is below the scenario's qos = {}",
+            qos as u8
+        )));
+    }
+    let alias_max = p.and_then(|p| p.topic_alias_max).unwrap_or(0);
+    Ok(Granted {
+        // Absent means 65,535 (MQTT 5.0, 3.2.2.3.3); zero is a protocol error we tolerate as 1.
+        receive_maximum: p.and_then(|p| p.receive_max).unwrap_or(u16::MAX).max(1),
+        alias: (o.topic_alias && alias_max >= 1).then_some((1, false)),
+        max_packet_size: max,
+    })
+}
+
+impl Granted {
+    /// The PUBLISH of `msg` on `topic`: the message's content type as its content type, its
+    /// application properties (and content encoding and id) as user properties. With a topic
+    /// alias, the topic goes out once and the alias after it.
+    pub(super) fn publish(&mut self, topic: String, msg: &Telemetry, qos: QoS, pkid: u16) -> Packet {
+        let mut user_properties: Vec<(String, String)> = msg
+            .properties
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        user_properties.push(("message-id".to_owned(), msg.message_id.clone()));
+        if let Some(ce) = msg.content_encoding {
+            user_properties.push(("content-encoding".to_owned(), ce.to_owned()));
+        }
+        let mut topic = topic;
+        let topic_alias = self.alias.as_mut().map(|(alias, told)| {
+            if *told {
+                topic.clear();
+            }
+            *told = true;
+            *alias
+        });
+        let properties = PublishProperties {
+            content_type: msg.content_type.map(str::to_owned),
+            user_properties,
+            topic_alias,
+            ..PublishProperties::default()
+        };
+        let mut publish = Publish::new(topic, qos5(qos), msg.body.clone(), Some(properties));
+        publish.pkid = pkid;
+        Packet::Publish(publish)
+    }
+}
+
+/// What one packet from the broker means to the acknowledgement loop.
+pub(super) fn step(packet: Packet) -> Result<Step, SessionError> {
+    Ok(match packet {
+        Packet::PubAck(a) => Step::PubAck(a.pkid, refused("PUBACK", puback_code(a.reason))),
+        Packet::PubRec(r) => Step::PubRec(r.pkid, refused("PUBREC", pubrec_code(r.reason))),
+        Packet::PubComp(c) => {
+            let refusal = (c.reason == PubCompReason::PacketIdentifierNotFound)
+                .then(|| reason_text("PUBCOMP", 0x92));
+            Step::PubComp(c.pkid, refusal)
+        }
+        Packet::PingResp(_) => Step::Ping,
+        Packet::Disconnect(d) => return Err(refusal("DISCONNECT", d.reason_code as u8)),
+        other => Step::Unexpected(format!("{other:?}")),
+    })
+}
+
+/// The PUBREL answering a PUBREC.
+pub(super) fn pubrel(pkid: u16) -> Packet {
+    Packet::PubRel(PubRel::new(pkid, None))
+}
+
+/// The polite DISCONNECT.
+pub(super) fn disconnect() -> Packet {
+    Packet::Disconnect(Disconnect::new(DisconnectReasonCode::NormalDisconnection))
+}
+
+/// PINGREQ.
+pub(super) fn ping() -> Packet {
+    Packet::PingReq(rumqttc::v5::mqttbytes::v5::PingReq)
+}
