@@ -199,7 +199,10 @@ impl Plan {
                     "clean-session": m.clean_session});
                 if let crate::protocol::MqttVersion::V5(o) = &m.version {
                     v["version"] = json!("5");
-                    v["session-expiry"] = json!(humantime::format_duration(Duration::from_secs(o.session_expiry_secs.into())).to_string());
+                    v["session-expiry"] = json!(humantime::format_duration(Duration::from_secs(
+                        o.session_expiry_secs.into()
+                    ))
+                    .to_string());
                     v["receive-maximum"] = json!(o.receive_maximum);
                     v["maximum-packet-size"] = json!(o.max_packet_size);
                     v["topic-alias"] = json!(o.topic_alias);

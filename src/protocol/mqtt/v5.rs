@@ -246,7 +246,13 @@ impl Granted {
     /// The PUBLISH of `msg` on `topic`: the message's content type as its content type, its
     /// application properties (and content encoding and id) as user properties. With a topic
     /// alias, the topic goes out once and the alias after it.
-    pub(super) fn publish(&mut self, topic: String, msg: &Telemetry, qos: QoS, pkid: u16) -> Packet {
+    pub(super) fn publish(
+        &mut self,
+        topic: String,
+        msg: &Telemetry,
+        qos: QoS,
+        pkid: u16,
+    ) -> Packet {
         let mut user_properties: Vec<(String, String)> = msg
             .properties
             .iter()
@@ -287,9 +293,28 @@ pub(super) fn step(packet: Packet) -> Result<Step, SessionError> {
             Step::PubComp(c.pkid, refusal)
         }
         Packet::PingResp(_) => Step::Ping,
-        Packet::Disconnect(d) => return Err(refusal("DISCONNECT", d.reason_code as u8)),
+        // A normal disconnection by the broker is a close; a failure code says why.
+        Packet::Disconnect(d) => match d.reason_code as u8 {
+            code @ 0x80.. => return Err(refusal("DISCONNECT", code)),
+            _ => return Err(SessionError::Closed),
+        },
         other => Step::Unexpected(format!("{other:?}")),
     })
+}
+
+/// A DISCONNECT of at most a reason code, taken from the front of `buf`. MQTT 5 lets one end
+/// after its reason code (3.14.2.2.1) or carry nothing (normal disconnection), and rumqttc
+/// 0.25 reads neither form.
+pub(super) fn short_disconnect(buf: &mut bytes::BytesMut) -> Option<Packet> {
+    use bytes::Buf as _;
+    let (code, len) = match buf.get(..2)? {
+        [0xE0, 0] => (0, 2),
+        [0xE0, 1] => (*buf.get(2)?, 3),
+        _ => return None,
+    };
+    let reason = DisconnectReasonCode::try_from(code).ok()?;
+    buf.advance(len);
+    Some(Packet::Disconnect(Disconnect::new(reason)))
 }
 
 /// The PUBREL answering a PUBREC.
@@ -306,3 +331,6 @@ pub(super) fn disconnect() -> Packet {
 pub(super) fn ping() -> Packet {
     Packet::PingReq(rumqttc::v5::mqttbytes::v5::PingReq)
 }
+
+#[cfg(test)]
+mod tests;

@@ -34,13 +34,21 @@ impl Frame for Packet5 {
     fn encode(&self, buf: &mut BytesMut) -> Result<(), SessionError> {
         // The bound is ours (as for 3.1.1): a message the broker finds too large is its to refuse.
         let max = u32::try_from(MAX_OUTGOING).ok();
-        self.write(buf, max).map(drop).map_err(super::v5::codec_error)
+        self.write(buf, max)
+            .map(drop)
+            .map_err(super::v5::codec_error)
     }
 
     fn decode(buf: &mut BytesMut, max: usize) -> Result<Self, Result<usize, SessionError>> {
-        use rumqttc::v5::mqttbytes::Error;
-        match Self::read(buf, u32::try_from(max).ok()) {
-            Ok(p) => Ok(p),
+        use rumqttc::v5::mqttbytes::{v5::check, Error};
+        if let Some(d) = super::v5::short_disconnect(buf) {
+            return Ok(d);
+        }
+        // Whether the frame is whole is asked first: rumqttc's readers also say "insufficient
+        // bytes" for a whole packet they find short inside, which must not wait for more.
+        let max = u32::try_from(max).ok();
+        match check(buf.iter(), max) {
+            Ok(_) => Self::read(buf, max).map_err(|e| Err(super::v5::codec_error(e))),
             Err(Error::InsufficientBytes(n)) => Err(Ok(n)),
             Err(e) => Err(Err(super::v5::codec_error(e))),
         }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::protocol::mqtt::{Password, MqttVersion, V5Options};
+use crate::protocol::mqtt::{MqttVersion, Password, V5Options};
 use crate::protocol::{AmqpOptions, MqttDialect, MqttOptions, QoS};
 use crate::scenario::problems::Problems;
 use crate::scenario::{Dialect, ProtocolKind, Scenario};
@@ -181,7 +181,9 @@ fn version(
         Some(n) if n < 64 => {
             p.add(
                 "protocol.maximum-packet-size",
-                format!("{n} is not valid: at least 64 bytes (a CONNACK with its properties must fit)"),
+                format!(
+                    "{n} is not valid: at least 64 bytes (a CONNACK with its properties must fit)"
+                ),
             );
             MAX_PACKET
         }
@@ -201,7 +203,10 @@ fn not_v5(pr: &crate::scenario::ProtocolSection, p: &mut Problems<'_>) {
         &[
             (pr.session_expiry.is_some(), "protocol.session-expiry"),
             (pr.receive_maximum.is_some(), "protocol.receive-maximum"),
-            (pr.maximum_packet_size.is_some(), "protocol.maximum-packet-size"),
+            (
+                pr.maximum_packet_size.is_some(),
+                "protocol.maximum-packet-size",
+            ),
             (pr.topic_alias.is_some(), "protocol.topic-alias"),
         ],
         "only applies to version = \"5\"",
@@ -325,6 +330,45 @@ mod tests {
             e.0[0].message.contains("FLEETBENCH_TEST_UNSET_VARIABLE"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn version_5_takes_its_keys_with_defaults_and_only_for_generic() {
+        use crate::protocol::mqtt::{MqttVersion, V5Options};
+        let m = mqtt(&format!(
+            "{REMOTE}[protocol]\ndialect = \"generic\"\nversion = \"5\"\nreceive-maximum = 20\n"
+        ));
+        let want = V5Options {
+            session_expiry_secs: 0,
+            receive_maximum: 20,
+            max_packet_size: 300 * 1024,
+            topic_alias: false,
+        };
+        assert_eq!(m.version, MqttVersion::V5(want));
+        assert_eq!(mqtt("[protocol]\n").version, MqttVersion::V311);
+        let e = plan(&format!(
+            "{REMOTE}[protocol]\ndialect = \"generic\"\nversion = \"5\"\nreceive-maximum = 0\nsession-expiry = \"1500ms\"\n"
+        ))
+        .unwrap_err();
+        let fields: Vec<_> = e.0.iter().map(|e| (e.field.as_str(), e.line)).collect();
+        assert_eq!(
+            fields,
+            [
+                ("protocol.receive-maximum", Some(8)),
+                ("protocol.session-expiry", Some(9)),
+            ],
+            "{e}"
+        );
+        let e = plan("[protocol]\nversion = \"5\"\n").unwrap_err();
+        assert_eq!(
+            (e.0[0].field.as_str(), e.0[0].line),
+            ("protocol.version", Some(2))
+        );
+        assert!(e.0[0].message.contains("IoT Hub speaks MQTT 3.1.1"), "{e}");
+        let e =
+            plan("[protocol]\nkind = \"amqp\"\nversion = \"5\"\ntopic-alias = true\n").unwrap_err();
+        assert!(e.0.iter().any(|e| e.field == "protocol.version"), "{e}");
+        assert!(e.0.iter().any(|e| e.field == "protocol.topic-alias"), "{e}");
     }
 
     #[test]
