@@ -9,8 +9,10 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 
 pub use rumqttc::mqttbytes::QoS;
 
+mod step;
 mod v5;
 mod wire;
+use step::Step;
 pub use v5::{reason_name, reason_text, V5Options};
 use wire::Wire;
 
@@ -183,40 +185,6 @@ pub struct MqttSession<S> {
     inflight: Vec<Inflight>,
     /// MQTT 5: what the broker's CONNACK granted; `None` for 3.1.1.
     v5: Option<v5::Granted>,
-}
-
-/// What one packet from the broker means to [`MqttSession::next_ack`], in either version.
-/// A refusal text is carried by a v5 reason code of 0x80 or more.
-#[derive(Debug)]
-enum Step {
-    PubAck(u16, Option<String>),
-    PubRec(u16, Option<String>),
-    PubComp(u16, Option<String>),
-    Ping,
-    Unexpected(String),
-}
-
-impl Step {
-    fn of_v4(packet: Packet) -> Self {
-        match packet {
-            Packet::PubAck(a) => Self::PubAck(a.pkid, None),
-            Packet::PubRec(r) => Self::PubRec(r.pkid, None),
-            Packet::PubComp(c) => Self::PubComp(c.pkid, None),
-            Packet::PingResp => Self::Ping,
-            other => Self::Unexpected(format!("{other:?}")),
-        }
-    }
-
-    /// The packet, in words, for an error.
-    fn describe(self) -> String {
-        match self {
-            Self::PubAck(pkid, _) => format!("PUBACK for packet id {pkid}"),
-            Self::PubRec(pkid, _) => format!("PUBREC for packet id {pkid}"),
-            Self::PubComp(pkid, _) => format!("PUBCOMP for packet id {pkid}"),
-            Self::Ping => "PINGRESP".to_owned(),
-            Self::Unexpected(packet) => packet,
-        }
-    }
 }
 
 /// One publish awaiting its acknowledgement.
