@@ -328,7 +328,11 @@ where
                 self.wire.flush().await?;
             }
             let step = match &self.v5 {
-                Some(g) => match self.wire.next_frame(g.max_packet_size).await {
+                Some(g) => match self
+                    .wire
+                    .next_frame::<v5::Incoming>(g.max_packet_size)
+                    .await
+                {
                     Some(Ok(p)) => v5::step(p)?,
                     Some(Err(e)) => return Err(e),
                     None => return Err(SessionError::Closed),

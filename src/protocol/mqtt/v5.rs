@@ -3,13 +3,14 @@
 //! and counted by code. Throttling codes (server busy, message rate too high, quota exceeded,
 //! connection rate exceeded) are throttling, as IoT Hub's AMQP throttling condition is.
 
+use bytes::{Buf as _, BytesMut};
 use rumqttc::v5::mqttbytes::v5::{
-    ConnAck, Connect, ConnectProperties, ConnectReturnCode, Disconnect, DisconnectReasonCode,
-    Login, Packet, PubAckReason, PubCompReason, PubRecReason, PubRel, Publish, PublishProperties,
+    check, ConnAck, Connect, ConnectProperties, ConnectReturnCode, Disconnect,
+    DisconnectReasonCode, Login, Packet, PubRel, Publish, PublishProperties,
 };
 use rumqttc::v5::mqttbytes::QoS as QoS5;
 
-use super::wire::Wire;
+use super::wire::{Decode, Wire};
 use super::{QoS, Step};
 use crate::metrics::mqtt5_throttling;
 use crate::protocol::{SessionError, Telemetry};
@@ -134,37 +135,6 @@ fn connack_code(code: ConnectReturnCode) -> u8 {
     }
 }
 
-/// The code of a PUBACK or PUBREC reason (the two share their codes).
-fn puback_code(reason: PubAckReason) -> u8 {
-    use PubAckReason as R;
-    match reason {
-        R::Success => 0x00,
-        R::NoMatchingSubscribers => 0x10,
-        R::UnspecifiedError => 0x80,
-        R::ImplementationSpecificError => 0x83,
-        R::NotAuthorized => 0x87,
-        R::TopicNameInvalid => 0x90,
-        R::PacketIdentifierInUse => 0x91,
-        R::QuotaExceeded => 0x97,
-        R::PayloadFormatInvalid => 0x99,
-    }
-}
-
-fn pubrec_code(reason: PubRecReason) -> u8 {
-    use PubRecReason as R;
-    puback_code(match reason {
-        R::Success => PubAckReason::Success,
-        R::NoMatchingSubscribers => PubAckReason::NoMatchingSubscribers,
-        R::UnspecifiedError => PubAckReason::UnspecifiedError,
-        R::ImplementationSpecificError => PubAckReason::ImplementationSpecificError,
-        R::NotAuthorized => PubAckReason::NotAuthorized,
-        R::TopicNameInvalid => PubAckReason::TopicNameInvalid,
-        R::PacketIdentifierInUse => PubAckReason::PacketIdentifierInUse,
-        R::QuotaExceeded => PubAckReason::QuotaExceeded,
-        R::PayloadFormatInvalid => PubAckReason::PayloadFormatInvalid,
-    })
-}
-
 /// A refusal text for an acknowledgement's code; `None` for success (below 0x80, e.g.
 /// 0x10 no matching subscribers: the broker took the message).
 fn refused(packet: &str, code: u8) -> Option<String> {
@@ -212,8 +182,15 @@ where
     let max = o.max_packet_size as usize;
     let ConnAck {
         code, properties, ..
-    } = match wire.next_frame::<Packet>(max).await {
-        Some(Ok(Packet::ConnAck(ack))) => ack,
+    } = match wire.next_frame::<Incoming>(max).await {
+        Some(Ok(Incoming::Packet(p))) => match *p {
+            Packet::ConnAck(ack) => ack,
+            other => {
+                return Err(SessionError::Protocol(format!(
+                    "expected CONNACK, got {other:?}"
+                )))
+            }
+        },
         Some(Ok(other)) => {
             return Err(SessionError::Protocol(format!(
                 "expected CONNACK, got {other:?}"
@@ -282,16 +259,61 @@ impl Granted {
     }
 }
 
-/// What one packet from the broker means to the acknowledgement loop.
-pub(super) fn step(packet: Packet) -> Result<Step, SessionError> {
-    Ok(match packet {
-        Packet::PubAck(a) => Step::PubAck(a.pkid, refused("PUBACK", puback_code(a.reason))),
-        Packet::PubRec(r) => Step::PubRec(r.pkid, refused("PUBREC", pubrec_code(r.reason))),
-        Packet::PubComp(c) => {
-            let refusal = (c.reason == PubCompReason::PacketIdentifierNotFound)
-                .then(|| reason_text("PUBCOMP", 0x92));
-            Step::PubComp(c.pkid, refusal)
+/// A packet from the broker as a v5 session reads it: acknowledgements with their reason code
+/// as sent (rumqttc refuses codes outside its tables, and Mosquitto 2.0 answers an oversize
+/// PUBLISH with PUBACK 0x95), the rest through rumqttc.
+#[derive(Debug)]
+pub(super) enum Incoming {
+    /// PUBACK (0x40), PUBREC (0x50) or PUBCOMP (0x70): first byte, packet id, reason code.
+    Ack(u8, u16, u8),
+    /// Any other packet (boxed: rare, and ten times an acknowledgement's size).
+    Packet(Box<Packet>),
+}
+
+impl Decode for Incoming {
+    fn decode(buf: &mut BytesMut, max: usize) -> Result<Self, Result<usize, SessionError>> {
+        use rumqttc::v5::mqttbytes::Error;
+        if let Some(d) = short_disconnect(buf) {
+            return Ok(Self::Packet(Box::new(d)));
         }
+        // Whether the frame is whole is asked first: rumqttc's readers also say "insufficient
+        // bytes" for a whole packet they find short inside, which must not wait for more.
+        let max = u32::try_from(max).ok();
+        let header = match check(buf.iter(), max) {
+            Ok(h) => h,
+            Err(Error::InsufficientBytes(n)) => return Err(Ok(n)),
+            Err(e) => return Err(Err(codec_error(e))),
+        };
+        let first = buf[0];
+        if !matches!(first, 0x40 | 0x50 | 0x70) {
+            return Packet::read(buf, max)
+                .map(|p| Self::Packet(Box::new(p)))
+                .map_err(|e| Err(codec_error(e)));
+        }
+        let frame = buf.split_to(header.frame_length());
+        // The remaining length's bytes end at the first without the continuation bit; `check`
+        // found them well formed and the frame whole.
+        let start = 2 + frame[1..].iter().position(|b| b & 0x80 == 0).unwrap_or(0);
+        match frame[start..] {
+            // No reason code: success (MQTT 5.0, 3.4.2.1).
+            [hi, lo] => Ok(Self::Ack(first, u16::from_be_bytes([hi, lo]), 0)),
+            [hi, lo, code, ..] => Ok(Self::Ack(first, u16::from_be_bytes([hi, lo]), code)),
+            _ => Err(Err(SessionError::Protocol(format!(
+                "acknowledgement 0x{first:02X} without a packet id"
+            )))),
+        }
+    }
+}
+
+/// What one packet from the broker means to the acknowledgement loop.
+pub(super) fn step(packet: Incoming) -> Result<Step, SessionError> {
+    let packet = match packet {
+        Incoming::Ack(0x40, pkid, code) => return Ok(Step::PubAck(pkid, refused("PUBACK", code))),
+        Incoming::Ack(0x50, pkid, code) => return Ok(Step::PubRec(pkid, refused("PUBREC", code))),
+        Incoming::Ack(_, pkid, code) => return Ok(Step::PubComp(pkid, refused("PUBCOMP", code))),
+        Incoming::Packet(p) => *p,
+    };
+    Ok(match packet {
         Packet::PingResp(_) => Step::Ping,
         // A normal disconnection by the broker is a close; a failure code says why.
         Packet::Disconnect(d) => match d.reason_code as u8 {
@@ -305,8 +327,7 @@ pub(super) fn step(packet: Packet) -> Result<Step, SessionError> {
 /// A DISCONNECT of at most a reason code, taken from the front of `buf`. MQTT 5 lets one end
 /// after its reason code (3.14.2.2.1) or carry nothing (normal disconnection), and rumqttc
 /// 0.25 reads neither form.
-pub(super) fn short_disconnect(buf: &mut bytes::BytesMut) -> Option<Packet> {
-    use bytes::Buf as _;
+fn short_disconnect(buf: &mut BytesMut) -> Option<Packet> {
     let (code, len) = match buf.get(..2)? {
         [0xE0, 0] => (0, 2),
         [0xE0, 1] => (*buf.get(2)?, 3),

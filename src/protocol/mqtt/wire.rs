@@ -8,19 +8,25 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use super::{codec_error, MAX_INCOMING, MAX_OUTGOING};
 use crate::protocol::SessionError;
 
-/// A packet of one MQTT version, as its codec writes and reads it.
-pub(super) trait Frame: Sized {
+/// A packet of one MQTT version, as its codec writes it.
+pub(super) trait Encode {
     /// Appends the packet to `buf`.
     fn encode(&self, buf: &mut BytesMut) -> Result<(), SessionError>;
+}
+
+/// A packet of one MQTT version, as the session reads it.
+pub(super) trait Decode: Sized {
     /// The next packet in `buf`; `Err(Ok(n))` when at least `n` more bytes are needed.
     fn decode(buf: &mut BytesMut, max: usize) -> Result<Self, Result<usize, SessionError>>;
 }
 
-impl Frame for Packet {
+impl Encode for Packet {
     fn encode(&self, buf: &mut BytesMut) -> Result<(), SessionError> {
         self.write(buf, MAX_OUTGOING).map(drop).map_err(codec_error)
     }
+}
 
+impl Decode for Packet {
     fn decode(buf: &mut BytesMut, max: usize) -> Result<Self, Result<usize, SessionError>> {
         match Self::read(buf, max) {
             Ok(p) => Ok(p),
@@ -30,28 +36,13 @@ impl Frame for Packet {
     }
 }
 
-impl Frame for Packet5 {
+impl Encode for Packet5 {
     fn encode(&self, buf: &mut BytesMut) -> Result<(), SessionError> {
         // The bound is ours (as for 3.1.1): a message the broker finds too large is its to refuse.
         let max = u32::try_from(MAX_OUTGOING).ok();
         self.write(buf, max)
             .map(drop)
             .map_err(super::v5::codec_error)
-    }
-
-    fn decode(buf: &mut BytesMut, max: usize) -> Result<Self, Result<usize, SessionError>> {
-        use rumqttc::v5::mqttbytes::{v5::check, Error};
-        if let Some(d) = super::v5::short_disconnect(buf) {
-            return Ok(d);
-        }
-        // Whether the frame is whole is asked first: rumqttc's readers also say "insufficient
-        // bytes" for a whole packet they find short inside, which must not wait for more.
-        let max = u32::try_from(max).ok();
-        match check(buf.iter(), max) {
-            Ok(_) => Self::read(buf, max).map_err(|e| Err(super::v5::codec_error(e))),
-            Err(Error::InsufficientBytes(n)) => Err(Ok(n)),
-            Err(e) => Err(Err(super::v5::codec_error(e))),
-        }
     }
 }
 
@@ -82,7 +73,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
     }
 
     /// Encodes a packet into the write buffer; nothing is written until [`Self::flush`].
-    pub(super) fn queue(&mut self, packet: &impl Frame) -> Result<(), SessionError> {
+    pub(super) fn queue(&mut self, packet: &impl Encode) -> Result<(), SessionError> {
         self.unflushed = true;
         packet.encode(&mut self.write)
     }
@@ -105,7 +96,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
         Ok(())
     }
 
-    pub(super) async fn send(&mut self, packet: &impl Frame) -> Result<(), SessionError> {
+    pub(super) async fn send(&mut self, packet: &impl Encode) -> Result<(), SessionError> {
         self.queue(packet)?;
         self.flush().await
     }
@@ -117,7 +108,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
 
     /// The next packet of version `P` no larger than `max`, `None` at end of stream.
     /// Cancel-safe: bytes read stay in the buffer.
-    pub(super) async fn next_frame<P: Frame>(
+    pub(super) async fn next_frame<P: Decode>(
         &mut self,
         max: usize,
     ) -> Option<Result<P, SessionError>> {

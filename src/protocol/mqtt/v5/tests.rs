@@ -1,7 +1,7 @@
 //! Unit tests of MQTT 5 sessions over an in-memory pipe: CONNECT properties, the receive
 //! maximum as the in-flight cap, user properties and the topic alias, reason codes.
 
-use rumqttc::v5::mqttbytes::v5::{ConnAckProperties, PubAck};
+use rumqttc::v5::mqttbytes::v5::{ConnAckProperties, PubAck, PubAckReason};
 
 use super::super::{MqttDialect, MqttOptions, MqttSession, MqttVersion};
 use super::*;
@@ -66,6 +66,14 @@ fn message() -> Telemetry {
     }
 }
 
+/// The next packet the broker side reads (none of them an acknowledgement).
+async fn packet(broker: &mut Wire<tokio::io::DuplexStream>) -> Packet {
+    match broker.next_frame::<Incoming>(4096).await {
+        Some(Ok(Incoming::Packet(p))) => *p,
+        other => panic!("{other:?}"),
+    }
+}
+
 /// Connects a session to an in-memory broker that answers CONNACK with `code`.
 async fn connected(
     code: ConnectReturnCode,
@@ -77,7 +85,7 @@ async fn connected(
     let (client, broker) = tokio::io::duplex(8192);
     let mut broker = Wire::new(broker);
     let answer = async {
-        let Some(Ok(Packet::Connect(c, _, _))) = broker.next_frame::<Packet>(4096).await else {
+        let Packet::Connect(c, _, _) = packet(&mut broker).await else {
             panic!("no CONNECT")
         };
         let p = c.properties.unwrap();
@@ -107,7 +115,7 @@ async fn properties_alias_receive_maximum_and_puback_codes() {
     session.flush().await.unwrap();
     let mut pkids = Vec::new();
     for i in 0..3 {
-        let Some(Ok(Packet::Publish(p))) = broker.next_frame::<Packet>(4096).await else {
+        let Packet::Publish(p) = packet(&mut broker).await else {
             panic!("no PUBLISH")
         };
         let props = p.properties.unwrap();
@@ -146,6 +154,21 @@ async fn properties_alias_receive_maximum_and_puback_codes() {
             Outcome::Refused("PUBACK 0x87 (not authorized)".into()),
             Outcome::Refused("PUBACK 0x97 (quota exceeded: throttled)".into()),
         ]
+    );
+    // A code outside rumqttc's table (Mosquitto's answer to an oversize PUBLISH) is counted
+    // by its code too.
+    session.send(&message()).unwrap();
+    session.flush().await.unwrap();
+    let Packet::Publish(p) = packet(&mut broker).await else {
+        panic!("no PUBLISH")
+    };
+    let [hi, lo] = p.pkid.to_be_bytes();
+    tokio::io::AsyncWriteExt::write_all(&mut broker.io, &[0x40, 0x03, hi, lo, 0x95])
+        .await
+        .unwrap();
+    assert_eq!(
+        session.next_ack().await.unwrap().outcome,
+        Outcome::Refused("PUBACK 0x95 (packet too large)".into())
     );
     // A broker's DISCONNECT with a throttling code is throttling. It ends after its reason
     // code, as MQTT 5 allows (rumqttc's own writer adds a byte its length does not count).
