@@ -33,8 +33,8 @@ pub struct V5Options {
 pub(super) struct Granted {
     /// The broker's receive maximum: QoS 1 and 2 PUBLISHes it takes unacknowledged.
     pub(super) receive_maximum: u16,
-    /// The topic alias in use, and whether the broker has been told what it stands for.
-    alias: Option<(u16, bool)>,
+    /// The topic alias in use, and the topic the broker was last told it stands for.
+    alias: Option<(u16, Option<String>)>,
     /// The largest packet we accept.
     pub(super) max_packet_size: usize,
 }
@@ -214,7 +214,7 @@ where
     Ok(Granted {
         // Absent means 65,535 (MQTT 5.0, 3.2.2.3.3); zero is a protocol error we tolerate as 1.
         receive_maximum: p.and_then(|p| p.receive_max).unwrap_or(u16::MAX).max(1),
-        alias: (o.topic_alias && alias_max >= 1).then_some((1, false)),
+        alias: (o.topic_alias && alias_max >= 1).then_some((1, None)),
         max_packet_size: max,
     })
 }
@@ -222,7 +222,7 @@ where
 impl Granted {
     /// The PUBLISH of `msg` on `topic`: the message's content type as its content type, its
     /// application properties (and content encoding and id) as user properties. With a topic
-    /// alias, the topic goes out once and the alias after it.
+    /// alias, a topic goes out once and the alias alone after it while the topic stays.
     pub(super) fn publish(
         &mut self,
         topic: String,
@@ -241,10 +241,12 @@ impl Granted {
         }
         let mut topic = topic;
         let topic_alias = self.alias.as_mut().map(|(alias, told)| {
-            if *told {
+            // The same topic as last time goes as the alias alone; another one rebinds it.
+            if told.as_ref() == Some(&topic) {
                 topic.clear();
+            } else {
+                *told = Some(topic.clone());
             }
-            *told = true;
             *alias
         });
         let properties = PublishProperties {
