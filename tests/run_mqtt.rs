@@ -152,7 +152,7 @@ impl ImpostorFleet {
         hub: &fleetbench::command::run::EmbeddedHub,
         _ca: &fleetbench::pki::CaChain,
     ) -> String {
-        use fleetbench::protocol::{MqttDialect, MqttOptions, MqttSession, QoS};
+        use fleetbench::protocol::{MqttDialect, MqttOptions, MqttSession, MqttVersion, QoS};
         let tcp = fleetbench::transport::tcp_connect(hub.mqtt, None)
             .await
             .unwrap();
@@ -166,6 +166,7 @@ impl ImpostorFleet {
             dialect: MqttDialect::IotHub {
                 api_version: "2021-04-12".into(),
             },
+            version: MqttVersion::V311,
             qos: QoS::AtLeastOnce,
             keep_alive_secs: 60,
             clean_session: false,

@@ -14,6 +14,8 @@ mod run_amqp;
 mod cli;
 // Issue 8: the generic dialect against Mosquitto with client certificates.
 mod mosquitto;
+// Issue 18: MQTT 5 against Mosquitto: reason codes counted, the receive maximum honoured.
+mod mqtt5;
 // Issue 8: the embedded hub refuses what IoT Hub refuses and survives hostile input.
 mod hub_security;
 // Issue 5: load shapes, coordinated omission, churn, TLS knobs.

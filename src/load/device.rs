@@ -337,7 +337,8 @@ impl<'a> Sender<'a> {
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
         let plan = &self.shared.messages;
-        let max_inflight = plan.max_inflight as usize;
+        // An MQTT 5 broker's receive maximum caps the window below the scenario's.
+        let max_inflight = (plan.max_inflight as usize).min(session.inflight_cap());
         let start = *self.origin.get_or_insert_with(Instant::now);
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
         let mut stopping = false;

@@ -41,7 +41,8 @@ pub use threshold::{
     DEFAULT_CHECKS,
 };
 pub use throttling::{
-    detect as detect_throttling, Evidence as ThrottleEvidence, PinnedRate, Throttling,
+    detect as detect_throttling, mqtt5_throttling, Evidence as ThrottleEvidence, PinnedRate,
+    Throttling, MQTT5_THROTTLING,
 };
 pub use timeline::{IntervalLatency, Timeline, TimelineRow};
 

@@ -8,13 +8,23 @@
 //!   A stall is not pinned (nothing, then a burst), nor is one slow second, nor a steady run
 //!   (flat, but everything offered is answered);
 //! - refusals and disconnects coded as throttling: AMQP's `com.microsoft:device-container-throttled`
-//!   as the generator saw it, and the embedded hub's own count of the sessions it disconnected or
-//!   refused for throttling (over MQTT IoT Hub just closes the connection, so the client alone
-//!   cannot tell such a close from any other).
+//!   and an MQTT 5 broker's reason codes for it ([`MQTT5_THROTTLING`]: CONNACK, PUBACK, PUBREC
+//!   or DISCONNECT) as the generator saw them, and the embedded hub's own count of the sessions
+//!   it disconnected or refused for throttling (over MQTT 3.1.1 IoT Hub just closes the
+//!   connection, so the client alone cannot tell such a close from any other).
 
 use serde::{Deserialize, Serialize};
 
 use super::{FailureKind, TimelineRow};
+
+/// MQTT 5 reason codes that mean throttling: 0x89 server busy, 0x96 message rate too high,
+/// 0x97 quota exceeded, 0x9F connection rate exceeded (MQTT 5.0, 2.4).
+pub const MQTT5_THROTTLING: [u8; 4] = [0x89, 0x96, 0x97, 0x9F];
+
+/// Whether an MQTT 5 reason code means throttling.
+pub fn mqtt5_throttling(code: u8) -> bool {
+    MQTT5_THROTTLING.contains(&code)
+}
 
 /// A rate the hub held at one level.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,7 +53,8 @@ pub struct Throttling {
     pub began_at_secs: u64,
     /// Rates the hub held at one level, acknowledgements first.
     pub pinned: Vec<PinnedRate>,
-    /// Sessions or messages the generator saw refused with a throttling condition (AMQP).
+    /// Sessions or messages the generator saw refused with a throttling condition (AMQP) or
+    /// reason code (MQTT 5).
     pub throttled_refusals: u64,
     /// Sessions the hub disconnected or requests it refused for throttling, by its own count
     /// (the embedded hub only; `null` for a remote hub).

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use crate::metrics::FailureKind;
 
 pub use amqp::{AmqpConnection, AmqpDialect, AmqpOptions, AmqpSession, SaslMechanism, SettleMode};
-pub use mqtt::{CloseWith, MqttDialect, MqttOptions, MqttSession, QoS};
+pub use mqtt::{CloseWith, MqttDialect, MqttOptions, MqttSession, MqttVersion, QoS, V5Options};
 
 /// How long a polite close may take before the connection is simply dropped.
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -137,6 +137,15 @@ where
         match self {
             Self::Amqp(_) => Ok(()),
             Self::Mqtt(s) => s.flush().await,
+        }
+    }
+
+    /// How many unsettled messages may await acknowledgement at once by the protocol's own
+    /// rule (an MQTT 5 broker's receive maximum); `usize::MAX` where it sets none.
+    pub fn inflight_cap(&self) -> usize {
+        match self {
+            Self::Amqp(_) => usize::MAX,
+            Self::Mqtt(s) => s.inflight_cap(),
         }
     }
 

@@ -1,4 +1,4 @@
-//! MQTT 3.1.1 device sessions framed with rumqttc's `mqttbytes` codec over our own stream, so
+//! MQTT 3.1.1 and 5 device sessions framed with rumqttc's `mqttbytes` codec over our own stream, so
 //! that TCP, TLS and CONNACK are timed apart and the source address can be chosen.
 
 use std::fmt;
@@ -9,7 +9,11 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 
 pub use rumqttc::mqttbytes::QoS;
 
+mod step;
+mod v5;
 mod wire;
+use step::Step;
+pub use v5::{reason_name, reason_text, V5Options};
 use wire::Wire;
 
 use super::{Ack, Outcome, SessionError, Telemetry};
@@ -62,11 +66,22 @@ impl fmt::Debug for Password {
     }
 }
 
+/// The MQTT protocol version a session speaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MqttVersion {
+    /// MQTT 3.1.1 (rumqttc's v4 codec).
+    V311,
+    /// MQTT 5 (rumqttc's v5 codec), with its CONNECT properties.
+    V5(V5Options),
+}
+
 /// MQTT settings of a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MqttOptions {
     /// Dialect.
     pub dialect: MqttDialect,
+    /// Protocol version.
+    pub version: MqttVersion,
     /// QoS of telemetry.
     pub qos: QoS,
     /// Keep-alive in seconds (0 = off).
@@ -168,6 +183,8 @@ pub struct MqttSession<S> {
     /// The publishes awaiting their acknowledgement (PUBACK; QoS 2: PUBREC, then PUBCOMP).
     /// Few at a time.
     inflight: Vec<Inflight>,
+    /// MQTT 5: what the broker's CONNACK granted; `None` for 3.1.1.
+    v5: Option<v5::Granted>,
 }
 
 /// One publish awaiting its acknowledgement.
@@ -217,8 +234,29 @@ where
         host: &str,
     ) -> Result<Self, SessionError> {
         let mut wire = Wire::new(stream);
-        wire.send(&Packet::Connect(options.connect_packet(device_id, host)))
-            .await?;
+        let connect = options.connect_packet(device_id, host);
+        let v5 = match &options.version {
+            MqttVersion::V5(o) => Some(v5::connect(&mut wire, o, connect, options.qos).await?),
+            MqttVersion::V311 => {
+                Self::connect_v4(&mut wire, connect).await?;
+                None
+            }
+        };
+        let topic_base = options.topic_base(device_id);
+        Ok(Self {
+            wire,
+            options,
+            topic_base,
+            next_pkid: 1,
+            next_seq: 0,
+            inflight: Vec::with_capacity(8),
+            v5,
+        })
+    }
+
+    /// MQTT 3.1.1's CONNECT and CONNACK.
+    async fn connect_v4(wire: &mut Wire<S>, connect: Connect) -> Result<(), SessionError> {
+        wire.send(&Packet::Connect(connect)).await?;
         match wire.next().await {
             Some(Ok(Packet::ConnAck(ConnAck { code, .. }))) => {
                 if code != ConnectReturnCode::Success {
@@ -233,15 +271,16 @@ where
             Some(Err(e)) => return Err(e),
             None => return Err(SessionError::Closed),
         }
-        let topic_base = options.topic_base(device_id);
-        Ok(Self {
-            wire,
-            options,
-            topic_base,
-            next_pkid: 1,
-            next_seq: 0,
-            inflight: Vec::with_capacity(8),
-        })
+        Ok(())
+    }
+
+    /// How many QoS 1 and 2 messages may await acknowledgement at once: an MQTT 5 broker's
+    /// receive maximum (CONNACK); unbounded here for 3.1.1 and QoS 0.
+    pub fn inflight_cap(&self) -> usize {
+        match &self.v5 {
+            Some(g) if self.options.qos != QoS::AtMostOnce => g.receive_maximum.into(),
+            _ => usize::MAX,
+        }
     }
 
     /// Queues one message; it goes out at the next [`Self::flush`]. QoS 0 messages are
@@ -249,22 +288,28 @@ where
     pub fn send(&mut self, msg: &Telemetry) -> Result<(u64, bool), SessionError> {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let mut publish = Publish::from_bytes(
-            self.options.topic(&self.topic_base, msg),
-            self.options.qos,
-            msg.body.clone(),
-        );
+        let topic = self.options.topic(&self.topic_base, msg);
         let settled = self.options.qos == QoS::AtMostOnce;
+        let pkid = if settled { 0 } else { self.next_pkid };
+        match &mut self.v5 {
+            Some(g) => {
+                let publish = g.publish(topic, msg, self.options.qos, pkid);
+                self.wire.queue(&publish)?;
+            }
+            None => {
+                let mut publish = Publish::from_bytes(topic, self.options.qos, msg.body.clone());
+                publish.pkid = pkid;
+                self.wire.queue(&Packet::Publish(publish))?;
+            }
+        }
         if !settled {
-            publish.pkid = self.next_pkid;
             self.inflight.push(Inflight {
-                pkid: self.next_pkid,
+                pkid,
                 seq,
                 released: false,
             });
             self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
         }
-        self.wire.queue(&Packet::Publish(publish))?;
         Ok((seq, settled))
     }
 
@@ -282,37 +327,56 @@ where
             if self.wire.unflushed {
                 self.wire.flush().await?;
             }
-            let packet = match self.wire.next().await {
-                Some(Ok(p)) => p,
-                Some(Err(e)) => return Err(e),
-                None => return Err(SessionError::Closed),
+            let step = match &self.v5 {
+                Some(g) => match self
+                    .wire
+                    .next_frame::<v5::Incoming>(g.max_packet_size)
+                    .await
+                {
+                    Some(Ok(p)) => v5::step(p)?,
+                    Some(Err(e)) => return Err(e),
+                    None => return Err(SessionError::Closed),
+                },
+                None => match self.wire.next().await {
+                    Some(Ok(p)) => Step::of_v4(p),
+                    Some(Err(e)) => return Err(e),
+                    None => return Err(SessionError::Closed),
+                },
             };
             let exactly_once = self.options.qos == QoS::ExactlyOnce;
-            match packet {
-                Packet::PubAck(a) if !exactly_once => {
-                    let i = self.position(a.pkid, "PUBACK")?;
-                    return Ok(self.take(i));
+            match step {
+                Step::PubAck(pkid, refused) if !exactly_once => {
+                    let i = self.position(pkid, "PUBACK")?;
+                    return Ok(self.take(i, refused));
                 }
-                Packet::PubComp(c) if exactly_once => {
-                    let i = self.position(c.pkid, "PUBCOMP")?;
+                Step::PubComp(pkid, refused) if exactly_once => {
+                    let i = self.position(pkid, "PUBCOMP")?;
                     if !self.inflight[i].released {
                         return Err(SessionError::Protocol(format!(
-                            "PUBCOMP before PUBREC for packet id {}",
-                            c.pkid
+                            "PUBCOMP before PUBREC for packet id {pkid}"
                         )));
                     }
-                    return Ok(self.take(i));
+                    return Ok(self.take(i, refused));
                 }
-                Packet::PubRec(r) if exactly_once => {
-                    let i = self.position(r.pkid, "PUBREC")?;
+                // MQTT 5: a PUBREC with a failure code ends the exchange (no PUBREL).
+                Step::PubRec(pkid, Some(refused)) if exactly_once => {
+                    let i = self.position(pkid, "PUBREC")?;
+                    return Ok(self.take(i, Some(refused)));
+                }
+                Step::PubRec(pkid, None) if exactly_once => {
+                    let i = self.position(pkid, "PUBREC")?;
                     // A repeated PUBREC is answered again (MQTT 3.1.1, 4.3.3).
                     self.inflight[i].released = true;
-                    self.wire.queue(&Packet::PubRel(PubRel::new(r.pkid)))?;
+                    match self.v5 {
+                        Some(_) => self.wire.queue(&v5::pubrel(pkid))?,
+                        None => self.wire.queue(&Packet::PubRel(PubRel::new(pkid)))?,
+                    }
                 }
-                Packet::PingResp => {}
+                Step::Ping => {}
                 other => {
                     return Err(SessionError::Protocol(format!(
-                        "unexpected packet from the hub: {other:?}"
+                        "unexpected packet from the hub: {}",
+                        other.describe()
                     )))
                 }
             }
@@ -327,18 +391,22 @@ where
             .ok_or_else(|| SessionError::Protocol(format!("{what} for unknown packet id {pkid}")))
     }
 
-    /// Ends the exchange of the publish at `i`: its message is acknowledged.
-    fn take(&mut self, i: usize) -> Ack {
+    /// Ends the exchange of the publish at `i`: its message is acknowledged, or refused
+    /// with the reason given.
+    fn take(&mut self, i: usize, refused: Option<String>) -> Ack {
         let f = self.inflight.swap_remove(i);
         Ack {
             seq: f.seq,
-            outcome: Outcome::Accepted,
+            outcome: refused.map_or(Outcome::Accepted, Outcome::Refused),
         }
     }
 
     /// Sends PINGREQ.
     pub async fn ping(&mut self) -> Result<(), SessionError> {
-        self.wire.send(&Packet::PingReq).await
+        match self.v5 {
+            Some(_) => self.wire.send(&v5::ping()).await,
+            None => self.wire.send(&Packet::PingReq).await,
+        }
     }
 }
 
@@ -362,7 +430,11 @@ where
 {
     /// Sends DISCONNECT and shuts the stream down.
     pub async fn close(mut self) {
-        if self.wire.queue(&Packet::Disconnect).is_err() {
+        let queued = match self.v5 {
+            Some(_) => self.wire.queue(&v5::disconnect()),
+            None => self.wire.queue(&Packet::Disconnect),
+        };
+        if queued.is_err() {
             return;
         }
         if self.wire.io.close_with(&self.wire.write) {

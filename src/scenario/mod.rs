@@ -171,6 +171,17 @@ pub struct ProtocolSection {
     pub keep_alive: Option<Duration>,
     /// MQTT clean-session flag (default: false for IoT Hub, as its SDKs send; true for generic).
     pub clean_session: Option<bool>,
+    /// MQTT version: `"3.1.1"` (default) or `"5"` (generic dialect).
+    pub version: Option<String>,
+    /// MQTT 5: CONNECT session expiry interval (default 0s: the session ends with the connection).
+    #[serde(default, with = "humantime_serde")]
+    pub session_expiry: Option<Duration>,
+    /// MQTT 5: CONNECT receive maximum (default 65535).
+    pub receive_maximum: Option<u16>,
+    /// MQTT 5: CONNECT maximum packet size in bytes (default 307200).
+    pub maximum_packet_size: Option<u32>,
+    /// MQTT 5: publish with a topic alias where the broker allows one (default false).
+    pub topic_alias: Option<bool>,
     /// Generic dialect: topic template with `{device_id}`.
     pub topic: Option<String>,
     /// Generic dialect: client id template.

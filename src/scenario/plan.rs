@@ -197,6 +197,16 @@ impl Plan {
                 let mut v = json!({"kind": "mqtt", "qos": m.qos as u8,
                     "keep-alive": humantime::format_duration(Duration::from_secs(m.keep_alive_secs.into())).to_string(),
                     "clean-session": m.clean_session});
+                if let crate::protocol::MqttVersion::V5(o) = &m.version {
+                    v["version"] = json!("5");
+                    v["session-expiry"] = json!(humantime::format_duration(Duration::from_secs(
+                        o.session_expiry_secs.into()
+                    ))
+                    .to_string());
+                    v["receive-maximum"] = json!(o.receive_maximum);
+                    v["maximum-packet-size"] = json!(o.max_packet_size);
+                    v["topic-alias"] = json!(o.topic_alias);
+                }
                 match &m.dialect {
                     MqttDialect::IotHub { api_version } => {
                         v["dialect"] = json!("iot-hub");

@@ -7,6 +7,7 @@ fn iot_hub() -> MqttOptions {
         dialect: MqttDialect::IotHub {
             api_version: "2021-04-12".into(),
         },
+        version: MqttVersion::V311,
         qos: QoS::AtLeastOnce,
         keep_alive_secs: 60,
         clean_session: false,

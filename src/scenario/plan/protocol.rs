@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::protocol::mqtt::Password;
+use crate::protocol::mqtt::{MqttVersion, Password, V5Options};
 use crate::protocol::{AmqpOptions, MqttDialect, MqttOptions, QoS};
 use crate::scenario::problems::Problems;
 use crate::scenario::{Dialect, ProtocolKind, Scenario};
@@ -12,13 +12,18 @@ use crate::scenario::{Dialect, ProtocolKind, Scenario};
 pub enum ProtocolPlan {
     /// AMQP 1.0.
     Amqp(AmqpOptions),
-    /// MQTT 3.1.1.
+    /// MQTT 3.1.1 or 5.
     Mqtt(MqttOptions),
 }
 
 pub(super) fn protocol(s: &Scenario, p: &mut Problems<'_>) -> Option<ProtocolPlan> {
     let pr = &s.protocol;
     if pr.kind == Some(ProtocolKind::Amqp) {
+        p.not_applicable(
+            &[(pr.version.is_some(), "protocol.version")],
+            "only applies to kind = \"mqtt\"",
+        );
+        not_v5(pr, p);
         return super::amqp::protocol(pr, p);
     }
     p.not_applicable(
@@ -109,12 +114,103 @@ pub(super) fn protocol(s: &Scenario, p: &mut Problems<'_>) -> Option<ProtocolPla
         }
     };
     Some(ProtocolPlan::Mqtt(MqttOptions {
+        version: version(pr, generic, p),
         dialect,
         qos,
         keep_alive_secs,
         // IoT Hub's SDKs keep their session; a generic broker's load test starts clean.
         clean_session: pr.clean_session.unwrap_or(generic),
     }))
+}
+
+/// The largest packet a session accepts by default: the 3.1.1 path's bound.
+const MAX_PACKET: u32 = 300 * 1024;
+
+/// `version`: "3.1.1" (default) or "5" (generic dialect only), with MQTT 5's CONNECT keys.
+fn version(
+    pr: &crate::scenario::ProtocolSection,
+    generic: bool,
+    p: &mut Problems<'_>,
+) -> MqttVersion {
+    match pr.version.as_deref() {
+        None | Some("3.1.1") => {
+            not_v5(pr, p);
+            return MqttVersion::V311;
+        }
+        Some("5" | "5.0") if generic => {}
+        Some(v @ ("5" | "5.0")) => {
+            p.add(
+                "protocol.version",
+                format!("{v:?} is not valid with dialect = \"iot-hub\": IoT Hub speaks MQTT 3.1.1 (version = \"5\" is for dialect = \"generic\")"),
+            );
+            return MqttVersion::V311;
+        }
+        Some(v) => {
+            p.add(
+                "protocol.version",
+                format!("{v:?} is not valid: \"3.1.1\" (the default) or \"5\""),
+            );
+            return MqttVersion::V311;
+        }
+    }
+    let expiry = pr.session_expiry.unwrap_or_default();
+    let session_expiry_secs = match u32::try_from(expiry.as_secs()) {
+        Ok(s) if expiry.subsec_nanos() == 0 => s,
+        _ => {
+            p.add(
+                "protocol.session-expiry",
+                format!(
+                    "{} is not valid: whole seconds up to 4294967295",
+                    humantime::format_duration(expiry)
+                ),
+            );
+            0
+        }
+    };
+    let receive_maximum = match pr.receive_maximum {
+        Some(0) => {
+            p.add(
+                "protocol.receive-maximum",
+                "0 is not valid: 1 to 65535 (MQTT 5 forbids 0)",
+            );
+            u16::MAX
+        }
+        r => r.unwrap_or(u16::MAX),
+    };
+    let max_packet_size = match pr.maximum_packet_size {
+        Some(n) if n < 64 => {
+            p.add(
+                "protocol.maximum-packet-size",
+                format!(
+                    "{n} is not valid: at least 64 bytes (a CONNACK with its properties must fit)"
+                ),
+            );
+            MAX_PACKET
+        }
+        n => n.unwrap_or(MAX_PACKET),
+    };
+    MqttVersion::V5(V5Options {
+        session_expiry_secs,
+        receive_maximum,
+        max_packet_size,
+        topic_alias: pr.topic_alias.unwrap_or(false),
+    })
+}
+
+/// MQTT 5's keys, set where version = "5" is not.
+fn not_v5(pr: &crate::scenario::ProtocolSection, p: &mut Problems<'_>) {
+    p.not_applicable(
+        &[
+            (pr.session_expiry.is_some(), "protocol.session-expiry"),
+            (pr.receive_maximum.is_some(), "protocol.receive-maximum"),
+            (
+                pr.maximum_packet_size.is_some(),
+                "protocol.maximum-packet-size",
+            ),
+            (pr.topic_alias.is_some(), "protocol.topic-alias"),
+        ],
+        "only applies to version = \"5\"",
+    );
 }
 
 /// The generic dialect's password: written in the file (`password`) or read from the
@@ -234,6 +330,45 @@ mod tests {
             e.0[0].message.contains("FLEETBENCH_TEST_UNSET_VARIABLE"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn version_5_takes_its_keys_with_defaults_and_only_for_generic() {
+        use crate::protocol::mqtt::{MqttVersion, V5Options};
+        let m = mqtt(&format!(
+            "{REMOTE}[protocol]\ndialect = \"generic\"\nversion = \"5\"\nreceive-maximum = 20\n"
+        ));
+        let want = V5Options {
+            session_expiry_secs: 0,
+            receive_maximum: 20,
+            max_packet_size: 300 * 1024,
+            topic_alias: false,
+        };
+        assert_eq!(m.version, MqttVersion::V5(want));
+        assert_eq!(mqtt("[protocol]\n").version, MqttVersion::V311);
+        let e = plan(&format!(
+            "{REMOTE}[protocol]\ndialect = \"generic\"\nversion = \"5\"\nreceive-maximum = 0\nsession-expiry = \"1500ms\"\n"
+        ))
+        .unwrap_err();
+        let fields: Vec<_> = e.0.iter().map(|e| (e.field.as_str(), e.line)).collect();
+        assert_eq!(
+            fields,
+            [
+                ("protocol.receive-maximum", Some(8)),
+                ("protocol.session-expiry", Some(9)),
+            ],
+            "{e}"
+        );
+        let e = plan("[protocol]\nversion = \"5\"\n").unwrap_err();
+        assert_eq!(
+            (e.0[0].field.as_str(), e.0[0].line),
+            ("protocol.version", Some(2))
+        );
+        assert!(e.0[0].message.contains("IoT Hub speaks MQTT 3.1.1"), "{e}");
+        let e =
+            plan("[protocol]\nkind = \"amqp\"\nversion = \"5\"\ntopic-alias = true\n").unwrap_err();
+        assert!(e.0.iter().any(|e| e.field == "protocol.version"), "{e}");
+        assert!(e.0.iter().any(|e| e.field == "protocol.topic-alias"), "{e}");
     }
 
     #[test]
