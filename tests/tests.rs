@@ -36,6 +36,8 @@ mod thresholds;
 mod latency_timeline;
 // Issue 14: the scenario's description everywhere; error texts naming the file and the fault.
 mod report_details;
+// Issue 14: each stage's target against what was held, and why it fell short.
+mod stages;
 // Issue 14: which devices failed: ids in summary.json, failures.csv and the reports.
 mod failed_devices;
 // Issue 6: the live metrics endpoint and Ctrl-C writing partial results.

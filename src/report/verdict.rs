@@ -101,9 +101,14 @@ impl RateRow<'_> {
 
 /// What limited a run that fell short of its plan, on the evidence the summary holds.
 pub(super) fn limit(s: &Summary) -> &'static str {
+    limit_of(s.throttling.is_some(), s.generator.saturated)
+}
+
+/// What limited a rate, given whether the hub throttled it and whether the generator saturated.
+pub(super) fn limit_of(throttled: bool, saturated: bool) -> &'static str {
     // Throttling is judged on seconds in which the generator was healthy, or on the hub's own
     // throttling codes, so it names the limit even when the generator was busy too.
-    match (s.throttling.is_some(), s.generator.saturated) {
+    match (throttled, saturated) {
         (true, true) => "the hub throttled it; the generator SATURATED too",
         (true, false) => "the hub throttled it (Throttling)",
         (false, true) => "the generator limited it (SATURATED)",

@@ -1,0 +1,95 @@
+//! Issue 14: each stage's target against what was held, in the text report and report.html,
+//! through the binary against the embedded hub with a tier quota (S1 x 1 accepts 100 sends/s).
+
+use std::process::Command;
+
+/// Ten sessions sending 5/s hold easily; forty offer 200/s, twice the quota.
+const STAGES: &str = r#"
+name = "stages"
+[target]
+tier = "S1"
+units = 1
+[[stages]]
+duration = "2s"
+sessions = 10
+[[stages]]
+duration = "2s"
+sessions = 10
+[[stages]]
+duration = "1s"
+sessions = 40
+[[stages]]
+duration = "3s"
+sessions = 40
+[messages]
+interval = "200ms"
+timeout = "30s"
+[run]
+max-duration = "60s"
+grace = "30s"
+"#;
+
+#[test]
+fn each_stage_is_reported_against_what_it_held_and_why_it_fell_short() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("stages.toml"), STAGES).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+        .current_dir(dir.path())
+        .args(["run", "--quiet", "--results", "res", "stages.toml"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = std::fs::read_dir(dir.path().join("res"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(run.join("report.txt")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let head = lines
+        .iter()
+        .position(|l| l.starts_with("Stages"))
+        .unwrap_or_else(|| panic!("no Stages table: {text}"));
+    for word in [
+        "stage", "time", "sessions", "held", "planned", "sent", "acked",
+    ] {
+        assert!(lines[head].contains(word), "{text}");
+    }
+    let row = |n: usize| -> Vec<&str> { lines[head + n].split_whitespace().collect() };
+    // Stage 1 ramps 0 -> 10 over 0-2 s, stage 4 holds 40 from 5 to 8 s planning 200/s.
+    assert_eq!(&row(1)[..6], ["1", "0-2", "s", "0", "→", "10"], "{text}");
+    assert_eq!(&row(4)[..5], ["4", "5-8", "s", "40", "40"], "{text}");
+    assert_eq!(row(4)[5], "200.0/s", "{text}");
+    let acked: f64 = row(4)[7].trim_end_matches("/s").parse().unwrap();
+    assert!(acked < 160.0, "the quota held stage 4 down: {text}");
+    let shortfalls = lines[head + 5..]
+        .iter()
+        .take_while(|l| l.starts_with(' '))
+        .map(|l| l.trim())
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        shortfalls.starts_with("stage 4 fell short: acknowledged")
+            && shortfalls.contains("of 200.0/s planned")
+            && shortfalls.contains("the hub throttled it (Throttling)"),
+        "{text}"
+    );
+    for n in 1..=3 {
+        assert!(!shortfalls.contains(&format!("stage {n} ")), "{text}");
+    }
+    assert!(text.lines().all(|l| l.chars().count() <= 100), "{text}");
+
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    let table = html.find("<h2>Stages</h2>").expect("a Stages section");
+    assert!(html.find("<h2>Rates</h2>").unwrap() < table);
+    assert!(html.contains("<tr data-stage=\"1\"><td>1</td><td>0-2 s</td>"));
+    assert!(html.contains("<tr data-stage=\"4\" class=\"fail\"><td>4</td><td>5-8 s</td>"));
+    assert!(html.contains("<p class=\"note\" data-stage-short>stage 4 fell short: acknowledged"));
+}
