@@ -38,6 +38,8 @@ mod latency_timeline;
 mod report_details;
 // Issue 14: each stage's target against what was held, and why it fell short.
 mod stages;
+// Issue 14: `hub serve` names a broken server.pem or key and says what is wrong.
+mod hub_pem;
 // Issue 14: which devices failed: ids in summary.json, failures.csv and the reports.
 mod failed_devices;
 // Issue 6: the live metrics endpoint and Ctrl-C writing partial results.
