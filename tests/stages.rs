@@ -29,6 +29,42 @@ max-duration = "60s"
 grace = "30s"
 "#;
 
+/// Runs `scenario` through the binary in a new directory; the exit code and report.txt.
+fn run(scenario: &str) -> (Option<i32>, String, std::path::PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("stages.toml"), scenario).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+        .current_dir(dir.path())
+        .args(["run", "--quiet", "--results", "res", "stages.toml"])
+        .output()
+        .unwrap();
+    let run = std::fs::read_dir(dir.path().join("res"))
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(run.join("report.txt")).unwrap();
+    (out.status.code(), text, run, dir)
+}
+
+#[test]
+fn stages_the_run_did_not_reach_are_said_to_be_cut_not_short() {
+    let (code, text, _, _dir) =
+        run(&STAGES.replace("max-duration = \"60s\"", "max-duration = \"3s\""));
+    assert!(
+        text.contains("PARTIAL (max-duration 3s reached)"),
+        "{code:?} {text}"
+    );
+    assert!(
+        text.contains("stage 2 did not finish: the run ended ")
+            && text.contains("stage 3 never began: the run ended first")
+            && text.contains("stage 4 never began"),
+        "{text}"
+    );
+    assert!(!text.contains("stage 2 fell short"), "{text}");
+}
+
 #[test]
 fn each_stage_is_reported_against_what_it_held_and_why_it_fell_short() {
     let dir = tempfile::tempdir().unwrap();

@@ -16,6 +16,9 @@ use crate::metrics::{Summary, TimelineRow};
 const LABEL: usize = 12;
 /// A figure below this share of its target fell short (as for the run's rates).
 const SHORT: f64 = 0.98;
+/// A run that ended this close to a stage's end ran the stage (the last session's departure
+/// and the run's end are one instant).
+const EDGE_SECS: f64 = 0.5;
 
 /// One stage of a run, planned against held.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,8 +68,29 @@ impl StageRow {
         }
     }
 
-    /// Words when the stage did not hold its target, and what limited it.
+    /// Words when the run ended before the stage did (Ctrl-C, max-duration, a failed run).
+    fn cut(&self, s: &Summary) -> Option<String> {
+        let ended = s.duration_secs;
+        if ended >= self.to_secs - EDGE_SECS {
+            return None;
+        }
+        Some(if ended <= self.from_secs {
+            format!("stage {} never began: the run ended first", self.index)
+        } else {
+            format!(
+                "stage {} did not finish: the run ended {:.1} s into it (figures over the seconds it ran)",
+                self.index,
+                ended - self.from_secs
+            )
+        })
+    }
+
+    /// Words when the stage did not run to its end, or did not hold its target and what
+    /// limited it.
     pub(super) fn shortfall(&self, s: &Summary) -> Option<String> {
+        if let Some(cut) = self.cut(s) {
+            return Some(cut);
+        }
         let mut short = Vec::new();
         if let Some(held) = self
             .held
@@ -162,10 +186,12 @@ pub(super) fn rows(s: &Summary) -> Vec<StageRow> {
             to_secs: end,
             sessions_from: level,
             sessions_to: to,
+            // None when the run ended before the stage did.
             held: s
                 .timeline
                 .iter()
                 .find(|r| r.t as f64 >= end - 1e-9)
+                .filter(|_| s.duration_secs >= end - EDGE_SECS)
                 .map(|r| r.active),
             planned_per_sec: planned,
             sent_per_sec: per_sec(|r| r.sends),
