@@ -40,6 +40,8 @@ mod report_details;
 mod stages;
 // Issue 14: `hub serve` names a broken server.pem or key and says what is wrong.
 mod hub_pem;
+// Issue 14: the CSV columns in results/schema.json match a real run's; the READMEs name them all.
+mod results_docs;
 // Issue 14: which devices failed: ids in summary.json, failures.csv and the reports.
 mod failed_devices;
 // Issue 6: the live metrics endpoint and Ctrl-C writing partial results.
