@@ -129,3 +129,83 @@ fn each_stage_is_reported_against_what_it_held_and_why_it_fell_short() {
     assert!(html.contains("<tr data-stage=\"4\" class=\"fail\"><td>4</td><td>5-8 s</td>"));
     assert!(html.contains("<p class=\"note\" data-stage-short>stage 4 fell short: acknowledged"));
 }
+
+/// The scenario a shard records is the fleet's: its Stages table holds the shard's part of each
+/// target, and the merge of the shards the fleet's whole.
+#[test]
+fn a_shard_is_held_to_its_part_of_each_stage_and_the_merge_to_the_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    fleetbench::pki::store::write_ca_dir(&dir.path().join("ca"), &crate::support::chain()).unwrap();
+    let scenario = "name = \"split\"\n[fleet]\nca-dir = \"ca\"\n\
+        [[stages]]\nduration = \"2s\"\nsessions = 10\n[[stages]]\nduration = \"2s\"\nsessions = 10\n\
+        [messages]\ninterval = \"200ms\"\n";
+    std::fs::write(dir.path().join("split.toml"), scenario).unwrap();
+    // Shards start together, as `merge` expects of a fleet.
+    let at = std::time::SystemTime::now() + std::time::Duration::from_secs(2);
+    let at = humantime::format_rfc3339_millis(at).to_string();
+    let shards: Vec<_> = (0..2)
+        .map(|k| {
+            Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+                .current_dir(dir.path())
+                .env_remove("FLEETBENCH_SHARD")
+                .args([
+                    "run",
+                    "--quiet",
+                    "--start-at",
+                    &at,
+                    "--shard",
+                    &format!("{k}/2"),
+                ])
+                .arg("--results")
+                .arg(format!("shard-{k}"))
+                .arg("split.toml")
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut child in shards {
+        assert!(child.wait().unwrap().success());
+    }
+    let runs: Vec<std::path::PathBuf> = (0..2)
+        .map(|k| {
+            std::fs::read_dir(dir.path().join(format!("shard-{k}")))
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+                .path()
+        })
+        .collect();
+    let stages_of = |text: &str| -> Vec<Vec<String>> {
+        let lines: Vec<&str> = text.lines().collect();
+        let head = lines
+            .iter()
+            .position(|l| l.starts_with("Stages"))
+            .unwrap_or_else(|| panic!("no Stages table: {text}"));
+        lines[head + 1..head + 3]
+            .iter()
+            .map(|l| l.split_whitespace().map(str::to_owned).collect())
+            .collect()
+    };
+    for run in &runs {
+        let text = std::fs::read_to_string(run.join("report.txt")).unwrap();
+        let rows = stages_of(&text);
+        assert_eq!(rows[0][3..6], ["0", "→", "5"], "{text}");
+        assert_eq!(rows[1][3..5], ["5", "5"], "{text}");
+        assert_eq!(rows[1][5], "25.0/s", "{text}");
+        assert!(!text.contains("fell short: "), "{text}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+        .current_dir(dir.path())
+        .arg("merge")
+        .args(&runs)
+        .args(["-o", "merged"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let rows = stages_of(&text);
+    assert_eq!(rows[0][3..6], ["0", "→", "10"], "{text}");
+    assert_eq!(rows[1][3..5], ["10", "10"], "{text}");
+    assert_eq!(rows[1][5], "50.0/s", "{text}");
+}

@@ -31,7 +31,7 @@ pub(super) struct StageRow {
     /// Open sessions the schedule moves from and to over the stage.
     pub(super) sessions_from: u64,
     pub(super) sessions_to: u64,
-    /// Sessions open at the stage's end (the first timeline second at or after it).
+    /// Sessions open at the stage's end (see [`held`]).
     pub(super) held: Option<u64>,
     /// Messages per second the open model planned over the stage's whole seconds.
     pub(super) planned_per_sec: Option<f64>,
@@ -137,9 +137,25 @@ fn duration(v: &Value) -> Option<Duration> {
     humantime::parse_duration(v.as_str()?).ok()
 }
 
+/// The stages of a staged run's scenario, if it was staged.
+fn stages(s: &Summary) -> Option<&Vec<Value>> {
+    s.scenario["connect"]["schedule"]["stages"].as_array()
+}
+
+/// The sessions a stage's target of `total` asks of this run: all of them, or a shard's part
+/// (the scenario a shard records is the fleet's, and a merge's timeline is the fleet's again).
+fn part(s: &Summary, total: u64) -> u64 {
+    match &s.shard {
+        Some(i) if s.shards.is_empty() && i.count > 0 => {
+            total / i.count + u64::from(i.index < total % i.count)
+        }
+        _ => total,
+    }
+}
+
 /// The stages of `s`, planned against held; empty when the run was not staged.
 pub(super) fn rows(s: &Summary) -> Vec<StageRow> {
-    let Some(stages) = s.scenario["connect"]["schedule"]["stages"].as_array() else {
+    let Some(stages) = stages(s) else {
         return Vec::new();
     };
     let model = &s.scenario["messages"]["model"];
@@ -153,6 +169,7 @@ pub(super) fn rows(s: &Summary) -> Vec<StageRow> {
         let (Some(d), Some(to)) = (duration(&stage["duration"]), stage["sessions"].as_u64()) else {
             continue;
         };
+        let to = part(s, to);
         let end = start + d.as_secs_f64();
         // The whole seconds of the timeline inside the stage: row t covers (t - 1, t].
         let inside: Vec<&TimelineRow> = s
@@ -186,13 +203,7 @@ pub(super) fn rows(s: &Summary) -> Vec<StageRow> {
             to_secs: end,
             sessions_from: level,
             sessions_to: to,
-            // None when the run ended before the stage did.
-            held: s
-                .timeline
-                .iter()
-                .find(|r| r.t as f64 >= end - 1e-9)
-                .filter(|_| s.duration_secs >= end - EDGE_SECS)
-                .map(|r| r.active),
+            held: held(s, start, end, level == to, n + 1 == stages.len()),
             planned_per_sec: planned,
             sent_per_sec: per_sec(|r| r.sends),
             acked_per_sec: per_sec(|r| r.acks),
@@ -202,6 +213,23 @@ pub(super) fn rows(s: &Summary) -> Vec<StageRow> {
         level = to;
     }
     out
+}
+
+/// Sessions open at the end of the stage from `start` to `end`: the first second at or after
+/// its end. The schedule closes every session at the end of its last stage, the instant that
+/// second is sampled: there a hold takes the second before, and a ramp has no figure; nor has a
+/// stage the run did not reach the end of.
+fn held(s: &Summary, start: f64, end: f64, hold: bool, last: bool) -> Option<u64> {
+    if s.duration_secs < end - EDGE_SECS {
+        return None;
+    }
+    let rows = &s.timeline;
+    let i = rows.iter().position(|r| r.t as f64 >= end - 1e-9)?;
+    if !last {
+        return Some(rows[i].active);
+    }
+    let before = rows.get(i.checked_sub(1)?)?;
+    (hold && before.t as f64 > start).then_some(before.active)
 }
 
 fn opt_rate(v: Option<f64>) -> String {
