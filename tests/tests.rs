@@ -42,6 +42,8 @@ mod stages;
 mod hub_pem;
 // Issue 14: the CSV columns in results/schema.json match a real run's; the READMEs name them all.
 mod results_docs;
+// Issue 14: the live progress display under a 40-column pseudo-terminal, through the binary.
+mod progress_tty;
 // Issue 14: which devices failed: ids in summary.json, failures.csv and the reports.
 mod failed_devices;
 // Issue 6: the live metrics endpoint and Ctrl-C writing partial results.
