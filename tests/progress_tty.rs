@@ -112,3 +112,86 @@ fn the_live_display_fits_the_terminal_counts_stage_sends_and_counts_down() {
     // The report follows, the display gone from it.
     assert!(log.contains("fleetbench "), "{log}");
 }
+
+/// A tmux server on its own socket, killed when dropped.
+struct Tmux(std::path::PathBuf);
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.0)
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The pane's text once `done` holds of it, polled for at most 60 s.
+    fn wait_for(&self, done: impl Fn(&str) -> bool) -> String {
+        let until = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let pane = self.run(&["capture-pane", "-p", "-t", "run"]);
+            if done(&pane) {
+                return pane;
+            }
+            assert!(std::time::Instant::now() < until, "timed out: {pane}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.run(&["kill-server"]);
+    }
+}
+
+#[test]
+fn after_ctrl_c_no_bar_is_left_above_the_report() {
+    if !support::have("tmux") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("long.toml"),
+        "[[stages]]\nduration = \"30s\"\nsessions = 10\n[messages]\ninterval = \"100ms\"\n",
+    )
+    .unwrap();
+    let tmux = Tmux(dir.path().join("tmux.sock"));
+    let command = format!(
+        "cd '{}' && '{}' run --results res long.toml; echo FLEETBENCH-EXITED; exec cat",
+        dir.path().display(),
+        env!("CARGO_BIN_EXE_fleetbench")
+    );
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "run",
+        "-x",
+        "100",
+        "-y",
+        "50",
+        &command,
+    ]);
+    // Once messages flow, a real terminal's Ctrl-C.
+    tmux.wait_for(|p| {
+        p.lines()
+            .any(|l| l.starts_with("sending") && !l.contains("sending         0"))
+    });
+    tmux.run(&["send-keys", "-t", "run", "C-c"]);
+    let pane = tmux.wait_for(|p| p.contains("FLEETBENCH-EXITED"));
+    let head = pane
+        .find("fleetbench ")
+        .unwrap_or_else(|| panic!("no report: {pane}"));
+    assert!(pane.contains("PARTIAL (interrupted)"), "{pane}");
+    for line in pane[..head].lines() {
+        assert!(
+            !["minting", "connecting", "sending", "draining"]
+                .iter()
+                .any(|p| line.trim_start().starts_with(p)),
+            "a bar left above the report: {line:?}\n{pane}"
+        );
+    }
+}
