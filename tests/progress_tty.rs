@@ -126,19 +126,6 @@ impl Tmux {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
-
-    /// The pane's text once `done` holds of it, polled for at most 60 s.
-    fn wait_for(&self, done: impl Fn(&str) -> bool) -> String {
-        let until = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let pane = self.run(&["capture-pane", "-p", "-t", "run"]);
-            if done(&pane) {
-                return pane;
-            }
-            assert!(std::time::Instant::now() < until, "timed out: {pane}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
 }
 
 impl Drop for Tmux {
@@ -147,9 +134,20 @@ impl Drop for Tmux {
     }
 }
 
+/// Whether a terminal's output shows a sending line with messages sent.
+fn sending(output: &str) -> bool {
+    output.match_indices("sending").any(|(i, _)| {
+        output[i + "sending".len()..]
+            .trim_start()
+            .starts_with(|c: char| ('1'..='9').contains(&c))
+    })
+}
+
 #[test]
 fn after_ctrl_c_no_bar_is_left_above_the_report() {
-    if !support::have("tmux") {
+    use std::io::Read as _;
+
+    if !support::have("tmux") || !support::have("mkfifo") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -158,9 +156,18 @@ fn after_ctrl_c_no_bar_is_left_above_the_report() {
         "[[stages]]\nduration = \"30s\"\nsessions = 10\n[messages]\ninterval = \"100ms\"\n",
     )
     .unwrap();
+    let fifo = dir.path().join("pane.fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
     let tmux = Tmux(dir.path().join("tmux.sock"));
+    let sock = tmux.0.display().to_string();
+    // The run waits for the pane's output to be piped, and says when it has ended.
     let command = format!(
-        "cd '{}' && '{}' run --results res long.toml; echo FLEETBENCH-EXITED; exec cat",
+        "tmux -S '{sock}' wait-for go; cd '{}' && '{}' run --results res long.toml; \
+         echo FLEETBENCH-EXITED; tmux -S '{sock}' wait-for -S done; exec cat",
         dir.path().display(),
         env!("CARGO_BIN_EXE_fleetbench")
     );
@@ -175,13 +182,28 @@ fn after_ctrl_c_no_bar_is_left_above_the_report() {
         "50",
         &command,
     ]);
-    // Once messages flow, a real terminal's Ctrl-C.
-    tmux.wait_for(|p| {
-        p.lines()
-            .any(|l| l.starts_with("sending") && !l.contains("sending         0"))
-    });
+    let pipe = format!("cat > '{}'", fifo.display());
+    tmux.run(&["pipe-pane", "-o", "-t", "run", &pipe]);
+    tmux.run(&["wait-for", "-S", "go"]);
+    // Once messages flow (read as the terminal receives them), a real terminal's Ctrl-C.
+    let mut output = std::fs::File::open(&fifo).unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = output.read(&mut buf).unwrap();
+        seen.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&seen);
+        assert!(
+            n > 0 && !text.contains("FLEETBENCH-EXITED"),
+            "ended before sending: {text}"
+        );
+        if sending(&text) {
+            break;
+        }
+    }
     tmux.run(&["send-keys", "-t", "run", "C-c"]);
-    let pane = tmux.wait_for(|p| p.contains("FLEETBENCH-EXITED"));
+    tmux.run(&["wait-for", "done"]);
+    let pane = tmux.run(&["capture-pane", "-p", "-t", "run"]);
     let head = pane
         .find("fleetbench ")
         .unwrap_or_else(|| panic!("no report: {pane}"));
