@@ -132,6 +132,33 @@ impl StageRow {
     }
 }
 
+/// One stage's open-session target over time: linear from `from` at `start` to `to` after
+/// `secs` seconds.
+struct Ramp {
+    start: f64,
+    secs: f64,
+    from: u64,
+    to: u64,
+}
+
+impl Ramp {
+    /// The target at `t` seconds since the run's start.
+    fn at(&self, t: f64) -> f64 {
+        let k = if self.secs > 0.0 {
+            ((t - self.start) / self.secs).clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
+        self.from as f64 + (self.to as f64 - self.from as f64) * k
+    }
+
+    /// The mean target from `a` to `b` inside the stage: the open model plans target / interval
+    /// messages per second, and a linear target's mean is the mean of its two ends.
+    fn mean(&self, a: f64, b: f64) -> f64 {
+        (self.at(a) + self.at(b)) / 2.0
+    }
+}
+
 /// A humantime duration from the scenario as the summary holds it (`"3s"`, `"1m 30s"`).
 fn duration(v: &Value) -> Option<Duration> {
     humantime::parse_duration(v.as_str()?).ok()
@@ -181,19 +208,15 @@ pub(super) fn rows(s: &Summary) -> Vec<StageRow> {
             (!inside.is_empty())
                 .then(|| inside.iter().map(|r| f(r)).sum::<u64>() as f64 / inside.len() as f64)
         };
-        // The open model plans sessions(t) / interval; sessions(t) is linear over the stage, so
-        // its mean over the seconds inside is the mean of its values at their two ends.
-        let level_at = |t: f64| {
-            let k = if d.is_zero() {
-                1.0
-            } else {
-                (t - start) / d.as_secs_f64()
-            };
-            level as f64 + (to as f64 - level as f64) * k.clamp(0.0, 1.0)
-        };
         let planned = match (interval, inside.first(), inside.last()) {
             (Some(i), Some(a), Some(b)) => {
-                Some((level_at(a.t as f64 - 1.0) + level_at(b.t as f64)) / 2.0 / i.as_secs_f64())
+                let ramp = Ramp {
+                    start,
+                    secs: d.as_secs_f64(),
+                    from: level,
+                    to,
+                };
+                Some(ramp.mean(a.t as f64 - 1.0, b.t as f64) / i.as_secs_f64())
             }
             _ => None,
         };
@@ -315,4 +338,37 @@ fn esc(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ramp;
+
+    #[test]
+    fn a_ramp_plans_its_mean_target_over_the_seconds_asked() {
+        let up = Ramp {
+            start: 4.0,
+            secs: 1.0,
+            from: 10,
+            to: 40,
+        };
+        assert_eq!(up.mean(4.0, 5.0), 25.0);
+        assert_eq!(up.at(4.5), 25.0);
+        // Clamped to the stage: before it the start, after it the end.
+        assert_eq!((up.at(0.0), up.at(9.0)), (10.0, 40.0));
+        let hold = Ramp {
+            start: 0.0,
+            secs: 3.0,
+            from: 40,
+            to: 40,
+        };
+        assert_eq!(hold.mean(1.0, 3.0), 40.0);
+        let jump = Ramp {
+            start: 2.0,
+            secs: 0.0,
+            from: 0,
+            to: 7,
+        };
+        assert_eq!(jump.at(2.0), 7.0);
+    }
 }
