@@ -302,7 +302,7 @@ pub(super) fn write_html(w: &mut impl Write, s: &Summary) -> io::Result<()> {
     writeln!(
         w,
         "<h2>Stages</h2><table><tr><th>stage</th><th>time</th><th>sessions</th><th>held</th>\
-         <th>messages planned</th><th>sent</th><th>acknowledged</th></tr>"
+         <th>messages/s planned</th><th>sent</th><th>acknowledged</th></tr>"
     )?;
     for r in &rows {
         let short = r.shortfall(s);
