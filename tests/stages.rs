@@ -63,6 +63,22 @@ fn stages_the_run_did_not_reach_are_said_to_be_cut_not_short() {
         "{text}"
     );
     assert!(!text.contains("stage 2 fell short"), "{text}");
+    // A rate that fell short of the whole schedule's plan says the run stopped early, not that
+    // the hub or the network limited it.
+    let short: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" fell short: "))
+        .collect();
+    assert!(
+        short.iter().any(|l| l.contains("connects fell short")),
+        "{text}"
+    );
+    for line in short {
+        assert!(
+            line.ends_with("the run stopped early (max-duration 3s reached)"),
+            "{text}"
+        );
+    }
 }
 
 #[test]

@@ -88,12 +88,16 @@ impl RateRow<'_> {
     /// it on the evidence of `s`.
     pub(super) fn shortfall(&self, s: &Summary) -> Option<String> {
         let (planned, achieved) = (self.rate.planned_per_sec?, self.rate.per_sec?);
+        // A run stopped early ran only part of the schedule its planned rate spans.
+        let why = match &s.status {
+            RunStatus::Partial { reason } => format!("the run stopped early ({reason})"),
+            RunStatus::Complete => limit(s).to_owned(),
+        };
         (achieved < planned * 0.98).then(|| {
             format!(
-                "{} fell short: {:.0}% of planned; {}",
+                "{} fell short: {:.0}% of planned; {why}",
                 self.label,
-                100.0 * achieved / planned,
-                limit(s)
+                100.0 * achieved / planned
             )
         })
     }
