@@ -40,6 +40,14 @@ mod latency_timeline;
 mod knee;
 // Issue 14: the scenario's description everywhere; error texts naming the file and the fault.
 mod report_details;
+// Issue 14: each stage's target against what was held, and why it fell short.
+mod stages;
+// Issue 14: `hub serve` names a broken server.pem or key and says what is wrong.
+mod hub_pem;
+// Issue 14: the CSV columns in results/schema.json match a real run's; the READMEs name them all.
+mod results_docs;
+// Issue 14: the live progress display under a 40-column pseudo-terminal, through the binary.
+mod progress_tty;
 // Issue 14: which devices failed: ids in summary.json, failures.csv and the reports.
 mod failed_devices;
 // Issue 6: the live metrics endpoint and Ctrl-C writing partial results.

@@ -12,7 +12,7 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use time::OffsetDateTime;
 
-use crate::pki::store::{pem, write_private, write_public, StoreError};
+use crate::pki::store::{pem, pem_problem, write_private, write_public, StoreError};
 use crate::pki::{CaChain, ChainSpec, KeyType, PkiError, ServerIdentity, ServerNames, Validity};
 
 /// The identity's files, in the order they are checked.
@@ -127,7 +127,7 @@ pub fn load(dir: &Path) -> Result<Option<HubIdentity>, IdentityError> {
     let key = PrivateKeyDer::from_pem_file(&paths[2]).map_err(|e| IdentityError::Corrupt {
         path: paths[2].clone(),
         what: "private key",
-        reason: e.to_string(),
+        reason: pem_problem(&e),
     })?;
     let inconsistent = |path: &PathBuf, reason: String| IdentityError::Inconsistent {
         path: path.clone(),
@@ -219,7 +219,7 @@ fn read_certs(
     };
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| corrupt(e.to_string()))?;
+        .map_err(|e| corrupt(pem_problem(&e)))?;
     if certs.is_empty() {
         return Err(corrupt("it holds no PEM certificate".into()));
     }

@@ -68,6 +68,7 @@ pub fn write_html(w: &mut impl Write, s: &Summary) -> io::Result<()> {
     write_totals(w, s)?;
     write_shards(w, s)?;
     write_rates(w, s)?;
+    super::stages::write_html(w, s)?;
     write_throttling(w, s)?;
     super::handshake::write_html(w, s)?;
     write_phases(w, s)?;

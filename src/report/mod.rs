@@ -14,6 +14,7 @@ mod html;
 pub mod openmetrics;
 pub mod progress;
 mod results;
+mod stages;
 mod text;
 mod throttling;
 mod timeline_charts;

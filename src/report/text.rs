@@ -19,7 +19,7 @@ pub(crate) fn description(s: &Summary) -> Option<&str> {
 
 /// `text`'s non-blank lines, each broken at spaces to at most `width` characters (a longer word
 /// stays whole).
-fn wrap(text: &str, width: usize) -> Vec<String> {
+pub(super) fn wrap(text: &str, width: usize) -> Vec<String> {
     let mut out = Vec::new();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let mut cur = String::new();
@@ -248,7 +248,7 @@ fn write_rates(w: &mut impl Write, s: &Summary) -> io::Result<()> {
         writeln!(w, "{:<12}{h}", "Handshakes")?;
     }
     super::handshake::write_text(w, s)?;
-    Ok(())
+    super::stages::write_text(w, s)
 }
 
 fn write_thresholds(w: &mut impl Write, s: &Summary) -> io::Result<()> {

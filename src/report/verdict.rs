@@ -88,12 +88,16 @@ impl RateRow<'_> {
     /// it on the evidence of `s`.
     pub(super) fn shortfall(&self, s: &Summary) -> Option<String> {
         let (planned, achieved) = (self.rate.planned_per_sec?, self.rate.per_sec?);
+        // A run stopped early ran only part of the schedule its planned rate spans.
+        let why = match &s.status {
+            RunStatus::Partial { reason } => format!("the run stopped early ({reason})"),
+            RunStatus::Complete => limit(s).to_owned(),
+        };
         (achieved < planned * 0.98).then(|| {
             format!(
-                "{} fell short: {:.0}% of planned; {}",
+                "{} fell short: {:.0}% of planned; {why}",
                 self.label,
-                100.0 * achieved / planned,
-                limit(s)
+                100.0 * achieved / planned
             )
         })
     }
@@ -101,9 +105,14 @@ impl RateRow<'_> {
 
 /// What limited a run that fell short of its plan, on the evidence the summary holds.
 pub(super) fn limit(s: &Summary) -> &'static str {
+    limit_of(s.throttling.is_some(), s.generator.saturated)
+}
+
+/// What limited a rate, given whether the hub throttled it and whether the generator saturated.
+pub(super) fn limit_of(throttled: bool, saturated: bool) -> &'static str {
     // Throttling is judged on seconds in which the generator was healthy, or on the hub's own
     // throttling codes, so it names the limit even when the generator was busy too.
-    match (s.throttling.is_some(), s.generator.saturated) {
+    match (throttled, saturated) {
         (true, true) => "the hub throttled it; the generator SATURATED too",
         (true, false) => "the hub throttled it (Throttling)",
         (false, true) => "the generator limited it (SATURATED)",
