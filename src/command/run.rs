@@ -22,12 +22,12 @@ use crate::report::{
     progress::{Progress, Totals},
     write_text, ResultsDir,
 };
-use crate::scenario::{FleetPlan, Overrides, Plan, SessionPlan, Shard, Target};
+use crate::scenario::{FleetPlan, Overrides, Plan, ProtocolPlan, SessionPlan, Shard, Target};
 use crate::transport::{ClientTls, Endpoint, ServerVerification};
 use crate::Outcome;
 
 pub use super::embedded::{bind_loopback, EmbeddedHub};
-pub use super::summarize::{account, summarize};
+pub use super::summarize::{account, account_remote, summarize};
 
 /// Options of a run besides the plan.
 #[derive(Debug, Clone)]
@@ -182,7 +182,10 @@ pub(super) async fn shutdown_signal() {
 pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunReport> {
     let shard = options.shard.unwrap_or(Shard::WHOLE);
     // This shard's share of the load; `plan` stays the fleet's (summary, thresholds).
-    let local = plan.for_shard(shard);
+    let mut local = plan.for_shard(shard);
+    // Each run (each shard) has its own id, carried by every message for the hub's accounting.
+    let run_id = new_run_id();
+    set_run_id(&mut local.protocol, &run_id);
     let ids = DeviceIds::new(
         plan.fleet.ids.clone(),
         plan.fleet.devices,
@@ -249,6 +252,7 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
             server_name,
             ca_file,
             verify_server,
+            ..
         } => {
             let addr = tokio::net::lookup_host(address)
                 .await
@@ -277,6 +281,20 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
         }
     };
 
+    let hub_accounts = match &plan.target {
+        Target::Remote {
+            accounts: Some(a), ..
+        } => Some(a.as_str()),
+        _ => None,
+    };
+    // Asked now for the hub's refusals so far (and to say early when it cannot be reached).
+    let accounts_before = match hub_accounts {
+        Some(addr) => super::summarize::remote::fetch(addr, &run_id)
+            .await
+            .map_err(|e| tracing::warn!("{e}; the run goes on, and asks again at its end"))
+            .ok(),
+        None => None,
+    };
     let recorder = Arc::new(Recorder::new());
     let live = CancellationToken::new();
     if let Some(addr) = options.metrics {
@@ -329,9 +347,27 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
     };
     unstarted.started();
 
-    let accounting = hub.as_ref().map(|h| account(&h.hub, &ids, &result));
+    let mut accounting = hub.as_ref().map(|h| account(&h.hub, &ids, &result));
     if let Some(hub) = hub {
         hub.stop().await;
+    }
+    if let Some(addr) = hub_accounts {
+        // No waiting for the hub to catch up: both hubs count a message before acknowledging
+        // it (src/hub/mqtt.rs, src/hub/amqp.rs), so every acknowledged message is counted now.
+        match super::summarize::remote::fetch(addr, &run_id).await {
+            Ok(after) => {
+                accounting = Some(account_remote(
+                    accounts_before.as_ref(),
+                    &after,
+                    &ids,
+                    &result,
+                ));
+            }
+            Err(e) => tracing::warn!(
+                "{e}: the hub's count of this run is unknown (summary.json \"hub\": null); \
+                 what the generator measured is reported"
+            ),
+        }
     }
     let planned = local.planned_connect_rate(ids.len() as u64);
     let mut summary = summarize(
@@ -343,6 +379,7 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
         planned,
     );
     summary.ca_fingerprint = Some(Thumbprints::of(chain.issuing().cert()).sha256);
+    summary.run_id = Some(run_id.clone());
     if options.shard.is_some() {
         summary.shard = Some(super::shard::info(
             shard,
@@ -360,15 +397,31 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
     results.write_all(&summary)?;
     let (failed, left_out) = recorder.failed_sessions();
     results.write_failures(&failed, left_out)?;
+    let mut plan_json = plan.to_json();
+    plan_json["run_id"] = serde_json::Value::String(run_id);
     results.write(
         "plan.json",
-        serde_json::to_string_pretty(&plan.to_json())?.as_bytes(),
+        serde_json::to_string_pretty(&plan_json)?.as_bytes(),
     )?;
     Ok(RunReport {
         outcome: outcome(&summary),
         summary,
         dir: results.path().to_owned(),
     })
+}
+
+/// A new run id: 16 lowercase hex characters, random.
+fn new_run_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// Makes every message of the run carry `run_id` (the `fleetbench-run` property).
+fn set_run_id(protocol: &mut ProtocolPlan, run_id: &str) {
+    let id = Some(Arc::from(run_id));
+    match protocol {
+        ProtocolPlan::Mqtt(m) => m.run_id = id,
+        ProtocolPlan::Amqp(a) => a.run_id = id,
+    }
 }
 
 /// A results directory that setup created but no run has filled yet: removed when dropped (a

@@ -1,7 +1,7 @@
 //! What the hub accounts for: messages received by protocol and by the registered CA that
 //! verified the sending device, sessions accepted by protocol, sessions refused by protocol and
 //! reason. Exposed as OpenMetrics text (`hub serve --metrics`) and as a summary when the hub
-//! stops. Each refusal is also logged at the default verbosity, at most
+//! stops; per run in [`runs`] (`GET /runs/<run-id>`). Each refusal is also logged at the default verbosity, at most
 //! [`REFUSALS_SHOWN_PER_SECOND`] lines a second, then one line saying how many were not shown.
 
 use std::collections::BTreeMap;
@@ -14,6 +14,11 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::Refusal;
+
+mod runs;
+
+pub(crate) use runs::RunCounter;
+pub use runs::{RunAccount, RUNS_KEPT, RUN_PROPERTY};
 
 /// Refusal log lines shown per second; the rest are counted and announced in one line.
 pub const REFUSALS_SHOWN_PER_SECOND: u32 = 10;
@@ -51,6 +56,7 @@ pub struct Accounts {
     refused: Mutex<BTreeMap<(Protocol, &'static str), u64>>,
     log: Mutex<LogWindow>,
     logging: AtomicBool,
+    runs: runs::Runs,
 }
 
 /// The refusal log's current one-second window.

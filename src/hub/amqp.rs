@@ -27,6 +27,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
+use super::accounts::{RunCounter, RUN_PROPERTY};
 use super::registry::{Device, Refusal};
 use super::throttle::Admission;
 use super::{Hub, Protocol};
@@ -311,6 +312,14 @@ fn message_size(body: &Body<Value>, properties: Option<&ApplicationProperties>) 
     body + props
 }
 
+/// The run id a message carries as application property [`RUN_PROPERTY`], if any.
+fn run_property(properties: Option<&ApplicationProperties>) -> Option<&str> {
+    match properties?.0.get(RUN_PROPERTY)? {
+        SimpleValue::String(s) => Some(s),
+        _ => None,
+    }
+}
+
 /// Message format of an IoT Hub batch (`AMQP_BATCHING_FORMAT_CODE` in the C SDK).
 const BATCHED_FORMAT: u32 = 0x8001_3700;
 
@@ -322,6 +331,7 @@ async fn receive(
     hub: Arc<Hub>,
 ) {
     let max = hub.config.max_message_size;
+    let mut runs = RunCounter::default();
     while let Ok(delivery) = receiver.recv::<Body<Value>>().await {
         let message = delivery.message();
         let size = message_size(&message.body, message.application_properties.as_ref());
@@ -353,12 +363,17 @@ async fn receive(
                     receiver.reject(&delivery, error).await
                 }
                 admission => {
-                    // Count before settling: whatever the device sees accepted is counted.
+                    // Count before settling: whatever the device sees accepted is counted
+                    // (the disposition goes out in `accept` below, after these adds), so a run
+                    // that asks the hub for its counts after its last acknowledgement finds
+                    // every one counted.
                     for _ in 0..messages {
                         device.count_message();
                         received.fetch_add(1, Ordering::Relaxed);
                         hub.stats.count_message();
                     }
+                    let run = run_property(message.application_properties.as_ref());
+                    runs.count(&hub.stats.accounts, run, &device.id, messages as u64);
                     if let Admission::After(wait) = admission {
                         tokio::time::sleep(wait).await;
                     }
