@@ -68,3 +68,5 @@ mod limits;
 mod compare;
 // Issue 15: the standalone hub accounts for what it received (metrics, summary, refusal log).
 mod hub_accounts;
+// Issue 15: run and merge ask `hub serve` what it received of each run; losses fail the run.
+mod hub_runs;
