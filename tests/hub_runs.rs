@@ -55,6 +55,7 @@ fn tutorial_state(dir: &Path) {
 struct Served {
     child: Child,
     mqtt: String,
+    amqp: String,
     accounts: std::net::SocketAddr,
     log: std::thread::JoinHandle<String>,
 }
@@ -70,7 +71,7 @@ fn serve(dir: &Path) -> Served {
             "--mqtt",
             "127.0.0.1:0",
         ])
-        .args(["--metrics", "127.0.0.1:0"])
+        .args(["--amqp", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -79,12 +80,16 @@ fn serve(dir: &Path) -> Served {
     BufReader::new(child.stdout.as_mut().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let rest = line.split("mqtts://").nth(1).unwrap();
-    let mqtt = rest.split_whitespace().next().unwrap().to_owned();
+    let after = |scheme: &str| {
+        let rest = line.split(scheme).nth(1).unwrap();
+        rest.split_whitespace().next().unwrap().to_owned()
+    };
+    let (mqtt, amqp) = (after("mqtts://"), after("amqps://"));
     let (accounts, log) = support::metrics_address(&mut child);
     Served {
         child,
         mqtt,
+        amqp,
         accounts,
         log,
     }
@@ -102,15 +107,15 @@ impl Served {
     }
 }
 
-/// The committed tutorial-hub scenario in `dir`, pointed at `mqtt` with its accounting at
-/// `accounts`, scaled down to `DEVICES` devices sending `MESSAGES` each.
-fn scenario(dir: &Path, mqtt: &str, accounts: &str) -> PathBuf {
+/// The committed tutorial-hub scenario as `dir/file`, pointed at `address` with its accounting
+/// at `accounts`, scaled down to `DEVICES` devices sending `MESSAGES` each, `extra` appended.
+fn tutorial(dir: &Path, file: &str, (address, accounts): (&str, &str), extra: &str) -> PathBuf {
     let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/tutorial-hub.toml");
     let mut body = std::fs::read_to_string(committed).unwrap();
     for (from, to) in [
         (
             "address = \"127.0.0.1:8883\"".to_owned(),
-            format!("address = \"{mqtt}\"\naccounts = \"{accounts}\""),
+            format!("address = \"{address}\"\naccounts = \"{accounts}\""),
         ),
         ("devices = 100".into(), format!("devices = {DEVICES}")),
         ("count = 5".into(), format!("count = {MESSAGES}")),
@@ -122,8 +127,8 @@ fn scenario(dir: &Path, mqtt: &str, accounts: &str) -> PathBuf {
         );
         body = body.replace(&from, &to);
     }
-    let path = dir.join("tutorial-hub.toml");
-    std::fs::write(&path, body).unwrap();
+    let path = dir.join(file);
+    std::fs::write(&path, body + extra).unwrap();
     path
 }
 
@@ -166,7 +171,7 @@ fn three_shards_against_hub_serve_are_accounted_per_run_and_merged() {
     let d = dir.path();
     tutorial_state(d);
     let hub = serve(d);
-    let scenario = scenario(d, &hub.mqtt, &hub.accounts.to_string());
+    let scenario = tutorial(d, "t.toml", (&hub.mqtt, &hub.accounts.to_string()), "");
     let mut shard_dirs = Vec::new();
     let mut run_ids = Vec::new();
     for k in 0..3 {
@@ -236,14 +241,37 @@ fn three_shards_against_hub_serve_are_accounted_per_run_and_merged() {
 }
 
 #[test]
-fn a_run_the_hub_did_not_count_is_lost_and_fails_and_an_unreachable_hub_is_unknown() {
+fn amqp_is_accounted_a_run_the_hub_did_not_count_fails_an_unreachable_hub_is_unknown() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     tutorial_state(d);
     // The devices send to one hub; the run asks another (same state, fresh counts).
     let sent_to = serve(d);
     let asked = serve(d);
-    let scenario = scenario(d, &sent_to.mqtt, &asked.accounts.to_string());
+    let scenario = tutorial(
+        d,
+        "t.toml",
+        (&sent_to.mqtt, &asked.accounts.to_string()),
+        "",
+    );
+    // Over AMQP to the hub it asks: every message counted.
+    let kind = "\n[protocol]\nkind = \"amqp\"\n";
+    let amqp = tutorial(
+        d,
+        "a.toml",
+        (&asked.amqp, &asked.accounts.to_string()),
+        kind,
+    );
+    let out = run(d, &amqp, "amqp", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let acc = &json(&only_run(&d.join("amqp")).join("summary.json"))["hub"];
+    assert_eq!(acc["acked"], DEVICES * MESSAGES, "{acc}");
+    assert_eq!(
+        (&acc["received"], &acc["lost"]),
+        (&acc["acked"], &0.into()),
+        "{acc}"
+    );
+
     let out = run(d, &scenario, "lost", &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let summary = json(&only_run(&d.join("lost")).join("summary.json"));
@@ -262,7 +290,7 @@ fn a_run_the_hub_did_not_count_is_lost_and_fails_and_an_unreachable_hub_is_unkno
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let gone = closed.local_addr().unwrap().to_string();
     drop(closed);
-    let scenario = self::scenario(d, &sent_to.mqtt, &gone);
+    let scenario = tutorial(d, "u.toml", (&sent_to.mqtt, &gone), "");
     let out = run(d, &scenario, "unknown", &[]);
     assert!(out.status.success(), "{}", text(&out));
     let summary = json(&only_run(&d.join("unknown")).join("summary.json"));
