@@ -115,7 +115,11 @@ fn tutorial(dir: &Path, file: &str, (address, accounts): (&str, &str), extra: &s
     for (from, to) in [
         (
             "address = \"127.0.0.1:8883\"".to_owned(),
-            format!("address = \"{address}\"\naccounts = \"{accounts}\""),
+            format!("address = \"{address}\""),
+        ),
+        (
+            "accounts = \"127.0.0.1:9464\"".to_owned(),
+            format!("accounts = \"{accounts}\""),
         ),
         ("devices = 100".into(), format!("devices = {DEVICES}")),
         ("count = 5".into(), format!("count = {MESSAGES}")),
