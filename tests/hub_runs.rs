@@ -170,6 +170,27 @@ fn get(addr: std::net::SocketAddr, path: &str) -> serde_json::Value {
 }
 
 #[test]
+fn accounts_must_be_host_port_and_only_for_a_remote_hub() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (target, said) in [
+        (
+            "hub = \"remote\"\naddress = \"127.0.0.1:1\"\nverify-server = false\naccounts = \"hub:metrics\"",
+            "target.accounts: \"hub:metrics\" is not valid: expected host:port",
+        ),
+        (
+            "accounts = \"127.0.0.1:9464\"",
+            "target.accounts",
+        ),
+    ] {
+        std::fs::write(d.join("s.toml"), format!("[target]\n{target}\n")).unwrap();
+        let out = fleetbench(d, &["run", "--quiet", "s.toml"], &[]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains(said), "{}", text(&out));
+    }
+}
+
+#[test]
 fn three_shards_against_hub_serve_are_accounted_per_run_and_merged() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -1,5 +1,6 @@
 //! The hub's MQTT endpoint: IoT Hub's rules for X.509 devices over MQTT 3.1.1.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -315,13 +316,14 @@ fn is_events_topic(topic: &str, events: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-/// The value of property `key` in the property bag of events topic `topic`, decoded.
-fn bag_property(topic: &str, events: &str, key: &str) -> Option<String> {
+/// The value of property `key` in the property bag of events topic `topic`, decoded (borrowed
+/// from the topic unless it holds escapes: no allocation for a run id).
+fn bag_property<'t>(topic: &'t str, events: &str, key: &str) -> Option<Cow<'t, str>> {
     let bag = topic.get(events.len()..)?.trim_start_matches('/');
     bag.trim_end_matches('/').split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=')?;
         (percent_decode_str(k).decode_utf8_lossy() == key)
-            .then(|| percent_decode_str(v).decode_utf8_lossy().into_owned())
+            .then(|| percent_decode_str(v).decode_utf8_lossy())
     })
 }
 
