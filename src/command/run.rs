@@ -287,12 +287,8 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
         } => Some(a.as_str()),
         _ => None,
     };
-    // Asked now for the hub's refusals so far (and to say early when it cannot be reached).
     let accounts_before = match hub_accounts {
-        Some(addr) => super::summarize::remote::fetch(addr, &run_id)
-            .await
-            .map_err(|e| tracing::warn!("{e}; the run goes on, and asks again at its end"))
-            .ok(),
+        Some(addr) => super::summarize::ask_hub_before(addr, &run_id).await,
         None => None,
     };
     let recorder = Arc::new(Recorder::new());
@@ -352,22 +348,8 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
         hub.stop().await;
     }
     if let Some(addr) = hub_accounts {
-        // No waiting for the hub to catch up: both hubs count a message before acknowledging
-        // it (src/hub/mqtt.rs, src/hub/amqp.rs), so every acknowledged message is counted now.
-        match super::summarize::remote::fetch(addr, &run_id).await {
-            Ok(after) => {
-                accounting = Some(account_remote(
-                    accounts_before.as_ref(),
-                    &after,
-                    &ids,
-                    &result,
-                ));
-            }
-            Err(e) => tracing::warn!(
-                "{e}: the hub's count of this run is unknown (summary.json \"hub\": null); \
-                 what the generator measured is reported"
-            ),
-        }
+        let before = accounts_before.as_ref();
+        accounting = super::summarize::ask_hub_after(addr, &run_id, before, &ids, &result).await;
     }
     let planned = local.planned_connect_rate(ids.len() as u64);
     let mut summary = summarize(

@@ -25,6 +25,38 @@ pub fn account(hub: &Hub, ids: &DeviceIds, result: &FleetResult) -> HubAccountin
     acc
 }
 
+/// Asks the hub's accounting at `addr` before the load starts: its refusals so far, and an early
+/// warning when it cannot be reached (the run goes on).
+pub(super) async fn ask_hub_before(addr: &str, run_id: &str) -> Option<RunAccount> {
+    remote::fetch(addr, run_id)
+        .await
+        .map_err(|e| tracing::warn!("{e}; the run goes on, and asks again at its end"))
+        .ok()
+}
+
+/// Asks the hub's accounting at `addr` what it received of the run and compares; `None` (the
+/// hub's count unknown, said on stderr) when it cannot be reached.
+pub(super) async fn ask_hub_after(
+    addr: &str,
+    run_id: &str,
+    before: Option<&RunAccount>,
+    ids: &DeviceIds,
+    result: &FleetResult,
+) -> Option<HubAccounting> {
+    // No waiting for the hub to catch up: both hubs count a message before acknowledging it
+    // (src/hub/mqtt.rs, src/hub/amqp.rs), so every acknowledged message is counted by now.
+    match remote::fetch(addr, run_id).await {
+        Ok(after) => Some(account_remote(before, &after, ids, result)),
+        Err(e) => {
+            tracing::warn!(
+                "{e}: the hub's count of this run is unknown (summary.json \"hub\": null); \
+                 what the generator measured is reported"
+            );
+            None
+        }
+    }
+}
+
 /// Compares what a hub in another process counted of this run (`after`, asked at the end) with
 /// what the generator saw acknowledged, device by device. Refusals and throttling carry no run
 /// id: they are the hub's between `before` (asked before the load started) and `after`, so

@@ -478,4 +478,29 @@ mod tests {
             crate::metrics::FailureKind::Refused
         );
     }
+
+    #[test]
+    fn the_run_id_is_an_application_property() {
+        let msg = Telemetry {
+            message_id: "d1-0".into(),
+            body: bytes::Bytes::from_static(b"{}"),
+            content_type: None,
+            content_encoding: None,
+            properties: &[("temperatureAlert", "true")],
+        };
+        let m = message(&msg, Some("00ff00ff00ff00ff"));
+        let app = m.application_properties.unwrap();
+        assert_eq!(
+            app.0.get("fleetbench-run"),
+            Some(&fe2o3_amqp::types::primitives::SimpleValue::String(
+                "00ff00ff00ff00ff".into()
+            ))
+        );
+        assert!(message(&msg, None)
+            .application_properties
+            .unwrap()
+            .0
+            .get("fleetbench-run")
+            .is_none());
+    }
 }
