@@ -96,14 +96,19 @@ fn serve(dir: &Path) -> Served {
 }
 
 impl Served {
+    /// Stops the hub; what it printed on stdout after its first line.
     fn stop(mut self) -> String {
         let kill = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(kill.success());
-        assert!(self.child.wait().unwrap().success());
-        self.log.join().unwrap()
+        let mut summary = String::new();
+        let stdout = self.child.stdout.as_mut().unwrap();
+        stdout.read_to_string(&mut summary).unwrap();
+        let log = self.log.join().unwrap();
+        assert!(self.child.wait().unwrap().success(), "{log}");
+        summary
     }
 }
 
@@ -262,7 +267,12 @@ fn three_shards_against_hub_serve_are_accounted_per_run_and_merged() {
         stdout.contains(&format!("hub received {}", DEVICES * MESSAGES)),
         "{stdout}"
     );
-    hub.stop();
+    // At exit the hub lists the runs it counted.
+    let summary = hub.stop();
+    for id in &run_ids {
+        let line = format!("  run       {id}        4 devices         {}", 4 * MESSAGES);
+        assert!(summary.contains(&line), "{line:?} not in\n{summary}");
+    }
 }
 
 #[test]

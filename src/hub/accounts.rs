@@ -76,6 +76,8 @@ pub struct AccountsSnapshot {
     pub accepted: Vec<(Protocol, u64)>,
     /// Sessions refused by protocol and reason.
     pub refused: Vec<(Protocol, &'static str, u64)>,
+    /// The runs kept ([`RUNS_KEPT`]), oldest first: run id, devices and messages counted.
+    pub runs: Vec<(String, u64, u64)>,
 }
 
 impl Accounts {
@@ -170,6 +172,7 @@ impl Accounts {
                 .iter()
                 .map(|((p, r), n)| (*p, *r, *n))
                 .collect(),
+            runs: self.runs.totals(),
         }
     }
 }
@@ -225,7 +228,7 @@ impl AccountsSnapshot {
     }
 
     /// The summary `hub serve` prints when it stops: totals, then one line per protocol and
-    /// CA, per protocol accepted, per protocol and refusal reason.
+    /// CA, per protocol accepted, per protocol and refusal reason, per run kept.
     pub fn summary(&self) -> String {
         let received: u64 = self.received.iter().map(|r| r.2).sum();
         let accepted: u64 = self.accepted.iter().map(|a| a.1).sum();
@@ -242,6 +245,9 @@ impl AccountsSnapshot {
         }
         for (p, r, n) in &self.refused {
             let _ = writeln!(s, "  refused   {:<5} {r:<27} {n:>10}", p.name());
+        }
+        for (id, devices, n) in &self.runs {
+            let _ = writeln!(s, "  run       {id:<16} {devices:>8} devices {n:>10}");
         }
         s
     }

@@ -86,6 +86,24 @@ impl Runs {
         )
     }
 
+    /// Each run kept, oldest first: its id, devices and messages counted.
+    pub(super) fn totals(&self) -> Vec<(String, u64, u64)> {
+        let runs: Vec<(Arc<str>, Arc<Run>)> = {
+            let t = self.table.lock();
+            t.order
+                .iter()
+                .filter_map(|id| Some((id.clone(), t.runs.get(id)?.clone())))
+                .collect()
+        };
+        runs.into_iter()
+            .map(|(id, run)| {
+                let devices = run.devices.lock();
+                let received = devices.values().map(|n| n.load(Ordering::Relaxed)).sum();
+                (id.to_string(), devices.len() as u64, received)
+            })
+            .collect()
+    }
+
     /// The run ids kept, oldest first.
     fn ids(&self) -> Vec<String> {
         self.table
@@ -203,6 +221,11 @@ mod tests {
             BTreeMap::from([("d1".into(), 3), ("d2".into(), 1)])
         );
         assert_eq!(a.run_account("r2", vec![], 0).received, 1);
+        assert_eq!(
+            a.snapshot().runs,
+            vec![("r1".into(), 2, 4), ("r2".into(), 1, 1)]
+        );
+        assert!(a.snapshot().summary().contains("  run       r1 "));
         let unknown = a.run_account("r3", vec![("unknown_device".into(), 2)], 5);
         assert!(!unknown.seen);
         assert_eq!((unknown.received, unknown.hub_throttled), (0, 5));
