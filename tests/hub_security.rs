@@ -147,6 +147,7 @@ fn iot_hub() -> MqttOptions {
         qos: QoS::AtLeastOnce,
         keep_alive_secs: 60,
         clean_session: false,
+        run_id: None,
     }
 }
 

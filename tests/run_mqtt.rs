@@ -170,6 +170,7 @@ impl ImpostorFleet {
             qos: QoS::AtLeastOnce,
             keep_alive_secs: 60,
             clean_session: false,
+            run_id: None,
         };
         match MqttSession::connect(tls, opts, &self.claimed, "localhost").await {
             Ok(_) => "connected".into(),

@@ -86,3 +86,5 @@ mod verify_amqp;
 mod tls_choices;
 // Issue 17: bytes and round trips per handshake (HelloRetryRequest) against independent counts.
 mod tls_wire;
+// Issue 15: run and merge ask `hub serve` what it received of each run; losses fail the run.
+mod hub_runs;

@@ -195,8 +195,10 @@ async fn serve(args: HubServeArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-/// Binds `addr` and serves the hub's live counts there until `stop`; announces the bound
-/// address on stderr (as `run --metrics` does at `-v`).
+/// Binds `addr` and serves the hub's live counts there until `stop`: OpenMetrics on
+/// `GET /metrics`, one run's counts as JSON on `GET /runs/<run-id>` (what `run` fetches with
+/// `[target] accounts`), the run ids kept on `GET /runs`. Announces the bound address on
+/// stderr (as `run --metrics` does at `-v`).
 async fn serve_metrics(
     addr: std::net::SocketAddr,
     hub: &Arc<Hub>,
@@ -208,9 +210,37 @@ async fn serve_metrics(
     let bound = listener.local_addr()?;
     let h = hub.clone();
     let render: super::live::Render = Arc::new(move || Ok(h.stats.openmetrics()));
-    tokio::spawn(super::live::serve_with(listener, render, stop.clone()));
+    let h = hub.clone();
+    let runs: super::live::JsonRoute = Arc::new(move |path| runs_json(&h, path));
+    tokio::spawn(super::live::serve_routes(
+        listener,
+        render,
+        runs,
+        stop.clone(),
+    ));
     eprint_line(&format!("hub: live metrics on http://{bound}/metrics"));
     Ok(())
+}
+
+/// `GET /runs/<run-id>`: what the hub counted of that run ([`hub::accounts::RunAccount`]);
+/// `GET /runs`: the run ids it keeps counts for.
+fn runs_json(hub: &Hub, path: &str) -> Option<Vec<u8>> {
+    let rest = path.strip_prefix("/runs")?;
+    let stats = &hub.stats;
+    let json = match rest.strip_prefix('/').filter(|id| !id.is_empty()) {
+        Some(id) => {
+            let throttled = stats
+                .throttle_refusals
+                .load(std::sync::atomic::Ordering::Relaxed);
+            serde_json::to_vec(&stats.accounts.run_account(id, stats.refusals(), throttled))
+        }
+        None if rest.is_empty() || rest == "/" => {
+            serde_json::to_vec(&serde_json::json!({"runs": stats.accounts.run_ids()}))
+        }
+        None => return None,
+    };
+    // Serialising strings and numbers cannot fail.
+    json.ok()
 }
 
 /// Rereads the state file into a serving hub's registry when it changed (size, time or inode)

@@ -1,6 +1,7 @@
 //! The live metrics endpoints of `run --metrics ADDR` and `hub serve --metrics ADDR`: a minimal
 //! HTTP/1.1 responder on tokio that answers `GET /metrics` with current counters in OpenMetrics
-//! text. It reads snapshots only, so scraping never touches the measured path.
+//! text. It reads snapshots only, so scraping never touches the measured path. `hub serve` also
+//! answers `GET /runs/<run-id>` with JSON (see [`serve_routes`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,9 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Renders one exposition, ending with `# EOF`.
 pub type Render = Arc<dyn Fn() -> std::io::Result<Vec<u8>> + Send + Sync>;
 
+/// Answers a GET of another path with a JSON body, or `None` (404).
+pub type JsonRoute = Arc<dyn Fn(&str) -> Option<Vec<u8>> + Send + Sync>;
+
 /// Serves `listener` with the recorder's counters until `stop` is cancelled.
 pub async fn serve(listener: TcpListener, recorder: Arc<Recorder>, stop: CancellationToken) {
     let render: Render = Arc::new(move || {
@@ -32,6 +36,17 @@ pub async fn serve(listener: TcpListener, recorder: Arc<Recorder>, stop: Cancell
 
 /// Serves `listener` with what `render` makes until `stop` is cancelled.
 pub async fn serve_with(listener: TcpListener, render: Render, stop: CancellationToken) {
+    serve_routes(listener, render, Arc::new(|_| None), stop).await;
+}
+
+/// Serves `listener` until `stop` is cancelled: `GET /metrics` with what `render` makes, any
+/// other `GET` with what `json` answers for its path.
+pub async fn serve_routes(
+    listener: TcpListener,
+    render: Render,
+    json: JsonRoute,
+    stop: CancellationToken,
+) {
     loop {
         let stream = tokio::select! {
             () = stop.cancelled() => return,
@@ -43,9 +58,9 @@ pub async fn serve_with(listener: TcpListener, render: Render, stop: Cancellatio
                 }
             },
         };
-        let render = render.clone();
+        let (render, json) = (render.clone(), json.clone());
         tokio::spawn(async move {
-            if let Err(e) = respond(stream, &*render).await {
+            if let Err(e) = respond(stream, &*render, &*json).await {
                 tracing::debug!(error = %e, "metrics endpoint request failed");
             }
         });
@@ -55,6 +70,7 @@ pub async fn serve_with(listener: TcpListener, render: Render, stop: Cancellatio
 async fn respond(
     mut stream: TcpStream,
     render: &(dyn Fn() -> std::io::Result<Vec<u8>> + Send + Sync),
+    json: &(dyn Fn(&str) -> Option<Vec<u8>> + Send + Sync),
 ) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
@@ -72,7 +88,10 @@ async fn respond(
     let (method, path) = (parts.next(), parts.next());
     let (status, content_type, body) = match (method, path) {
         (Some(b"GET"), Some(b"/metrics")) => ("200 OK", CONTENT_TYPE, render()?),
-        (Some(b"GET"), _) => ("404 Not Found", "text/plain", b"try /metrics\n".to_vec()),
+        (Some(b"GET"), Some(path)) => match json(&String::from_utf8_lossy(path)) {
+            Some(body) => ("200 OK", "application/json", body),
+            None => ("404 Not Found", "text/plain", b"try /metrics\n".to_vec()),
+        },
         _ => (
             "405 Method Not Allowed",
             "text/plain",

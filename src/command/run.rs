@@ -22,12 +22,12 @@ use crate::report::{
     progress::{Progress, Totals},
     write_text, ResultsDir,
 };
-use crate::scenario::{FleetPlan, Overrides, Plan, SessionPlan, Shard, Target};
+use crate::scenario::{FleetPlan, Overrides, Plan, ProtocolPlan, SessionPlan, Shard, Target};
 use crate::transport::{ClientTls, Endpoint, ServerVerification};
 use crate::Outcome;
 
 pub use super::embedded::{bind_loopback, EmbeddedHub};
-pub use super::summarize::{account, summarize};
+pub use super::summarize::{account, account_remote, summarize};
 
 /// Options of a run besides the plan.
 #[derive(Debug, Clone)]
@@ -182,7 +182,10 @@ pub(super) async fn shutdown_signal() {
 pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunReport> {
     let shard = options.shard.unwrap_or(Shard::WHOLE);
     // This shard's share of the load; `plan` stays the fleet's (summary, thresholds).
-    let local = plan.for_shard(shard);
+    let mut local = plan.for_shard(shard);
+    // Each run (each shard) has its own id, carried by every message for the hub's accounting.
+    let run_id = new_run_id();
+    set_run_id(&mut local.protocol, &run_id);
     let ids = DeviceIds::new(
         plan.fleet.ids.clone(),
         plan.fleet.devices,
@@ -254,6 +257,7 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
             server_name,
             ca_file,
             verify_server,
+            ..
         } => {
             let addr = tokio::net::lookup_host(address)
                 .await
@@ -285,6 +289,16 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
         }
     };
 
+    let hub_accounts = match &plan.target {
+        Target::Remote {
+            accounts: Some(a), ..
+        } => Some(a.as_str()),
+        _ => None,
+    };
+    let accounts_before = match hub_accounts {
+        Some(addr) => super::summarize::ask_hub_before(addr, &run_id).await,
+        None => None,
+    };
     let recorder = Arc::new(Recorder::new());
     let live = CancellationToken::new();
     if let Some(addr) = options.metrics {
@@ -337,9 +351,13 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
     };
     unstarted.started();
 
-    let accounting = hub.as_ref().map(|h| account(&h.hub, &ids, &result));
+    let mut accounting = hub.as_ref().map(|h| account(&h.hub, &ids, &result));
     if let Some(hub) = hub {
         hub.stop().await;
+    }
+    if let Some(addr) = hub_accounts {
+        let before = accounts_before.as_ref();
+        accounting = super::summarize::ask_hub_after(addr, &run_id, before, &ids, &result).await;
     }
     let planned = local.planned_connect_rate(ids.len() as u64);
     let mut summary = summarize(
@@ -351,6 +369,7 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
         planned,
     );
     summary.ca_fingerprint = Some(Thumbprints::of(chain.issuing().cert()).sha256);
+    summary.run_id = Some(run_id.clone());
     if options.shard.is_some() {
         summary.shard = Some(super::shard::info(
             shard,
@@ -368,15 +387,31 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
     results.write_all(&summary)?;
     let (failed, left_out) = recorder.failed_sessions();
     results.write_failures(&failed, left_out)?;
+    let mut plan_json = plan.to_json();
+    plan_json["run_id"] = serde_json::Value::String(run_id);
     results.write(
         "plan.json",
-        serde_json::to_string_pretty(&plan.to_json())?.as_bytes(),
+        serde_json::to_string_pretty(&plan_json)?.as_bytes(),
     )?;
     Ok(RunReport {
         outcome: outcome(&summary),
         summary,
         dir: results.path().to_owned(),
     })
+}
+
+/// A new run id: 16 lowercase hex characters, random.
+fn new_run_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// Makes every message of the run carry `run_id` (the `fleetbench-run` property).
+fn set_run_id(protocol: &mut ProtocolPlan, run_id: &str) {
+    let id = Some(Arc::from(run_id));
+    match protocol {
+        ProtocolPlan::Mqtt(m) => m.run_id = id,
+        ProtocolPlan::Amqp(a) => a.run_id = id,
+    }
 }
 
 /// A results directory that setup created but no run has filled yet: removed when dropped (a

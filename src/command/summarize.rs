@@ -1,5 +1,9 @@
-//! A finished run frozen into its [`Summary`], and the hub's accounting of it.
+//! A finished run frozen into its [`Summary`], and the hub's accounting of it: the embedded
+//! hub's, read in process, or a `hub serve`'s, asked over its metrics listener ([`remote`]).
 
+pub(super) mod remote;
+
+use crate::hub::accounts::RunAccount;
 use crate::hub::Hub;
 use crate::load::FleetResult;
 use crate::metrics::{
@@ -8,13 +12,93 @@ use crate::metrics::{
 use crate::pki::DeviceIds;
 use crate::scenario::Plan;
 
-/// Compares what the hub counted with what the generator saw acknowledged, device by device.
+/// Compares what the embedded hub counted with what the generator saw acknowledged, device by
+/// device.
 pub fn account(hub: &Hub, ids: &DeviceIds, result: &FleetResult) -> HubAccounting {
+    let mut acc = compare(|id| hub.registry.received(id), ids, result);
+    acc.refused = hub.stats.refusals();
+    acc.throttled = Some(
+        hub.stats
+            .throttle_refusals
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
+    acc
+}
+
+/// Asks the hub's accounting at `addr` before the load starts: its refusals so far, and an early
+/// warning when it cannot be reached (the run goes on).
+pub(super) async fn ask_hub_before(addr: &str, run_id: &str) -> Option<RunAccount> {
+    remote::fetch(addr, run_id)
+        .await
+        .map_err(|e| tracing::warn!("{e}; the run goes on, and asks again at its end"))
+        .ok()
+}
+
+/// Asks the hub's accounting at `addr` what it received of the run and compares; `None` (the
+/// hub's count unknown, said on stderr) when it cannot be reached.
+pub(super) async fn ask_hub_after(
+    addr: &str,
+    run_id: &str,
+    before: Option<&RunAccount>,
+    ids: &DeviceIds,
+    result: &FleetResult,
+) -> Option<HubAccounting> {
+    // No waiting for the hub to catch up: both hubs count a message before acknowledging it
+    // (src/hub/mqtt.rs, src/hub/amqp.rs), so every acknowledged message is counted by now.
+    match remote::fetch(addr, run_id).await {
+        Ok(after) => Some(account_remote(before, &after, ids, result)),
+        Err(e) => {
+            tracing::warn!(
+                "{e}: the hub's count of this run is unknown (summary.json \"hub\": null); \
+                 what the generator measured is reported"
+            );
+            None
+        }
+    }
+}
+
+/// Compares what a hub in another process counted of this run (`after`, asked at the end) with
+/// what the generator saw acknowledged, device by device. Refusals and throttling carry no run
+/// id: they are the hub's between `before` (asked before the load started) and `after`, so
+/// they include other clients' (and other shards') sessions refused meanwhile.
+pub fn account_remote(
+    before: Option<&RunAccount>,
+    after: &RunAccount,
+    ids: &DeviceIds,
+    result: &FleetResult,
+) -> HubAccounting {
+    let mut acc = compare(
+        |id| after.devices.get(id).copied().unwrap_or(0),
+        ids,
+        result,
+    );
+    let earlier = |reason: &str| {
+        before
+            .and_then(|b| b.hub_refused.iter().find(|(r, _)| r == reason))
+            .map_or(0, |(_, n)| *n)
+    };
+    acc.refused = after
+        .hub_refused
+        .iter()
+        .map(|(r, n)| (r.clone(), n.saturating_sub(earlier(r))))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    acc.throttled = Some(
+        after
+            .hub_throttled
+            .saturating_sub(before.map_or(0, |b| b.hub_throttled)),
+    );
+    acc
+}
+
+/// Compares what a hub counted per device (`received`) with what the generator saw
+/// acknowledged.
+fn compare(received: impl Fn(&str) -> u64, ids: &DeviceIds, result: &FleetResult) -> HubAccounting {
     let mut acc = HubAccounting::default();
     // Only the devices that ran: the others sent nothing (and a large fleet is not walked).
     for &(i, acked) in &result.acked {
         let id = ids.id(i);
-        let received = hub.registry.received(&id);
+        let received = received(&id);
         let acked = u64::from(acked);
         acc.received += received;
         acc.acked += acked;
@@ -25,12 +109,6 @@ pub fn account(hub: &Hub, ids: &DeviceIds, result: &FleetResult) -> HubAccountin
             }
         }
     }
-    acc.refused = hub.stats.refusals();
-    acc.throttled = Some(
-        hub.stats
-            .throttle_refusals
-            .load(std::sync::atomic::Ordering::Relaxed),
-    );
     acc
 }
 
@@ -97,6 +175,7 @@ pub fn summarize(
         verdict: None,
         ca_fingerprint: None,
         shard: None,
+        run_id: None,
         shards: Vec::new(),
         throttling: None,
         handshake: recorder.wire.summary(),

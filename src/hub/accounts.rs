@@ -1,7 +1,7 @@
 //! What the hub accounts for: messages received by protocol and by the registered CA that
 //! verified the sending device, sessions accepted by protocol, sessions refused by protocol and
 //! reason. Exposed as OpenMetrics text (`hub serve --metrics`) and as a summary when the hub
-//! stops. Each refusal is also logged at the default verbosity, at most
+//! stops; per run in [`runs`] (`GET /runs/<run-id>`). Each refusal is also logged at the default verbosity, at most
 //! [`REFUSALS_SHOWN_PER_SECOND`] lines a second, then one line saying how many were not shown.
 
 use std::collections::BTreeMap;
@@ -14,6 +14,11 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::Refusal;
+
+mod runs;
+
+pub(crate) use runs::RunCounter;
+pub use runs::{RunAccount, RUNS_KEPT, RUN_PROPERTY};
 
 /// Refusal log lines shown per second; the rest are counted and announced in one line.
 pub const REFUSALS_SHOWN_PER_SECOND: u32 = 10;
@@ -51,6 +56,7 @@ pub struct Accounts {
     refused: Mutex<BTreeMap<(Protocol, &'static str), u64>>,
     log: Mutex<LogWindow>,
     logging: AtomicBool,
+    runs: runs::Runs,
 }
 
 /// The refusal log's current one-second window.
@@ -70,6 +76,8 @@ pub struct AccountsSnapshot {
     pub accepted: Vec<(Protocol, u64)>,
     /// Sessions refused by protocol and reason.
     pub refused: Vec<(Protocol, &'static str, u64)>,
+    /// The runs kept ([`RUNS_KEPT`]), oldest first: run id, devices and messages counted.
+    pub runs: Vec<(String, u64, u64)>,
 }
 
 impl Accounts {
@@ -164,6 +172,7 @@ impl Accounts {
                 .iter()
                 .map(|((p, r), n)| (*p, *r, *n))
                 .collect(),
+            runs: self.runs.totals(),
         }
     }
 }
@@ -219,7 +228,7 @@ impl AccountsSnapshot {
     }
 
     /// The summary `hub serve` prints when it stops: totals, then one line per protocol and
-    /// CA, per protocol accepted, per protocol and refusal reason.
+    /// CA, per protocol accepted, per protocol and refusal reason, per run kept.
     pub fn summary(&self) -> String {
         let received: u64 = self.received.iter().map(|r| r.2).sum();
         let accepted: u64 = self.accepted.iter().map(|a| a.1).sum();
@@ -236,6 +245,9 @@ impl AccountsSnapshot {
         }
         for (p, r, n) in &self.refused {
             let _ = writeln!(s, "  refused   {:<5} {r:<27} {n:>10}", p.name());
+        }
+        for (id, devices, n) in &self.runs {
+            let _ = writeln!(s, "  run       {id:<16} {devices:>8} devices {n:>10}");
         }
         s
     }

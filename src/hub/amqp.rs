@@ -27,6 +27,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
+use super::accounts::{RunCounter, RUN_PROPERTY};
 use super::eventhubs::{self, Event, PlainAuth};
 use super::registry::{Device, Refusal};
 use super::throttle::Admission;
@@ -327,6 +328,14 @@ fn message_size(body: &Body<Value>, properties: Option<&ApplicationProperties>) 
     body + props
 }
 
+/// The run id a message carries as application property [`RUN_PROPERTY`], if any.
+fn run_property(properties: Option<&ApplicationProperties>) -> Option<&str> {
+    match properties?.0.get(RUN_PROPERTY)? {
+        SimpleValue::String(s) => Some(s),
+        _ => None,
+    }
+}
+
 /// Message format of an IoT Hub batch (`AMQP_BATCHING_FORMAT_CODE` in the C SDK).
 const BATCHED_FORMAT: u32 = 0x8001_3700;
 
@@ -338,6 +347,7 @@ async fn receive(
     hub: Arc<Hub>,
 ) {
     let max = hub.config.max_message_size;
+    let mut runs = RunCounter::default();
     while let Ok(delivery) = receiver.recv::<Body<Value>>().await {
         let message = delivery.message();
         let size = message_size(&message.body, message.application_properties.as_ref());
@@ -369,12 +379,17 @@ async fn receive(
                     receiver.reject(&delivery, error).await
                 }
                 admission => {
-                    // Count before settling: whatever the device sees accepted is counted.
+                    // Count before settling: whatever the device sees accepted is counted
+                    // (the disposition goes out in `accept` below, after these adds), so a run
+                    // that asks the hub for its counts after its last acknowledgement finds
+                    // every one counted.
                     for _ in 0..messages {
                         device.count_message();
                         received.fetch_add(1, Ordering::Relaxed);
                         hub.stats.count_message();
                     }
+                    let run = run_property(message.application_properties.as_ref());
+                    runs.count(&hub.stats.accounts, run, &device.id, messages as u64);
                     let format = delivery.message_format().as_ref().copied();
                     for event in Event::amqp(&device.id, message, format) {
                         hub.eventhubs.publish(event);

@@ -1,5 +1,6 @@
 //! The hub's MQTT endpoint: IoT Hub's rules for X.509 devices over MQTT 3.1.1.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
+use super::accounts::{RunCounter, RUN_PROPERTY};
 use super::registry::{Device, Refusal};
 use super::throttle::Admission;
 use super::{Hub, Protocol};
@@ -181,6 +183,7 @@ async fn serve_device(
     } = *session;
     let events_topic = format!("devices/{}/messages/events", device.id);
     let idle = keep_alive_deadline(connect.keep_alive);
+    let mut runs = RunCounter::default();
     loop {
         // Answers go out in batches, as a server under load writes them: a PUBACK is queued
         // while more of the device's packets are already readable, and the queue is written
@@ -229,9 +232,13 @@ async fn serve_device(
                     Admission::After(wait) => Some(wait),
                     Admission::Refused => return End::Closed,
                 };
-                // Count before acknowledging: whatever the device sees acknowledged is counted.
+                // Count before acknowledging: whatever the device sees acknowledged is counted
+                // (the PUBACK below is queued only after these adds), so a run that asks the
+                // hub for its counts after its last acknowledgement finds every one counted.
                 device.count_message();
                 received.fetch_add(1, Ordering::Relaxed);
+                let run = bag_property(&p.topic, &events_topic, RUN_PROPERTY);
+                runs.count(&hub.stats.accounts, run.as_deref(), &device.id, 1);
                 hub.stats.count_message();
                 let bag = &p.topic[events_topic.len()..];
                 let event = super::eventhubs::Event::mqtt(&device.id, bag, p.payload.clone());
@@ -312,6 +319,17 @@ fn is_events_topic(topic: &str, events: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
+/// The value of property `key` in the property bag of events topic `topic`, decoded (borrowed
+/// from the topic unless it holds escapes: no allocation for a run id).
+fn bag_property<'t>(topic: &'t str, events: &str, key: &str) -> Option<Cow<'t, str>> {
+    let bag = topic.get(events.len()..)?.trim_start_matches('/');
+    bag.trim_end_matches('/').split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (percent_decode_str(k).decode_utf8_lossy() == key)
+            .then(|| percent_decode_str(v).decode_utf8_lossy())
+    })
+}
+
 /// IoT Hub's protocol-agnostic size: body + property names and values (decoded).
 fn message_size(topic: &str, events: &str, body: usize) -> usize {
     let bag = topic[events.len()..]
@@ -362,6 +380,22 @@ mod tests {
         assert!(is_events_topic("devices/d1/messages/events", e));
         assert!(!is_events_topic("devices/d10/messages/events/", e));
         assert!(!is_events_topic("devices/d2/messages/events/", e));
+    }
+
+    #[test]
+    fn run_id_is_read_from_the_property_bag() {
+        let e = "devices/d1/messages/events";
+        let t = "devices/d1/messages/events/%24.mid=d1-0&fleetbench-run=00ab&x=%2F";
+        assert_eq!(bag_property(t, e, RUN_PROPERTY).as_deref(), Some("00ab"));
+        assert_eq!(bag_property(t, e, "x").as_deref(), Some("/"));
+        assert_eq!(
+            bag_property("devices/d1/messages/events/", e, RUN_PROPERTY),
+            None
+        );
+        assert_eq!(
+            bag_property("devices/d1/messages/events", e, RUN_PROPERTY),
+            None
+        );
     }
 
     #[test]

@@ -247,7 +247,8 @@ pub struct Summary {
     /// modified).
     #[serde(default)]
     pub outcomes: Vec<(String, u64)>,
-    /// Embedded-hub accounting, when the target was the embedded hub.
+    /// The hub's accounting of this run: the embedded hub's, or a fleetbench hub's asked at
+    /// the end of the run (`[target] accounts`); `None` for any other target.
     pub hub: Option<HubAccounting>,
     /// The generator's own health (of all hosts together, for a merge).
     pub generator: GeneratorHealth,
@@ -273,6 +274,10 @@ pub struct Summary {
     /// Which shard of the fleet this run was, when it was one of several.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<ShardInfo>,
+    /// The run's id (16 lowercase hex characters), which its messages carry as the
+    /// `fleetbench-run` property; absent in a merge (each shard's is in `shards`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
     /// The shards a merged summary was made from, by shard index.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<ShardRun>,
@@ -303,6 +308,9 @@ pub struct ShardRun {
     pub shard: ShardInfo,
     /// Where the shard's summary came from (file, or file:line for a log).
     pub source: String,
+    /// The shard's run id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
     /// The shard's start, RFC 3339 UTC.
     pub started_at: String,
     /// The shard's length, seconds.

@@ -92,6 +92,8 @@ pub struct AmqpOptions {
     pub dialect: AmqpDialect,
     /// Settle mode of the sender link.
     pub settle: SettleMode,
+    /// The run's id, sent as the `fleetbench-run` application property.
+    pub run_id: Option<std::sync::Arc<str>>,
 }
 
 impl AmqpOptions {
@@ -207,7 +209,7 @@ fn outcome(o: AmqpOutcome) -> Outcome {
 
 /// The telemetry message as the IoT Hub SDKs encode it: message id, content type and encoding
 /// in the properties, user properties as string application properties, one data section.
-fn message(msg: &Telemetry) -> Message<Data> {
+fn message(msg: &Telemetry, run_id: Option<&str>) -> Message<Data> {
     let mut props = Properties::builder().message_id(msg.message_id.clone());
     if let Some(ct) = msg.content_type {
         props = props.content_type(ct);
@@ -216,6 +218,9 @@ fn message(msg: &Telemetry) -> Message<Data> {
         props = props.content_encoding(ce);
     }
     let mut app = ApplicationProperties::builder();
+    if let Some(run) = run_id {
+        app = app.insert("fleetbench-run", run);
+    }
     for (k, v) in msg.properties {
         app = app.insert(*k, *v);
     }
@@ -249,6 +254,7 @@ pub struct AmqpSession {
     session: SessionHandle<()>,
     sender: Sender,
     settled: bool,
+    run_id: Option<std::sync::Arc<str>>,
     next_seq: u64,
     /// Settlements awaited; at most the plan's `max-inflight` at a time.
     pending: FuturesUnordered<Settlement>,
@@ -315,7 +321,7 @@ impl AmqpSession {
         let seq = self.next_seq;
         self.next_seq += 1;
         let sendable = Sendable::builder()
-            .message(message(msg))
+            .message(message(msg, self.run_id.as_deref()))
             .settled(self.settled)
             .build();
         match self.sender.send_batchable(sendable).await {
@@ -378,6 +384,7 @@ where
             sasl,
         },
         settle: SettleMode::Unsettled,
+        run_id: None,
     };
     Ok(AmqpSession::open(stream, options, container_id, host)
         .await?
@@ -394,6 +401,7 @@ impl AmqpConnection {
                 session,
                 sender,
                 settled: self.options.settle == SettleMode::Settled,
+                run_id: self.options.run_id.clone(),
                 next_seq: 0,
                 pending: FuturesUnordered::new(),
             }),
@@ -442,6 +450,7 @@ mod tests {
                 api_version: "2021-04-12".into(),
             },
             settle: SettleMode::Unsettled,
+            run_id: None,
         };
         assert_eq!(hub.target("d1"), "/devices/d1/messages/events");
         assert!(hub.attach_properties().is_some());
@@ -451,6 +460,7 @@ mod tests {
                 sasl: SaslMechanism::External,
             },
             settle: SettleMode::Unsettled,
+            run_id: None,
         };
         assert_eq!(generic.target("d1"), "/queue/d1");
         assert!(generic.attach_properties().is_none());
@@ -491,5 +501,30 @@ mod tests {
             attach_error(SenderAttachError::RemoteClosedWithError(refused)).kind(),
             crate::metrics::FailureKind::Refused
         );
+    }
+
+    #[test]
+    fn the_run_id_is_an_application_property() {
+        let msg = Telemetry {
+            message_id: "d1-0".into(),
+            body: bytes::Bytes::from_static(b"{}"),
+            content_type: None,
+            content_encoding: None,
+            properties: &[("temperatureAlert", "true")],
+        };
+        let m = message(&msg, Some("00ff00ff00ff00ff"));
+        let app = m.application_properties.unwrap();
+        assert_eq!(
+            app.0.get("fleetbench-run"),
+            Some(&fe2o3_amqp::types::primitives::SimpleValue::String(
+                "00ff00ff00ff00ff".into()
+            ))
+        );
+        assert!(message(&msg, None)
+            .application_properties
+            .unwrap()
+            .0
+            .get("fleetbench-run")
+            .is_none());
     }
 }

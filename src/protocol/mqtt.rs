@@ -88,6 +88,9 @@ pub struct MqttOptions {
     pub keep_alive_secs: u16,
     /// Clean-session flag (IoT Hub SDKs send false; the generic dialect defaults to true).
     pub clean_session: bool,
+    /// The run's id, sent as the `fleetbench-run` property (IoT Hub dialect only: a generic
+    /// MQTT 3.1.1 message has no properties).
+    pub run_id: Option<std::sync::Arc<str>>,
 }
 
 /// Replaces `{device_id}` in a template.
@@ -148,6 +151,10 @@ impl MqttOptions {
                 topic.push_str(base);
                 topic.push_str("%24.mid=");
                 push_encoded(&mut topic, &msg.message_id);
+                if let Some(run) = &self.run_id {
+                    topic.push_str("&fleetbench-run=");
+                    push_encoded(&mut topic, run);
+                }
                 if let Some(ct) = msg.content_type {
                     topic.push_str("&%24.ct=");
                     push_encoded(&mut topic, ct);

@@ -55,6 +55,9 @@ pub fn write_text(w: &mut impl Write, s: &Summary) -> io::Result<()> {
         writeln!(w, "{:<12}{check}", if n == 0 { "Failed" } else { "" })?;
     }
     writeln!(w, "{:<12}{}", "Schedule", verdict::schedule(s))?;
+    if let Some(id) = &s.run_id {
+        writeln!(w, "{:<12}{id}", "Run id")?;
+    }
     writeln!(w)?;
     write_shards(w, s)?;
     let c = &s.counts;

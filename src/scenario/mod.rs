@@ -137,6 +137,9 @@ pub struct TargetSection {
     pub ca_file: Option<PathBuf>,
     /// Check the server's certificate (default true).
     pub verify_server: Option<bool>,
+    /// `host:port` of a fleetbench hub's accounting (`hub serve --metrics`), asked at the end
+    /// of the run for what the hub received of it.
+    pub accounts: Option<String>,
     /// IoT Hub tier (F1, B1-B3, S1-S3): planned rates are checked against its quotas, and the
     /// embedded hub throttles as that tier does.
     pub tier: Option<String>,

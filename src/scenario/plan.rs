@@ -188,8 +188,10 @@ impl Plan {
                 server_name,
                 ca_file,
                 verify_server,
+                accounts,
             } => json!({"hub": "remote", "address": address, "server-name": server_name,
-                        "ca-file": ca_file, "verify-server": verify_server}),
+                        "ca-file": ca_file, "verify-server": verify_server,
+                        "accounts": accounts}),
         };
         let protocol = match &self.protocol {
             ProtocolPlan::Amqp(a) => amqp::to_json(a),

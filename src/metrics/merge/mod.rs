@@ -83,6 +83,7 @@ pub fn merge(mut shards: Vec<ShardSummary>) -> Result<Summary, MergeError> {
         verdict: None,
         ca_fingerprint: first.summary.ca_fingerprint.clone(),
         shard: None,
+        run_id: None,
         shards: shards.iter().map(shard_run).collect(),
         throttling: None,
         handshake: None,
@@ -392,6 +393,7 @@ fn shard_run(s: &ShardSummary) -> ShardRun {
         #[allow(clippy::unwrap_used)]
         shard: x.shard.clone().unwrap(),
         source: s.source.clone(),
+        run_id: x.run_id.clone(),
         started_at: x.started_at.clone(),
         duration_secs: x.duration_secs,
         status: x.status.clone(),

@@ -11,6 +11,7 @@ fn iot_hub() -> MqttOptions {
         qos: QoS::AtLeastOnce,
         keep_alive_secs: 60,
         clean_session: false,
+        run_id: None,
     }
 }
 
@@ -40,6 +41,13 @@ fn iot_hub_topic_has_the_encoded_property_bag() {
         o.topic(&o.topic_base("dev1"), &msg),
         "devices/dev1/messages/events/%24.mid=m-1&%24.ct=application%2Fjson&%24.ce=utf-8&temperatureAlert=true"
     );
+    let o = MqttOptions {
+        run_id: Some("00ff00ff00ff00ff".into()),
+        ..iot_hub()
+    };
+    assert!(o
+        .topic(&o.topic_base("dev1"), &msg)
+        .starts_with("devices/dev1/messages/events/%24.mid=m-1&fleetbench-run=00ff00ff00ff00ff&"));
 }
 
 #[test]

@@ -119,6 +119,7 @@ fn busy() -> Summary {
             start_at: Some("2026-01-01T00:00:00.000Z".into()),
             start_offset_ms: Some(-12345.678),
         }),
+        run_id: Some("0123456789abcdef".into()),
         shards: vec![crate::metrics::ShardRun {
             shard: crate::metrics::ShardInfo {
                 index: 999,
@@ -127,6 +128,7 @@ fn busy() -> Summary {
                 start_offset_ms: Some(12345.678),
             },
             source: "logs.txt:12345".into(),
+            run_id: Some("fedcba9876543210".into()),
             started_at: "2026-01-01T00:00:00.000Z".into(),
             duration_secs: 5400.0,
             status: RunStatus::Complete,

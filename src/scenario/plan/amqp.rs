@@ -67,7 +67,12 @@ pub(super) fn protocol(pr: &ProtocolSection, p: &mut Problems<'_>) -> Option<Pro
             }
         }
     };
-    Some(ProtocolPlan::Amqp(AmqpOptions { dialect, settle }))
+    Some(ProtocolPlan::Amqp(AmqpOptions {
+        dialect,
+        settle,
+        // Set by `run` for each run.
+        run_id: None,
+    }))
 }
 
 /// The AMQP settings as written to `summary.json`.

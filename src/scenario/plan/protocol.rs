@@ -120,6 +120,8 @@ pub(super) fn protocol(s: &Scenario, p: &mut Problems<'_>) -> Option<ProtocolPla
         keep_alive_secs,
         // IoT Hub's SDKs keep their session; a generic broker's load test starts clean.
         clean_session: pr.clean_session.unwrap_or(generic),
+        // Set by `run` for each run.
+        run_id: None,
     }))
 }
 

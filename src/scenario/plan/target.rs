@@ -21,6 +21,9 @@ pub enum Target {
         ca_file: Option<PathBuf>,
         /// Whether the server certificate is checked.
         verify_server: bool,
+        /// `host:port` of the hub's accounting (`hub serve --metrics ADDR`), when the target is
+        /// a fleetbench hub: `run` asks it what the hub received of this run.
+        accounts: Option<String>,
     },
 }
 
@@ -99,6 +102,7 @@ pub(super) fn target(s: &Scenario, p: &mut Problems<'_>) -> Option<Target> {
                     (t.address.is_some(), "target.address"),
                     (t.server_name.is_some(), "target.server-name"),
                     (t.ca_file.is_some(), "target.ca-file"),
+                    (t.accounts.is_some(), "target.accounts"),
                 ],
                 "only applies to hub = \"remote\"; the embedded hub makes its own",
             );
@@ -126,6 +130,19 @@ pub(super) fn target(s: &Scenario, p: &mut Problems<'_>) -> Option<Target> {
                 );
                 return None;
             }
+            let accounts = t.accounts.clone().filter(|a| {
+                let ok = host_port(a);
+                if !ok {
+                    p.add(
+                        "target.accounts",
+                        format!(
+                            "{a:?} is not valid: expected host:port of `hub serve --metrics`, \
+                             e.g. \"127.0.0.1:9464\""
+                        ),
+                    );
+                }
+                ok
+            });
             let verify_server = t.verify_server.unwrap_or(true);
             if verify_server && t.ca_file.is_none() {
                 p.add("target.ca-file", "a remote hub needs the PEM roots of its server certificate (or verify-server = false)");
@@ -138,7 +155,15 @@ pub(super) fn target(s: &Scenario, p: &mut Problems<'_>) -> Option<Target> {
                 address,
                 ca_file: t.ca_file.clone(),
                 verify_server,
+                accounts,
             })
         }
     }
+}
+
+/// Whether `address` is `host:port` with a non-empty host and a port number.
+fn host_port(address: &str) -> bool {
+    address
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
 }

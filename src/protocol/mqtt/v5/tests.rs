@@ -24,6 +24,7 @@ fn options(qos: QoS) -> MqttOptions {
         qos,
         keep_alive_secs: 60,
         clean_session: true,
+        run_id: None,
     }
 }
 
