@@ -219,6 +219,9 @@ fn message(msg: &Telemetry) -> Message<Data> {
     for (k, v) in msg.properties {
         app = app.insert(*k, *v);
     }
+    if let Some(us) = msg.sent_us {
+        app = app.insert(super::stamp::SENT_PROPERTY, itoa::Buffer::new().format(us));
+    }
     Message::builder()
         .properties(props.build())
         .application_properties(app.build())

@@ -34,11 +34,19 @@ fn iot_hub_topic_has_the_encoded_property_bag() {
         content_type: Some("application/json"),
         content_encoding: Some("utf-8"),
         properties: &[("temperatureAlert", "true")],
+        sent_us: None,
     };
     assert_eq!(
         o.topic(&o.topic_base("dev1"), &msg),
         "devices/dev1/messages/events/%24.mid=m-1&%24.ct=application%2Fjson&%24.ce=utf-8&temperatureAlert=true"
     );
+    let stamped = Telemetry {
+        sent_us: Some(1_700_000_000_123_456),
+        ..msg
+    };
+    assert!(o
+        .topic(&o.topic_base("dev1"), &stamped)
+        .ends_with("&temperatureAlert=true&fleetbench-sent=1700000000123456"));
 }
 
 #[test]
@@ -106,6 +114,7 @@ async fn qos_2_acknowledges_on_pubcomp_after_answering_pubrec() {
         content_type: None,
         content_encoding: None,
         properties: &[],
+        sent_us: None,
     };
     assert_eq!(session.send(&msg).unwrap(), (0, false));
     session.flush().await.unwrap();
