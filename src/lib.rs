@@ -24,6 +24,7 @@ pub mod protocol;
 pub mod report;
 pub mod scenario;
 pub mod transport;
+pub mod verify;
 
 /// How a command ended, when it did not fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -182,7 +182,7 @@ pub(super) async fn shutdown_signal() {
 pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunReport> {
     let shard = options.shard.unwrap_or(Shard::WHOLE);
     // This shard's share of the load; `plan` stays the fleet's (summary, thresholds).
-    let local = plan.for_shard(shard);
+    let mut local = plan.for_shard(shard);
     let ids = DeviceIds::new(
         plan.fleet.ids.clone(),
         plan.fleet.devices,
@@ -288,6 +288,25 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
         tokio::spawn(super::live::serve(listener, recorder.clone(), live.clone()));
     }
     let _stop_live = live.drop_guard();
+    let verifying = match super::verify::start(
+        plan,
+        &mut local,
+        rand::random(),
+        &chain,
+        &endpoint,
+        &tls,
+        &recorder,
+    )
+    .await
+    {
+        Ok(v) => v,
+        Err(e) => {
+            if let Some(hub) = hub {
+                hub.stop().await;
+            }
+            return Err(e);
+        }
+    };
     let progress = Progress::start(
         recorder.clone(),
         ids.len() as u64,
@@ -328,6 +347,7 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
         }
     };
     unstarted.started();
+    let delivery = super::verify::finish(verifying, plan, &ids, &result).await;
 
     let accounting = hub.as_ref().map(|h| account(&h.hub, &ids, &result));
     if let Some(hub) = hub {
@@ -342,6 +362,7 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
         ids.len() as u64,
         planned,
     );
+    super::verify::record(&mut summary, delivery);
     summary.ca_fingerprint = Some(Thumbprints::of(chain.issuing().cert()).sha256);
     if options.shard.is_some() {
         summary.shard = Some(super::shard::info(

@@ -87,6 +87,7 @@ pub fn summarize(
         failures: recorder.failures(),
         outcomes: recorder.outcomes(),
         hub,
+        delivery: None,
         generator: GeneratorHealth {
             host: hostname(),
             ..result.health.clone()

@@ -249,6 +249,9 @@ pub struct Summary {
     pub outcomes: Vec<(String, u64)>,
     /// Embedded-hub accounting, when the target was the embedded hub.
     pub hub: Option<HubAccounting>,
+    /// A verifying receiver's accounting, when `[verify]` ran one.
+    #[serde(default)]
+    pub delivery: Option<super::Delivery>,
     /// The generator's own health (of all hosts together, for a merge).
     pub generator: GeneratorHealth,
     /// A merge's generator health per host (shards on one host share its cores).
@@ -335,6 +338,7 @@ impl Summary {
         if let Some(lost) = self.hub.as_ref().map(|h| h.lost).filter(|l| *l > 0) {
             checks.push(format!("{lost} acknowledged messages lost"));
         }
+        checks.extend(self.delivery.iter().flat_map(super::Delivery::failures));
         match &self.status {
             RunStatus::Partial { reason } => Verdict::Partial {
                 reason: reason.clone(),

@@ -299,7 +299,7 @@ fn stamp_fits(protocol: Option<&ProtocolPlan>, payload: Option<Payload>, p: &mut
 mod tests {
     use crate::scenario::test_plan as plan;
 
-    const REMOTE: &str = "[target]\nhub = \"remote\"\naddress = \"127.0.0.1:1\"\n[protocol]\ndialect = \"generic\"\ntopic = \"fleet/{device_id}/t\"\n";
+    const REMOTE: &str = "[target]\nhub = \"remote\"\naddress = \"127.0.0.1:1\"\nverify-server = false\n[protocol]\ndialect = \"generic\"\ntopic = \"fleet/{device_id}/t\"\n";
 
     #[test]
     fn a_subscription_is_planned_with_defaults() {
@@ -321,7 +321,7 @@ mod tests {
         let e = plan(&text).unwrap_err();
         let fields: Vec<_> = e.0.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["verify.topic", "verify.qos", "verify.receivers"]);
-        assert_eq!(e.0[0].line, Some(8), "{e}");
+        assert_eq!(e.0[0].line, Some(9), "{e}");
     }
 
     #[test]
