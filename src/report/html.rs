@@ -69,6 +69,7 @@ pub fn write_html(w: &mut impl Write, s: &Summary) -> io::Result<()> {
     write_shards(w, s)?;
     write_rates(w, s)?;
     write_throttling(w, s)?;
+    super::delivery::write_html(w, s)?;
     write_phases(w, s)?;
     writeln!(
         w,
