@@ -68,3 +68,5 @@ mod limits;
 mod compare;
 // Issue 15: the standalone hub accounts for what it received (metrics, summary, refusal log).
 mod hub_accounts;
+// Issue 15: a verifying receiver proves delivery against Mosquitto, and catches what it drops.
+mod verify_mqtt;

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf as _, Bytes, BytesMut};
+use bytes::{Buf as _, BytesMut};
 use percent_encoding::percent_decode_str;
 use rumqttc::mqttbytes::v4::{
     ConnAck, Connect, ConnectReturnCode, Packet, PubAck, Publish, Subscribe, SubscribeReasonCode,
@@ -74,7 +74,10 @@ impl MqttReceiver {
             connect.clean_session = true;
             r.send(&Packet::Connect(connect)).await?;
             match r.next().await? {
-                Packet::ConnAck(ConnAck { code, .. }) if code == ConnectReturnCode::Success => {}
+                Packet::ConnAck(ConnAck {
+                    code: ConnectReturnCode::Success,
+                    ..
+                }) => {}
                 Packet::ConnAck(ConnAck { code, .. }) => {
                     return Err(VerifyError::Refused(crate::protocol::mqtt::connack_text(
                         code,
@@ -225,11 +228,6 @@ fn received(p: Publish, at: std::time::Instant) -> Received {
         }
     }
     r
-}
-
-/// The payload bytes of a received message (for tests and benches).
-pub fn body_of(r: &Received) -> &Bytes {
-    &r.body
 }
 
 #[cfg(test)]
