@@ -100,6 +100,18 @@ fn run(dir: &Path, scenario: &str) -> std::process::Output {
     )
 }
 
+/// Asserts that `summary` validates against results/schema.json.
+fn valid(summary: &serde_json::Value) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("results/schema.json");
+    let schema = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<_> = validator
+        .iter_errors(summary)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
 fn phase_count(s: &serde_json::Value, name: &str) -> u64 {
     s["phases"]
         .as_array()
@@ -124,6 +136,7 @@ fn two_hundred_devices_every_acknowledged_message_arrives_exactly_once() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("Delivery"), "{stdout}");
     let s = take_summary(dir.path());
+    valid(&s);
     let d = &s["delivery"];
     assert_eq!(s["counts"]["messages_acked"], 1000, "{}", text(&out));
     assert_eq!(
@@ -166,6 +179,7 @@ fn acknowledged_but_dropped_messages_are_lost_exactly_by_device() {
     let out = run(dir.path(), &sc);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let s = take_summary(dir.path());
+    valid(&s);
     let d = &s["delivery"];
     assert_eq!(s["counts"]["messages_acked"], 60, "{}", text(&out));
     assert_eq!(
