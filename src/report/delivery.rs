@@ -51,7 +51,12 @@ pub(super) fn write_text(w: &mut impl Write, s: &Summary) -> io::Result<()> {
 
 fn text(w: &mut impl Write, d: &Delivery) -> io::Result<()> {
     writeln!(w)?;
-    writeln!(w, "{:<12}{}", "Delivery", d.receiver)?;
+    let runs = match d.run_ids.as_slice() {
+        [] => String::new(),
+        [one] => format!("   run {one}"),
+        many => format!("   {} runs", many.len()),
+    };
+    writeln!(w, "{:<12}{}{runs}", "Delivery", d.receiver)?;
     writeln!(
         w,
         "{:<12}received {}   {}",

@@ -72,7 +72,8 @@ pub struct Verifier {
     settle: Duration,
     stop: CancellationToken,
     receivers: Vec<JoinHandle<Result<u64, VerifyError>>>,
-    expect: oneshot::Sender<(Vec<Sent>, std::time::Instant)>,
+    /// Taken by [`Verifier::finish`].
+    expect: Option<oneshot::Sender<(Vec<Sent>, std::time::Instant)>>,
     account: JoinHandle<(Account, std::time::Instant)>,
 }
 
@@ -133,7 +134,7 @@ pub async fn start(
         settle: plan.settle,
         stop,
         receivers,
-        expect,
+        expect: Some(expect),
         account,
     })
 }
@@ -188,15 +189,17 @@ impl Verifier {
     /// The load is over: reads on until every acknowledged message of `sents` has arrived or
     /// the settle time passed, then stops the receivers and accounts. `devices_strict`: the
     /// devices sent at least once (QoS >= 1, unsettled AMQP).
-    pub async fn finish(self, sents: Vec<Sent>, devices_strict: bool) -> Delivery {
+    pub async fn finish(mut self, sents: Vec<Sent>, devices_strict: bool) -> Delivery {
         let ended = std::time::Instant::now();
-        let _ = self.expect.send((sents, ended + self.settle));
-        let (account, done) = match self.account.await {
+        if let Some(expect) = self.expect.take() {
+            let _ = expect.send((sents, ended + self.settle));
+        }
+        let description = std::mem::take(&mut self.description);
+        let (account, done) = match (&mut self.account).await {
             Ok(a) => a,
             Err(e) => {
-                self.stop.cancel();
                 return Delivery {
-                    receiver: self.description,
+                    receiver: description,
                     errors: vec![format!("the accounting failed: {e}")],
                     ..Delivery::default()
                 };
@@ -204,7 +207,7 @@ impl Verifier {
         };
         self.stop.cancel();
         let mut errors = Vec::new();
-        for r in self.receivers {
+        for r in std::mem::take(&mut self.receivers) {
             match r.await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => errors.push(format!("receiver stopped: {e}")),
@@ -212,8 +215,16 @@ impl Verifier {
             }
         }
         let strict = devices_strict && self.strict_receiver;
-        let mut d = account.finish(self.description, strict, done - ended);
+        let mut d = account.finish(description, strict, done - ended);
         d.errors = errors;
         d
+    }
+}
+
+impl Drop for Verifier {
+    /// A run that fails before [`Verifier::finish`] leaves no receiver behind.
+    fn drop(&mut self) {
+        self.stop.cancel();
+        self.account.abort();
     }
 }
