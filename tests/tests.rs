@@ -88,3 +88,5 @@ mod tls_choices;
 mod tls_wire;
 // Issue 15: run and merge ask `hub serve` what it received of each run; losses fail the run.
 mod hub_runs;
+// Issue 15: a verifying receiver proves delivery against Mosquitto, and catches what it drops.
+mod verify_mqtt;

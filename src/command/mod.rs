@@ -9,6 +9,7 @@ mod pki;
 pub mod run;
 mod shard;
 mod summarize;
+mod verify;
 
 use crate::cli::{Cli, Command, CompareArgs};
 use crate::report;

@@ -184,7 +184,8 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
     // This shard's share of the load; `plan` stays the fleet's (summary, thresholds).
     let mut local = plan.for_shard(shard);
     // Each run (each shard) has its own id, carried by every message for the hub's accounting.
-    let run_id = new_run_id();
+    let run = rand::random::<u64>();
+    let run_id = format!("{run:016x}");
     set_run_id(&mut local.protocol, &run_id);
     let ids = DeviceIds::new(
         plan.fleet.ids.clone(),
@@ -310,6 +311,17 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
         tokio::spawn(super::live::serve(listener, recorder.clone(), live.clone()));
     }
     let _stop_live = live.drop_guard();
+    let verifying =
+        match super::verify::start(plan, &mut local, run, &chain, &endpoint, &tls, &recorder).await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                if let Some(hub) = hub {
+                    hub.stop().await;
+                }
+                return Err(e);
+            }
+        };
     let progress = Progress::start(
         recorder.clone(),
         ids.len() as u64,
@@ -350,6 +362,7 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
         }
     };
     unstarted.started();
+    let delivery = super::verify::finish(verifying, plan, &ids, &result).await;
 
     let mut accounting = hub.as_ref().map(|h| account(&h.hub, &ids, &result));
     if let Some(hub) = hub {
@@ -368,6 +381,7 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
         ids.len() as u64,
         planned,
     );
+    super::verify::record(&mut summary, delivery);
     summary.ca_fingerprint = Some(Thumbprints::of(chain.issuing().cert()).sha256);
     summary.run_id = Some(run_id.clone());
     if options.shard.is_some() {
@@ -398,11 +412,6 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
         summary,
         dir: results.path().to_owned(),
     })
-}
-
-/// A new run id: 16 lowercase hex characters, random.
-fn new_run_id() -> String {
-    format!("{:016x}", rand::random::<u64>())
 }
 
 /// Makes every message of the run carry `run_id` (the `fleetbench-run` property).

@@ -165,6 +165,7 @@ pub fn summarize(
         failures: recorder.failures(),
         outcomes: recorder.outcomes(),
         hub,
+        delivery: None,
         generator: GeneratorHealth {
             host: hostname(),
             ..result.health.clone()

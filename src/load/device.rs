@@ -13,7 +13,7 @@ use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::connect::connect;
-use super::message::telemetry;
+use super::message::{telemetry, Stamping};
 use crate::metrics::{incr, FailureKind, Phase, Recorder, Scheduled};
 use crate::protocol::{Outcome, Session};
 use crate::scenario::schedule::SendSchedule;
@@ -50,6 +50,11 @@ pub(crate) struct ReadyDevice {
     pub(crate) tls: Arc<rustls::ClientConfig>,
     /// Messages of this device acknowledged so far, over all its sessions.
     pub(crate) acked: AtomicU32,
+    /// Messages sent so far, over all its sessions: the next message's number.
+    pub(crate) sent: AtomicU32,
+    /// The numbers of the messages sent and not acknowledged (rare: a broken session, a
+    /// timeout, a refusal), for a verifying receiver's accounting.
+    pub(crate) unacked: parking_lot::Mutex<Vec<u32>>,
 }
 
 /// When and how one session starts.
@@ -231,6 +236,8 @@ enum Deadline {
 
 struct InFlight {
     seq: u64,
+    /// The message's number (its id's `n`).
+    n: u32,
     due: Instant,
     sent: Instant,
 }
@@ -448,7 +455,7 @@ impl<'a> Sender<'a> {
             .counters
             .messages_unacked
             .fetch_add(n, Ordering::Relaxed);
-        self.inflight.clear();
+        self.forget_inflight();
         Broken
     }
 
@@ -471,16 +478,25 @@ impl<'a> Sender<'a> {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
+        let sent = Instant::now();
+        // Numbered over all the device's sessions, so that a churning device's ids stay unique.
+        let n = self.device.sent.load(Ordering::Relaxed);
+        let stamping = self.shared.messages.stamp.map(|stamp| Stamping {
+            stamp,
+            device: self.device.index as u32,
+            sent_us: crate::protocol::stamp::unix_micros(sent.into_std()),
+        });
         let msg = telemetry(
             self.shared.messages.payload,
             &self.device.id,
-            self.next,
+            n,
+            stamping,
             &mut self.rng,
         );
-        let sent = Instant::now();
         match session.send(&msg).await {
             Ok((seq, settled)) => {
                 self.next += 1;
+                self.device.sent.store(n + 1, Ordering::Relaxed);
                 let rec = &*self.shared.recorder;
                 incr(&rec.counters.messages_sent);
                 rec.spans.sent(due, sent);
@@ -494,7 +510,7 @@ impl<'a> Sender<'a> {
                         done: sent,
                     });
                 } else {
-                    self.inflight.push(InFlight { seq, due, sent });
+                    self.inflight.push(InFlight { seq, n, due, sent });
                 }
                 Ok(())
             }
@@ -539,6 +555,7 @@ impl<'a> Sender<'a> {
             }
             Outcome::Refused(reason) => {
                 incr(&rec.counters.messages_unacked);
+                self.device.unacked.lock().push(f.n);
                 rec.not_accepted(&reason);
                 let kind = if reason.contains("throttled") {
                     FailureKind::Throttled
@@ -559,7 +576,15 @@ impl<'a> Sender<'a> {
                 .messages_unacked
                 .fetch_add(n, Ordering::Relaxed);
             self.fail_here(kind, n, &format!("{why} ({n} awaiting acknowledgement)"));
-            self.inflight.clear();
+            self.forget_inflight();
+        }
+    }
+
+    /// Drops every in-flight message, noting its number as never acknowledged.
+    fn forget_inflight(&mut self) {
+        if !self.inflight.is_empty() {
+            let mut unacked = self.device.unacked.lock();
+            unacked.extend(self.inflight.drain(..).map(|f| f.n));
         }
     }
 

@@ -59,6 +59,8 @@ pub(super) fn start(
                                         id,
                                         tls,
                                         acked: AtomicU32::new(0),
+                                        sent: AtomicU32::new(0),
+                                        unacked: Default::default(),
                                     })
                                     .map_err(|e| e.to_string())
                             });

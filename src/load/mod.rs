@@ -73,10 +73,26 @@ pub struct FleetResult {
     /// Acknowledged messages of each device that ran a session: (index in `Fleet::ids`,
     /// count), by index. Devices that never ran are absent.
     pub acked: Vec<(usize, u32)>,
+    /// What each device that sent anything sent, by index: for a verifying receiver.
+    pub sends: Vec<DeviceSends>,
     /// One row per second.
     pub timeline: Vec<TimelineRow>,
     /// The generator's own health.
     pub health: GeneratorHealth,
+}
+
+/// What one device sent over the run, for matching against what a receiver got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceSends {
+    /// Index in `Fleet::ids`.
+    pub index: usize,
+    /// Messages sent: numbered `0..sent`.
+    pub sent: u32,
+    /// Of them acknowledged (0 when every send was settled on write: QoS 0, pre-settled).
+    pub acked: u32,
+    /// The numbers of those sent and never acknowledged (a broken session, a timeout, a
+    /// refusal).
+    pub unacked: Vec<u32>,
 }
 
 /// Open sessions that the stages may take down, newest last (k6 ramps down the newest first).
@@ -216,6 +232,7 @@ pub async fn run(
         started_at,
         elapsed,
         acked: shared.tally.finish(),
+        sends: shared.tally.finish_sends(),
         timeline,
         health,
     })

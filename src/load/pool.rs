@@ -48,23 +48,41 @@ impl Pool {
     }
 }
 
-/// Acknowledged messages per device that ran at least one session.
+/// Acknowledged messages per device that ran at least one session, and what each sent.
 #[derive(Debug, Default)]
 pub(super) struct Tally {
     acked: Mutex<Vec<(usize, u32)>>,
+    sends: Mutex<Vec<super::DeviceSends>>,
 }
 
 impl Tally {
     /// Records a device that leaves the run.
     pub(super) fn record(&self, device: &ReadyDevice) {
-        let acked = device.acked.load(std::sync::atomic::Ordering::Relaxed);
+        use std::sync::atomic::Ordering::Relaxed;
+        let acked = device.acked.load(Relaxed);
         self.acked.lock().push((device.index, acked));
+        let sent = device.sent.load(Relaxed);
+        if sent > 0 {
+            self.sends.lock().push(super::DeviceSends {
+                index: device.index,
+                sent,
+                acked,
+                unacked: std::mem::take(&mut *device.unacked.lock()),
+            });
+        }
     }
 
     /// The tallies, by device index.
     pub(super) fn finish(&self) -> Vec<(usize, u32)> {
         let mut all = std::mem::take(&mut *self.acked.lock());
         all.sort_unstable();
+        all
+    }
+
+    /// What each device that sent anything sent, by device index.
+    pub(super) fn finish_sends(&self) -> Vec<super::DeviceSends> {
+        let mut all = std::mem::take(&mut *self.sends.lock());
+        all.sort_unstable_by_key(|d| d.index);
         all
     }
 }

@@ -5,6 +5,7 @@
 //! timeline sampler read, and the [`Summary`] that reports are made from. It depends on nothing
 //! else in the crate and never prints: presentation lives in `report`.
 
+mod delivery;
 mod failed;
 mod handshake;
 mod histogram;
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+pub use delivery::{Delivery, DeviceDelivery, MAX_DELIVERY_DEVICES};
 pub use failed::{FailedSession, MAX_DEVICE_IDS, MAX_FAILED_SESSIONS};
 pub use handshake::{
     HandshakeKind, HandshakeRecorder, HandshakeSample, HandshakeSummary, WireStat,
@@ -75,6 +77,9 @@ pub enum Phase {
     SendResponse,
     /// The closed model's response times as measured, without that correction.
     SendResponseUncorrected,
+    /// A message's send instant to its delivery to a verifying receiver (same host, same
+    /// clock).
+    Deliver,
     /// How late connects started against their schedule.
     ConnectLag,
     /// How late sends started against their schedule.
@@ -83,7 +88,7 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, in report order.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::TcpConnect,
         Self::TlsHandshake,
         Self::TlsResumed,
@@ -95,6 +100,7 @@ impl Phase {
         Self::SendAck,
         Self::SendResponse,
         Self::SendResponseUncorrected,
+        Self::Deliver,
         Self::ConnectLag,
         Self::SendLag,
     ];
@@ -113,6 +119,7 @@ impl Phase {
             Self::SendAck => "send_ack",
             Self::SendResponse => "send_response",
             Self::SendResponseUncorrected => "send_response_uncorrected",
+            Self::Deliver => "deliver",
             Self::ConnectLag => "connect_start_lag",
             Self::SendLag => "send_start_lag",
         }

@@ -250,6 +250,9 @@ pub struct Summary {
     /// The hub's accounting of this run: the embedded hub's, or a fleetbench hub's asked at
     /// the end of the run (`[target] accounts`); `None` for any other target.
     pub hub: Option<HubAccounting>,
+    /// A verifying receiver's accounting, when `[verify]` ran one.
+    #[serde(default)]
+    pub delivery: Option<super::Delivery>,
     /// The generator's own health (of all hosts together, for a merge).
     pub generator: GeneratorHealth,
     /// A merge's generator health per host (shards on one host share its cores).
@@ -346,6 +349,7 @@ impl Summary {
         if let Some(lost) = self.hub.as_ref().map(|h| h.lost).filter(|l| *l > 0) {
             checks.push(format!("{lost} acknowledged messages lost"));
         }
+        checks.extend(self.delivery.iter().flat_map(super::Delivery::failures));
         match &self.status {
             RunStatus::Partial { reason } => Verdict::Partial {
                 reason: reason.clone(),

@@ -224,6 +224,9 @@ fn message(msg: &Telemetry, run_id: Option<&str>) -> Message<Data> {
     for (k, v) in msg.properties {
         app = app.insert(*k, *v);
     }
+    if let Some(us) = msg.sent_us {
+        app = app.insert(super::stamp::SENT_PROPERTY, itoa::Buffer::new().format(us));
+    }
     Message::builder()
         .properties(props.build())
         .application_properties(app.build())
@@ -511,6 +514,7 @@ mod tests {
             content_type: None,
             content_encoding: None,
             properties: &[("temperatureAlert", "true")],
+            sent_us: None,
         };
         let m = message(&msg, Some("00ff00ff00ff00ff"));
         let app = m.application_properties.unwrap();

@@ -4,6 +4,7 @@
 
 pub mod amqp;
 pub mod mqtt;
+pub mod stamp;
 
 use std::io;
 
@@ -30,6 +31,9 @@ pub struct Telemetry {
     pub content_encoding: Option<&'static str>,
     /// Application properties (string keys and values, as IoT Hub requires).
     pub properties: &'static [(&'static str, &'static str)],
+    /// The send instant (unix µs) for a verifying receiver: the `fleetbench-sent` property.
+    /// `None` when no receiver runs.
+    pub sent_us: Option<u64>,
 }
 
 /// What the hub said about one message.

@@ -169,6 +169,10 @@ impl MqttOptions {
                     topic.push('=');
                     push_encoded(&mut topic, v);
                 }
+                if let Some(us) = msg.sent_us {
+                    topic.push_str("&fleetbench-sent=");
+                    topic.push_str(itoa::Buffer::new().format(us));
+                }
                 topic
             }
         }

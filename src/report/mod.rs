@@ -6,6 +6,7 @@
 
 mod charts;
 pub mod compare;
+mod delivery;
 mod failed;
 mod files;
 pub mod format;

@@ -167,6 +167,7 @@ pub fn write_text(w: &mut impl Write, s: &Summary) -> io::Result<()> {
             )?;
         }
     }
+    super::delivery::write_text(w, s)?;
     write_thresholds(w, s)?;
     super::throttling::write_text(w, s)?;
     writeln!(w)?;

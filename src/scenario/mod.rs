@@ -18,7 +18,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use locate::Locator;
-pub use plan::{CaDirPlan, FleetPlan, Plan, ProtocolPlan, RunPlan, Target, TlsPlan};
+pub use plan::{
+    CaDirPlan, FleetPlan, Plan, ProtocolPlan, RunPlan, Target, TlsPlan, VerifyIdentity, VerifyKind,
+    VerifyKindName, VerifyPlan, VerifySection, MIN_STAMPED_BYTES,
+};
 pub use problems::Overrides;
 pub use shape::{
     parse_addresses, ConnectPlan, MessagePlan, Payload, ReconnectPlan, SendModel, SessionPlan,
@@ -121,6 +124,8 @@ pub struct Scenario {
     /// Dotted keys may be quoted or not; either way they name one metric.
     #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
     pub thresholds: toml::Table,
+    /// A verifying receiver that reads what the devices send (`[verify]`).
+    pub verify: Option<VerifySection>,
 }
 
 /// `[target]`

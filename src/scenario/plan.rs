@@ -6,6 +6,7 @@ mod fleet;
 mod protocol;
 mod target;
 mod tls;
+mod verify;
 
 use std::path::Path;
 use std::time::Duration;
@@ -22,6 +23,9 @@ pub use fleet::{CaDirPlan, FleetPlan};
 pub use protocol::ProtocolPlan;
 pub use target::Target;
 pub use tls::TlsPlan;
+pub use verify::{
+    VerifyIdentity, VerifyKind, VerifyKindName, VerifyPlan, VerifySection, MIN_STAMPED_BYTES,
+};
 use {fleet::fleet, protocol::protocol, target::target, target::tier, tls::tls};
 
 /// Run-wide bounds.
@@ -62,6 +66,8 @@ pub struct Plan {
     pub run: RunPlan,
     /// Pass/fail conditions judged at the end of the run, sorted by metric name.
     pub thresholds: Vec<Threshold>,
+    /// The verifying receiver, if the scenario names one (`[verify]`).
+    pub verify: Option<VerifyPlan>,
 }
 
 /// The embedded hub speaks IoT Hub's MQTT conventions only: a generic MQTT scenario against
@@ -130,6 +136,10 @@ impl Plan {
         }
         generic_mqtt_needs_a_broker(target.as_ref(), protocol.as_ref(), &mut p);
         let thresholds = super::thresholds::thresholds(s, &mut p);
+        let verify = s.verify.as_ref().and_then(|v| {
+            let payload = messages.as_ref().map(|m| m.payload);
+            verify::verify(v, target.as_ref(), protocol.as_ref(), payload, &mut p)
+        });
         let run = RunPlan {
             max_duration: s.run.max_duration.unwrap_or(Duration::from_secs(300)),
             grace: s.run.grace.unwrap_or(Duration::from_secs(10)),
@@ -168,6 +178,7 @@ impl Plan {
                     tier,
                     run,
                     thresholds,
+                    verify,
                 })
             }
             _ => {
@@ -251,6 +262,7 @@ impl Plan {
             "reconnect": self.reconnect.as_ref().map(ReconnectPlan::to_json),
             "tier": self.tier.map(|(t, u)| json!({"tier": t.to_string(), "units": u})),
             "run": {"max-duration": d(self.run.max_duration), "grace": d(self.run.grace)},
+            "verify": self.verify.as_ref().map(VerifyPlan::to_json),
             "thresholds": self.thresholds.iter()
                 .map(|t| (t.name.clone(), json!(t.condition)))
                 .collect::<serde_json::Map<_, _>>(),

@@ -65,6 +65,8 @@ pub struct MessagePlan {
     pub timeout: Duration,
     /// Acknowledgements awaited at once per device.
     pub max_inflight: u32,
+    /// Delivery stamps for a verifying receiver: set at run time when `[verify]` is.
+    pub stamp: Option<crate::protocol::stamp::Stamp>,
 }
 
 /// Reconnecting after a failure: exponential backoff with jitter, capped.
@@ -406,6 +408,7 @@ pub(super) fn messages(s: &Scenario, o: &Overrides, p: &mut Problems<'_>) -> Opt
         payload,
         timeout,
         max_inflight,
+        stamp: None,
     })
 }
 

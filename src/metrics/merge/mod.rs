@@ -76,6 +76,7 @@ pub fn merge(mut shards: Vec<ShardSummary>) -> Result<Summary, MergeError> {
         failures: failures(&shards),
         outcomes: outcomes(&shards),
         hub: hub(&shards),
+        delivery: super::Delivery::merge(shards.iter().map(|s| s.summary.delivery.as_ref())),
         generator: generator(&shards),
         hosts: hosts(&shards),
         timeline: timeline(&shards, &starts, start)?,

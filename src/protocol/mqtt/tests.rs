@@ -36,6 +36,7 @@ fn iot_hub_topic_has_the_encoded_property_bag() {
         content_type: Some("application/json"),
         content_encoding: Some("utf-8"),
         properties: &[("temperatureAlert", "true")],
+        sent_us: None,
     };
     assert_eq!(
         o.topic(&o.topic_base("dev1"), &msg),
@@ -48,6 +49,13 @@ fn iot_hub_topic_has_the_encoded_property_bag() {
     assert!(o
         .topic(&o.topic_base("dev1"), &msg)
         .starts_with("devices/dev1/messages/events/%24.mid=m-1&fleetbench-run=00ff00ff00ff00ff&"));
+    let stamped = Telemetry {
+        sent_us: Some(1_700_000_000_123_456),
+        ..msg
+    };
+    assert!(o
+        .topic(&o.topic_base("dev1"), &stamped)
+        .ends_with("&temperatureAlert=true&fleetbench-sent=1700000000123456"));
 }
 
 #[test]
@@ -115,6 +123,7 @@ async fn qos_2_acknowledges_on_pubcomp_after_answering_pubrec() {
         content_type: None,
         content_encoding: None,
         properties: &[],
+        sent_us: None,
     };
     assert_eq!(session.send(&msg).unwrap(), (0, false));
     session.flush().await.unwrap();

@@ -73,6 +73,7 @@ fn busy() -> Summary {
             refused: vec![("unknown-ca".into(), big), ("identity".into(), big)],
             throttled: Some(big),
         }),
+        delivery: None,
         generator: GeneratorHealth {
             cores: 256,
             cpu_utilisation: 0.999,

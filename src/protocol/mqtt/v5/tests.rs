@@ -64,6 +64,7 @@ fn message() -> Telemetry {
         content_type: Some("application/json"),
         content_encoding: Some("utf-8"),
         properties: MSG_PROPERTIES,
+        sent_us: None,
     }
 }
 
