@@ -192,9 +192,14 @@ fn fleetbench_receiver(
             settle: Duration::from_secs(60),
         };
         let recorder = Arc::new(Recorder::new());
-        let verifier = verify::start(&plan, endpoint, cfg, RUN, recorder)
-            .await
-            .unwrap();
+        let setup = verify::Setup {
+            endpoint: endpoint.clone(),
+            tls: cfg.clone(),
+            tls_anonymous: cfg,
+            sasl: fleetbench::protocol::SaslMechanism::External,
+            connection_string: None,
+        };
+        let verifier = verify::start(&plan, &setup, RUN, recorder).await.unwrap();
         ready.send(()).unwrap();
         let cpu0 = thread_cpu();
         // The publisher's end, polled without blocking the runtime the receiver runs on.

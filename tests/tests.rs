@@ -90,3 +90,5 @@ mod tls_wire;
 mod hub_runs;
 // Issue 15: a verifying receiver proves delivery against Mosquitto, and catches what it drops.
 mod verify_mqtt;
+// Issue 15: `run` proves delivery on AMQP targets: RabbitMQ queues, `hub serve`'s Event Hubs endpoint.
+mod verify_run;

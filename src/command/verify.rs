@@ -12,8 +12,8 @@ use crate::load::FleetResult;
 use crate::metrics::{Recorder, Summary};
 use crate::pki::{CaChain, DeviceIdentity, DeviceIds, Validity};
 use crate::protocol::stamp::Stamp;
-use crate::protocol::{MqttDialect, QoS, SettleMode};
-use crate::scenario::{Plan, ProtocolPlan, VerifyIdentity};
+use crate::protocol::{AmqpDialect, MqttDialect, QoS, SaslMechanism, SettleMode};
+use crate::scenario::{Plan, ProtocolPlan, VerifyIdentity, VerifyKind};
 use crate::transport::{ClientTls, Endpoint};
 use crate::verify::{self, Sent, Verifier};
 
@@ -60,19 +60,51 @@ pub(super) async fn start(
     let config = tls
         .for_device(&identity)
         .context("the verifying receiver's TLS configuration")?;
-    let verifier = verify::start(v, endpoint, config, run, recorder.clone())
+    let setup = verify::Setup {
+        endpoint: endpoint.clone(),
+        tls: config,
+        tls_anonymous: tls
+            .without_client_auth()
+            .context("the verifying receiver's TLS configuration")?,
+        sasl: match &plan.protocol {
+            ProtocolPlan::Amqp(a) => match &a.dialect {
+                AmqpDialect::Generic { sasl, .. } => *sasl,
+                AmqpDialect::IotHub { .. } => SaslMechanism::None,
+            },
+            ProtocolPlan::Mqtt(_) => SaslMechanism::External,
+        },
+        connection_string: connection_string(&v.kind)?,
+    };
+    let verifier = verify::start(v, &setup, run, recorder.clone())
         .await
         .with_context(|| {
             format!(
-                "[verify] receiver {:?} could not connect and subscribe at {}",
+                "[verify] receiver {:?} could not connect and subscribe or attach at {}",
                 v.client_id, endpoint.addr
             )
         })?;
     tracing::info!(
-        "verifying receiver subscribed; run id {}",
+        "verifying receiver ready; run id {}",
         verify::account::hex(run)
     );
     Ok(Some(Verifying { verifier }))
+}
+
+/// The Event Hubs-compatible endpoint's connection string, from the variable the plan names.
+fn connection_string(kind: &VerifyKind) -> anyhow::Result<Option<String>> {
+    let VerifyKind::EventHubs {
+        connection_string_env,
+        ..
+    } = kind
+    else {
+        return Ok(None);
+    };
+    match std::env::var(connection_string_env) {
+        Ok(text) if !text.is_empty() => Ok(Some(text)),
+        _ => anyhow::bail!(
+            "verify.connection-string-env: the environment variable {connection_string_env} is not set (it should hold the endpoint's connection string: `hub serve --amqp ADDR` prints it on stderr)"
+        ),
+    }
 }
 
 /// The receiver's identity from `verify.cert-file` and `verify.key-file`.

@@ -176,6 +176,29 @@ impl ClientTls {
         };
         Ok(Arc::new(config))
     }
+
+    /// A configuration that verifies the server as the devices do but presents no certificate:
+    /// for endpoints that authenticate by token (an Event Hubs-compatible endpoint).
+    pub fn without_client_auth(&self) -> Result<Arc<ClientConfig>, TlsConfigError> {
+        let err = |source| TlsConfigError::Rustls {
+            what: "a client without a certificate".into(),
+            source,
+        };
+        let builder = ClientConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(self.version.versions())
+            .map_err(err)?;
+        let builder = match &self.verifier {
+            ServerVerification::Roots(roots) => builder.with_root_certificates(roots.clone()),
+            ServerVerification::Skip => {
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(NoServerVerification(
+                        HandshakeSignatures(self.provider.clone()),
+                    )))
+            }
+        };
+        Ok(Arc::new(builder.with_no_client_auth()))
+    }
 }
 
 /// Checks the handshake's own signatures (CertificateVerify) with a provider's algorithms: the

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{Delivery, Recorder};
-use crate::protocol::QoS;
+use crate::protocol::{QoS, SaslMechanism};
 use crate::scenario::{VerifyKind, VerifyPlan};
 use crate::transport::Endpoint;
 pub use account::{Account, Sent};
@@ -79,60 +79,128 @@ pub struct Verifier {
     account: JoinHandle<(Account, std::time::Instant)>,
 }
 
-/// Connects every receiver of `plan` (each confirmed subscribed) and starts reading. `tls` is
-/// the receiver's own identity; `run` the run id the messages carry.
+/// What a receiver needs besides its plan: where the devices connect and how.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// The devices' endpoint (MQTT and AMQP receivers connect there too).
+    pub endpoint: Endpoint,
+    /// The receiver's TLS: its own identity (MQTT, AMQP with EXTERNAL).
+    pub tls: Arc<rustls::ClientConfig>,
+    /// TLS without a client certificate, verifying the server as the devices do (Event Hubs).
+    pub tls_anonymous: Arc<rustls::ClientConfig>,
+    /// The devices' SASL mechanism (AMQP receivers use the same).
+    pub sasl: SaslMechanism,
+    /// The Event Hubs-compatible endpoint's connection string, when the kind needs one.
+    pub connection_string: Option<String>,
+}
+
+/// Longest a receiver reads if nobody stops it: [`Verifier::finish`] (or dropping the
+/// [`Verifier`]) stops it when the run ends, which the run's own hard bound limits.
+const RECEIVER_MAX: Duration = Duration::from_secs(24 * 3600);
+
+/// Receiver tasks, each returning how many messages it read.
+type Tasks = Vec<JoinHandle<Result<u64, VerifyError>>>;
+
+/// Connects every receiver of `plan` (each confirmed subscribed or attached) and starts
+/// reading. `run` is the run id the messages carry.
 pub async fn start(
     plan: &VerifyPlan,
-    endpoint: &Endpoint,
-    tls: Arc<rustls::ClientConfig>,
+    setup: &Setup,
     run: u64,
     recorder: Arc<Recorder>,
 ) -> Result<Verifier, VerifyError> {
-    let VerifyKind::Mqtt {
-        topic,
-        qos,
-        group,
-        receivers,
-    } = &plan.kind
-    else {
-        return Err(VerifyError::Unsupported(match plan.kind {
-            VerifyKind::Amqp { .. } => "amqp",
-            _ => "eventhubs",
-        }));
-    };
-    let sub = mqtt::Subscription {
-        filter: match group {
-            Some(g) => format!("$share/{g}/{topic}"),
-            None => topic.clone(),
-        },
-        qos: *qos,
-    };
-    let mut connected = Vec::new();
-    for k in 0..*receivers {
-        let id = if *receivers > 1 {
-            format!("{}-{k}", plan.client_id)
-        } else {
-            plan.client_id.clone()
-        };
-        connected.push(mqtt::MqttReceiver::connect(endpoint, tls.clone(), &id, &sub).await?);
-    }
     let (tx, rx) = mpsc::channel(CHANNEL);
     let stop = CancellationToken::new();
-    let receivers = connected
-        .into_iter()
-        .map(|r| tokio::spawn(r.run(tx.clone(), stop.clone())))
-        .collect();
+    let (description, strict_receiver, receivers) = match &plan.kind {
+        VerifyKind::Mqtt {
+            topic,
+            qos,
+            group,
+            receivers,
+        } => {
+            let sub = mqtt::Subscription {
+                filter: match group {
+                    Some(g) => format!("$share/{g}/{topic}"),
+                    None => topic.clone(),
+                },
+                qos: *qos,
+            };
+            let mut connected = Vec::new();
+            for k in 0..*receivers {
+                let id = if *receivers > 1 {
+                    format!("{}-{k}", plan.client_id)
+                } else {
+                    plan.client_id.clone()
+                };
+                connected.push(
+                    mqtt::MqttReceiver::connect(&setup.endpoint, setup.tls.clone(), &id, &sub)
+                        .await?,
+                );
+            }
+            let tasks: Tasks = connected
+                .into_iter()
+                .map(|r| tokio::spawn(r.run(tx.clone(), stop.clone())))
+                .collect();
+            let n = *receivers;
+            let description = format!(
+                "mqtt {} at QoS {}, {n} receiver{}",
+                sub.filter,
+                *qos as u8,
+                if n == 1 { "" } else { "s" }
+            );
+            (description, *qos != QoS::AtMostOnce, tasks)
+        }
+        VerifyKind::Amqp { addresses } => {
+            let options = amqp::AmqpReceiverOptions {
+                addr: setup.endpoint.addr,
+                server_name: setup.endpoint.host.clone(),
+                tls: setup.tls.clone(),
+                sasl: setup.sasl,
+                container_id: plan.client_id.clone(),
+                addresses: addresses.clone(),
+                credit: amqp::DEFAULT_CREDIT,
+                timeout: OPEN_TIMEOUT,
+            };
+            let receiver = amqp::AmqpReceiver::open(&options)
+                .await
+                .map_err(|e| VerifyError::Refused(e.to_string()))?;
+            let task = tokio::spawn(links(receiver.run(tx.clone(), stop.clone(), RECEIVER_MAX)));
+            let description = format!("amqp links on {}", addresses.join(", "));
+            (description, true, vec![task])
+        }
+        VerifyKind::EventHubs { consumer_group, .. } => {
+            let text = setup.connection_string.as_deref().unwrap_or_default();
+            let connection = eventhubs::ConnectionString::parse(text)
+                .map_err(|e| VerifyError::Refused(e.to_string()))?;
+            let entity = connection.entity.clone();
+            let options = eventhubs::EventHubsOptions {
+                connection,
+                addr: None,
+                tls: setup.tls_anonymous.clone(),
+                consumer_group: consumer_group.clone(),
+                from: std::time::SystemTime::now(),
+                credit: amqp::DEFAULT_CREDIT,
+                timeout: OPEN_TIMEOUT,
+                token_lifetime: RECEIVER_MAX,
+                connections: 2,
+            };
+            let receiver = eventhubs::EventHubsReceiver::open(&options)
+                .await
+                .map_err(|e| VerifyError::Refused(e.to_string()))?;
+            let partitions = receiver.partitions().len();
+            let task = tokio::spawn(links(receiver.run(tx.clone(), stop.clone(), RECEIVER_MAX)));
+            let description = format!(
+                "event hubs {entity}, consumer group {consumer_group}, {partitions} partitions"
+            );
+            (description, true, vec![task])
+        }
+    };
+    drop(tx);
     let (expect, expected) = oneshot::channel();
     let account = tokio::spawn(consume(rx, Account::new(run, recorder), expected));
-    let n = plan_receivers(plan);
     Ok(Verifier {
-        description: format!(
-            "mqtt {} at QoS {}, {n} receiver{}",
-            sub.filter,
-            *qos as u8,
-            if n == 1 { "" } else { "s" }
-        ),
-        strict_receiver: *qos != QoS::AtMostOnce,
+        description,
+        strict_receiver,
         settle: plan.settle,
         stop,
         receivers,
@@ -141,10 +209,21 @@ pub async fn start(
     })
 }
 
-fn plan_receivers(plan: &VerifyPlan) -> u32 {
-    match plan.kind {
-        VerifyKind::Mqtt { receivers, .. } => receivers,
-        _ => 1,
+/// Time allowed to connect, open and attach an AMQP or Event Hubs receiver.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// An AMQP receiver's links as one task result: the messages read, or why a link ended early.
+async fn links(
+    report: impl std::future::Future<Output = amqp::ReceiveReport>,
+) -> Result<u64, VerifyError> {
+    let report = report.await;
+    match report.links.iter().find_map(|l| {
+        l.ended
+            .as_ref()
+            .map(|why| format!("link {} ended: {why}", l.address))
+    }) {
+        Some(why) => Err(VerifyError::Protocol(why)),
+        None => Ok(report.received()),
     }
 }
 

@@ -185,18 +185,8 @@ pub(super) fn verify(
     }
     let kind = match v.kind.unwrap_or(VerifyKindName::Mqtt) {
         VerifyKindName::Mqtt => mqtt(v, target, p)?,
-        other => {
-            let name = if other == VerifyKindName::Amqp {
-                "amqp"
-            } else {
-                "eventhubs"
-            };
-            p.add(
-                "verify.kind",
-                format!("\"{name}\" is not supported by this build: use kind = \"mqtt\""),
-            );
-            return None;
-        }
+        VerifyKindName::Amqp => amqp(v, target, protocol, p)?,
+        VerifyKindName::Eventhubs => eventhubs(v, target, p)?,
     };
     stamp_fits(protocol, payload, p);
     Some(VerifyPlan {
@@ -204,6 +194,90 @@ pub(super) fn verify(
         client_id,
         identity,
         settle,
+    })
+}
+
+/// The AMQP receiver links' settings: on the devices' own AMQP endpoint, as they connect.
+fn amqp(
+    v: &VerifySection,
+    target: Option<&Target>,
+    protocol: Option<&ProtocolPlan>,
+    p: &mut Problems<'_>,
+) -> Option<VerifyKind> {
+    p.not_applicable(
+        &[
+            (v.topic.is_some(), "verify.topic"),
+            (v.qos.is_some(), "verify.qos"),
+            (v.group.is_some(), "verify.group"),
+            (v.receivers.is_some(), "verify.receivers"),
+            (
+                v.connection_string_env.is_some(),
+                "verify.connection-string-env",
+            ),
+            (v.consumer_group.is_some(), "verify.consumer-group"),
+        ],
+        "does not apply to kind = \"amqp\"",
+    );
+    if target == Some(&Target::Embedded) {
+        p.add(
+            "verify.kind",
+            "\"amqp\" reads a broker's queues: the embedded hub has none (its Event Hubs-compatible endpoint is kind = \"eventhubs\" against `hub serve`); set [target] hub = \"remote\"",
+        );
+    }
+    if !matches!(protocol, None | Some(ProtocolPlan::Amqp(_))) {
+        p.add(
+            "verify.kind",
+            "\"amqp\" reads on the devices' AMQP endpoint: needs [protocol] kind = \"amqp\"",
+        );
+    }
+    let addresses = v.addresses.clone().unwrap_or_default();
+    if addresses.is_empty() || addresses.iter().any(String::is_empty) {
+        p.add(
+            "verify.addresses",
+            "is required for kind = \"amqp\": the source addresses to read, e.g. [\"/queue/telemetry\"]",
+        );
+    }
+    Some(VerifyKind::Amqp { addresses })
+}
+
+/// The Event Hubs-compatible endpoint's settings: its connection string from the environment.
+fn eventhubs(
+    v: &VerifySection,
+    target: Option<&Target>,
+    p: &mut Problems<'_>,
+) -> Option<VerifyKind> {
+    p.not_applicable(
+        &[
+            (v.topic.is_some(), "verify.topic"),
+            (v.qos.is_some(), "verify.qos"),
+            (v.group.is_some(), "verify.group"),
+            (v.receivers.is_some(), "verify.receivers"),
+            (v.addresses.is_some(), "verify.addresses"),
+            (v.cert_file.is_some(), "verify.cert-file"),
+            (v.key_file.is_some(), "verify.key-file"),
+        ],
+        "does not apply to kind = \"eventhubs\" (the endpoint authenticates by its key)",
+    );
+    if target == Some(&Target::Embedded) {
+        p.add(
+            "verify.kind",
+            "\"eventhubs\" reads a hub's Event Hubs-compatible endpoint: run the hub as `fleetbench hub serve --amqp ADDR` and set [target] hub = \"remote\"",
+        );
+    }
+    let connection_string_env = v.connection_string_env.clone().unwrap_or_default();
+    if connection_string_env.is_empty() {
+        p.add(
+            "verify.connection-string-env",
+            "is required for kind = \"eventhubs\": the name of an environment variable holding the endpoint's connection string (Endpoint=sb://...;SharedAccessKeyName=...;SharedAccessKey=...;EntityPath=...)",
+        );
+    }
+    let consumer_group = v
+        .consumer_group
+        .clone()
+        .unwrap_or_else(|| "$Default".to_owned());
+    Some(VerifyKind::EventHubs {
+        connection_string_env,
+        consumer_group,
     })
 }
 

@@ -1,0 +1,283 @@
+//! Issue 15: `run` with a `[verify]` receiver on AMQP targets, through the binary: RabbitMQ's
+//! queue read over AMQP 1.0 with SASL EXTERNAL, and `hub serve`'s Event Hubs-compatible
+//! endpoint (the tutorial's two-process flow), where the hub's test-only fault drops every
+//! N-th message and the run must count exactly those as lost, by device.
+
+use std::io::BufRead as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use crate::support::rabbitmq::RabbitMq;
+use crate::support::walkthrough::{self, fleetbench, take_summary, text};
+
+fn ok(dir: &Path, args: &[&str]) {
+    let out = fleetbench(dir, args, &[]);
+    assert!(out.status.success(), "{args:?}: {}", text(&out));
+}
+
+/// The deliver phase's sample count in a summary.
+fn deliver_count(s: &serde_json::Value) -> u64 {
+    s["phases"]
+        .as_array()
+        .and_then(|p| p.iter().find(|x| x["name"] == "deliver"))
+        .and_then(|x| x["count"].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_rabbitmq_run_with_an_amqp_receiver_proves_every_message_delivered() {
+    if !RabbitMq::available() {
+        return;
+    }
+    let dir = walkthrough::setup();
+    let d = dir.path();
+    // 51 identities: the 50 devices and the receiver's own (RabbitMQ maps EXTERNAL to the CN).
+    ok(
+        d,
+        &[
+            "pki",
+            "registry",
+            "--ca",
+            "ca",
+            "--count",
+            "51",
+            "--out",
+            "broker/devices.jsonl",
+        ],
+    );
+    let broker = RabbitMq::start(d, &d.join("broker/devices.jsonl"));
+    let scenario = walkthrough::copy_replacing(
+        "scenarios/rabbitmq.toml",
+        "127.0.0.1:5671",
+        &format!("127.0.0.1:{}", broker.port),
+        d,
+    );
+    let mut body = std::fs::read_to_string(&scenario).unwrap();
+    body += "\n[verify]\nkind = \"amqp\"\naddresses = [\"/queue/telemetry\"]\nclient-id = \"device-00051\"\n";
+    std::fs::write(&scenario, body).unwrap();
+    let out = fleetbench(
+        d,
+        &[
+            "run",
+            "--quiet",
+            "--results",
+            "results",
+            scenario.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out),
+        broker.log_tail()
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Delivery"), "{stdout}");
+    let s = take_summary(d);
+    let v = &s["delivery"];
+    assert_eq!(s["counts"]["messages_acked"], 200, "{}", text(&out));
+    assert_eq!(
+        (&v["acked"], &v["delivered"], &v["received"]),
+        (&200.into(), &200.into(), &200.into()),
+        "{v}"
+    );
+    for field in ["lost", "duplicated", "unexpected"] {
+        assert_eq!(v[field], 0, "{field}: {v}");
+    }
+    assert!(
+        v["receiver"].as_str().unwrap().contains("/queue/telemetry"),
+        "{v}"
+    );
+    assert_eq!(deliver_count(&s), 200, "{}", s["phases"]);
+    drop(broker);
+}
+
+/// `hub serve` with MQTT and AMQP listeners and a metrics address, in `dir/hub`; returns it
+/// with its MQTT address and its Event Hubs connection string.
+fn hub_serve(dir: &Path, drop_every: Option<&str>) -> (Child, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleetbench"));
+    cmd.current_dir(dir)
+        .args(["hub", "serve", "--state", "hub", "--mqtt", "127.0.0.1:0"])
+        .args(["--amqp", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(n) = drop_every {
+        cmd.env("FLEETBENCH_FAULT_EVENTHUBS_DROP_EVERY", n);
+    }
+    let mut hub = cmd.spawn().unwrap();
+    let mut stdout = std::io::BufReader::new(hub.stdout.take().unwrap());
+    let mut listening = String::new();
+    stdout.read_line(&mut listening).unwrap();
+    std::thread::spawn(move || stdout.lines().for_each(drop));
+    let mut stderr = std::io::BufReader::new(hub.stderr.take().unwrap()).lines();
+    let endpoint = stderr
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("event hubs-compatible endpoint: "))
+        .expect("the endpoint announced on stderr");
+    std::thread::spawn(move || stderr.for_each(drop));
+    let mqtt = listening.split("mqtts://").nth(1).unwrap();
+    let mqtt = mqtt.split_whitespace().next().unwrap().to_owned();
+    let connection = endpoint
+        .trim()
+        .strip_prefix("event hubs-compatible endpoint: ")
+        .unwrap()
+        .to_owned();
+    (hub, mqtt, connection)
+}
+
+fn stop(mut hub: Child) {
+    let _ = Command::new("kill")
+        .args(["-INT", &hub.id().to_string()])
+        .status();
+    let _ = hub.wait();
+}
+
+/// Runs 6 devices x 4 messages over MQTT against `mqtt` with an Event Hubs receiver.
+fn run_with_receiver(
+    d: &Path,
+    mqtt: &str,
+    connection: &str,
+) -> (std::process::Output, serde_json::Value) {
+    let scenario = format!(
+        "[target]\nhub = \"remote\"\naddress = \"{mqtt}\"\nserver-name = \"localhost\"\n\
+         ca-file = \"hub/server-root.pem\"\n[fleet]\ndevices = 6\n\
+         [messages]\ncount = 4\ninterval = \"5ms\"\n\
+         [verify]\nkind = \"eventhubs\"\nconnection-string-env = \"FB_TEST_EVENTHUBS\"\nsettle = \"2s\"\n"
+    );
+    std::fs::write(d.join("eh.toml"), scenario).unwrap();
+    let out = fleetbench(
+        d,
+        &[
+            "run",
+            "--quiet",
+            "--results",
+            "results",
+            "--ca",
+            "ca",
+            "eh.toml",
+        ],
+        &[("FB_TEST_EVENTHUBS", connection)],
+    );
+    let s = take_summary(d);
+    (out, s)
+}
+
+#[test]
+fn the_hubs_event_hubs_endpoint_proves_delivery_and_a_dropping_hub_is_caught_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["pki", "init", "--out", "ca"]);
+    ok(
+        d,
+        &[
+            "hub",
+            "ca",
+            "add",
+            "--state",
+            "hub",
+            "--name",
+            "t",
+            "--cert",
+            "ca/root.cer",
+            "--verified",
+        ],
+    );
+    ok(
+        d,
+        &["pki", "registry", "--count", "6", "--out", "devices.txt"],
+    );
+    ok(
+        d,
+        &[
+            "hub",
+            "device",
+            "add",
+            "--state",
+            "hub",
+            "--import",
+            "devices.txt",
+        ],
+    );
+
+    // A faithful hub: all 24 acknowledged messages arrive once, each with its deliver time.
+    let (hub, mqtt, connection) = hub_serve(d, None);
+    let (out, s) = run_with_receiver(d, &mqtt, &connection);
+    stop(hub);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v = &s["delivery"];
+    assert_eq!(
+        (&v["acked"], &v["delivered"], &v["lost"], &v["duplicated"]),
+        (&24.into(), &24.into(), &0.into(), &0.into()),
+        "{v}"
+    );
+    assert!(
+        v["receiver"].as_str().unwrap().contains("event hubs"),
+        "{v}"
+    );
+    assert_eq!(deliver_count(&s), 24, "{}", s["phases"]);
+
+    // The same hub dropping every 5th message from its endpoint (after acknowledging it):
+    // 24 / 5 = 4 lost, each named by device, and the run fails.
+    let (hub, mqtt, connection) = hub_serve(d, Some("5"));
+    let (out, s) = run_with_receiver(d, &mqtt, &connection);
+    stop(hub);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let v = &s["delivery"];
+    assert_eq!(
+        (&v["acked"], &v["delivered"], &v["lost"]),
+        (&24.into(), &20.into(), &4.into()),
+        "{v}"
+    );
+    let lost_by_device: u64 = v["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["lost"].as_u64().unwrap())
+        .sum();
+    assert_eq!(lost_by_device, 4, "{v}");
+    assert!(
+        s["verdict"]["checks"]
+            .to_string()
+            .contains("4 acknowledged messages never delivered"),
+        "{}",
+        s["verdict"]
+    );
+}
+
+#[test]
+fn an_eventhubs_receiver_without_its_connection_string_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let scenario =
+        "[target]\nhub = \"remote\"\naddress = \"127.0.0.1:1\"\nserver-name = \"localhost\"\n\
+         verify-server = false\n[fleet]\ndevices = 1\n\
+         [verify]\nkind = \"eventhubs\"\nconnection-string-env = \"FB_TEST_UNSET_EVENTHUBS\"\n";
+    std::fs::write(d.join("eh.toml"), scenario).unwrap();
+    let out = fleetbench(
+        d,
+        &["run", "--quiet", "--results", "results", "eh.toml"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("FB_TEST_UNSET_EVENTHUBS is not set"),
+        "{}",
+        text(&out)
+    );
+    // And on the embedded hub the kind is refused at validation, naming the field.
+    std::fs::write(
+        d.join("emb.toml"),
+        "[verify]\nkind = \"eventhubs\"\nconnection-string-env = \"X\"\n",
+    )
+    .unwrap();
+    let out = fleetbench(
+        d,
+        &["run", "--quiet", "--results", "results", "emb.toml"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("verify.kind"), "{}", text(&out));
+}
