@@ -74,13 +74,19 @@ fn main() {
         cores(),
         rounds()
     );
-    if only("handshakes") || only("mqtt-handshakes") {
-        handshakes::mqtt(&lab, false);
-        handshakes::mqtt(&lab, true);
-    }
-    if only("handshakes") || only("amqp-handshakes") {
-        handshakes::amqp(&lab, false);
-        handshakes::amqp(&lab, true);
+    // `handshakes` runs the four; `mqtt-full`, `amqp-resumed`, ... one of them.
+    for (protocol, resumed, name) in [
+        ("mqtt", false, "mqtt-full"),
+        ("mqtt", true, "mqtt-resumed"),
+        ("amqp", false, "amqp-full"),
+        ("amqp", true, "amqp-resumed"),
+    ] {
+        if only("handshakes") || only(name) {
+            match protocol {
+                "mqtt" => handshakes::mqtt(&lab, resumed),
+                _ => handshakes::amqp(&lab, resumed),
+            }
+        }
     }
     if only("memory") {
         memory::memory(&lab);
@@ -334,8 +340,20 @@ struct Comparison<'a> {
 impl Comparison<'_> {
     /// Runs both sides `rounds()` times, alternating which goes first, then prints each side's
     /// median with its spread and every round, and the median of the paired rounds' ratios
-    /// with its spread. Returns the ratio's statistics.
-    fn run(&self, mut fleetbench: impl FnMut() -> Rate, mut bare: impl FnMut() -> Rate) -> Spread {
+    /// with its spread.
+    fn run(&self, mut fleetbench: impl FnMut() -> Rate, mut bare: impl FnMut() -> Rate) {
+        // One side alone, for profiling it: FLEETBENCH_BENCH_SIDE=fleetbench or bare.
+        if let Ok(side) = std::env::var("FLEETBENCH_BENCH_SIDE") {
+            let (label, f): (_, &mut dyn FnMut() -> Rate) = match side.as_str() {
+                "fleetbench" => (self.fleet_label, &mut fleetbench),
+                _ => (self.bare_label, &mut bare),
+            };
+            let rounds: Vec<_> = (0..rounds()).map(|_| f()).collect();
+            println!("{} ({side} side only)", self.title);
+            Rate::print(label, &rounds);
+            println!();
+            return;
+        }
         let (mut fb, mut bb) = (Vec::new(), Vec::new());
         for round in 0..rounds() {
             if round % 2 == 0 {
@@ -362,7 +380,6 @@ impl Comparison<'_> {
             Some(aim) => println!("   aim >= {aim:.2}: {}\n", verdict(&ratio, aim)),
             None => println!(),
         }
-        ratio
     }
 }
 
