@@ -223,11 +223,18 @@ impl AmqpLink {
     }
 }
 
-/// One whole AMQP session without messages: TCP, TLS, open/begin/attach, detach/end/close.
-pub(crate) async fn amqp_session(port: u16, devices: Arc<Vec<Device>>, i: usize) {
+/// One whole AMQP session without messages: TCP, TLS, open/begin/attach, then detach/end/close
+/// in a task of `closing` (fe2o3's close waits for the hub's answers), so that the caller's next
+/// session starts at once, as fleetbench's next does once a session is connected.
+pub(crate) async fn amqp_session(
+    port: u16,
+    devices: Arc<Vec<Device>>,
+    i: usize,
+    closing: tokio_util::task::TaskTracker,
+) {
     let (id, cfg) = &devices[i];
     let s = tls(port, cfg).await;
-    amqp_attach(s, id).await.close().await;
+    closing.spawn(amqp_attach(s, id).await.close());
 }
 
 /// Counts of a stream's writes and flushes.
