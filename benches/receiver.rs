@@ -28,8 +28,11 @@ use rustls::pki_types::ServerName;
 
 /// Messages per round.
 const MESSAGES: u32 = 40_000;
-/// Rounds; the best of each receiver is kept.
-const ROUNDS: usize = 3;
+/// Rounds; the ratio reported is the median of the rounds' ratios, with its spread.
+const ROUNDS: usize = 5;
+#[path = "support/stats.rs"]
+mod stats;
+
 const RUN: u64 = 0x0bad_cafe_f00d_0001;
 
 struct Mosquitto(Child);
@@ -117,7 +120,7 @@ fn main() {
             .unwrap();
         tls.for_device(&identity).unwrap()
     };
-    let (mut best_fb, mut best_bare) = (0f64, 0f64);
+    let (mut fbs, mut bares) = (Vec::new(), Vec::new());
     println!("receiver cost: {MESSAGES} QoS 1 messages of 64 bytes per round, {ROUNDS} rounds");
     for round in 0..ROUNDS {
         let (fb, bare) = round_once(port, &config, round);
@@ -125,13 +128,22 @@ fn main() {
             "  round {round}: fleetbench {fb:>10.0} msg/CPU-s   bare rumqttc {bare:>10.0} msg/CPU-s   ratio {:.2}",
             fb / bare
         );
-        best_fb = best_fb.max(fb);
-        best_bare = best_bare.max(bare);
+        fbs.push(fb);
+        bares.push(bare);
     }
+    let (Some(fb), Some(bare), Some(ratio)) = (
+        stats::Spread::of(&fbs),
+        stats::Spread::of(&bares),
+        stats::Spread::of(&stats::ratios(&fbs, &bares)),
+    ) else {
+        println!("no finite figures to summarise");
+        return;
+    };
     println!(
-        "best: fleetbench receiver {best_fb:.0} msg/CPU-s, bare rumqttc subscriber {best_bare:.0} msg/CPU-s, ratio {:.2}",
-        best_fb / best_bare
+        "median: fleetbench receiver {:.0} msg/CPU-s, bare rumqttc subscriber {:.0} msg/CPU-s",
+        fb.median, bare.median
     );
+    println!("ratio (fleetbench / bare, per round): {ratio}");
 }
 
 /// One round: both receivers subscribed, the publisher sends, each reports msg/CPU-s.
