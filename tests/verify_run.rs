@@ -1,5 +1,6 @@
 //! Issue 15: `run` with a `[verify]` receiver on AMQP targets, through the binary: RabbitMQ's
-//! queue read over AMQP 1.0 with SASL EXTERNAL, and `hub serve`'s Event Hubs-compatible
+//! queue read over AMQP 1.0 with SASL EXTERNAL (and an exchange that drops some devices'
+//! messages unroutable after accepting them), and `hub serve`'s Event Hubs-compatible
 //! endpoint (the tutorial's two-process flow), where the hub's test-only fault drops every
 //! N-th message and the run must count exactly those as lost, by device.
 
@@ -280,4 +281,96 @@ fn an_eventhubs_receiver_without_its_connection_string_is_a_clear_error() {
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("verify.kind"), "{}", text(&out));
+}
+
+#[test]
+fn a_rabbitmq_exchange_that_drops_unroutable_messages_is_caught_exactly_by_device() {
+    if !RabbitMq::available() {
+        return;
+    }
+    let dir = walkthrough::setup();
+    let d = dir.path();
+    ok(
+        d,
+        &[
+            "pki",
+            "registry",
+            "--ca",
+            "ca",
+            "--count",
+            "51",
+            "--out",
+            "broker/devices.jsonl",
+        ],
+    );
+    let broker = RabbitMq::start(d, &d.join("broker/devices.jsonl"));
+    let scenario = walkthrough::copy_replacing(
+        "scenarios/rabbitmq.toml",
+        "127.0.0.1:5671",
+        &format!("127.0.0.1:{}", broker.port),
+        d,
+    );
+    // Each device sends to amq.direct with its id as the routing key; the receiver binds a
+    // queue for every device but 3 and 7, whose messages RabbitMQ accepts and drops unroutable.
+    let body = std::fs::read_to_string(&scenario)
+        .unwrap()
+        .replace("devices = 50", "devices = 12")
+        .replace(
+            "address = \"/queue/telemetry\"",
+            "address = \"/exchange/amq.direct/{device_id}\"",
+        );
+    let addresses: Vec<String> = (1..=12)
+        .filter(|n| ![3, 7].contains(n))
+        .map(|n| format!("\"/exchange/amq.direct/device-{n:05}\""))
+        .collect();
+    let body = format!(
+        "{body}\n[verify]\nkind = \"amqp\"\naddresses = [{}]\nclient-id = \"device-00051\"\nsettle = \"1s\"\n",
+        addresses.join(", ")
+    );
+    std::fs::write(&scenario, body).unwrap();
+    let out = fleetbench(
+        d,
+        &[
+            "run",
+            "--quiet",
+            "--results",
+            "results",
+            scenario.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}\n{}",
+        text(&out),
+        broker.log_tail()
+    );
+    let s = take_summary(d);
+    let v = &s["delivery"];
+    assert_eq!(s["counts"]["messages_acked"], 48, "{}", text(&out));
+    assert_eq!(
+        (&v["acked"], &v["delivered"], &v["lost"], &v["duplicated"]),
+        (&48.into(), &40.into(), &8.into(), &0.into()),
+        "{v}"
+    );
+    let lost: Vec<(String, u64)> = v["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["device"].as_str().unwrap().to_owned(),
+                x["lost"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        lost,
+        [
+            ("device-00003".to_owned(), 4),
+            ("device-00007".to_owned(), 4)
+        ]
+    );
+    drop(broker);
 }
