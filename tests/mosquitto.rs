@@ -4,11 +4,8 @@
 //! changed) and the committed `scenarios/mosquitto*.toml` (only the port in the address
 //! changed). Skipped (saying so) without Mosquitto unless FLEETBENCH_REQUIRE_BROKERS=1.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Child, Command, Output};
 
 use crate::support;
 use crate::support::walkthrough::{self, fleetbench, take_summary, text};
@@ -40,35 +37,7 @@ impl Mosquitto {
             &format!("listener {port} 127.0.0.1"),
             dir,
         );
-        let mut child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(conf)
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            // Keep draining after "running" so the broker never blocks on a full pipe.
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut log = Vec::new();
-        loop {
-            match rx.recv_timeout(Duration::from_secs(20)) {
-                Ok(line) if line.contains("running") => break,
-                Ok(line) => log.push(line),
-                Err(_) => {
-                    // Not yet wrapped in `Mosquitto`, so stop it here rather than leak it.
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("mosquitto did not start: {}", log.join("\n"))
-                }
-            }
-        }
+        let child = support::mosquitto::spawn(dir, &conf);
         Self { child, port }
     }
 }

@@ -8,11 +8,8 @@
 //! `message_size_limit` gets PUBACK or PUBREC 0x95 (packet too large), a code MQTT 5 does not
 //! list for them. Skipped (saying so) without Mosquitto unless FLEETBENCH_REQUIRE_BROKERS=1.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Child, Command, Output};
 
 use crate::support;
 use crate::support::walkthrough::{self, fleetbench, take_summary, text};
@@ -47,33 +44,7 @@ impl Mosquitto {
              set_tcp_nodelay true\n{auth}\n"
         );
         std::fs::write(dir.join("mqtt5.conf"), conf).unwrap();
-        let mut child = Command::new("mosquitto")
-            .args(["-c", "mqtt5.conf"])
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            // Keep draining after "running" so the broker never blocks on a full pipe.
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut log = Vec::new();
-        loop {
-            match rx.recv_timeout(Duration::from_secs(20)) {
-                Ok(line) if line.contains("running") => break,
-                Ok(line) => log.push(line),
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("mosquitto did not start: {}", log.join("\n"))
-                }
-            }
-        }
+        let child = support::mosquitto::spawn(dir, Path::new("mqtt5.conf"));
         Self { child, port }
     }
 }

@@ -5,11 +5,8 @@
 //! messages as lost, by device. Skipped (saying so) without Mosquitto unless
 //! FLEETBENCH_REQUIRE_BROKERS=1.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Child;
 
 use crate::support;
 use crate::support::walkthrough::{self, fleetbench, take_summary, text};
@@ -44,32 +41,7 @@ impl Mosquitto {
             conf.push_str("acl_file acl\n");
         }
         std::fs::write(dir.join("mosquitto.conf"), conf).unwrap();
-        let mut child = Command::new("mosquitto")
-            .args(["-c", "mosquitto.conf"])
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut log = Vec::new();
-        loop {
-            match rx.recv_timeout(Duration::from_secs(20)) {
-                Ok(line) if line.contains("running") => break,
-                Ok(line) => log.push(line),
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("mosquitto did not start: {}", log.join("\n"))
-                }
-            }
-        }
+        let child = support::mosquitto::spawn(dir, Path::new("mosquitto.conf"));
         Self { child, port }
     }
 }

@@ -25,14 +25,14 @@ fn deliver_count(s: &serde_json::Value) -> u64 {
         .unwrap_or(0)
 }
 
-#[test]
-fn a_rabbitmq_run_with_an_amqp_receiver_proves_every_message_delivered() {
-    if !RabbitMq::available() {
-        return;
-    }
+/// Starts RabbitMQ for the walkthrough's 50 devices and a 51st identity, the receiver's own
+/// (RabbitMQ maps EXTERNAL to the CN), and runs `scenarios/rabbitmq.toml` against it as
+/// `edit` changes it. Returns the run's output and summary, with the broker's log tail.
+fn rabbitmq_run(
+    edit: impl Fn(String) -> String,
+) -> (std::process::Output, serde_json::Value, String) {
     let dir = walkthrough::setup();
     let d = dir.path();
-    // 51 identities: the 50 devices and the receiver's own (RabbitMQ maps EXTERNAL to the CN).
     ok(
         d,
         &[
@@ -53,8 +53,7 @@ fn a_rabbitmq_run_with_an_amqp_receiver_proves_every_message_delivered() {
         &format!("127.0.0.1:{}", broker.port),
         d,
     );
-    let mut body = std::fs::read_to_string(&scenario).unwrap();
-    body += "\n[verify]\nkind = \"amqp\"\naddresses = [\"/queue/telemetry\"]\nclient-id = \"device-00051\"\n";
+    let body = edit(std::fs::read_to_string(&scenario).unwrap());
     std::fs::write(&scenario, body).unwrap();
     let out = fleetbench(
         d,
@@ -67,16 +66,23 @@ fn a_rabbitmq_run_with_an_amqp_receiver_proves_every_message_delivered() {
         ],
         &[],
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out),
-        broker.log_tail()
-    );
+    let log = broker.log_tail();
+    drop(broker);
+    let s = take_summary(d);
+    (out, s, log)
+}
+
+#[test]
+fn a_rabbitmq_run_with_an_amqp_receiver_proves_every_message_delivered() {
+    if !RabbitMq::available() {
+        return;
+    }
+    let (out, s, log) = rabbitmq_run(|body| {
+        body + "\n[verify]\nkind = \"amqp\"\naddresses = [\"/queue/telemetry\"]\nclient-id = \"device-00051\"\n"
+    });
+    assert_eq!(out.status.code(), Some(0), "{}\n{log}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("Delivery"), "{stdout}");
-    let s = take_summary(d);
     let v = &s["delivery"];
     assert_eq!(s["counts"]["messages_acked"], 200, "{}", text(&out));
     assert_eq!(
@@ -92,7 +98,6 @@ fn a_rabbitmq_run_with_an_amqp_receiver_proves_every_message_delivered() {
         "{v}"
     );
     assert_eq!(deliver_count(&s), 200, "{}", s["phases"]);
-    drop(broker);
 }
 
 /// `hub serve` with MQTT and AMQP listeners and a metrics address, in `dir/hub`; returns it
@@ -288,65 +293,23 @@ fn a_rabbitmq_exchange_that_drops_unroutable_messages_is_caught_exactly_by_devic
     if !RabbitMq::available() {
         return;
     }
-    let dir = walkthrough::setup();
-    let d = dir.path();
-    ok(
-        d,
-        &[
-            "pki",
-            "registry",
-            "--ca",
-            "ca",
-            "--count",
-            "51",
-            "--out",
-            "broker/devices.jsonl",
-        ],
-    );
-    let broker = RabbitMq::start(d, &d.join("broker/devices.jsonl"));
-    let scenario = walkthrough::copy_replacing(
-        "scenarios/rabbitmq.toml",
-        "127.0.0.1:5671",
-        &format!("127.0.0.1:{}", broker.port),
-        d,
-    );
     // Each device sends to amq.direct with its id as the routing key; the receiver binds a
     // queue for every device but 3 and 7, whose messages RabbitMQ accepts and drops unroutable.
-    let body = std::fs::read_to_string(&scenario)
-        .unwrap()
-        .replace("devices = 50", "devices = 12")
-        .replace(
-            "address = \"/queue/telemetry\"",
-            "address = \"/exchange/amq.direct/{device_id}\"",
-        );
     let addresses: Vec<String> = (1..=12)
         .filter(|n| ![3, 7].contains(n))
         .map(|n| format!("\"/exchange/amq.direct/device-{n:05}\""))
         .collect();
-    let body = format!(
-        "{body}\n[verify]\nkind = \"amqp\"\naddresses = [{}]\nclient-id = \"device-00051\"\nsettle = \"1s\"\n",
-        addresses.join(", ")
-    );
-    std::fs::write(&scenario, body).unwrap();
-    let out = fleetbench(
-        d,
-        &[
-            "run",
-            "--quiet",
-            "--results",
-            "results",
-            scenario.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}\n{}",
-        text(&out),
-        broker.log_tail()
-    );
-    let s = take_summary(d);
+    let (out, s, log) = rabbitmq_run(|body| {
+        let body = body.replace("devices = 50", "devices = 12").replace(
+            "address = \"/queue/telemetry\"",
+            "address = \"/exchange/amq.direct/{device_id}\"",
+        );
+        format!(
+            "{body}\n[verify]\nkind = \"amqp\"\naddresses = [{}]\nclient-id = \"device-00051\"\nsettle = \"1s\"\n",
+            addresses.join(", ")
+        )
+    });
+    assert_eq!(out.status.code(), Some(1), "{}\n{log}", text(&out));
     let v = &s["delivery"];
     assert_eq!(s["counts"]["messages_acked"], 48, "{}", text(&out));
     assert_eq!(
@@ -372,5 +335,4 @@ fn a_rabbitmq_exchange_that_drops_unroutable_messages_is_caught_exactly_by_devic
             ("device-00007".to_owned(), 4)
         ]
     );
-    drop(broker);
 }

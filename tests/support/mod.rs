@@ -3,6 +3,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod mosquitto;
 pub mod rabbitmq;
 pub mod walkthrough;
 
