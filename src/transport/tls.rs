@@ -146,16 +146,19 @@ impl ClientTls {
         Ok(Arc::new(store))
     }
 
-    /// The client configuration of one device: its own certificate chain and key.
-    pub fn for_device(&self, device: &DeviceIdentity) -> Result<Arc<ClientConfig>, TlsConfigError> {
-        let err = |source| TlsConfigError::Rustls {
-            what: format!("device {}", device.id),
-            source,
-        };
+    /// The provider, versions and server verification every client configuration shares.
+    fn builder(
+        &self,
+        what: &str,
+    ) -> Result<rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>, TlsConfigError>
+    {
         let builder = ClientConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(self.version.versions())
-            .map_err(err)?;
-        let builder = match &self.verifier {
+            .map_err(|source| TlsConfigError::Rustls {
+                what: what.to_owned(),
+                source,
+            })?;
+        Ok(match &self.verifier {
             ServerVerification::Roots(roots) => builder.with_root_certificates(roots.clone()),
             ServerVerification::Skip => {
                 builder
@@ -164,10 +167,16 @@ impl ClientTls {
                         HandshakeSignatures(self.provider.clone()),
                     )))
             }
-        };
-        let mut config = builder
+        })
+    }
+
+    /// The client configuration of one device: its own certificate chain and key.
+    pub fn for_device(&self, device: &DeviceIdentity) -> Result<Arc<ClientConfig>, TlsConfigError> {
+        let what = format!("device {}", device.id);
+        let mut config = self
+            .builder(&what)?
             .with_client_auth_cert(device.presented_chain(), device.key.clone_key())
-            .map_err(err)?;
+            .map_err(|source| TlsConfigError::Rustls { what, source })?;
         config.resumption = if self.resumption {
             // One device reconnects to one hub: a tiny cache is enough.
             Resumption::in_memory_sessions(4)
@@ -180,24 +189,10 @@ impl ClientTls {
     /// A configuration that verifies the server as the devices do but presents no certificate:
     /// for endpoints that authenticate by token (an Event Hubs-compatible endpoint).
     pub fn without_client_auth(&self) -> Result<Arc<ClientConfig>, TlsConfigError> {
-        let err = |source| TlsConfigError::Rustls {
-            what: "a client without a certificate".into(),
-            source,
-        };
-        let builder = ClientConfig::builder_with_provider(self.provider.clone())
-            .with_protocol_versions(self.version.versions())
-            .map_err(err)?;
-        let builder = match &self.verifier {
-            ServerVerification::Roots(roots) => builder.with_root_certificates(roots.clone()),
-            ServerVerification::Skip => {
-                builder
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(NoServerVerification(
-                        HandshakeSignatures(self.provider.clone()),
-                    )))
-            }
-        };
-        Ok(Arc::new(builder.with_no_client_auth()))
+        Ok(Arc::new(
+            self.builder("a client without a certificate")?
+                .with_no_client_auth(),
+        ))
     }
 }
 

@@ -197,6 +197,30 @@ pub(super) fn verify(
     })
 }
 
+impl VerifySection {
+    /// The kind-specific keys, with whether each is set, but for those in `uses`: what a
+    /// kind does not use is an error when set.
+    fn set_except(&self, uses: &[&str]) -> Vec<(bool, &'static str)> {
+        [
+            (self.topic.is_some(), "verify.topic"),
+            (self.qos.is_some(), "verify.qos"),
+            (self.group.is_some(), "verify.group"),
+            (self.receivers.is_some(), "verify.receivers"),
+            (self.addresses.is_some(), "verify.addresses"),
+            (
+                self.connection_string_env.is_some(),
+                "verify.connection-string-env",
+            ),
+            (self.consumer_group.is_some(), "verify.consumer-group"),
+            (self.cert_file.is_some(), "verify.cert-file"),
+            (self.key_file.is_some(), "verify.key-file"),
+        ]
+        .into_iter()
+        .filter(|(_, key)| !uses.contains(key))
+        .collect()
+    }
+}
+
 /// The AMQP receiver links' settings: on the devices' own AMQP endpoint, as they connect.
 fn amqp(
     v: &VerifySection,
@@ -205,17 +229,7 @@ fn amqp(
     p: &mut Problems<'_>,
 ) -> Option<VerifyKind> {
     p.not_applicable(
-        &[
-            (v.topic.is_some(), "verify.topic"),
-            (v.qos.is_some(), "verify.qos"),
-            (v.group.is_some(), "verify.group"),
-            (v.receivers.is_some(), "verify.receivers"),
-            (
-                v.connection_string_env.is_some(),
-                "verify.connection-string-env",
-            ),
-            (v.consumer_group.is_some(), "verify.consumer-group"),
-        ],
+        &v.set_except(&["verify.addresses", "verify.cert-file", "verify.key-file"]),
         "does not apply to kind = \"amqp\"",
     );
     if target == Some(&Target::Embedded) {
@@ -247,15 +261,7 @@ fn eventhubs(
     p: &mut Problems<'_>,
 ) -> Option<VerifyKind> {
     p.not_applicable(
-        &[
-            (v.topic.is_some(), "verify.topic"),
-            (v.qos.is_some(), "verify.qos"),
-            (v.group.is_some(), "verify.group"),
-            (v.receivers.is_some(), "verify.receivers"),
-            (v.addresses.is_some(), "verify.addresses"),
-            (v.cert_file.is_some(), "verify.cert-file"),
-            (v.key_file.is_some(), "verify.key-file"),
-        ],
+        &v.set_except(&["verify.connection-string-env", "verify.consumer-group"]),
         "does not apply to kind = \"eventhubs\" (the endpoint authenticates by its key)",
     );
     if target == Some(&Target::Embedded) {
@@ -284,14 +290,14 @@ fn eventhubs(
 /// The MQTT subscription's settings.
 fn mqtt(v: &VerifySection, target: Option<&Target>, p: &mut Problems<'_>) -> Option<VerifyKind> {
     p.not_applicable(
-        &[
-            (v.addresses.is_some(), "verify.addresses"),
-            (
-                v.connection_string_env.is_some(),
-                "verify.connection-string-env",
-            ),
-            (v.consumer_group.is_some(), "verify.consumer-group"),
-        ],
+        &v.set_except(&[
+            "verify.topic",
+            "verify.qos",
+            "verify.group",
+            "verify.receivers",
+            "verify.cert-file",
+            "verify.key-file",
+        ]),
         "does not apply to kind = \"mqtt\"",
     );
     if target == Some(&Target::Embedded) {
