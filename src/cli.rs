@@ -90,6 +90,10 @@ pub struct RunArgs {
     /// so that shards started seconds apart ramp together.
     #[arg(long, env = "FLEETBENCH_START_AT", value_name = "TIME", value_parser = parse_instant)]
     pub start_at: Option<SystemTime>,
+    /// Read the CPU time of this server process (on the same host, e.g. Mosquitto or
+    /// `fleetbench hub serve`) over the run, for the server's CPU per handshake.
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
     /// Also print summary.json as one line on stdout, for `merge` to read from logs.
     #[arg(long, env = "FLEETBENCH_PRINT_SUMMARY")]
     pub print_summary: bool,

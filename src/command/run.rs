@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::RunArgs;
 use crate::hub::HubConfig;
 use crate::load::{self, Fleet};
-use crate::metrics::{Recorder, Summary};
+use crate::metrics::{CpuProbe, CpuSummary, Recorder, ServerCpu, Summary};
 use crate::pki::export::Thumbprints;
 use crate::pki::store::load_ca_dir;
 use crate::pki::{CaChain, ChainSpec, DeviceIds, Validity};
@@ -91,7 +91,7 @@ pub(super) async fn command(args: RunArgs) -> anyhow::Result<Outcome> {
         shard,
         start_at: args.start_at,
     };
-    let report = run_plan(&plan, &options).await?;
+    let report = run_measured(&plan, &options, args.server_pid).await?;
     let mut out = std::io::stdout().lock();
     super::write_or_broken_pipe(write_text(&mut out, &report.summary))?;
     super::write_or_broken_pipe(std::io::Write::write_all(
@@ -180,6 +180,23 @@ pub(super) async fn shutdown_signal() {
 
 /// Runs a validated plan end to end and writes its results.
 pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunReport> {
+    run_measured(plan, options, None).await
+}
+
+/// [`run_plan`], reading the CPU time of the server process `server_pid` (on this host) over
+/// the run; without it, the embedded hub's threads' (when the target is the embedded hub).
+pub async fn run_measured(
+    plan: &Plan,
+    options: &RunOptions,
+    server_pid: Option<u32>,
+) -> anyhow::Result<RunReport> {
+    let server_cpu = match (server_pid, &plan.target) {
+        (Some(pid), _) => ServerCpu::Pid(pid),
+        (None, Target::Embedded) => ServerCpu::Embedded,
+        (None, _) => ServerCpu::None,
+    };
+    // Checked before anything starts: a wrong pid is an error, not a run without a figure.
+    CpuProbe::start(server_cpu)?;
     let shard = options.shard.unwrap_or(Shard::WHOLE);
     // This shard's share of the load; `plan` stays the fleet's (summary, thresholds).
     let mut local = plan.for_shard(shard);
@@ -342,6 +359,7 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
         stop: options.interrupt.clone(),
         abort: options.abort.clone(),
     };
+    let cpu_probe = CpuProbe::start(server_cpu)?;
     let result = if interrupt.is_cancelled() {
         Err(anyhow::anyhow!(
             "interrupted before the run started: nothing was run"
@@ -351,6 +369,8 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
             .await
             .map_err(anyhow::Error::from)
     };
+    // Read before the embedded hub stops: its threads must still be there to be counted.
+    let cpu_span = cpu_probe.finish();
     progress.finish();
     let result = match result {
         Ok(r) => r,
@@ -382,6 +402,10 @@ pub async fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunRe
         planned,
     );
     super::verify::record(&mut summary, delivery);
+    match cpu_span {
+        Ok(span) => summary.cpu = Some(CpuSummary::new(&span, &summary)),
+        Err(e) => tracing::warn!("no server CPU figure: {e}"),
+    }
     summary.ca_fingerprint = Some(Thumbprints::of(chain.issuing().cert()).sha256);
     summary.run_id = Some(run_id.clone());
     if options.shard.is_some() {

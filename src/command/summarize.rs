@@ -180,6 +180,7 @@ pub fn summarize(
         shards: Vec::new(),
         throttling: None,
         handshake: recorder.wire.summary(),
+        cpu: None,
     };
     let evidence = crate::metrics::ThrottleEvidence {
         cpu_ceiling: 0.9,

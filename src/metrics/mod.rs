@@ -5,6 +5,7 @@
 //! timeline sampler read, and the [`Summary`] that reports are made from. It depends on nothing
 //! else in the crate and never prints: presentation lives in `report`.
 
+mod cpu;
 mod delivery;
 mod failed;
 mod handshake;
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+pub use cpu::{process_cpu, CpuError, CpuProbe, CpuSpan, CpuSummary, ServerCpu, HUB_THREAD};
 pub use delivery::{Delivery, DeviceDelivery, MAX_DELIVERY_DEVICES};
 pub use failed::{FailedSession, MAX_DEVICE_IDS, MAX_FAILED_SESSIONS};
 pub use handshake::{

@@ -287,6 +287,9 @@ pub struct Summary {
     /// Bytes and round trips per TLS handshake, full and resumed apart (absent in merges).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handshake: Option<super::HandshakeSummary>,
+    /// Client and server CPU over the run and per handshake (absent in merges).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<super::CpuSummary>,
 }
 
 /// One shard's place in the fleet and how its start lined up with the others'.

@@ -148,12 +148,23 @@ pub(super) fn handshakes(s: &Summary) -> Option<String> {
         String::new()
     };
     Some(format!(
-        "full {} ({})   resumed {} ({}){per_cpu}",
+        "full {} ({})   resumed {} ({}){per_cpu}{}",
         count(full),
         rate(full as f64 / span),
         count(resumed),
-        rate(resumed as f64 / span)
+        rate(resumed as f64 / span),
+        cpu_per_handshake(s).map_or(String::new(), |c| format!("\n{:<12}{c}", ""))
     ))
+}
+
+/// "client 412 µs / server 380 µs CPU per handshake" (the server's only when it was read).
+fn cpu_per_handshake(s: &Summary) -> Option<String> {
+    let cpu = s.cpu.as_ref()?;
+    let client = cpu.client_us_per_handshake?;
+    let server = cpu
+        .server_us_per_handshake
+        .map_or(String::new(), |us| format!(" / server {us:.0} µs"));
+    Some(format!("client {client:.0} µs{server} CPU per handshake"))
 }
 
 /// The rates of a run, in report order.

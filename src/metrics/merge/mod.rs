@@ -88,6 +88,7 @@ pub fn merge(mut shards: Vec<ShardSummary>) -> Result<Summary, MergeError> {
         shards: shards.iter().map(shard_run).collect(),
         throttling: None,
         handshake: None,
+        cpu: None,
     };
     // Per-row CPU is summed over shards (each on its own host), so no CPU ceiling applies.
     let evidence = super::ThrottleEvidence {

@@ -140,6 +140,7 @@ fn busy() -> Summary {
             },
         }],
         handshake: None,
+        cpu: None,
     }
 }
 
