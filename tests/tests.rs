@@ -86,6 +86,8 @@ mod verify_amqp;
 mod tls_choices;
 // Issue 17: bytes and round trips per handshake (HelloRetryRequest) against independent counts.
 mod tls_wire;
+// Issue 17: CPU per handshake, client and server apart (embedded hub threads, --server-pid).
+mod cpu;
 // Issue 15: run and merge ask `hub serve` what it received of each run; losses fail the run.
 mod hub_runs;
 // Issue 15: a verifying receiver proves delivery against Mosquitto, and catches what it drops.
