@@ -21,6 +21,7 @@ use crate::protocol::MqttDialect;
 
 pub use fleet::{CaDirPlan, FleetPlan};
 pub use protocol::ProtocolPlan;
+use target::throughput_units;
 pub use target::Target;
 pub use tls::TlsPlan;
 pub use verify::{
@@ -62,6 +63,8 @@ pub struct Plan {
     pub reconnect: Option<ReconnectPlan>,
     /// The IoT Hub tier and units the target stands for, if named.
     pub tier: Option<(crate::hub::throttle::Tier, u32)>,
+    /// The Event Grid namespace's throughput units, with dialect = "event-grid".
+    pub throughput_units: Option<u32>,
     /// Bounds.
     pub run: RunPlan,
     /// Pass/fail conditions judged at the end of the run, sorted by metric name.
@@ -176,6 +179,7 @@ impl Plan {
                     session,
                     reconnect,
                     tier,
+                    throughput_units: throughput_units(s),
                     run,
                     thresholds,
                     verify,

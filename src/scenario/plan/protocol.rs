@@ -24,6 +24,12 @@ pub(super) fn protocol(s: &Scenario, p: &mut Problems<'_>) -> Option<ProtocolPla
             "only applies to kind = \"mqtt\"",
         );
         not_v5(pr, p);
+        if pr.dialect == Some(Dialect::EventGrid) {
+            p.add(
+                "protocol.dialect",
+                "\"event-grid\" is MQTT only: Event Grid namespaces' broker speaks MQTT 3.1.1 and 5 (kind = \"mqtt\")",
+            );
+        }
         return super::amqp::protocol(pr, p);
     }
     p.not_applicable(
@@ -35,10 +41,18 @@ pub(super) fn protocol(s: &Scenario, p: &mut Problems<'_>) -> Option<ProtocolPla
         "only applies to kind = \"amqp\"",
     );
     let generic = pr.dialect == Some(Dialect::Generic);
+    let event_grid = pr.dialect == Some(Dialect::EventGrid);
     let qos = match pr.qos.unwrap_or(1) {
         0 => QoS::AtMostOnce,
         1 => QoS::AtLeastOnce,
         2 if generic => QoS::ExactlyOnce,
+        2 if event_grid => {
+            p.add(
+                "protocol.qos",
+                "2 is not valid with dialect = \"event-grid\": Event Grid's broker supports QoS 0 and 1 and closes the connection on a QoS 2 PUBLISH (docs/event-grid.md)",
+            );
+            QoS::AtLeastOnce
+        }
         2 => {
             p.add(
                 "protocol.qos",
@@ -65,6 +79,9 @@ pub(super) fn protocol(s: &Scenario, p: &mut Problems<'_>) -> Option<ProtocolPla
             60
         }
     };
+    if event_grid {
+        event_grid_limits(s, keep_alive_secs, p);
+    }
     let dialect = match pr.dialect.unwrap_or(Dialect::IotHub) {
         Dialect::IotHub => {
             p.not_applicable(
@@ -81,48 +98,104 @@ pub(super) fn protocol(s: &Scenario, p: &mut Problems<'_>) -> Option<ProtocolPla
                 api_version: iot_hub_api_version(pr),
             }
         }
-        Dialect::Generic => {
+        d @ (Dialect::Generic | Dialect::EventGrid) => {
             if pr.api_version.is_some() {
                 p.add(
                     "protocol.api-version",
                     "only applies to dialect = \"iot-hub\"",
                 );
             }
-            let topic = pr
-                .topic
-                .clone()
-                .unwrap_or_else(|| "fleet/{device_id}/telemetry".to_owned());
-            let client_id = pr
-                .client_id
-                .clone()
-                .unwrap_or_else(|| "{device_id}".to_owned());
-            for (field, value) in [
-                ("protocol.topic", Some(&topic)),
-                ("protocol.client-id", Some(&client_id)),
-                ("protocol.username", pr.username.as_ref()),
-            ] {
-                if let Some(v) = value {
-                    check_template(v, field, p);
-                }
-            }
-            MqttDialect::Generic {
-                topic,
-                client_id,
-                username: pr.username.clone(),
-                password: password(pr, p),
-            }
+            generic_dialect(pr, d == Dialect::EventGrid, p)
         }
     };
     Some(ProtocolPlan::Mqtt(MqttOptions {
-        version: version(pr, generic, p),
+        version: version(pr, generic || event_grid, p),
         dialect,
         qos,
         keep_alive_secs,
         // IoT Hub's SDKs keep their session; a generic broker's load test starts clean.
-        clean_session: pr.clean_session.unwrap_or(generic),
+        clean_session: pr.clean_session.unwrap_or(generic || event_grid),
         // Set by `run` for each run.
         run_id: None,
     }))
+}
+
+/// Event Grid's broker's limits on a session: keep-alive at most 1,160 s and messages of at
+/// most 512 KiB (docs/event-grid.md).
+fn event_grid_limits(s: &Scenario, keep_alive_secs: u16, p: &mut Problems<'_>) {
+    if keep_alive_secs > EVENT_GRID_MAX_KEEP_ALIVE {
+        p.add(
+            "protocol.keep-alive",
+            format!("{keep_alive_secs}s is not valid with dialect = \"event-grid\": its broker's keep-alive maximum is {EVENT_GRID_MAX_KEEP_ALIVE}s"),
+        );
+    }
+    let bytes = s.messages.payload == Some(crate::scenario::PayloadKind::Bytes);
+    if let (true, Some(size)) = (bytes, s.messages.size) {
+        if size > EVENT_GRID_MAX_MESSAGE {
+            p.add(
+                "messages.size",
+                format!("{size} bytes is not valid with dialect = \"event-grid\": its broker's message size limit is 512 KiB ({EVENT_GRID_MAX_MESSAGE} bytes)"),
+            );
+        }
+    }
+}
+
+/// Event Grid's MQTT keep-alive maximum, in seconds.
+const EVENT_GRID_MAX_KEEP_ALIVE: u16 = 1160;
+/// Event Grid's MQTT message size limit, in bytes (512 KiB).
+const EVENT_GRID_MAX_MESSAGE: usize = 512 * 1024;
+
+/// The generic dialect's templates, or Event Grid's: the same strings with Event Grid's
+/// defaults (username = the client authentication name = the device id, the certificate's
+/// CN) and no password (X.509 clients send none).
+fn generic_dialect(
+    pr: &crate::scenario::ProtocolSection,
+    event_grid: bool,
+    p: &mut Problems<'_>,
+) -> MqttDialect {
+    let topic = pr.topic.clone().unwrap_or_else(|| {
+        if event_grid {
+            "devices/{device_id}/telemetry"
+        } else {
+            "fleet/{device_id}/telemetry"
+        }
+        .to_owned()
+    });
+    let client_id = pr
+        .client_id
+        .clone()
+        .unwrap_or_else(|| "{device_id}".to_owned());
+    let username = pr
+        .username
+        .clone()
+        .or_else(|| event_grid.then(|| "{device_id}".to_owned()));
+    for (field, value) in [
+        ("protocol.topic", Some(&topic)),
+        ("protocol.client-id", Some(&client_id)),
+        ("protocol.username", username.as_ref()),
+    ] {
+        if let Some(v) = value {
+            check_template(v, field, p);
+        }
+    }
+    let password = if event_grid {
+        p.not_applicable(
+            &[
+                (pr.password.is_some(), "protocol.password"),
+                (pr.password_env.is_some(), "protocol.password-env"),
+            ],
+            "does not apply to dialect = \"event-grid\": its clients authenticate with their X.509 certificate and send no password",
+        );
+        None
+    } else {
+        password(pr, p)
+    };
+    MqttDialect::Generic {
+        topic,
+        client_id,
+        username,
+        password,
+    }
 }
 
 /// The largest packet a session accepts by default: the 3.1.1 path's bound.
@@ -139,11 +212,12 @@ fn version(
             not_v5(pr, p);
             return MqttVersion::V311;
         }
+        // `generic` here is true for event-grid too: both speak 5.
         Some("5" | "5.0") if generic => {}
         Some(v @ ("5" | "5.0")) => {
             p.add(
                 "protocol.version",
-                format!("{v:?} is not valid with dialect = \"iot-hub\": IoT Hub speaks MQTT 3.1.1 (version = \"5\" is for dialect = \"generic\")"),
+                format!("{v:?} is not valid with dialect = \"iot-hub\": IoT Hub speaks MQTT 3.1.1 (version = \"5\" is for dialect = \"generic\" or \"event-grid\")"),
             );
             return MqttVersion::V311;
         }
@@ -371,6 +445,95 @@ mod tests {
             plan("[protocol]\nkind = \"amqp\"\nversion = \"5\"\ntopic-alias = true\n").unwrap_err();
         assert!(e.0.iter().any(|e| e.field == "protocol.version"), "{e}");
         assert!(e.0.iter().any(|e| e.field == "protocol.topic-alias"), "{e}");
+    }
+
+    #[test]
+    fn event_grid_is_generic_with_its_defaults_and_refuses_what_it_does_not_support() {
+        let m = mqtt(&format!(
+            "{REMOTE}[protocol]\ndialect = \"event-grid\"\nversion = \"5\"\n"
+        ));
+        let MqttDialect::Generic {
+            topic,
+            client_id,
+            username,
+            password,
+        } = &m.dialect
+        else {
+            panic!("{m:?}")
+        };
+        assert_eq!(
+            (topic.as_str(), client_id.as_str(), username.as_deref()),
+            (
+                "devices/{device_id}/telemetry",
+                "{device_id}",
+                Some("{device_id}")
+            )
+        );
+        assert!(password.is_none() && m.clean_session && m.qos == QoS::AtLeastOnce);
+        let e = plan(&format!(
+            "{REMOTE}[protocol]\ndialect = \"event-grid\"\nqos = 2\nkeep-alive = \"1200s\"\npassword = \"x\"\n[messages]\npayload = \"bytes\"\nsize = 600000\n"
+        ))
+        .unwrap_err();
+        let fields: Vec<_> = e.0.iter().map(|e| (e.field.as_str(), e.line)).collect();
+        assert_eq!(
+            fields,
+            [
+                ("protocol.qos", Some(7)),
+                ("protocol.keep-alive", Some(8)),
+                ("protocol.password", Some(9)),
+                ("messages.size", Some(12)),
+            ],
+            "{e}"
+        );
+        assert!(e.0[0].message.contains("Event Grid"), "{e}");
+        let e = plan("[protocol]\nkind = \"amqp\"\ndialect = \"event-grid\"\n").unwrap_err();
+        assert!(
+            e.0.iter()
+                .any(|e| e.field == "protocol.dialect" && e.message.contains("MQTT only")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn event_grid_units_are_throughput_units_with_quota_warnings() {
+        let text = format!(
+            "{REMOTE}units = 2\n[protocol]\ndialect = \"event-grid\"\n[fleet]\ndevices = 30000\n[connect]\nrate = 1000\n[messages]\ninterval = \"10s\"\npayload = \"bytes\"\nsize = 1000\n"
+        );
+        let p = plan(&text).unwrap();
+        assert_eq!(p.throughput_units, Some(2));
+        let w = p.quota_warnings();
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(
+            w[0].contains("30000 sessions") && w[0].contains("holds 20000"),
+            "{w:?}"
+        );
+        assert!(
+            w[1].contains("3000 messages/s") && w[1].contains("2000 inbound"),
+            "{w:?}"
+        );
+        assert!(
+            w[2].contains("3.0 MB/s") && w[2].contains("accepts 2 MB/s"),
+            "{w:?}"
+        );
+        let p = plan(&text.replace("units = 2", "units = 4")).unwrap();
+        assert_eq!(p.quota_warnings().len(), 0, "{:?}", p.quota_warnings());
+        let e = plan(&format!(
+            "{REMOTE}tier = \"S1\"\n[protocol]\ndialect = \"event-grid\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.0[0].field, "target.tier", "{e}");
+    }
+
+    #[test]
+    fn the_committed_event_grid_scenario_validates() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/event-grid.toml");
+        let p = crate::scenario::Plan::from_file(
+            std::path::Path::new(path),
+            &crate::scenario::Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!((p.fleet.devices, p.throughput_units), (100, Some(1)));
+        assert!(p.quota_warnings().is_empty(), "{:?}", p.quota_warnings());
     }
 
     #[test]
