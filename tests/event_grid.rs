@@ -96,6 +96,11 @@ fn event_grid_connects_with_the_device_id_as_user_name_and_client_id_under_an_ac
     assert_eq!(s["counts"]["sessions_connected"], 100, "{}", text(&out));
     assert_eq!(s["counts"]["messages_acked"], 200, "{}", s["outcomes"]);
     assert_eq!(s["counts"]["messages_unacked"], 0, "{}", s["outcomes"]);
+    let protocol = &s["scenario"]["protocol"];
+    assert_eq!(
+        (&protocol["dialect"], &protocol["throughput-units"]),
+        (&"event-grid".into(), &1.into())
+    );
     assert!(
         !text(&out).contains("Event Grid namespace of"),
         "no quota warning expected: {}",

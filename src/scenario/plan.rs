@@ -243,6 +243,11 @@ impl Plan {
                         v["password"] = json!(password.as_ref().map(|_| "(set, not shown)"));
                     }
                 }
+                if let Some(units) = self.throughput_units {
+                    // Generic strings with Event Grid's defaults: named as the scenario named it.
+                    v["dialect"] = json!("event-grid");
+                    v["throughput-units"] = json!(units);
+                }
                 v
             }
         };
