@@ -2,6 +2,7 @@
 //! checked, and command-line overrides applied. Downstream code never re-checks it.
 
 mod amqp;
+mod event_grid;
 mod fleet;
 mod protocol;
 mod target;
@@ -84,7 +85,7 @@ fn generic_mqtt_needs_a_broker(
         if matches!(m.dialect, MqttDialect::Generic { .. }) {
             p.add(
                 "protocol.dialect",
-                "\"generic\" needs your own broker: the embedded hub speaks IoT Hub's MQTT conventions only; set [target] hub = \"remote\" and address, or use dialect = \"iot-hub\"",
+                "\"generic\" and \"event-grid\" need your own broker: the embedded hub speaks IoT Hub's MQTT conventions only; set [target] hub = \"remote\" and address, or use dialect = \"iot-hub\"",
             );
         }
     }
