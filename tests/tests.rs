@@ -16,6 +16,8 @@ mod cli;
 mod mosquitto;
 // Issue 18: MQTT 5 against Mosquitto: reason codes counted, the receive maximum honoured.
 mod mqtt5;
+// Issue 18: the event-grid dialect's CONNECT strings against Mosquitto, its refusals and quotas.
+mod event_grid;
 // Issue 8: the embedded hub refuses what IoT Hub refuses and survives hostile input.
 mod hub_security;
 // Issue 5: load shapes, coordinated omission, churn, TLS knobs.

@@ -168,7 +168,7 @@ pub enum HubKind {
 pub struct ProtocolSection {
     /// `mqtt` (default) or `amqp`.
     pub kind: Option<ProtocolKind>,
-    /// `iot-hub` (default) or `generic`.
+    /// `iot-hub` (default), `generic` or `event-grid`.
     pub dialect: Option<Dialect>,
     /// IoT Hub `api-version`.
     pub api_version: Option<String>,
@@ -248,6 +248,9 @@ pub enum Dialect {
     Generic,
     /// Azure IoT Hub.
     IotHub,
+    /// Azure Event Grid namespaces' MQTT broker: the generic dialect with Event Grid's
+    /// defaults and limits (docs/event-grid.md).
+    EventGrid,
 }
 
 /// `[tls]`

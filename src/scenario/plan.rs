@@ -2,6 +2,7 @@
 //! checked, and command-line overrides applied. Downstream code never re-checks it.
 
 mod amqp;
+mod event_grid;
 mod fleet;
 mod protocol;
 mod target;
@@ -21,6 +22,7 @@ use crate::protocol::MqttDialect;
 
 pub use fleet::{CaDirPlan, FleetPlan};
 pub use protocol::ProtocolPlan;
+use target::throughput_units;
 pub use target::Target;
 pub use tls::TlsPlan;
 pub use verify::{
@@ -62,6 +64,8 @@ pub struct Plan {
     pub reconnect: Option<ReconnectPlan>,
     /// The IoT Hub tier and units the target stands for, if named.
     pub tier: Option<(crate::hub::throttle::Tier, u32)>,
+    /// The Event Grid namespace's throughput units, with dialect = "event-grid".
+    pub throughput_units: Option<u32>,
     /// Bounds.
     pub run: RunPlan,
     /// Pass/fail conditions judged at the end of the run, sorted by metric name.
@@ -81,7 +85,7 @@ fn generic_mqtt_needs_a_broker(
         if matches!(m.dialect, MqttDialect::Generic { .. }) {
             p.add(
                 "protocol.dialect",
-                "\"generic\" needs your own broker: the embedded hub speaks IoT Hub's MQTT conventions only; set [target] hub = \"remote\" and address, or use dialect = \"iot-hub\"",
+                "\"generic\" and \"event-grid\" need your own broker: the embedded hub speaks IoT Hub's MQTT conventions only; set [target] hub = \"remote\" and address, or use dialect = \"iot-hub\"",
             );
         }
     }
@@ -176,6 +180,7 @@ impl Plan {
                     session,
                     reconnect,
                     tier,
+                    throughput_units: throughput_units(s),
                     run,
                     thresholds,
                     verify,
@@ -238,6 +243,11 @@ impl Plan {
                         // Never the password itself: summary.json is shared.
                         v["password"] = json!(password.as_ref().map(|_| "(set, not shown)"));
                     }
+                }
+                if let Some(units) = self.throughput_units {
+                    // Generic strings with Event Grid's defaults: named as the scenario named it.
+                    v["dialect"] = json!("event-grid");
+                    v["throughput-units"] = json!(units);
                 }
                 v
             }

@@ -27,7 +27,8 @@ pub(super) fn protocol(pr: &ProtocolSection, p: &mut Problems<'_>) -> Option<Pro
         SettleKind::Unsettled => SettleMode::Unsettled,
     };
     let dialect = match pr.dialect.unwrap_or(Dialect::IotHub) {
-        Dialect::IotHub => {
+        // event-grid is MQTT only: refused with its reason by the caller.
+        Dialect::IotHub | Dialect::EventGrid => {
             p.not_applicable(
                 &[
                 (pr.address.is_some(), "protocol.address"),

@@ -24,6 +24,12 @@ pub(super) fn protocol(s: &Scenario, p: &mut Problems<'_>) -> Option<ProtocolPla
             "only applies to kind = \"mqtt\"",
         );
         not_v5(pr, p);
+        if pr.dialect == Some(Dialect::EventGrid) {
+            p.add(
+                "protocol.dialect",
+                "\"event-grid\" is MQTT only: Event Grid namespaces' broker speaks MQTT 3.1.1 and 5 (kind = \"mqtt\")",
+            );
+        }
         return super::amqp::protocol(pr, p);
     }
     p.not_applicable(
@@ -35,10 +41,18 @@ pub(super) fn protocol(s: &Scenario, p: &mut Problems<'_>) -> Option<ProtocolPla
         "only applies to kind = \"amqp\"",
     );
     let generic = pr.dialect == Some(Dialect::Generic);
+    let event_grid = pr.dialect == Some(Dialect::EventGrid);
     let qos = match pr.qos.unwrap_or(1) {
         0 => QoS::AtMostOnce,
         1 => QoS::AtLeastOnce,
         2 if generic => QoS::ExactlyOnce,
+        2 if event_grid => {
+            p.add(
+                "protocol.qos",
+                "2 is not valid with dialect = \"event-grid\": Event Grid's broker supports QoS 0 and 1 and closes the connection on a QoS 2 PUBLISH (docs/event-grid.md)",
+            );
+            QoS::AtLeastOnce
+        }
         2 => {
             p.add(
                 "protocol.qos",
@@ -65,6 +79,9 @@ pub(super) fn protocol(s: &Scenario, p: &mut Problems<'_>) -> Option<ProtocolPla
             60
         }
     };
+    if event_grid {
+        super::event_grid::limits(s, keep_alive_secs, p);
+    }
     let dialect = match pr.dialect.unwrap_or(Dialect::IotHub) {
         Dialect::IotHub => {
             p.not_applicable(
@@ -81,48 +98,79 @@ pub(super) fn protocol(s: &Scenario, p: &mut Problems<'_>) -> Option<ProtocolPla
                 api_version: iot_hub_api_version(pr),
             }
         }
-        Dialect::Generic => {
+        d @ (Dialect::Generic | Dialect::EventGrid) => {
             if pr.api_version.is_some() {
                 p.add(
                     "protocol.api-version",
                     "only applies to dialect = \"iot-hub\"",
                 );
             }
-            let topic = pr
-                .topic
-                .clone()
-                .unwrap_or_else(|| "fleet/{device_id}/telemetry".to_owned());
-            let client_id = pr
-                .client_id
-                .clone()
-                .unwrap_or_else(|| "{device_id}".to_owned());
-            for (field, value) in [
-                ("protocol.topic", Some(&topic)),
-                ("protocol.client-id", Some(&client_id)),
-                ("protocol.username", pr.username.as_ref()),
-            ] {
-                if let Some(v) = value {
-                    check_template(v, field, p);
-                }
-            }
-            MqttDialect::Generic {
-                topic,
-                client_id,
-                username: pr.username.clone(),
-                password: password(pr, p),
-            }
+            generic_dialect(pr, d == Dialect::EventGrid, p)
         }
     };
     Some(ProtocolPlan::Mqtt(MqttOptions {
-        version: version(pr, generic, p),
+        version: version(pr, generic || event_grid, p),
         dialect,
         qos,
         keep_alive_secs,
         // IoT Hub's SDKs keep their session; a generic broker's load test starts clean.
-        clean_session: pr.clean_session.unwrap_or(generic),
+        clean_session: pr.clean_session.unwrap_or(generic || event_grid),
         // Set by `run` for each run.
         run_id: None,
     }))
+}
+
+/// The generic dialect's templates, or Event Grid's: the same strings with Event Grid's
+/// defaults (username = the client authentication name = the device id, the certificate's
+/// CN) and no password (X.509 clients send none).
+fn generic_dialect(
+    pr: &crate::scenario::ProtocolSection,
+    event_grid: bool,
+    p: &mut Problems<'_>,
+) -> MqttDialect {
+    let topic = pr.topic.clone().unwrap_or_else(|| {
+        if event_grid {
+            "devices/{device_id}/telemetry"
+        } else {
+            "fleet/{device_id}/telemetry"
+        }
+        .to_owned()
+    });
+    let client_id = pr
+        .client_id
+        .clone()
+        .unwrap_or_else(|| "{device_id}".to_owned());
+    let username = pr
+        .username
+        .clone()
+        .or_else(|| event_grid.then(|| "{device_id}".to_owned()));
+    for (field, value) in [
+        ("protocol.topic", Some(&topic)),
+        ("protocol.client-id", Some(&client_id)),
+        ("protocol.username", username.as_ref()),
+    ] {
+        if let Some(v) = value {
+            check_template(v, field, p);
+        }
+    }
+    let password = if event_grid {
+        p.not_applicable(
+            &[
+                (pr.password.is_some(), "protocol.password"),
+                (pr.password_env.is_some(), "protocol.password-env"),
+            ],
+            "does not apply to dialect = \"event-grid\": its clients authenticate with their X.509 certificate and send no password",
+        );
+        None
+    } else {
+        password(pr, p)
+    };
+    MqttDialect::Generic {
+        topic,
+        client_id,
+        username,
+        password,
+    }
 }
 
 /// The largest packet a session accepts by default: the 3.1.1 path's bound.
@@ -139,11 +187,12 @@ fn version(
             not_v5(pr, p);
             return MqttVersion::V311;
         }
+        // `generic` here is true for event-grid too: both speak 5.
         Some("5" | "5.0") if generic => {}
         Some(v @ ("5" | "5.0")) => {
             p.add(
                 "protocol.version",
-                format!("{v:?} is not valid with dialect = \"iot-hub\": IoT Hub speaks MQTT 3.1.1 (version = \"5\" is for dialect = \"generic\")"),
+                format!("{v:?} is not valid with dialect = \"iot-hub\": IoT Hub speaks MQTT 3.1.1 (version = \"5\" is for dialect = \"generic\" or \"event-grid\")"),
             );
             return MqttVersion::V311;
         }

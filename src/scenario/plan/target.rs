@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use super::Plan;
 use crate::scenario::problems::Problems;
-use crate::scenario::{HubKind, Scenario};
+use crate::scenario::{Dialect, HubKind, Scenario};
 
 /// Which hub the run targets.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,12 +38,23 @@ pub(super) fn tier(
             format!("{units} is not valid: 1 to 200 units"),
         );
     }
+    let event_grid = s.protocol.dialect == Some(Dialect::EventGrid);
     let Some(name) = &s.target.tier else {
-        if s.target.units.is_some() {
-            p.add("target.units", "needs target.tier");
+        if s.target.units.is_some() && !event_grid {
+            p.add(
+                "target.units",
+                "needs target.tier (or dialect = \"event-grid\", where it counts throughput units)",
+            );
         }
         return None;
     };
+    if event_grid {
+        p.add(
+            "target.tier",
+            "does not apply to dialect = \"event-grid\": an Event Grid namespace is sized in throughput units (target.units)",
+        );
+        return None;
+    }
     match name.parse() {
         Ok(t) => Some((t, units)),
         Err(e) => {
@@ -53,9 +64,25 @@ pub(super) fn tier(
     }
 }
 
+/// The Event Grid namespace's throughput units (`target.units`, default 1) with
+/// dialect = "event-grid"; `tier` checks their range.
+pub(super) fn throughput_units(s: &Scenario) -> Option<u32> {
+    (s.protocol.dialect == Some(Dialect::EventGrid)).then(|| s.target.units.unwrap_or(1))
+}
+
+/// Event Grid's MQTT quotas per throughput unit (docs/event-grid.md): sessions, inbound
+/// publishes per second and inbound bytes per second per namespace.
+const EG_SESSIONS_PER_TU: u64 = 10_000;
+const EG_PUBLISHES_PER_TU: f64 = 1_000.0;
+const EG_BYTES_PER_TU: f64 = 1_000_000.0;
+
 impl Plan {
-    /// Warnings when the planned connect or send rate exceeds the named tier's quota.
+    /// Warnings when the planned connect or send rate exceeds the named tier's quota, or
+    /// the planned sessions, publishes or bytes exceed the Event Grid namespace's.
     pub fn quota_warnings(&self) -> Vec<String> {
+        if let Some(units) = self.throughput_units {
+            return self.event_grid_warnings(units);
+        }
         let Some((tier, units)) = self.tier else {
             return Vec::new();
         };
@@ -75,17 +102,59 @@ impl Plan {
                 quota.connects_per_sec
             ));
         }
-        if let crate::scenario::SendModel::Open { interval } = self.messages.model {
-            let sessions = self
-                .connect
-                .schedule
-                .peak_sessions()
-                .unwrap_or(self.fleet.devices) as f64;
-            let rate = sessions / interval.as_secs_f64().max(1e-6);
+        if let Some(rate) = self.peak_send_rate() {
             if rate > quota.sends_per_sec {
                 out.push(format!(
                     "the plan sends up to {rate:.0} messages/s but {tier} x {units} accepts {:.0} device-to-cloud sends/s",
                     quota.sends_per_sec
+                ));
+            }
+        }
+        out
+    }
+
+    /// The open model's planned send rate at the peak of sessions (none for closed: it
+    /// follows the broker).
+    fn peak_send_rate(&self) -> Option<f64> {
+        let crate::scenario::SendModel::Open { interval } = self.messages.model else {
+            return None;
+        };
+        Some(self.peak_sessions() as f64 / interval.as_secs_f64().max(1e-6))
+    }
+
+    fn peak_sessions(&self) -> u64 {
+        self.connect
+            .schedule
+            .peak_sessions()
+            .unwrap_or(self.fleet.devices)
+    }
+
+    fn event_grid_warnings(&self, units: u32) -> Vec<String> {
+        let tu = f64::from(units);
+        let mut out = Vec::new();
+        let sessions = self.peak_sessions();
+        if sessions > EG_SESSIONS_PER_TU * u64::from(units) {
+            out.push(format!(
+                "the plan opens up to {sessions} sessions but an Event Grid namespace of {units} TU holds {}",
+                EG_SESSIONS_PER_TU * u64::from(units)
+            ));
+        }
+        let Some(rate) = self.peak_send_rate() else {
+            return out;
+        };
+        if rate > EG_PUBLISHES_PER_TU * tu {
+            out.push(format!(
+                "the plan sends up to {rate:.0} messages/s but an Event Grid namespace of {units} TU accepts {:.0} inbound MQTT publishes/s",
+                EG_PUBLISHES_PER_TU * tu
+            ));
+        }
+        if let crate::scenario::Payload::Bytes(size) = self.messages.payload {
+            let bytes = rate * size as f64;
+            if bytes > EG_BYTES_PER_TU * tu {
+                out.push(format!(
+                    "the plan sends up to {:.1} MB/s of payload but an Event Grid namespace of {units} TU accepts {:.0} MB/s inbound",
+                    bytes / 1e6,
+                    EG_BYTES_PER_TU * tu / 1e6
                 ));
             }
         }
