@@ -92,7 +92,7 @@ pub(super) fn protocol(s: &Scenario, p: &mut Problems<'_>) -> Option<ProtocolPla
                 (pr.password.is_some(), "protocol.password"),
                 (pr.password_env.is_some(), "protocol.password-env"),
                 ],
-                "only applies to dialect = \"generic\"; IoT Hub fixes topic, client id and username, and X.509 devices send no password",
+                "only applies to dialect = \"generic\" (topic, client-id and username to \"event-grid\" too); IoT Hub fixes topic, client id and username, and X.509 devices send no password",
             );
             MqttDialect::IotHub {
                 api_version: iot_hub_api_version(pr),
