@@ -12,7 +12,7 @@ use crate::protocol::stamp::{self, StampedDevice, SENT_PROPERTY};
 
 /// Highest message number tracked per device: a bogus stamp cannot grow a bitset past 2 MiB.
 const MAX_SEQ: u32 = 1 << 24;
-/// The property that names the run (h15hub's `fleetbench-run`, 16 hex digits).
+/// The property that names the run (`fleetbench-run`, 16 hex digits; the hub counts by it too).
 const RUN_PROPERTY: &str = "fleetbench-run";
 
 /// What one device sent, as the load reports it.

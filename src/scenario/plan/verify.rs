@@ -80,12 +80,12 @@ pub enum VerifyKind {
         /// Receivers (connections).
         receivers: u32,
     },
-    /// AMQP 1.0 receiver links on these addresses (h15eh's receiver).
+    /// AMQP 1.0 receiver links on these addresses.
     Amqp {
         /// Node addresses.
         addresses: Vec<String>,
     },
-    /// IoT Hub's built-in endpoint (h15eh's receiver).
+    /// IoT Hub's built-in endpoint.
     EventHubs {
         /// The environment variable with the connection string.
         connection_string_env: String,
