@@ -244,6 +244,15 @@ fn the_hubs_event_hubs_endpoint_proves_delivery_and_a_dropping_hub_is_caught_exa
         .map(|x| x["lost"].as_u64().unwrap())
         .sum();
     assert_eq!(lost_by_device, 4, "{v}");
+    // The reports lead with why the run failed, as they do for a failed check.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("Failed")
+                && l.contains("4 acknowledged messages never delivered")),
+        "{stdout}"
+    );
     assert!(
         s["verdict"]["checks"]
             .to_string()

@@ -33,6 +33,11 @@ pub(super) fn failed_checks(s: &Summary) -> Vec<String> {
             count(hub.lost)
         ));
     }
+    out.extend(
+        s.delivery
+            .iter()
+            .flat_map(crate::metrics::Delivery::failures),
+    );
     out
 }
 
