@@ -1,7 +1,7 @@
 //! What the hub accounts for: messages received by protocol and by the registered CA that
 //! verified the sending device, sessions accepted by protocol, sessions refused by protocol and
 //! reason. Exposed as OpenMetrics text (`hub serve --metrics`) and as a summary when the hub
-//! stops; per run in [`runs`] (`GET /runs/<run-id>`). Each refusal is also logged at the default verbosity, at most
+//! stops; per run in `runs` (`GET /runs/<run-id>`). Each refusal is also logged at the default verbosity, at most
 //! [`REFUSALS_SHOWN_PER_SECOND`] lines a second, then one line saying how many were not shown.
 
 use std::collections::BTreeMap;
@@ -96,7 +96,7 @@ impl Accounts {
         self.accepted[protocol as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Whether [`Accounts::refuse`] logs (off by default).
+    /// Whether `Accounts::refuse` logs (off by default).
     pub fn log_refusals(&self, on: bool) {
         self.logging.store(on, Ordering::Relaxed);
     }

@@ -104,7 +104,7 @@ impl ResultsDir {
     }
 
     /// Writes `failures.csv`: every failed session of the run (bounded; see
-    /// [`super::files::write_failures_csv`]). Written at run time only: a merge does not rebuild it.
+    /// `files::write_failures_csv`). Written at run time only: a merge does not rebuild it.
     pub fn write_failures(&self, rows: &[FailedSession], left_out: u64) -> anyhow::Result<()> {
         let mut csv = Vec::new();
         super::files::write_failures_csv(&mut csv, rows, left_out)?;
