@@ -390,19 +390,41 @@ async fn accept_loop(
     }
 }
 
+/// The TLS handshake, bounded by the hub's handshake timeout; a failure is counted while the
+/// connection is still open, so a peer that sees it closed can rely on the hub's counts (its
+/// metrics, its summary) including it.
+async fn handshake(
+    hub: &Hub,
+    tcp: TcpStream,
+    wire: Protocol,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let accept = tokio::time::timeout(
+        hub.config.handshake_timeout,
+        hub.tls.accept(tcp).into_fallible(),
+    );
+    tokio::pin!(accept);
+    // Polled by reference: `accept` (and the stream in it) outlives the counting below.
+    let failed = match (&mut accept).await {
+        Ok(Ok(tls)) => return Some(tls),
+        Ok(Err((_, tcp))) => Some(tcp),
+        Err(_) => None,
+    };
+    hub.stats.tls_failures.fetch_add(1, Ordering::Relaxed);
+    let why = "TLS handshake failed or timed out";
+    hub.stats
+        .accounts
+        .refuse_for(wire, "", "tls_handshake", &why);
+    drop(failed);
+    None
+}
+
 async fn connection(hub: Arc<Hub>, tcp: TcpStream, wire: Protocol, stop: CancellationToken) {
     let _ = tcp.set_nodelay(true);
-    let handshake = tokio::time::timeout(hub.config.handshake_timeout, hub.tls.accept(tcp));
     let tls = tokio::select! {
         () = stop.cancelled() => return,
-        r = handshake => match r {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(_)) | Err(_) => {
-                hub.stats.tls_failures.fetch_add(1, Ordering::Relaxed);
-                let why = "TLS handshake failed or timed out";
-                hub.stats.accounts.refuse_for(wire, "", "tls_handshake", &why);
-                return;
-            }
+        tls = handshake(&hub, tcp, wire) => match tls {
+            Some(tls) => tls,
+            None => return,
         },
     };
     let conn = hub.next_conn.fetch_add(1, Ordering::Relaxed);
