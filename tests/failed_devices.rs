@@ -2,59 +2,36 @@
 //! registered: summary.json, failures.csv and report.txt name exactly those three, and count
 //! them as devices that never connected.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-use fleetbench::hub::StateDir;
-use fleetbench::pki::store::write_ca_dir;
-
-use crate::support;
+use crate::support::hub_serve::HubServe;
+use crate::support::{self, hub_state, openmetrics, results as run_results};
 
 const DEVICES: u64 = 20;
 const UNREGISTERED: [&str; 3] = ["device-00003", "device-00007", "device-00011"];
 
 /// `hub serve` trusting a new device CA (written to `dir/ca`) with every `device-{n:05}` of
-/// 0..=DEVICES registered except `unregistered`; the hub and its address.
-fn hub_serve(dir: &Path, unregistered: &[&str]) -> (Child, String) {
-    let ca = fleetbench::pki::CaChain::generate(&fleetbench::pki::ChainSpec::default()).unwrap();
-    write_ca_dir(&dir.join("ca"), &ca).unwrap();
-    let state = StateDir::open(&dir.join("hub")).unwrap();
-    let registry = state.load().unwrap();
-    registry
-        .add_verified_ca("fleet", ca.root().cert().clone())
-        .unwrap();
+/// 0..=DEVICES registered except `unregistered`.
+fn hub_serve(dir: &Path, unregistered: &[&str]) -> HubServe {
     let ids = support::ids("device", DEVICES + 1);
-    registry.register_ca_signed(ids.iter().filter(|id| !unregistered.contains(&id.as_str())));
-    state.save(&registry).unwrap();
+    hub_state::with_ca_signed(
+        dir,
+        ids.iter().filter(|id| !unregistered.contains(&id.as_str())),
+    );
     serve(dir, "127.0.0.1:0")
 }
 
-/// `hub serve` on the state `dir/hub`, listening on `mqtt`; the hub and its address.
-fn serve(dir: &Path, mqtt: &str) -> (Child, String) {
-    let mut hub = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-        .args(["hub", "serve", "--mqtt", mqtt, "--state"])
-        .arg(dir.join("hub"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(hub.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("mqtts://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
-    (hub, addr)
+/// `hub serve` on the state `dir/hub`, listening on `mqtt`.
+fn serve(dir: &Path, mqtt: &str) -> HubServe {
+    HubServe::start(HubServe::command(dir.join("hub"), mqtt))
 }
 
 #[test]
 fn refused_devices_are_listed_by_id_and_counted_as_never_connected() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut hub, addr) = hub_serve(dir.path(), &UNREGISTERED);
+    let hub = hub_serve(dir.path(), &UNREGISTERED);
+    let addr = hub.mqtt();
     let scenario = dir.path().join("refused.toml");
     std::fs::write(
         &scenario,
@@ -75,17 +52,11 @@ fn refused_devices_are_listed_by_id_and_counted_as_never_connected() {
         .arg(&scenario)
         .output()
         .unwrap();
-    hub.kill().unwrap();
-    let _ = hub.wait();
+    hub.kill();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
-    let run_dir = std::fs::read_dir(&results)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let run_dir = run_results::run_dir(&results);
     let s = fleetbench::report::read_summary(&run_dir).unwrap();
 
     assert_eq!(s.counts.devices_never_connected, 3, "{:?}", s.counts);
@@ -103,20 +74,7 @@ fn refused_devices_are_listed_by_id_and_counted_as_never_connected() {
     assert_eq!(f.devices_more, 0);
 
     // The new fields are part of the contract (additionalProperties is false there).
-    let schema: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("results/schema.json"))
-            .unwrap(),
-    )
-    .unwrap();
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap())
-            .unwrap();
-    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
-    let errors: Vec<_> = validator
-        .iter_errors(&json)
-        .map(|e| e.to_string())
-        .collect();
-    assert!(errors.is_empty(), "{errors:#?}");
+    run_results::assert_valid(&run_results::summary_json(&run_dir));
 
     let csv = std::fs::read_to_string(run_dir.join("failures.csv")).unwrap();
     let mut lines = csv.lines();
@@ -154,25 +112,14 @@ fn refused_devices_are_listed_by_id_and_counted_as_never_connected() {
 
 /// Messages acknowledged so far, from the run's live metrics endpoint.
 fn acked(addr: std::net::SocketAddr) -> f64 {
-    use std::io::{Read as _, Write as _};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix("fleetbench_messages_acked_total ")?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0)
+    openmetrics::value_at(addr, "fleetbench_messages_acked_total")
 }
 
 #[test]
 fn reconnects_after_a_hub_restart_are_reported_as_come_back() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut hub, addr) = hub_serve(dir.path(), &[]);
+    let hub = hub_serve(dir.path(), &[]);
+    let addr = hub.mqtt();
     let scenario = dir.path().join("restart.toml");
     // Ten registered devices, 100 messages each 20 ms apart (2 s), reconnecting on failure.
     std::fs::write(
@@ -206,20 +153,13 @@ fn reconnects_after_a_hub_restart_are_reported_as_come_back() {
             "acknowledgements never flowed"
         );
     }
-    hub.kill().unwrap();
-    let _ = hub.wait();
-    let (mut hub, _) = serve(dir.path(), &addr);
+    hub.kill();
+    let hub = serve(dir.path(), &addr);
     let out = run.wait_with_output().unwrap();
     let log = reader.join().unwrap();
-    hub.kill().unwrap();
-    let _ = hub.wait();
+    hub.kill();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let run_dir = std::fs::read_dir(&results)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let run_dir = run_results::run_dir(&results);
     let s = fleetbench::report::read_summary(&run_dir).unwrap();
     let c = &s.counts;
     assert!(c.reconnects >= 10, "{c:?}\n{stdout}\n{log}");

@@ -2,17 +2,15 @@
 //! closed model's response time is corrected for coordinated omission, with the measured values
 //! kept by name. Both through the binary.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fleetbench::hub::StateDir;
 use fleetbench::metrics::Summary;
-use fleetbench::pki::store::write_ca_dir;
 
-use crate::support;
+use crate::support::hub_serve::HubServe;
+use crate::support::{self, hub_state, openmetrics, results as run_results};
 
 /// Held by each test of this module: they time the generator, and one's fleet must not share the
 /// cores with the other's.
@@ -20,13 +18,7 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The summary of the one run written under `results`.
 fn summary_of(results: &Path) -> Summary {
-    let run_dir = std::fs::read_dir(results)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    fleetbench::report::read_summary(&run_dir).unwrap()
+    run_results::summary(results)
 }
 
 /// How late the operating system itself wakes a thread from a 1 ms sleep while `f` runs (p50,
@@ -107,57 +99,14 @@ const MESSAGES: u64 = 150;
 const THINK: Duration = Duration::from_millis(100);
 const FREEZE: Duration = Duration::from_secs(2);
 
-/// `hub serve` on a state directory that trusts `ca`'s devices; its address.
-fn hub_serve(dir: &Path) -> (Child, String) {
-    let ca = fleetbench::pki::CaChain::generate(&fleetbench::pki::ChainSpec::default()).unwrap();
-    write_ca_dir(&dir.join("ca"), &ca).unwrap();
-    let state = StateDir::open(&dir.join("hub")).unwrap();
-    let registry = state.load().unwrap();
-    registry
-        .add_verified_ca("fleet", ca.root().cert().clone())
-        .unwrap();
-    registry.register_ca_signed(support::ids("device", DEVICES).iter());
-    state.save(&registry).unwrap();
-    let mut hub = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-        .args(["hub", "serve", "--mqtt", "127.0.0.1:0", "--state"])
-        .arg(dir.join("hub"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(hub.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("mqtts://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
-    (hub, addr)
+/// `hub serve` on a state directory that trusts `ca`'s devices.
+fn hub_serve(dir: &Path) -> HubServe {
+    hub_state::with_ca_signed(dir, support::ids("device", DEVICES).iter());
+    HubServe::start(HubServe::ephemeral(dir.join("hub")))
 }
 
 fn acked(addr: SocketAddr) -> f64 {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix("fleetbench_messages_acked_total ")?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0)
-}
-
-fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success(), "kill {sig}");
+    openmetrics::value_at(addr, "fleetbench_messages_acked_total")
 }
 
 /// The corrected p99 a closed loop should report: each device's one stalled response, `freeze`
@@ -188,7 +137,8 @@ fn analytic_p99(freeze: Duration, interval: Duration, total: u64) -> (u64, u64) 
 fn a_frozen_hub_shows_in_the_closed_models_corrected_response_time() {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let (mut hub, addr) = hub_serve(dir.path());
+    let hub = hub_serve(dir.path());
+    let addr = hub.mqtt();
     let scenario = dir.path().join("closed.toml");
     std::fs::write(
         &scenario,
@@ -219,42 +169,22 @@ fn a_frozen_hub_shows_in_the_closed_models_corrected_response_time() {
         assert!(Instant::now() < deadline, "acknowledgements never flowed");
     }
     let frozen = Instant::now();
-    signal(hub.id(), "-STOP");
+    assert!(hub.signal("-STOP"), "kill -STOP");
     // The freeze is the known delay under test, not synchronisation.
     #[allow(clippy::disallowed_methods)]
     std::thread::sleep(FREEZE);
-    signal(hub.id(), "-CONT");
+    assert!(hub.signal("-CONT"), "kill -CONT");
     let freeze = frozen.elapsed();
 
     let out = run.wait_with_output().unwrap();
     let log = reader.join().unwrap();
-    hub.kill().unwrap();
-    let _ = hub.wait();
+    hub.kill();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{log}");
     let s = summary_of(&results);
     assert_eq!(s.counts.messages_acked, DEVICES * MESSAGES, "{stdout}");
     // The new phase is part of the results' contract.
-    let run_dir = std::fs::read_dir(&results)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap();
-    let json: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(run_dir.path().join("summary.json")).unwrap(),
-    )
-    .unwrap();
-    let schema: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("results/schema.json"))
-            .unwrap(),
-    )
-    .unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<_> = validator
-        .iter_errors(&json)
-        .map(|e| e.to_string())
-        .collect();
-    assert!(errors.is_empty(), "{errors:#?}");
+    run_results::assert_valid(&run_results::summary_json(&run_results::run_dir(&results)));
 
     // The measured values, kept by name: one long response per device, too few to reach p99.
     let raw = s

@@ -3,8 +3,12 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod hub_serve;
+pub mod hub_state;
 pub mod mosquitto;
+pub mod openmetrics;
 pub mod rabbitmq;
+pub mod results;
 pub mod walkthrough;
 
 use std::path::Path;
