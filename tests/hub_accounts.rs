@@ -2,17 +2,14 @@
 //! verifying CA on `--metrics`, a summary on stdout when it stops, and one log line per refused
 //! session at the default verbosity.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use crate::support;
+use crate::support::hub_serve::HubServe;
+use crate::support::hub_state::{self, ok};
+use crate::support::openmetrics;
 use crate::support::walkthrough::{fleetbench, take_summary, text};
-
-fn ok(dir: &Path, args: &[&str]) {
-    let out = fleetbench(dir, args, &[]);
-    assert!(out.status.success(), "{args:?}: {}", text(&out));
-}
 
 /// Runs a remote-hub scenario `name` from `dir` with devices minted from CA directory `ca`
 /// and returns its acknowledged message count.
@@ -41,11 +38,7 @@ fn acked_by_run(
 }
 
 fn scrape(addr: std::net::SocketAddr) -> String {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
+    let body = openmetrics::scrape(addr);
     assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
     body
 }
@@ -57,45 +50,16 @@ fn hub_serve_counts_what_it_received_by_protocol_and_ca_live_and_at_exit() {
     // Two verified CAs vouch for the same registered device ids.
     for (out, name) in [("ca", "tutorial"), ("ca2", "second")] {
         ok(d, &["pki", "init", "--out", out]);
-        let cert = format!("{out}/root.cer");
-        let add = [
-            "hub", "ca", "add", "--state", "hub", "--name", name, "--cert", &cert,
-        ];
-        ok(d, &[&add[..], &["--verified"]].concat());
+        hub_state::add_verified_ca(d, "hub", name, &format!("{out}/root.cer"));
     }
-    ok(
-        d,
-        &["pki", "registry", "--count", "5", "--out", "devices.txt"],
-    );
-    ok(
-        d,
-        &[
-            "hub",
-            "device",
-            "add",
-            "--state",
-            "hub",
-            "--import",
-            "devices.txt",
-        ],
-    );
-    let mut hub = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-        .current_dir(d)
-        .args(["hub", "serve", "--state", "hub", "--mqtt", "127.0.0.1:0"])
+    hub_state::register_devices(d, "hub", 5);
+    let mut cmd = HubServe::ephemeral("hub");
+    cmd.current_dir(d)
         .args(["--amqp", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(hub.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let after = |scheme: &str| {
-        let rest = line.split(scheme).nth(1).unwrap();
-        rest.split_whitespace().next().unwrap().to_owned()
-    };
-    let (mqtt, amqp) = (after("mqtts://"), after("amqps://"));
-    let (metrics, log) = support::metrics_address(&mut hub);
+        .stderr(Stdio::piped());
+    let mut hub = HubServe::start(cmd);
+    let (mqtt, amqp) = (hub.mqtt(), hub.amqp());
+    let (metrics, log) = hub.metrics();
 
     // Six devices over MQTT, five registered: device-00006 is refused.
     let mqtt_acked = acked_by_run(d, ("m.toml", "ca"), &mqtt, "", 6);
@@ -125,14 +89,7 @@ fn hub_serve_counts_what_it_received_by_protocol_and_ca_live_and_at_exit() {
     garbage.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
     let _ = garbage.read_to_end(&mut Vec::new());
 
-    let kill = Command::new("kill")
-        .args(["-INT", &hub.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = hub.wait().unwrap();
-    let mut rest = String::new();
-    stdout.read_to_string(&mut rest).unwrap();
+    let (status, rest, _) = hub.stop("-INT");
     let log = log.join().unwrap();
     assert!(status.success(), "{rest}{log}");
     let total = mqtt_acked + amqp_acked + second_acked;
@@ -168,52 +125,14 @@ fn hub_serve_counts_what_it_received_by_protocol_and_ca_live_and_at_exit() {
 fn hub_serve_logs_refusals_at_most_ten_a_second_and_counts_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok(d, &["pki", "init", "--out", "ca"]);
-    let add = ["hub", "ca", "add", "--state", "hub", "--name", "tutorial"];
-    ok(
-        d,
-        &[&add[..], &["--cert", "ca/root.cer", "--verified"]].concat(),
-    );
-    ok(
-        d,
-        &["pki", "registry", "--count", "5", "--out", "devices.txt"],
-    );
-    ok(
-        d,
-        &[
-            "hub",
-            "device",
-            "add",
-            "--state",
-            "hub",
-            "--import",
-            "devices.txt",
-        ],
-    );
-    let mut hub = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-        .current_dir(d)
-        .args(["hub", "serve", "--state", "hub", "--mqtt", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(hub.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let rest = line.split("mqtts://").nth(1).unwrap();
-    let mqtt = rest.split_whitespace().next().unwrap();
+    hub_state::walkthrough(d, "hub", "tutorial", 5);
+    let mut cmd = HubServe::ephemeral("hub");
+    cmd.current_dir(d).stderr(Stdio::piped());
+    let hub = HubServe::start(cmd);
     // Thirty devices, five registered: 25 refusals within a few milliseconds.
-    acked_by_run(d, ("m.toml", "ca"), mqtt, "", 30);
-    let kill = Command::new("kill")
-        .args(["-TERM", &hub.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let out = hub.wait_with_output().unwrap();
-    let mut summary = String::new();
-    stdout.read_to_string(&mut summary).unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{summary}{log}");
+    acked_by_run(d, ("m.toml", "ca"), &hub.mqtt(), "", 30);
+    let (status, summary, log) = hub.stop("-TERM");
+    assert!(status.success(), "{summary}{log}");
     assert!(
         summary.contains("5 sessions accepted, 25 refused"),
         "{summary}"

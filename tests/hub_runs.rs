@@ -3,57 +3,26 @@
 //! the embedded hub; `merge` sums the shards'. A run whose messages the hub did not count is
 //! reported lost and fails.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
-use crate::support;
+use crate::support::hub_serve::HubServe;
+use crate::support::hub_state;
 use crate::support::walkthrough::{fleetbench, text};
 
 const DEVICES: u64 = 12;
 const MESSAGES: u64 = 3;
 
-fn ok(dir: &Path, args: &[&str]) {
-    let out = fleetbench(dir, args, &[]);
-    assert!(out.status.success(), "{args:?}: {}", text(&out));
-}
-
 /// The tutorial's hub state in `dir/hub-state`: CA `ca` verified, `DEVICES` devices imported.
 fn tutorial_state(dir: &Path) {
-    ok(dir, &["pki", "init", "--out", "ca"]);
-    let add = [
-        "hub",
-        "ca",
-        "add",
-        "--state",
-        "hub-state",
-        "--name",
-        "tutorial",
-    ];
-    ok(
-        dir,
-        &[&add[..], &["--cert", "ca/root.cer", "--verified"]].concat(),
-    );
-    let count = DEVICES.to_string();
-    ok(
-        dir,
-        &["pki", "registry", "--count", &count, "--out", "devices.txt"],
-    );
-    let import = ["--import", "devices.txt"];
-    ok(
-        dir,
-        &[
-            &["hub", "device", "add", "--state", "hub-state"][..],
-            &import,
-        ]
-        .concat(),
-    );
+    hub_state::walkthrough(dir, "hub-state", "tutorial", DEVICES);
 }
 
 /// `hub serve` over `dir/hub-state` on ephemeral ports: the process, its MQTT address and its
 /// metrics (accounting) address, and the thread collecting its stderr.
 struct Served {
-    child: Child,
+    hub: HubServe,
     mqtt: String,
     amqp: String,
     accounts: std::net::SocketAddr,
@@ -61,33 +30,15 @@ struct Served {
 }
 
 fn serve(dir: &Path) -> Served {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-        .current_dir(dir)
-        .args([
-            "hub",
-            "serve",
-            "--state",
-            "hub-state",
-            "--mqtt",
-            "127.0.0.1:0",
-        ])
+    let mut cmd = HubServe::ephemeral("hub-state");
+    cmd.current_dir(dir)
         .args(["--amqp", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let after = |scheme: &str| {
-        let rest = line.split(scheme).nth(1).unwrap();
-        rest.split_whitespace().next().unwrap().to_owned()
-    };
-    let (mqtt, amqp) = (after("mqtts://"), after("amqps://"));
-    let (accounts, log) = support::metrics_address(&mut child);
+        .stderr(Stdio::piped());
+    let mut hub = HubServe::start(cmd);
+    let (mqtt, amqp) = (hub.mqtt(), hub.amqp());
+    let (accounts, log) = hub.metrics();
     Served {
-        child,
+        hub,
         mqtt,
         amqp,
         accounts,
@@ -97,17 +48,10 @@ fn serve(dir: &Path) -> Served {
 
 impl Served {
     /// Stops the hub; what it printed on stdout after its first line.
-    fn stop(mut self) -> String {
-        let kill = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(kill.success());
-        let mut summary = String::new();
-        let stdout = self.child.stdout.as_mut().unwrap();
-        stdout.read_to_string(&mut summary).unwrap();
+    fn stop(self) -> String {
+        let (status, summary, _) = self.hub.stop("-TERM");
         let log = self.log.join().unwrap();
-        assert!(self.child.wait().unwrap().success(), "{log}");
+        assert!(status.success(), "{log}");
         summary
     }
 }

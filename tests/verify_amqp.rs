@@ -21,6 +21,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::support;
+use crate::support::hub_serve::HubServe;
+use crate::support::hub_state;
 use crate::support::rabbitmq::RabbitMq;
 use crate::support::walkthrough::{self, fleetbench, text};
 
@@ -274,48 +276,14 @@ async fn a_rabbitmq_queue_receiver_gets_every_message_the_walkthrough_sends() {
     drop(broker);
 }
 
-fn ok(dir: &std::path::Path, args: &[&str]) {
-    let out = fleetbench(dir, args, &[]);
-    assert!(out.status.success(), "{args:?}: {}", text(&out));
-}
-
 /// The tutorial's two-process flow with a receiver: `hub serve --amqp` prints its endpoint's
 /// connection string (stderr), the receiver reads with it while `run` sends over MQTT; the hidden fault
 /// (its environment variable) drops every 4th message and exactly that many are missing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hub_serve_prints_a_connection_string_its_endpoint_answers_to() {
-    use std::io::BufRead as _;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok(d, &["pki", "init", "--out", "ca"]);
-    let add = [
-        "hub",
-        "ca",
-        "add",
-        "--state",
-        "hub",
-        "--name",
-        "t",
-        "--cert",
-        "ca/root.cer",
-    ];
-    ok(d, &[&add[..], &["--verified"]].concat());
-    ok(
-        d,
-        &["pki", "registry", "--count", "5", "--out", "devices.txt"],
-    );
-    ok(
-        d,
-        &[
-            "hub",
-            "device",
-            "add",
-            "--state",
-            "hub",
-            "--import",
-            "devices.txt",
-        ],
-    );
+    hub_state::walkthrough(d, "hub", "t", 5);
     let help = fleetbench(d, &["hub", "serve", "--help"], &[]);
     assert!(text(&help).contains("--eventhubs-key"), "{}", text(&help));
     assert!(
@@ -323,32 +291,15 @@ async fn hub_serve_prints_a_connection_string_its_endpoint_answers_to() {
         "the fault injector is hidden"
     );
 
-    let mut hub = std::process::Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-        .current_dir(d)
-        .args(["hub", "serve", "--state", "hub", "--mqtt", "127.0.0.1:0"])
+    let mut cmd = HubServe::ephemeral("hub");
+    cmd.current_dir(d)
         .args(["--amqp", "127.0.0.1:0"])
         .env("FLEETBENCH_FAULT_EVENTHUBS_DROP_EVERY", "4")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = std::io::BufReader::new(hub.stdout.take().unwrap());
-    let mut listening = String::new();
-    stdout.read_line(&mut listening).unwrap();
-    let mut stderr = std::io::BufReader::new(hub.stderr.take().unwrap()).lines();
-    let endpoint = stderr
-        .by_ref()
-        .map_while(Result::ok)
-        .find(|l| l.starts_with("event hubs-compatible endpoint: "))
-        .expect("the endpoint announced on stderr");
-    // Keep reading the hub's log so that it never writes to a closed pipe.
-    std::thread::spawn(move || stderr.for_each(drop));
-    let mqtt = listening.split("mqtts://").nth(1).unwrap();
-    let mqtt = mqtt.split_whitespace().next().unwrap().to_owned();
-    let connection = endpoint
-        .strip_prefix("event hubs-compatible endpoint: ")
-        .unwrap_or_else(|| panic!("{endpoint}"))
-        .trim();
+        .stderr(std::process::Stdio::piped());
+    let mut hub = HubServe::start(cmd);
+    let connection = hub.eventhubs();
+    let connection = connection.as_str();
+    let mqtt = hub.mqtt();
     assert!(
         connection.contains(";SharedAccessKeyName=service;"),
         "{connection}"
@@ -403,10 +354,7 @@ async fn hub_serve_prints_a_connection_string_its_endpoint_answers_to() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
     let (got, report) = collect(rx, 15 - 15 / 4, stop, task).await;
-    let _ = std::process::Command::new("kill")
-        .args(["-INT", &hub.id().to_string()])
-        .status();
-    let _ = hub.wait();
+    hub.interrupt();
     assert_eq!(got.len(), 15 - 15 / 4, "{report:?}");
     let devices = by_device(&got);
     assert_eq!(

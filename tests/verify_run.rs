@@ -4,17 +4,13 @@
 //! endpoint (the tutorial's two-process flow), where the hub's test-only fault drops every
 //! N-th message and the run must count exactly those as lost, by device.
 
-use std::io::BufRead as _;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 
+use crate::support::hub_serve::HubServe;
+use crate::support::hub_state::{self, ok};
 use crate::support::rabbitmq::RabbitMq;
 use crate::support::walkthrough::{self, fleetbench, take_summary, text};
-
-fn ok(dir: &Path, args: &[&str]) {
-    let out = fleetbench(dir, args, &[]);
-    assert!(out.status.success(), "{args:?}: {}", text(&out));
-}
 
 /// The deliver phase's sample count in a summary.
 fn deliver_count(s: &serde_json::Value) -> u64 {
@@ -100,45 +96,21 @@ fn a_rabbitmq_run_with_an_amqp_receiver_proves_every_message_delivered() {
     assert_eq!(deliver_count(&s), 200, "{}", s["phases"]);
 }
 
-/// `hub serve` with MQTT and AMQP listeners and a metrics address, in `dir/hub`; returns it
-/// with its MQTT address and its Event Hubs connection string.
-fn hub_serve(dir: &Path, drop_every: Option<&str>) -> (Child, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleetbench"));
+/// `hub serve` with MQTT and AMQP listeners in `dir/hub`; returns it with its MQTT address and
+/// its Event Hubs connection string.
+fn hub_serve(dir: &Path, drop_every: Option<&str>) -> (HubServe, String, String) {
+    let mut cmd = HubServe::ephemeral("hub");
     cmd.current_dir(dir)
-        .args(["hub", "serve", "--state", "hub", "--mqtt", "127.0.0.1:0"])
         .args(["--amqp", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if let Some(n) = drop_every {
         cmd.env("FLEETBENCH_FAULT_EVENTHUBS_DROP_EVERY", n);
     }
-    let mut hub = cmd.spawn().unwrap();
-    let mut stdout = std::io::BufReader::new(hub.stdout.take().unwrap());
-    let mut listening = String::new();
-    stdout.read_line(&mut listening).unwrap();
-    std::thread::spawn(move || stdout.lines().for_each(drop));
-    let mut stderr = std::io::BufReader::new(hub.stderr.take().unwrap()).lines();
-    let endpoint = stderr
-        .by_ref()
-        .map_while(Result::ok)
-        .find(|l| l.starts_with("event hubs-compatible endpoint: "))
-        .expect("the endpoint announced on stderr");
-    std::thread::spawn(move || stderr.for_each(drop));
-    let mqtt = listening.split("mqtts://").nth(1).unwrap();
-    let mqtt = mqtt.split_whitespace().next().unwrap().to_owned();
-    let connection = endpoint
-        .trim()
-        .strip_prefix("event hubs-compatible endpoint: ")
-        .unwrap()
-        .to_owned();
+    let mut hub = HubServe::start(cmd);
+    hub.drain_stdout();
+    let connection = hub.eventhubs();
+    let mqtt = hub.mqtt();
     (hub, mqtt, connection)
-}
-
-fn stop(mut hub: Child) {
-    let _ = Command::new("kill")
-        .args(["-INT", &hub.id().to_string()])
-        .status();
-    let _ = hub.wait();
 }
 
 /// Runs 6 devices x 4 messages over MQTT against `mqtt` with an Event Hubs receiver.
@@ -175,43 +147,12 @@ fn run_with_receiver(
 fn the_hubs_event_hubs_endpoint_proves_delivery_and_a_dropping_hub_is_caught_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok(d, &["pki", "init", "--out", "ca"]);
-    ok(
-        d,
-        &[
-            "hub",
-            "ca",
-            "add",
-            "--state",
-            "hub",
-            "--name",
-            "t",
-            "--cert",
-            "ca/root.cer",
-            "--verified",
-        ],
-    );
-    ok(
-        d,
-        &["pki", "registry", "--count", "6", "--out", "devices.txt"],
-    );
-    ok(
-        d,
-        &[
-            "hub",
-            "device",
-            "add",
-            "--state",
-            "hub",
-            "--import",
-            "devices.txt",
-        ],
-    );
+    hub_state::walkthrough(d, "hub", "t", 6);
 
     // A faithful hub: all 24 acknowledged messages arrive once, each with its deliver time.
     let (hub, mqtt, connection) = hub_serve(d, None);
     let (out, s) = run_with_receiver(d, &mqtt, &connection);
-    stop(hub);
+    hub.interrupt();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let v = &s["delivery"];
     assert_eq!(
@@ -229,7 +170,7 @@ fn the_hubs_event_hubs_endpoint_proves_delivery_and_a_dropping_hub_is_caught_exa
     // 24 / 5 = 4 lost, each named by device, and the run fails.
     let (hub, mqtt, connection) = hub_serve(d, Some("5"));
     let (out, s) = run_with_receiver(d, &mqtt, &connection);
-    stop(hub);
+    hub.interrupt();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let v = &s["delivery"];
     assert_eq!(

@@ -141,18 +141,23 @@ impl HubServe {
         let _ = self.child.wait();
     }
 
-    /// Stops the hub with SIGTERM: its exit status, what it printed on stdout after its first
-    /// line, and its stderr when that was piped and not taken.
-    pub fn terminate(mut self) -> (ExitStatus, String, String) {
-        assert!(self.signal("-TERM"), "kill -TERM hub serve");
+    /// Stops the hub with `signal` (`-TERM`, `-INT`): its exit status, what it printed on stdout
+    /// after its first line, and its stderr when that was piped and not taken.
+    pub fn stop(mut self, signal: &str) -> (ExitStatus, String, String) {
+        assert!(self.signal(signal), "kill {signal} hub serve");
+        // Both pipes at once, so that neither fills while the other is read.
+        let stderr = self.child.stderr.take().map(|mut stderr| {
+            std::thread::spawn(move || {
+                let mut log = String::new();
+                stderr.read_to_string(&mut log).expect("hub stderr");
+                log
+            })
+        });
         let mut rest = String::new();
         if let Some(mut stdout) = self.stdout.take() {
             stdout.read_to_string(&mut rest).expect("hub stdout");
         }
-        let mut log = String::new();
-        if let Some(mut stderr) = self.child.stderr.take() {
-            stderr.read_to_string(&mut log).expect("hub stderr");
-        }
+        let log = stderr.map_or_else(String::new, |t| t.join().expect("stderr reader"));
         let status = self.child.wait().expect("hub exits");
         (status, rest, log)
     }

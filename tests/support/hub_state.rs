@@ -30,8 +30,8 @@ pub fn ok(dir: &Path, args: &[&str]) {
     assert!(out.status.success(), "{args:?}: {}", text(&out));
 }
 
-/// Through the binary, in `dir`: `hub ca add --state hub --name NAME --cert CERT --verified`.
-pub fn add_verified_ca(dir: &Path, name: &str, cert: &str) {
+/// Through the binary, in `dir`: `hub ca add --state STATE --name NAME --cert CERT --verified`.
+pub fn add_verified_ca(dir: &Path, state: &str, name: &str, cert: &str) {
     ok(
         dir,
         &[
@@ -39,7 +39,7 @@ pub fn add_verified_ca(dir: &Path, name: &str, cert: &str) {
             "ca",
             "add",
             "--state",
-            "hub",
+            state,
             "--name",
             name,
             "--cert",
@@ -50,8 +50,8 @@ pub fn add_verified_ca(dir: &Path, name: &str, cert: &str) {
 }
 
 /// Through the binary, in `dir`: `pki registry --count COUNT --out devices.txt` and
-/// `hub device add --state hub --import devices.txt`.
-pub fn register_devices(dir: &Path, count: u32) {
+/// `hub device add --state STATE --import devices.txt`.
+pub fn register_devices(dir: &Path, state: &str, count: u64) {
     let count = count.to_string();
     ok(
         dir,
@@ -64,7 +64,7 @@ pub fn register_devices(dir: &Path, count: u32) {
             "device",
             "add",
             "--state",
-            "hub",
+            state,
             "--import",
             "devices.txt",
         ],
@@ -72,9 +72,9 @@ pub fn register_devices(dir: &Path, count: u32) {
 }
 
 /// Through the binary, in `dir`: the device CA `ca` (`pki init`), verified on the hub state
-/// `hub` as `name`, and `count` devices registered.
-pub fn walkthrough(dir: &Path, name: &str, count: u32) {
+/// `state` as `name`, and `count` devices registered.
+pub fn walkthrough(dir: &Path, state: &str, name: &str, count: u64) {
     ok(dir, &["pki", "init", "--out", "ca"]);
-    add_verified_ca(dir, name, "ca/root.cer");
-    register_devices(dir, count);
+    add_verified_ca(dir, state, name, "ca/root.cer");
+    register_devices(dir, state, count);
 }
