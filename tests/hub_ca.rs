@@ -1,9 +1,8 @@
 //! Issue 3: the tutorial's CA workflow on the embedded hub (the portal's part), in-process and
 //! as separate `hub serve` / `run` processes.
 
-use std::io::BufRead as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 
 use fleetbench::hub::StateDir;
@@ -12,6 +11,8 @@ use fleetbench::pki::store::{load_ca_dir, write_ca_dir};
 use fleetbench::pki::{CaChain, ChainSpec, KeyType};
 
 use crate::support;
+use crate::support::hub_serve::HubServe;
+use crate::support::results as run_results;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tutorial_add_ca_refused_prove_verified_connect() {
@@ -183,30 +184,8 @@ fn hub_and_load_in_separate_processes_walk_the_tutorial() {
         20
     );
 
-    let mut hub = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-        .args([
-            "hub",
-            "serve",
-            "--state",
-            p(&state),
-            "--mqtt",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(hub.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("mqtts://")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
+    let hub = HubServe::start(HubServe::ephemeral(p(&state)));
+    let addr = hub.mqtt();
 
     let scenario = dir.path().join("remote.toml");
     std::fs::write(
@@ -231,8 +210,7 @@ fn hub_and_load_in_separate_processes_walk_the_tutorial() {
         ])
         .output()
         .unwrap();
-    hub.kill().unwrap();
-    let _ = hub.wait();
+    hub.kill();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -240,15 +218,7 @@ fn hub_and_load_in_separate_processes_walk_the_tutorial() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let summary = std::fs::read_dir(&results)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path()
-        .join("summary.json");
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(summary).unwrap()).unwrap();
+    let json = run_results::summary_json(&run_results::run_dir(&results));
     assert_eq!(json["counts"]["sessions_connected"], 20, "{stdout}");
     assert_eq!(json["counts"]["messages_acked"], 40, "{stdout}");
     assert_eq!(json["scenario"]["fleet"]["ca-dir"], p(&ca));

@@ -2,13 +2,13 @@
 //! (names, key type, validity chosen), `hub serve` makes one only in a directory with none and
 //! says so, and refuses incomplete or inconsistent identities naming the file.
 
-use std::io::{BufRead as _, Read as _};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use rustls::pki_types::pem::PemObject as _;
 
 use crate::pki::{fleetbench, ok, p};
+use crate::support::hub_serve::HubServe;
 
 fn refused(out: &Output) -> String {
     let text = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -18,21 +18,11 @@ fn refused(out: &Output) -> String {
 
 /// `hub serve` until its first stdout line; its (line, stderr).
 fn serve_first_line(state: &Path) -> (String, String) {
-    let mut hub = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-        .args(["hub", "serve", "--mqtt", "127.0.0.1:0", "--state", p(state)])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(hub.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    hub.kill().unwrap();
-    let _ = hub.wait();
-    let mut err = String::new();
-    hub.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    (line, err)
+    let mut cmd = HubServe::ephemeral(p(state));
+    cmd.stderr(Stdio::piped());
+    let hub = HubServe::start(cmd);
+    let line = hub.line.clone();
+    (line, hub.kill_with_log())
 }
 
 fn serve_refused(state: &Path) -> String {

@@ -1,8 +1,6 @@
 //! Issue 16: a registry that loses nothing and refuses what IoT Hub refuses, a device added
 //! while the hub serves accepted at once, and a device presenting its leaf alone told why.
 
-use std::io::{BufRead as _, Read as _};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -12,6 +10,7 @@ use fleetbench::pki::{CaChain, DeviceIds, IdTemplate, KeyType};
 
 use crate::pki::{fleetbench, ok, p};
 use crate::support;
+use crate::support::hub_serve::HubServe;
 
 /// Writes `server_ca`'s hub identity (for localhost) into `state`, as a user bringing their own.
 fn write_identity(state: &Path, server_ca: &CaChain) {
@@ -39,27 +38,11 @@ fn write_identity(state: &Path, server_ca: &CaChain) {
     );
 }
 
-/// `hub serve` on `state` (with `args`), its address once it listens.
-fn serve(state: &Path, args: &[&str]) -> (Child, SocketAddr) {
-    let mut hub = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-        .args(["hub", "serve", "--mqtt", "127.0.0.1:0", "--state", p(state)])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(hub.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("mqtts://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .parse()
-        .unwrap();
-    (hub, addr)
+/// `hub serve` on `state` (with `args`), once it listens.
+fn serve(state: &Path, args: &[&str]) -> HubServe {
+    let mut cmd = HubServe::ephemeral(state);
+    cmd.args(args).stderr(Stdio::piped());
+    HubServe::start(cmd)
 }
 
 /// A registered, verified device CA in `dir/ca` and the hub state `dir/hub`.
@@ -87,7 +70,8 @@ async fn a_device_added_while_the_hub_serves_is_accepted_on_its_first_connection
     let dir = tempfile::tempdir().unwrap();
     let (devices, server) = setup(dir.path());
     let state = dir.path().join("hub");
-    let (mut hub, addr) = serve(&state, &[]);
+    let hub = serve(&state, &[]);
+    let addr = hub.mqtt_addr();
     let plan = support::plan("[messages]\ncount = 1\n");
     let mut refused = Vec::new();
     for i in 1..=15 {
@@ -109,8 +93,7 @@ async fn a_device_added_while_the_hub_serves_is_accepted_on_its_first_connection
             refused.push((i, rec.failures()));
         }
     }
-    hub.kill().unwrap();
-    let _ = hub.wait();
+    hub.kill();
     assert!(
         refused.is_empty(),
         "refused at first connection: {refused:?}"
@@ -292,7 +275,8 @@ fn a_device_presenting_its_leaf_alone_is_told_the_chain_is_missing() {
         "--out",
         p(&out),
     ]));
-    let (mut hub, addr) = serve(&state, &["-vv"]);
+    let hub = serve(&state, &["-vv"]);
+    let addr = hub.mqtt_addr();
     let device = |file: &str| {
         let out = Command::new("python3")
             .arg("-c")
@@ -309,10 +293,7 @@ fn a_device_presenting_its_leaf_alone_is_told_the_chain_is_missing() {
     };
     let leaf_alone = device("device-00001.cert.pem");
     let with_chain = device("device-00001.chain.pem");
-    hub.kill().unwrap();
-    let _ = hub.wait();
-    let mut log = String::new();
-    hub.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    let log = hub.kill_with_log();
     assert_eq!(with_chain.trim(), "connack 0");
     assert_eq!(leaf_alone.trim(), "connack 5", "{log}");
     assert!(

@@ -1,14 +1,14 @@
 //! Issue 16: every certificate fleetbench makes passes RFC 5280 strict checks (`openssl verify
 //! -x509_strict`, Python 3.13's default TLS context).
 
-use std::io::BufRead as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use fleetbench::pki::KeyType;
 
 use crate::pki::{fleetbench, ok, openssl, p};
 use crate::support;
+use crate::support::hub_serve::HubServe;
 
 /// `openssl verify -x509_strict` of `cert` against `root`, with `untrusted` intermediates.
 pub(crate) fn strict(
@@ -257,28 +257,9 @@ fn a_python_default_context_client_connects_to_hub_serve_with_a_device_chain() {
         p(&devices),
     ]));
 
-    let mut hub = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-        .args(["hub", "serve", "--state", st, "--mqtt", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(hub.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .split("mqtts://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|addr| addr.rsplit(':').next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
-    let server_root = line
-        .split("clients trust ")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no root in {line:?}"))
-        .trim()
-        .to_owned();
+    let hub = HubServe::start(HubServe::ephemeral(st));
+    let port = hub.mqtt_addr().port().to_string();
+    let server_root = hub.server_root();
     let out = python(&[
         "localhost",
         &port,
@@ -287,8 +268,7 @@ fn a_python_default_context_client_connects_to_hub_serve_with_a_device_chain() {
         p(&devices.join("device-00001.key.pem")),
         "device-00001",
     ]);
-    hub.kill().unwrap();
-    let _ = hub.wait();
+    hub.kill();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -3,15 +3,15 @@
 //! on a stalled hub; saturation only on sustained evidence; peak sessions and timer lag of runs
 //! too short for the generator's ticker.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use fleetbench::metrics::Summary;
 
-use crate::support;
+use crate::support::hub_serve::HubServe;
+use crate::support::{self, openmetrics, results as run_results};
 
 fn fleetbench() -> Command {
     Command::new(env!("CARGO_BIN_EXE_fleetbench"))
@@ -31,12 +31,7 @@ fn text(out: &Output) -> String {
 
 /// The only run directory under `results`, its summary and its report.html.
 fn results(results: &Path) -> (Summary, String) {
-    let dir = std::fs::read_dir(results)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let dir = run_results::run_dir(results);
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     (fleetbench::report::read_summary(&dir).unwrap(), html)
 }
@@ -159,21 +154,8 @@ fn a_run_shorter_than_a_tick_counts_its_peak_and_does_not_invent_a_lag() {
     }
 }
 
-/// A `hub serve` process, resumed and ended however the test ends.
-struct HubProcess(Child);
-
-impl Drop for HubProcess {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-CONT", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A standalone `hub serve` with `devices` CA-signed devices registered; its address and the CA.
-fn standalone_hub(dir: &Path, devices: u64) -> (HubProcess, String, PathBuf) {
+fn standalone_hub(dir: &Path, devices: u64) -> (HubServe, String, PathBuf) {
     let (ca, state) = (dir.join("ca"), dir.join("hub"));
     let ok = |args: &[&str]| {
         let out = fleetbench().args(args).output().unwrap();
@@ -195,58 +177,19 @@ fn standalone_hub(dir: &Path, devices: u64) -> (HubProcess, String, PathBuf) {
     ]);
     let n = devices.to_string();
     ok(&["hub", "device", "add", "--state", p(&state), "--count", &n]);
-    let mut hub = fleetbench()
-        .args([
-            "hub",
-            "serve",
-            "--state",
-            p(&state),
-            "--mqtt",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(hub.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("mqtts://")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
-    (HubProcess(hub), addr, ca)
+    let hub = HubServe::start(HubServe::ephemeral(&state));
+    let addr = hub.mqtt();
+    (hub, addr, ca)
 }
 
 /// The run's counters of messages sent and acknowledged, from its live metrics.
 fn counters(metrics: SocketAddr) -> (f64, f64) {
-    let mut s = TcpStream::connect(metrics).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    let value = |name: &str| {
-        body.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0.0)
-    };
+    let body = openmetrics::scrape(metrics);
+    let value = |name: &str| openmetrics::value(&body, name).unwrap_or(0.0);
     (
-        value("fleetbench_messages_sent_total "),
-        value("fleetbench_messages_acked_total "),
+        value("fleetbench_messages_sent_total"),
+        value("fleetbench_messages_acked_total"),
     )
-}
-
-fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
 }
 
 #[cfg(unix)]
@@ -319,7 +262,7 @@ fn stalled_run() -> (Output, Summary, String) {
     while counters(metrics).1 < 100.0 {
         assert!(Instant::now() < deadline, "no acknowledgements");
     }
-    signal(hub.0.id(), "-STOP");
+    assert!(hub.signal("-STOP"), "kill -STOP");
     let sent = counters(metrics).0;
     loop {
         let now = counters(metrics);
@@ -328,7 +271,7 @@ fn stalled_run() -> (Output, Summary, String) {
         }
         assert!(Instant::now() < deadline, "sends stopped: {now:?}");
     }
-    signal(hub.0.id(), "-CONT");
+    assert!(hub.signal("-CONT"), "kill -CONT");
     let out = run.wait_with_output().unwrap();
     let log = log.join().unwrap();
     drop(hub);

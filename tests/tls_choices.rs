@@ -7,6 +7,8 @@ use std::process::Output;
 
 use serde_json::Value;
 
+use crate::support::hub_serve::HubServe;
+use crate::support::hub_state;
 use crate::support::walkthrough::{fleetbench, take_summary, text};
 
 /// Runs an inline scenario from `dir`; the output and, when it ran, its summary.json.
@@ -150,7 +152,6 @@ fn an_ml_dsa_ca_written_by_pki_init_is_refused_on_reading_with_the_reason() {
 
 #[test]
 fn hub_serve_offers_the_provider_and_groups_its_flags_name() {
-    use std::io::BufRead as _;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let ok = |args: &[&str]| {
@@ -160,28 +161,8 @@ fn hub_serve_offers_the_provider_and_groups_its_flags_name() {
     ok(&["pki", "init", "--out", "ca"]);
     // The hub's own identity is ML-DSA-44: it signs its CertificateVerify with it.
     ok(&["hub", "init", "--state", "hub", "--key-type", "ml-dsa-44"]);
-    let add = [
-        "hub",
-        "ca",
-        "add",
-        "--state",
-        "hub",
-        "--name",
-        "t",
-        "--cert",
-        "ca/root.cer",
-    ];
-    ok(&[&add[..], &["--verified"]].concat());
-    ok(&["pki", "registry", "--count", "2", "--out", "devices.txt"]);
-    ok(&[
-        "hub",
-        "device",
-        "add",
-        "--state",
-        "hub",
-        "--import",
-        "devices.txt",
-    ]);
+    hub_state::add_verified_ca(d, "hub", "t", "ca/root.cer");
+    hub_state::register_devices(d, "hub", 2);
     // A group ring lacks is refused at start, naming it.
     let bad = ["hub", "serve", "--state", "hub", "--mqtt", "127.0.0.1:0"];
     let out = fleetbench(
@@ -203,30 +184,17 @@ fn hub_serve_offers_the_provider_and_groups_its_flags_name() {
         "{t}"
     );
 
-    let mut hub = std::process::Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-        .current_dir(d)
-        .args(["hub", "serve", "--state", "hub", "--mqtt", "127.0.0.1:0"])
+    let mut cmd = HubServe::ephemeral("hub");
+    cmd.current_dir(d)
         .args([
             "--tls-provider",
             "aws-lc-rs",
             "--tls-groups",
             "X25519MLKEM768",
         ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(hub.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let mqtt = line
-        .split("mqtts://")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap();
+        .stderr(std::process::Stdio::null());
+    let hub = HubServe::start(cmd);
+    let mqtt = hub.mqtt();
     let toml = |groups: &str| {
         format!(
             "name = \"t\"\n[target]\nhub = \"remote\"\naddress = \"{mqtt}\"\nserver-name = \"localhost\"\n\
@@ -237,10 +205,7 @@ fn hub_serve_offers_the_provider_and_groups_its_flags_name() {
     };
     let (pq, pq_summary) = run(d, &toml("\"X25519MLKEM768\""), &[]);
     let (classic, classic_summary) = run(d, &toml("\"x25519\""), &[]);
-    let _ = std::process::Command::new("kill")
-        .args(["-INT", &hub.id().to_string()])
-        .status();
-    let _ = hub.wait();
+    hub.interrupt();
     assert_eq!(pq.status.code(), Some(0), "{}", text(&pq));
     let pq_summary = pq_summary.unwrap();
     assert_eq!(full(&pq_summary)["count"], 2);

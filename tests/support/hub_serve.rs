@@ -11,7 +11,8 @@ use std::thread::JoinHandle;
 /// The stderr line announcing the Event Hubs-compatible endpoint's connection string.
 const EVENTHUBS: &str = "event hubs-compatible endpoint: ";
 
-/// A running `hub serve` and the first line it printed.
+/// A running `hub serve` and the first line it printed; killed when dropped (a failing test
+/// leaves no hub behind).
 pub struct HubServe {
     child: Child,
     /// Its first stdout line.
@@ -171,5 +172,15 @@ impl HubServe {
             stderr.read_to_string(&mut log).expect("hub stderr");
         }
         log
+    }
+}
+
+impl Drop for HubServe {
+    fn drop(&mut self) {
+        // Not yet reaped (a reaped child's status is cached, so no other process is signalled).
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
