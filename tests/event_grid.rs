@@ -7,45 +7,29 @@
 //! so) without Mosquitto unless FLEETBENCH_REQUIRE_BROKERS=1.
 
 use std::path::Path;
-use std::process::{Child, Output};
+use std::process::Output;
 
 use crate::support;
+use crate::support::mosquitto::Mosquitto;
 use crate::support::walkthrough::{self, fleetbench, take_summary, text};
 
 const SCENARIO: &str = "scenarios/event-grid.toml";
 
-/// A Mosquitto process with an inline config, killed by PID on drop.
-struct Mosquitto {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Mosquitto {
-    /// Starts Mosquitto in `dir` (the walkthrough's `ca/` and `broker/`) with mutual TLS, the
-    /// ACL above and its log also in `dir/<log>`, the user name taken from the certificate's
-    /// CN when `identity`, else from CONNECT. Waits for its "running" line.
-    fn start(dir: &Path, identity: bool, log: &str) -> Self {
-        std::fs::write(dir.join("acl"), "pattern write devices/%u/telemetry\n").unwrap();
-        let port = support::free_port();
-        let conf = format!(
+/// Starts Mosquitto in `dir` (the walkthrough's `ca/` and `broker/`) with mutual TLS, the ACL
+/// above and its log also in `dir/<log>`, the user name taken from the certificate's CN when
+/// `identity`, else from CONNECT. Waits for its "running" line.
+fn start_broker(dir: &Path, identity: bool, log: &str) -> Mosquitto {
+    std::fs::write(dir.join("acl"), "pattern write devices/%u/telemetry\n").unwrap();
+    Mosquitto::inline(dir, "event-grid.conf", |port| {
+        format!(
             "per_listener_settings false\npersistence false\nlog_dest stderr\n\
              log_dest file {log}\nlog_type all\nuser root\n\
              listener {port} 127.0.0.1\ncafile ca/chain.pem\ncertfile broker/server.chain.pem\n\
              keyfile broker/server.key.pem\nrequire_certificate true\n\
              use_identity_as_username {identity}\nallow_anonymous true\nacl_file acl\n\
              set_tcp_nodelay true\n"
-        );
-        std::fs::write(dir.join("event-grid.conf"), conf).unwrap();
-        let child = support::mosquitto::spawn(dir, Path::new("event-grid.conf"));
-        Self { child, port }
-    }
+        )
+    })
 }
 
 /// The committed scenario pointed at `port` on loopback, with `edits` (each must occur).
@@ -89,7 +73,7 @@ fn event_grid_connects_with_the_device_id_as_user_name_and_client_id_under_an_ac
     }
     let dir = walkthrough::setup();
     // The user name from CONNECT: the dialect's default, the device id.
-    let broker = Mosquitto::start(dir.path(), false, "connect.log");
+    let broker = start_broker(dir.path(), false, "connect.log");
     let out = run(dir.path(), &scenario(broker.port, &[]));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let s = take_summary(dir.path());
@@ -134,7 +118,7 @@ fn event_grid_connects_with_the_device_id_as_user_name_and_client_id_under_an_ac
 
     // The user name from the certificate's CN, as Event Grid's alternative authentication name
     // source "Certificate Subject Name" reads it: the same ACL accepts every message.
-    let broker = Mosquitto::start(dir.path(), true, "identity.log");
+    let broker = start_broker(dir.path(), true, "identity.log");
     let out = run(dir.path(), &scenario(broker.port, &other));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let s = take_summary(dir.path());

@@ -5,41 +5,26 @@
 //! changed). Skipped (saying so) without Mosquitto unless FLEETBENCH_REQUIRE_BROKERS=1.
 
 use std::path::Path;
-use std::process::{Child, Command, Output};
+use std::process::Output;
 
 use crate::support;
+use crate::support::mosquitto::{self, Mosquitto};
 use crate::support::walkthrough::{self, fleetbench, take_summary, text};
 
 /// The port the committed broker configs and scenarios name.
 const PORT: u16 = 8883;
 
-/// A Mosquitto process started in the walkthrough directory, killed by PID on drop.
-struct Mosquitto {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Mosquitto {
-    /// Starts Mosquitto in `dir` with the committed `.ci/mosquitto/<conf>` on a free port.
-    /// Waits for its "running" log line, not for a fixed time.
-    fn start(dir: &Path, conf: &str) -> Self {
-        let port = support::free_port();
-        let conf = walkthrough::copy_replacing(
-            &format!(".ci/mosquitto/{conf}"),
-            &format!("listener {PORT} 127.0.0.1"),
-            &format!("listener {port} 127.0.0.1"),
-            dir,
-        );
-        let child = support::mosquitto::spawn(dir, &conf);
-        Self { child, port }
-    }
+/// Starts Mosquitto in `dir` with the committed `.ci/mosquitto/<conf>` on a free port.
+/// Waits for its "running" log line, not for a fixed time.
+fn start_broker(dir: &Path, conf: &str) -> Mosquitto {
+    let port = support::free_port();
+    let conf = walkthrough::copy_replacing(
+        &format!(".ci/mosquitto/{conf}"),
+        &format!("listener {PORT} 127.0.0.1"),
+        &format!("listener {port} 127.0.0.1"),
+        dir,
+    );
+    Mosquitto::start(dir, &conf, port)
 }
 
 /// Runs the committed scenario `name` against the broker on `port` from `dir`.
@@ -53,7 +38,7 @@ fn the_mosquitto_walkthrough_passes_at_qos_2_and_refuses_another_ca() {
         return;
     }
     let dir = walkthrough::setup();
-    let broker = Mosquitto::start(dir.path(), "mosquitto.conf");
+    let broker = start_broker(dir.path(), "mosquitto.conf");
 
     let out = run(dir.path(), "mosquitto.toml", broker.port, &[], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -98,19 +83,8 @@ fn username_and_password_from_the_environment_against_mosquitto() {
     }
     let dir = walkthrough::setup();
     // The walkthrough's password file: one line per device id of the scenario.
-    let passwords = dir.path().join("broker/passwords");
-    std::fs::write(&passwords, "").unwrap();
-    for n in 1..=20 {
-        let status = Command::new("mosquitto_passwd")
-            .arg("-b")
-            .arg(&passwords)
-            .arg(format!("device-{n:05}"))
-            .arg("s3cret-pw")
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    let broker = Mosquitto::start(dir.path(), "mosquitto-password.conf");
+    mosquitto::passwords(&dir.path().join("broker/passwords"), 20, "s3cret-pw");
+    let broker = start_broker(dir.path(), "mosquitto-password.conf");
     let scenario = "mosquitto-password.toml";
 
     let env = [("FLEETBENCH_MQTT_PASSWORD", "s3cret-pw")];

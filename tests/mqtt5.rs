@@ -9,44 +9,28 @@
 //! list for them. Skipped (saying so) without Mosquitto unless FLEETBENCH_REQUIRE_BROKERS=1.
 
 use std::path::Path;
-use std::process::{Child, Command, Output};
+use std::process::Output;
 
 use crate::support;
+use crate::support::mosquitto::{self, Mosquitto};
 use crate::support::walkthrough::{self, fleetbench, take_summary, text};
 
 /// The broker's receive maximum in these tests (`max_inflight_messages`).
 const RECEIVE_MAXIMUM: u32 = 2;
 
-/// A Mosquitto process with an inline config, killed by PID on drop.
-struct Mosquitto {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Mosquitto {
-    /// Starts Mosquitto in `dir` (the walkthrough's `ca/` and `broker/`) with mutual TLS, the
-    /// receive maximum above and `auth` (the authentication and ACL lines). Waits for its
-    /// "running" log line, not for a fixed time.
-    fn start(dir: &Path, auth: &str) -> Self {
-        let port = support::free_port();
-        let conf = format!(
+/// Starts Mosquitto in `dir` (the walkthrough's `ca/` and `broker/`) with mutual TLS, the
+/// receive maximum above and `auth` (the authentication and ACL lines). Waits for its
+/// "running" log line, not for a fixed time.
+fn start_broker(dir: &Path, auth: &str) -> Mosquitto {
+    Mosquitto::inline(dir, "mqtt5.conf", |port| {
+        format!(
             "per_listener_settings false\npersistence false\nlog_dest stderr\nuser root\n\
              max_inflight_messages {RECEIVE_MAXIMUM}\n\
              listener {port} 127.0.0.1\ncafile ca/chain.pem\ncertfile broker/server.chain.pem\n\
              keyfile broker/server.key.pem\nrequire_certificate true\nallow_anonymous false\n\
              set_tcp_nodelay true\n{auth}\n"
-        );
-        std::fs::write(dir.join("mqtt5.conf"), conf).unwrap();
-        let child = support::mosquitto::spawn(dir, Path::new("mqtt5.conf"));
-        Self { child, port }
-    }
+        )
+    })
 }
 
 /// A version 5 scenario against the broker on `port`, with `protocol` lines added to the
@@ -104,7 +88,7 @@ fn issue_18_an_mqtt5_fleet_completes_within_the_receive_maximum_and_counts_pubac
     let dir = walkthrough::setup();
     std::fs::write(dir.path().join("acl"), "pattern write fleet/%u/telemetry\n").unwrap();
     let auth = "use_identity_as_username true\nacl_file acl";
-    let broker = Mosquitto::start(dir.path(), auth);
+    let broker = start_broker(dir.path(), auth);
 
     // Bursts of QoS 2 messages, 10 allowed by the scenario, 2 by the broker's receive maximum:
     // a third in flight would come back PUBREC 0x97 (quota exceeded). Nobody subscribes, so
@@ -145,21 +129,10 @@ fn issue_18_an_mqtt5_connack_refusal_and_an_oversize_message_are_counted_by_code
         return;
     }
     let dir = walkthrough::setup();
-    let passwords = dir.path().join("broker/passwords");
-    std::fs::write(&passwords, "").unwrap();
-    for n in 1..=3 {
-        let status = Command::new("mosquitto_passwd")
-            .arg("-b")
-            .arg(&passwords)
-            .arg(format!("device-{n:05}"))
-            .arg("right")
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
+    mosquitto::passwords(&dir.path().join("broker/passwords"), 3, "right");
     let auth =
         "use_identity_as_username false\npassword_file broker/passwords\nmessage_size_limit 1000";
-    let broker = Mosquitto::start(dir.path(), auth);
+    let broker = start_broker(dir.path(), auth);
     let login = "username = \"{device_id}\"\npassword-env = \"FLEETBENCH_MQTT_PASSWORD\"";
     let text5 = scenario(broker.port, login, 3, 2);
 

@@ -1,46 +1,30 @@
 //! Issue 4: fleets over AMQP 1.0 on mutual TLS against the embedded hub and a real RabbitMQ.
 
 use fleetbench::command::run::account;
-use fleetbench::metrics::{FailureKind, RunStatus};
-use fleetbench::Outcome;
+use fleetbench::metrics::FailureKind;
 
-use crate::support;
 use crate::support::rabbitmq::RabbitMq;
 use crate::support::walkthrough::{self, fleetbench, text};
-
-const FLEET: &str = r#"
-[protocol]
-kind = "amqp"
-[fleet]
-devices = 200
-[connect]
-max-handshakes = 32
-[messages]
-count = 3
-interval = "20ms"
-"#;
+use crate::support::{self, accounting};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_of_200_over_amqp_every_accepted_message_is_counted_by_the_hub() {
-    let plan = support::plan(FLEET);
+    let plan = support::plan(&format!(
+        "[protocol]\nkind = \"amqp\"\n{}",
+        accounting::FLEET_200
+    ));
     let (report, _dir) = support::run(&plan).await;
+    accounting::assert_fleet_200_counted(
+        &report,
+        &[
+            ("tcp_connect", 200),
+            ("tls_handshake", 200),
+            ("amqp_open", 200),
+            ("amqp_attach", 200),
+            ("send_ack", 600),
+        ],
+    );
     let s = &report.summary;
-    assert_eq!(s.status, RunStatus::Complete);
-    assert_eq!(s.counts.sessions_connected, 200);
-    assert_eq!(s.counts.sessions_failed, 0, "{:?}", s.failures);
-    assert_eq!(s.counts.messages_acked, 600);
-    let hub = s.hub.as_ref().expect("embedded hub accounting");
-    assert_eq!((hub.acked, hub.received, hub.lost), (600, 600, 0));
-    assert_eq!(report.outcome, Outcome::Success);
-    for (phase, n) in [
-        ("tcp_connect", 200),
-        ("tls_handshake", 200),
-        ("amqp_open", 200),
-        ("amqp_attach", 200),
-        ("send_ack", 600),
-    ] {
-        assert_eq!(s.phase(phase).map(|p| p.count), Some(n), "{phase}");
-    }
     assert!(s.phase("mqtt_connect").is_none());
     // summary.json carries the AMQP phases in the same schema as the MQTT ones.
     let text = std::fs::read_to_string(report.dir.join("summary.json")).unwrap();

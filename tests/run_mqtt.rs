@@ -1,43 +1,23 @@
 //! Issue 2: fleets over MQTT mutual TLS against the embedded hub.
 
 use fleetbench::command::run::account;
-use fleetbench::metrics::{decode_histogram, FailureKind, RunStatus};
-use fleetbench::Outcome;
+use fleetbench::metrics::{decode_histogram, FailureKind};
 
-use crate::support;
-
-const FLEET: &str = r#"
-[fleet]
-devices = 200
-[connect]
-max-handshakes = 32
-[messages]
-count = 3
-interval = "20ms"
-"#;
+use crate::support::{self, accounting};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_of_200_every_acknowledged_message_is_counted_by_the_hub() {
-    let plan = support::plan(FLEET);
+    let plan = support::plan(accounting::FLEET_200);
     let (report, _dir) = support::run(&plan).await;
-    let s = &report.summary;
-    assert_eq!(s.status, RunStatus::Complete);
-    assert_eq!(report.outcome, Outcome::Success);
-    assert_eq!(s.counts.sessions_connected, 200);
-    assert_eq!(s.counts.sessions_failed, 0, "{:?}", s.failures);
-    assert_eq!(s.counts.messages_acked, 600);
-    let hub = s.hub.as_ref().expect("embedded hub accounting");
-    assert_eq!(hub.acked, 600);
-    assert_eq!(hub.received, 600);
-    assert_eq!(hub.lost, 0);
-    for (phase, n) in [
-        ("tcp_connect", 200),
-        ("tls_handshake", 200),
-        ("mqtt_connect", 200),
-        ("publish_ack", 600),
-    ] {
-        assert_eq!(s.phase(phase).map(|p| p.count), Some(n), "{phase}");
-    }
+    accounting::assert_fleet_200_counted(
+        &report,
+        &[
+            ("tcp_connect", 200),
+            ("tls_handshake", 200),
+            ("mqtt_connect", 200),
+            ("publish_ack", 600),
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

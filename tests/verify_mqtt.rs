@@ -5,30 +5,19 @@
 //! messages as lost, by device. Skipped (saying so) without Mosquitto unless
 //! FLEETBENCH_REQUIRE_BROKERS=1.
 
+use crate::support::mosquitto::Mosquitto;
 use std::path::Path;
-use std::process::Child;
 
 use crate::support;
 use crate::support::walkthrough::{self, fleetbench, take_summary, text};
 
-/// A Mosquitto process, killed by PID on drop.
-struct Mosquitto {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Starts Mosquitto in `dir` (where `pki init` and `pki server` wrote `ca/` and `broker/`)
+/// with client certificates and, if given, an ACL file. Waits for its "running" line.
+fn start_broker(dir: &Path, acl: Option<&str>) -> Mosquitto {
+    if let Some(acl) = acl {
+        std::fs::write(dir.join("acl"), acl).unwrap();
     }
-}
-
-impl Mosquitto {
-    /// Starts Mosquitto in `dir` (where `pki init` and `pki server` wrote `ca/` and `broker/`)
-    /// with client certificates and, if given, an ACL file. Waits for its "running" line.
-    fn start(dir: &Path, acl: Option<&str>) -> Self {
-        let port = support::free_port();
+    Mosquitto::inline(dir, "mosquitto.conf", |port| {
         let mut conf = format!(
             "per_listener_settings false\npersistence false\nlog_dest stderr\nuser root\n\
              listener {port} 127.0.0.1\nmax_connections -1\ncafile ca/chain.pem\n\
@@ -36,14 +25,11 @@ impl Mosquitto {
              require_certificate true\nuse_identity_as_username true\nallow_anonymous false\n\
              set_tcp_nodelay true\n"
         );
-        if let Some(acl) = acl {
-            std::fs::write(dir.join("acl"), acl).unwrap();
+        if acl.is_some() {
             conf.push_str("acl_file acl\n");
         }
-        std::fs::write(dir.join("mosquitto.conf"), conf).unwrap();
-        let child = support::mosquitto::spawn(dir, Path::new("mosquitto.conf"));
-        Self { child, port }
-    }
+        conf
+    })
 }
 
 /// A scenario against the broker on `port`: `devices` devices, 5 QoS 1 messages each, and
@@ -99,7 +85,7 @@ fn two_hundred_devices_every_acknowledged_message_arrives_exactly_once() {
         return;
     }
     let dir = walkthrough::setup();
-    let broker = Mosquitto::start(dir.path(), None);
+    let broker = start_broker(dir.path(), None);
     // A shared subscription read by two receivers, the tutorial's JSON carrying the stamp.
     let verify = "topic = \"fleet/+/telemetry\"\ngroup = \"fleetbench\"\nreceivers = 2";
     let sc = scenario(dir.path(), broker.port, 200, "", verify);
@@ -143,7 +129,7 @@ fn acknowledged_but_dropped_messages_are_lost_exactly_by_device() {
     for n in (1..=12).filter(|n| ![3, 7].contains(n)) {
         acl += &format!("user device-{n:05}\ntopic write fleet/device-{n:05}/telemetry\n");
     }
-    let broker = Mosquitto::start(dir.path(), Some(&acl));
+    let broker = start_broker(dir.path(), Some(&acl));
     // Random bytes with the binary stamp in front.
     let payload = "payload = \"bytes\"\nsize = 64";
     let verify = "topic = \"fleet/+/telemetry\"\nsettle = \"1s\"";
@@ -196,7 +182,7 @@ fn a_receiver_the_broker_refuses_stops_the_run_before_any_device_connects() {
         return;
     }
     let dir = walkthrough::setup();
-    let broker = Mosquitto::start(dir.path(), None);
+    let broker = start_broker(dir.path(), None);
     // The receiver presents a certificate from a CA the broker does not trust.
     let out = fleetbench(dir.path(), &["pki", "init", "--out", "other-ca"], &[]);
     assert!(out.status.success(), "{}", text(&out));

@@ -3,6 +3,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod accounting;
 pub mod hub_serve;
 pub mod hub_state;
 pub mod mosquitto;

@@ -40,3 +40,49 @@ pub fn spawn(dir: &Path, conf: &Path) -> Child {
         }
     }
 }
+
+/// A Mosquitto process started for a test on a port of its own, killed on drop.
+pub struct Mosquitto {
+    child: Child,
+    /// The port its TLS listener is on.
+    pub port: u16,
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Mosquitto {
+    /// Starts Mosquitto in `dir` with the configuration file `conf`, whose listener is `port`.
+    pub fn start(dir: &Path, conf: &Path, port: u16) -> Self {
+        let child = spawn(dir, conf);
+        Self { child, port }
+    }
+
+    /// Writes `conf` (given a free port for its listener) to `dir/file` and starts Mosquitto
+    /// with it.
+    pub fn inline(dir: &Path, file: &str, conf: impl FnOnce(u16) -> String) -> Self {
+        let port = super::free_port();
+        std::fs::write(dir.join(file), conf(port)).expect("mosquitto config written");
+        Self::start(dir, Path::new(file), port)
+    }
+}
+
+/// A Mosquitto password file at `path` holding `device-00001` .. `device-{count}`, each with
+/// `password` (`mosquitto_passwd -b`).
+pub fn passwords(path: &Path, count: u32, password: &str) {
+    std::fs::write(path, "").expect("password file");
+    for n in 1..=count {
+        let status = Command::new("mosquitto_passwd")
+            .arg("-b")
+            .arg(path)
+            .arg(format!("device-{n:05}"))
+            .arg(password)
+            .status()
+            .expect("mosquitto_passwd runs");
+        assert!(status.success(), "mosquitto_passwd device-{n:05}");
+    }
+}
