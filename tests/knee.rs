@@ -95,12 +95,7 @@ fn run(dir: &Path) -> (PathBuf, Summary) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let run = std::fs::read_dir(&results)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let run = crate::support::results::run_dir(&results);
     let s = fleetbench::report::read_summary(&run).unwrap();
     (run, s)
 }

@@ -325,14 +325,7 @@ async fn a_merged_timeline_adds_each_seconds_histograms_exactly() {
     // Each results root holds one run directory.
     let runs: Vec<PathBuf> = results
         .iter()
-        .map(|r| {
-            std::fs::read_dir(r)
-                .unwrap()
-                .next()
-                .unwrap()
-                .unwrap()
-                .path()
-        })
+        .map(|r| support::results::run_dir(r))
         .collect();
     let merged_dir = dir.path().join("merged");
     let out = bin()

@@ -166,12 +166,7 @@ fn interrupt_mid_run(signal: &str) {
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{log}");
     assert!(stdout.contains("PARTIAL (interrupted)"), "{stdout}");
 
-    let run_dir = std::fs::read_dir(&results)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let run_dir = crate::support::results::run_dir(&results);
     let s = fleetbench::report::read_summary(&run_dir).unwrap();
     assert_eq!(
         s.status,

@@ -38,12 +38,7 @@ fn the_description_is_in_plan_summary_and_both_reports() {
         "{stdout}"
     );
     assert_eq!(lines[2].trim_start(), "Second line.", "{stdout}");
-    let run = std::fs::read_dir(dir.path().join("res"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let run = crate::support::results::run_dir(&dir.path().join("res"));
     let text = std::fs::read_to_string(run.join("report.txt")).unwrap();
     assert!(text.contains("Ramp to the knee <fast>.\n"), "{text}");
     let html = std::fs::read_to_string(run.join("report.html")).unwrap();

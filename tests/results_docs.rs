@@ -70,12 +70,7 @@ fn the_schema_lists_the_csv_columns_a_run_writes_and_the_readme_names_them() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let run = std::fs::read_dir(dir.path().join("res"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let run = crate::support::results::run_dir(&dir.path().join("res"));
     let schema: Value = serde_json::from_str(&repo_file("results/schema.json")).unwrap();
     let summary: Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();

@@ -146,15 +146,7 @@ async fn four_shard_processes_against_one_hub_merge_without_loss() {
     hub.stop().await;
 
     let shard_dirs: Vec<PathBuf> = (0..SHARDS)
-        .map(|k| {
-            let root = dir.path().join(format!("results-{k}"));
-            std::fs::read_dir(root)
-                .unwrap()
-                .next()
-                .unwrap()
-                .unwrap()
-                .path()
-        })
+        .map(|k| support::results::run_dir(&dir.path().join(format!("results-{k}"))))
         .collect();
     let shards: Vec<Summary> = shard_dirs
         .iter()

@@ -38,12 +38,7 @@ fn run(scenario: &str) -> (Option<i32>, String, std::path::PathBuf, tempfile::Te
         .args(["run", "--quiet", "--results", "res", "stages.toml"])
         .output()
         .unwrap();
-    let run = std::fs::read_dir(dir.path().join("res"))
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let run = crate::support::results::run_dir_of(&dir.path().join("res"), &out);
     let text = std::fs::read_to_string(run.join("report.txt")).unwrap();
     (out.status.code(), text, run, dir)
 }
@@ -97,12 +92,7 @@ fn each_stage_is_reported_against_what_it_held_and_why_it_fell_short() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let run = std::fs::read_dir(dir.path().join("res"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let run = crate::support::results::run_dir(&dir.path().join("res"));
     let text = std::fs::read_to_string(run.join("report.txt")).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     let head = lines
@@ -183,14 +173,7 @@ fn a_shard_is_held_to_its_part_of_each_stage_and_the_merge_to_the_whole() {
         assert!(child.wait().unwrap().success());
     }
     let runs: Vec<std::path::PathBuf> = (0..2)
-        .map(|k| {
-            std::fs::read_dir(dir.path().join(format!("shard-{k}")))
-                .unwrap()
-                .next()
-                .unwrap()
-                .unwrap()
-                .path()
-        })
+        .map(|k| crate::support::results::run_dir(&dir.path().join(format!("shard-{k}"))))
         .collect();
     let stages_of = |text: &str| -> Vec<Vec<String>> {
         let lines: Vec<&str> = text.lines().collect();

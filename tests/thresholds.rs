@@ -27,12 +27,7 @@ fn run(thresholds: &str) -> (i32, String, tempfile::TempDir) {
 }
 
 fn summary(dir: &tempfile::TempDir) -> fleetbench::metrics::Summary {
-    let results = std::fs::read_dir(dir.path().join("results"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap();
-    fleetbench::report::read_summary(&results.path()).unwrap()
+    crate::support::results::summary(&dir.path().join("results"))
 }
 
 #[test]

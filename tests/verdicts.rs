@@ -43,12 +43,7 @@ fn run(scenario: &Path, results: &Path, extra: &[&str]) -> (i32, String, Summary
         .args(extra)
         .output()
         .unwrap();
-    let dir = std::fs::read_dir(results)
-        .unwrap_or_else(|e| panic!("no results in {}: {e}\n{}", results.display(), text(&out)))
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let dir = support::results::run_dir_of(results, &out);
     let summary = fleetbench::report::read_summary(&dir).unwrap();
     (out.status.code().unwrap_or(-1), text(&out), summary)
 }
@@ -163,14 +158,7 @@ fn a_merged_pair_of_shards_reports_the_rate_of_the_whole_fleet() {
             assert!(child.wait().unwrap().success());
         }
         let inputs: Vec<PathBuf> = (0..2)
-            .map(|k| {
-                std::fs::read_dir(dir.path().join(format!("shard-{k}-{attempt}")))
-                    .unwrap()
-                    .next()
-                    .unwrap()
-                    .unwrap()
-                    .path()
-            })
+            .map(|k| support::results::run_dir(&dir.path().join(format!("shard-{k}-{attempt}"))))
             .collect();
         let merged = dir.path().join(format!("merged-{attempt}"));
         let out = bin()
