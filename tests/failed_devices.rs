@@ -3,10 +3,10 @@
 //! them as devices that never connected.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::support::hub_serve::HubServe;
-use crate::support::{self, hub_state, openmetrics, results as run_results};
+use crate::support::{self, hub_state, openmetrics, remote_run, results as run_results};
 
 const DEVICES: u64 = 20;
 const UNREGISTERED: [&str; 3] = ["device-00003", "device-00007", "device-00011"];
@@ -36,10 +36,9 @@ fn refused_devices_are_listed_by_id_and_counted_as_never_connected() {
     std::fs::write(
         &scenario,
         format!(
-            "[target]\nhub = \"remote\"\naddress = \"{addr}\"\nserver-name = \"localhost\"\n\
-             ca-file = \"{}\"\n[fleet]\ndevices = {DEVICES}\nid = \"device-{{n:05}}\"\n\
+            "{}[fleet]\ndevices = {DEVICES}\nid = \"device-{{n:05}}\"\n\
              [messages]\ncount = 2\ninterval = \"10ms\"\n",
-            dir.path().join("hub/server-root.pem").display()
+            remote_run::target(&addr, &dir.path().join("hub/server-root.pem"))
         ),
     )
     .unwrap();
@@ -125,26 +124,16 @@ fn reconnects_after_a_hub_restart_are_reported_as_come_back() {
     std::fs::write(
         &scenario,
         format!(
-            "[target]\nhub = \"remote\"\naddress = \"{addr}\"\nserver-name = \"localhost\"\n\
-             ca-file = \"{}\"\n[fleet]\ndevices = 10\nid = \"device-{{n:05}}\"\n\
+            "{}[fleet]\ndevices = 10\nid = \"device-{{n:05}}\"\n\
              [messages]\ncount = 100\ninterval = \"20ms\"\ntimeout = \"2s\"\n\
              [reconnect]\ninitial = \"20ms\"\nmax = \"200ms\"\n",
-            dir.path().join("hub/server-root.pem").display()
+            remote_run::target(&addr, &dir.path().join("hub/server-root.pem"))
         ),
     )
     .unwrap();
     let results = dir.path().join("results");
-    let mut run = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-        .args(["-v", "run", "--quiet", "--metrics", "127.0.0.1:0", "--ca"])
-        .arg(dir.path().join("ca"))
-        .arg("--results")
-        .arg(&results)
-        .arg(&scenario)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (metrics, reader) = support::metrics_address(&mut run);
+    let (run, metrics, reader) =
+        remote_run::spawn_with_metrics(&dir.path().join("ca"), &results, &scenario);
     // Once every device is sending, the hub goes away and comes back on the same address.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while acked(metrics) < 100.0 {

@@ -4,13 +4,13 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fleetbench::metrics::Summary;
 
 use crate::support::hub_serve::HubServe;
-use crate::support::{self, hub_state, openmetrics, results as run_results};
+use crate::support::{self, hub_state, openmetrics, remote_run, results as run_results};
 
 /// Held by each test of this module: they time the generator, and one's fleet must not share the
 /// cores with the other's.
@@ -143,26 +143,16 @@ fn a_frozen_hub_shows_in_the_closed_models_corrected_response_time() {
     std::fs::write(
         &scenario,
         format!(
-            "[target]\nhub = \"remote\"\naddress = \"{addr}\"\nserver-name = \"localhost\"\n\
-             ca-file = \"{}\"\n[fleet]\ndevices = {DEVICES}\nid = \"device-{{n:05}}\"\n\
+            "{}[fleet]\ndevices = {DEVICES}\nid = \"device-{{n:05}}\"\n\
              [connect]\nrate = 200\n\
              [messages]\nmodel = \"closed\"\nthink = \"100ms\"\ncount = {MESSAGES}\n",
-            dir.path().join("hub/server-root.pem").display()
+            remote_run::target(&addr, &dir.path().join("hub/server-root.pem"))
         ),
     )
     .unwrap();
     let results = dir.path().join("results");
-    let mut run = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-        .args(["-v", "run", "--quiet", "--metrics", "127.0.0.1:0", "--ca"])
-        .arg(dir.path().join("ca"))
-        .arg("--results")
-        .arg(&results)
-        .arg(&scenario)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (metrics, reader) = support::metrics_address(&mut run);
+    let (run, metrics, reader) =
+        remote_run::spawn_with_metrics(&dir.path().join("ca"), &results, &scenario);
     // Freeze the hub once every device is in its steady loop (30 round trips each).
     let deadline = Instant::now() + Duration::from_secs(60);
     while acked(metrics) < (DEVICES * 30) as f64 {

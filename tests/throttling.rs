@@ -5,13 +5,13 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use fleetbench::metrics::Summary;
 
 use crate::support::hub_serve::HubServe;
-use crate::support::{self, openmetrics, results as run_results};
+use crate::support::{self, openmetrics, remote_run, results as run_results};
 
 fn fleetbench() -> Command {
     Command::new(env!("CARGO_BIN_EXE_fleetbench"))
@@ -230,32 +230,15 @@ fn stalled_run() -> (Output, Summary, String) {
     std::fs::write(
         &scenario,
         format!(
-            "name = \"stall\"\n[target]\nhub = \"remote\"\naddress = \"{addr}\"\n\
-             server-name = \"localhost\"\nca-file = \"{}\"\n[fleet]\ndevices = 20\n\
+            "name = \"stall\"\n{}[fleet]\ndevices = 20\n\
              [connect]\nrate = 100\n[messages]\ncount = 30\ninterval = \"200ms\"\ntimeout = \"10s\"\n",
-            dir.path().join("hub/server-root.pem").display()
+            remote_run::target(&addr, &dir.path().join("hub/server-root.pem"))
         ),
     )
     .unwrap();
     let out_dir = dir.path().join("results");
-    let mut run = fleetbench()
-        .args([
-            "-v",
-            "run",
-            "--quiet",
-            "--metrics",
-            "127.0.0.1:0",
-            "--results",
-        ])
-        .arg(&out_dir)
-        .args(["--ca", p(&ca)])
-        .arg(&scenario)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     // The run announces its metrics address on stderr once it is set up.
-    let (metrics, log) = support::metrics_address(&mut run);
+    let (run, metrics, log) = remote_run::spawn_with_metrics(&ca, &out_dir, &scenario);
     // Once every device is sending, freeze the hub for two seconds: until the fleet (20
     // devices, 5 messages/s each, 16 in flight at most) has sent 200 more messages.
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -9,6 +9,7 @@ pub mod hub_state;
 pub mod mosquitto;
 pub mod openmetrics;
 pub mod rabbitmq;
+pub mod remote_run;
 pub mod results;
 pub mod walkthrough;
 
