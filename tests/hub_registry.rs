@@ -164,16 +164,11 @@ fn portal_commands_refuse_what_iot_hub_refuses() {
         &args.iter().map(String::as_str).collect::<Vec<_>>(),
     ));
     refused_add("again", &root, "already registered as CA \"fleet\"");
-    ok(&fleetbench(&[
-        "pki",
-        "devices",
-        "--ca",
+    ok(&fleetbench(&support::pki_devices(
         p(&ca),
-        "--count",
         "1",
-        "--out",
         p(&dir.path().join("d")),
-    ]));
+    )));
     let leaf = p(&dir.path().join("d/device-00001.cert.pem")).to_owned();
     refused_add("leaf", &leaf, "not a CA certificate");
 
@@ -265,16 +260,11 @@ fn a_device_presenting_its_leaf_alone_is_told_the_chain_is_missing() {
         "--count",
         "1",
     ]));
-    ok(&fleetbench(&[
-        "pki",
-        "devices",
-        "--ca",
+    ok(&fleetbench(&support::pki_devices(
         p(&dir.path().join("ca")),
-        "--count",
         "1",
-        "--out",
         p(&out),
-    ]));
+    )));
     let hub = serve(&state, &["-vv"]);
     let addr = hub.mqtt_addr();
     let device = |file: &str| {

@@ -53,16 +53,7 @@ fn bad_input_is_a_clear_error_naming_the_file_or_value() {
     let key = ca.join("intermediate-1.key.pem");
     let good = std::fs::read(&key).unwrap();
     std::fs::copy(ca.join("root.key.pem"), &key).unwrap();
-    let err = fails(&[
-        "pki",
-        "devices",
-        "--ca",
-        p(&ca),
-        "--count",
-        "1",
-        "--out",
-        p(&out),
-    ]);
+    let err = fails(&crate::support::pki_devices(p(&ca), "1", p(&out)));
     assert!(
         err.contains("intermediate-1.key.pem") && err.contains("does not belong"),
         "{err}"
@@ -70,16 +61,7 @@ fn bad_input_is_a_clear_error_naming_the_file_or_value() {
 
     // A corrupt key.
     std::fs::write(&key, "not a key\n").unwrap();
-    let err = fails(&[
-        "pki",
-        "devices",
-        "--ca",
-        p(&ca),
-        "--count",
-        "1",
-        "--out",
-        p(&out),
-    ]);
+    let err = fails(&crate::support::pki_devices(p(&ca), "1", p(&out)));
     assert!(
         err.contains("intermediate-1.key.pem") && err.contains("not a valid private key"),
         "{err}"
@@ -95,16 +77,7 @@ fn bad_input_is_a_clear_error_naming_the_file_or_value() {
     std::fs::write(&key, good).unwrap();
 
     // Not a CA directory at all.
-    let err = fails(&[
-        "pki",
-        "devices",
-        "--ca",
-        p(dir.path()),
-        "--count",
-        "1",
-        "--out",
-        p(&out),
-    ]);
+    let err = fails(&crate::support::pki_devices(p(dir.path()), "1", p(&out)));
     assert!(
         err.contains("root.cert.pem") && err.contains("missing"),
         "{err}"
@@ -139,16 +112,11 @@ fn a_pkcs1_rsa_key_from_openssl_is_read() {
         .unwrap()
         .contains("BEGIN RSA PRIVATE KEY"));
     std::fs::copy(&pkcs1, &key).unwrap();
-    ok(&fleetbench(&[
-        "pki",
-        "devices",
-        "--ca",
+    ok(&fleetbench(&crate::support::pki_devices(
         p(&ca),
-        "--count",
         "1",
-        "--out",
         p(&dir.path().join("d")),
-    ]));
+    )));
 }
 
 /// Issue 16: one overwrite rule for every `pki` command: refuse what exists, `--force` replaces.
@@ -167,16 +135,7 @@ fn every_pki_command_refuses_to_overwrite_unless_forced() {
     let root = std::fs::read(ca.join("root.cer")).unwrap();
 
     // devices: the second export names the first file it would replace; the keys are kept.
-    let devs = [
-        "pki",
-        "devices",
-        "--ca",
-        p(&ca),
-        "--count",
-        "3",
-        "--out",
-        p(&devices),
-    ];
+    let devs = crate::support::pki_devices(p(&ca), "3", p(&devices));
     ok(&fleetbench(&devs));
     let key = devices.join("device-00002.key.pem");
     let before = std::fs::read(&key).unwrap();
@@ -266,16 +225,11 @@ fn every_pki_command_refuses_to_overwrite_unless_forced() {
         p(&ca.join("intermediate-1.cert.pem")),
     ]));
     assert!(chain.contains(": OK"), "{chain}");
-    ok(&fleetbench(&[
-        "pki",
-        "devices",
-        "--ca",
+    ok(&fleetbench(&crate::support::pki_devices(
         p(&ca),
-        "--count",
         "1",
-        "--out",
         p(&dir.path().join("d2")),
-    ]));
+    )));
 }
 
 /// Issue 16: clap turned `{n}` in the help into a line break.

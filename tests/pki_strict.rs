@@ -246,16 +246,7 @@ fn a_python_default_context_client_connects_to_hub_serve_with_a_device_chain() {
     ok(&fleetbench(&[
         "hub", "device", "add", "--state", st, "--count", "1",
     ]));
-    ok(&fleetbench(&[
-        "pki",
-        "devices",
-        "--ca",
-        p(&ca),
-        "--count",
-        "1",
-        "--out",
-        p(&devices),
-    ]));
+    ok(&fleetbench(&support::pki_devices(p(&ca), "1", p(&devices))));
 
     let hub = HubServe::start(HubServe::ephemeral(st));
     let port = hub.mqtt_addr().port().to_string();

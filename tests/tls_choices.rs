@@ -137,11 +137,7 @@ fn an_ml_dsa_ca_written_by_pki_init_is_refused_on_reading_with_the_reason() {
     let init = ["pki", "init", "--out", "ca", "--key-type", "ml-dsa-44"];
     let out = fleetbench(d, &init, &[]);
     assert!(out.status.success(), "{}", text(&out));
-    let out = fleetbench(
-        d,
-        &["pki", "devices", "--ca", "ca", "--count", "1", "--out", "d"],
-        &[],
-    );
+    let out = fleetbench(d, &crate::support::pki_devices("ca", "1", "d"), &[]);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(2), "{t}");
     assert!(

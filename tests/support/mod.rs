@@ -219,3 +219,8 @@ pub fn metrics_address(
         .expect("an address");
     (addr, reader)
 }
+
+/// The arguments of `fleetbench pki devices --ca CA --count COUNT --out OUT`.
+pub fn pki_devices<'a>(ca: &'a str, count: &'a str, out: &'a str) -> [&'a str; 8] {
+    ["pki", "devices", "--ca", ca, "--count", count, "--out", out]
+}
