@@ -4,6 +4,7 @@
 use std::io::{self, Write};
 
 use super::format::count;
+use super::html::esc;
 use crate::metrics::{Delivery, Summary};
 
 /// Device rows shown in the text report (summary.json lists up to 20).
@@ -142,14 +143,6 @@ fn html(w: &mut impl Write, d: &Delivery) -> io::Result<()> {
         writeln!(w, "<p>receiver: {}</p>", esc(e))?;
     }
     Ok(())
-}
-
-/// HTML-escapes text.
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 #[cfg(test)]

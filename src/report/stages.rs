@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::format::{count, rate};
+use super::html::esc;
 use super::verdict;
 use crate::metrics::{Summary, TimelineRow};
 
@@ -330,14 +331,6 @@ pub(super) fn write_html(w: &mut impl Write, s: &Summary) -> io::Result<()> {
         writeln!(w, "<p class=\"note\" data-stage-short>{}</p>", esc(&short))?;
     }
     Ok(())
-}
-
-/// Escapes text for HTML (as report.html does).
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use std::io::{self, Write};
 
 use super::format::{count, rate};
+use super::html::esc;
 use crate::metrics::{Summary, Throttling};
 
 /// Text columns a line may use.
@@ -98,13 +99,6 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
         }
     }
     lines
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 #[cfg(test)]

@@ -33,18 +33,9 @@ const EVENT_GRID_MAX_MESSAGE: usize = 512 * 1024;
 
 #[cfg(test)]
 mod tests {
+    use super::super::protocol::tests::{mqtt, REMOTE};
     use crate::protocol::{MqttDialect, QoS};
-    use crate::scenario::{test_plan as plan, ProtocolPlan};
-
-    const REMOTE: &str =
-        "[target]\nhub = \"remote\"\naddress = \"127.0.0.1:8883\"\nca-file = \"r.pem\"\n";
-
-    fn mqtt(text: &str) -> crate::protocol::MqttOptions {
-        match plan(text).unwrap().protocol {
-            ProtocolPlan::Mqtt(m) => m,
-            ProtocolPlan::Amqp(_) => panic!("not mqtt"),
-        }
-    }
+    use crate::scenario::test_plan as plan;
 
     #[test]
     fn event_grid_is_generic_with_its_defaults_and_refuses_what_it_does_not_support() {

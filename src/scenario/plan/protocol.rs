@@ -330,14 +330,16 @@ pub(super) fn check_template(template: &str, field: &str, p: &mut Problems<'_>) 
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use crate::protocol::{MqttDialect, QoS};
     use crate::scenario::{test_plan as plan, ProtocolPlan};
 
-    const REMOTE: &str =
+    /// A remote target's table, for protocol settings that need one.
+    pub(in crate::scenario::plan) const REMOTE: &str =
         "[target]\nhub = \"remote\"\naddress = \"127.0.0.1:8883\"\nca-file = \"r.pem\"\n";
 
-    fn mqtt(text: &str) -> crate::protocol::MqttOptions {
+    /// The MQTT options of a plan from inline TOML.
+    pub(in crate::scenario::plan) fn mqtt(text: &str) -> crate::protocol::MqttOptions {
         match plan(text).unwrap().protocol {
             ProtocolPlan::Mqtt(m) => m,
             ProtocolPlan::Amqp(_) => panic!("not mqtt"),
