@@ -3,20 +3,14 @@
 //! settings are named.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use fleetbench::metrics::{decode_histogram, new_histogram, PhaseSummary, Summary};
 
+use crate::support::walkthrough::text;
+
 fn fleetbench() -> Command {
     Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Runs the checked-in quickstart through the binary; returns its results directory.

@@ -256,18 +256,9 @@ fn check_with_log_processor(path: &Path, second: &TimelineRow, out_dir: &Path) {
     assert!(hgrm.contains(&max), "{max} not in\n{hgrm}");
 }
 
+/// The binary, with no shard or start time inherited (the shard comes from each test).
 fn bin() -> tokio::process::Command {
-    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleetbench"));
-    for var in [
-        "FLEETBENCH_SHARD",
-        "FLEETBENCH_SHARDS",
-        "JOB_COMPLETION_INDEX",
-        "FLEETBENCH_START_AT",
-        "FLEETBENCH_PRINT_SUMMARY",
-    ] {
-        c.env_remove(var);
-    }
-    c
+    support::bin_async()
 }
 
 fn read(path: &Path) -> Summary {

@@ -7,35 +7,17 @@ use std::time::{Duration, SystemTime};
 
 use fleetbench::metrics::{decode_histogram, new_histogram, Summary};
 use fleetbench::pki::store::{pem, write_ca_dir};
-use tokio::process::Command;
 
 use crate::support;
+use crate::support::walkthrough::text;
 
 const DEVICES: u64 = 40;
 const MESSAGES: u64 = 3;
 const SHARDS: u64 = 4;
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_fleetbench"));
-    // The shard comes from each test's flags or environment, never from the caller's.
-    for var in [
-        "FLEETBENCH_SHARD",
-        "FLEETBENCH_SHARDS",
-        "JOB_COMPLETION_INDEX",
-        "FLEETBENCH_START_AT",
-        "FLEETBENCH_PRINT_SUMMARY",
-    ] {
-        c.env_remove(var);
-    }
-    c
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+/// The binary, with no shard or start time inherited (the shard comes from each test).
+fn bin() -> tokio::process::Command {
+    support::bin_async()
 }
 
 fn read(path: &Path) -> Summary {

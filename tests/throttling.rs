@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use fleetbench::metrics::Summary;
 
 use crate::support::hub_serve::HubServe;
+use crate::support::walkthrough::text;
 use crate::support::{self, openmetrics, remote_run, results as run_results};
 
 fn fleetbench() -> Command {
@@ -19,14 +20,6 @@ fn fleetbench() -> Command {
 
 fn p(path: &Path) -> &str {
     path.to_str().unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// The only run directory under `results`, its summary and its report.html.

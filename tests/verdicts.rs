@@ -3,34 +3,18 @@
 //! when nothing connected or something failed; the verdict leading the report.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use fleetbench::metrics::Summary;
 use fleetbench::pki::store::write_ca_dir;
 
 use crate::support;
+use crate::support::walkthrough::text;
 
+/// The binary, with no shard or start time inherited.
 fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_fleetbench"));
-    for var in [
-        "FLEETBENCH_SHARD",
-        "FLEETBENCH_SHARDS",
-        "JOB_COMPLETION_INDEX",
-        "FLEETBENCH_START_AT",
-        "FLEETBENCH_PRINT_SUMMARY",
-    ] {
-        c.env_remove(var);
-    }
-    c
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    support::bin()
 }
 
 /// Runs `scenario` through the binary with results under `results`; the exit code, the

@@ -224,3 +224,31 @@ pub fn metrics_address(
 pub fn pki_devices<'a>(ca: &'a str, count: &'a str, out: &'a str) -> [&'a str; 8] {
     ["pki", "devices", "--ca", ca, "--count", count, "--out", out]
 }
+
+/// The environment variables that pick a shard, a start time or extra output for `run`; a test
+/// sets the ones it means, never inherits them.
+pub const RUN_ENV: [&str; 5] = [
+    "FLEETBENCH_SHARD",
+    "FLEETBENCH_SHARDS",
+    "JOB_COMPLETION_INDEX",
+    "FLEETBENCH_START_AT",
+    "FLEETBENCH_PRINT_SUMMARY",
+];
+
+/// The binary as a blocking command, with none of [`RUN_ENV`] inherited.
+pub fn bin() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_fleetbench"));
+    for var in RUN_ENV {
+        c.env_remove(var);
+    }
+    c
+}
+
+/// The binary as a tokio command, with none of [`RUN_ENV`] inherited.
+pub fn bin_async() -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleetbench"));
+    for var in RUN_ENV {
+        c.env_remove(var);
+    }
+    c
+}
