@@ -162,6 +162,41 @@ fn summary(results: &Path) -> fleetbench::metrics::Summary {
     fleetbench::report::read_summary(&dir).unwrap()
 }
 
+/// Waits for the run to exit with `code` less than `within` after `since`; its log.
+fn ends(
+    (child, reader): (Child, std::thread::JoinHandle<String>),
+    since: Instant,
+    code: i32,
+    within: Duration,
+) -> String {
+    let out = child.wait_with_output().unwrap();
+    let took = since.elapsed();
+    let log = reader.join().unwrap();
+    assert_eq!(out.status.code(), Some(code), "{log}");
+    assert!(took < within, "{took:?}\n{log}");
+    log
+}
+
+/// Asserts that the run under `results` was cut short for `reason`; its summary.
+fn partial(results: &Path, reason: &str) -> fleetbench::metrics::Summary {
+    let s = summary(results);
+    assert_eq!(
+        s.status,
+        RunStatus::Partial {
+            reason: reason.into()
+        }
+    );
+    s
+}
+
+/// Asserts that `results` holds nothing (absent or empty).
+fn assert_nothing_in(results: &Path) {
+    let left: Vec<_> = std::fs::read_dir(results)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
 /// Unfinished failures counted in `phase`.
 fn failures(s: &fleetbench::metrics::Summary, phase: &str) -> u64 {
     s.failures
@@ -181,19 +216,9 @@ fn max_duration_bounds(silence: Silence, phase: &str, protocol: &str) {
     let began = Instant::now();
     let (child, _lines, reader) = start(&scenario, &results, &[]);
     accepted.recv_timeout(Duration::from_secs(60)).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let took = began.elapsed();
-    let log = reader.join().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{log}");
     // Before: 31 s (connect.timeout + 1 s).
-    assert!(took < Duration::from_secs(6), "{took:?}\n{log}");
-    let s = summary(&results);
-    assert_eq!(
-        s.status,
-        RunStatus::Partial {
-            reason: "max-duration 3s reached".into()
-        }
-    );
+    let log = ends((child, reader), began, 1, Duration::from_secs(6));
+    let s = partial(&results, "max-duration 3s reached");
     assert!(s.duration_secs < 4.0, "{}", s.duration_secs);
     assert_eq!(failures(&s, phase), 4, "{log}");
     assert_eq!(s.counts.sessions_failed, 4);
@@ -226,19 +251,9 @@ fn sigint_drains_for_the_grace_period_only() {
     accepted.recv_timeout(Duration::from_secs(60)).unwrap();
     let sent = Instant::now();
     kill("-INT", &child);
-    let out = child.wait_with_output().unwrap();
-    let took = sent.elapsed();
-    let log = reader.join().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{log}");
     // Before: 30 s (the connect timeout).
-    assert!(took < Duration::from_millis(2500), "{took:?}\n{log}");
-    let s = summary(&results);
-    assert_eq!(
-        s.status,
-        RunStatus::Partial {
-            reason: "interrupted".into()
-        }
-    );
+    let log = ends((child, reader), sent, 1, Duration::from_millis(2500));
+    let s = partial(&results, "interrupted");
     // The stop ends the schedule: every session it had started ends unfinished.
     assert!(s.counts.sessions_attempted >= 1);
     assert_eq!(
@@ -262,19 +277,9 @@ fn a_second_sigint_ends_the_run_at_once() {
     wait_for_line(&lines, "interrupted: stopping the schedule");
     let sent = Instant::now();
     kill("-INT", &child);
-    let out = child.wait_with_output().unwrap();
-    let took = sent.elapsed();
-    let log = reader.join().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{log}");
-    assert!(took < Duration::from_millis(1500), "{took:?}\n{log}");
+    let log = ends((child, reader), sent, 1, Duration::from_millis(1500));
     assert!(log.contains("interrupted again"), "{log}");
-    let s = summary(&results);
-    assert_eq!(
-        s.status,
-        RunStatus::Partial {
-            reason: "interrupted".into()
-        }
-    );
+    let s = partial(&results, "interrupted");
     assert!(s.counts.sessions_attempted >= 1);
     // Every session ended unfinished, most in the handshake; one that had just been started may
     // still have been in its TCP connect when the second signal came.
@@ -299,10 +304,7 @@ fn setup_error_leaves_nothing(scenario: &Path, extra: &[&str], what: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains(what), "{err}");
-    let left: Vec<_> = std::fs::read_dir(&results)
-        .map(|d| d.map(|e| e.unwrap().path()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_nothing_in(&results);
 }
 
 #[test]
@@ -332,15 +334,7 @@ fn a_malformed_target_ca_file_leaves_no_results_directory() {
 
 /// A sample's value in the live metrics served at `addr`.
 fn live_value(addr: &str, sample: &str) -> f64 {
-    use std::io::{Read as _, Write as _};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out.lines()
-        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
+    crate::support::openmetrics::value_at(addr.parse().unwrap(), sample)
 }
 
 /// The process's peak resident memory so far, in KiB.
@@ -399,11 +393,7 @@ grace = "1s"
     assert!(peak < 256 * 1024, "peak RSS {peak} KiB for 5 sessions");
     let sent = Instant::now();
     kill("-INT", &child);
-    let out = child.wait_with_output().unwrap();
-    let took = sent.elapsed();
-    let log = reader.join().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{log}");
-    assert!(took < Duration::from_secs(3), "{took:?}\n{log}");
+    ends((child, reader), sent, 1, Duration::from_secs(3));
     let s = summary(&results);
     assert_eq!(s.counts.devices, 10_000_000);
     assert_eq!(s.counts.sessions_connected, 5);
@@ -422,17 +412,10 @@ fn ctrl_c_while_waiting_for_start_at_exits_at_once_and_leaves_nothing() {
     wait_for_line(&lines, "for start-at");
     let sent = Instant::now();
     kill("-INT", &child);
-    let out = child.wait_with_output().unwrap();
-    let took = sent.elapsed();
-    let log = reader.join().unwrap();
-    assert_eq!(out.status.code(), Some(2), "{log}");
-    assert!(took < Duration::from_secs(2), "{took:?}");
+    let log = ends((child, reader), sent, 2, Duration::from_secs(2));
     assert!(
         log.contains("interrupted while waiting for start-at"),
         "{log}"
     );
-    let left: Vec<_> = std::fs::read_dir(&results)
-        .map(|d| d.map(|e| e.unwrap().path()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_nothing_in(&results);
 }
