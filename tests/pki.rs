@@ -2,7 +2,6 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,33 +9,8 @@ use fleetbench::pki::export::DeviceExport;
 use fleetbench::pki::store::{load_ca_dir, write_ca_dir};
 use fleetbench::pki::{CaChain, ChainSpec, DeviceIds, IdTemplate, KeyType, Validity};
 
-pub(crate) fn fleetbench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-pub(crate) fn openssl(args: &[&str]) -> Output {
-    Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("openssl is installed")
-}
-
-pub(crate) fn ok(out: &Output) -> String {
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
-    text
-}
-
-pub(crate) fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+use crate::support::pki_cli::assert_openssl_verifies;
+pub(crate) use crate::support::pki_cli::{fleetbench, ok, openssl, p};
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
@@ -162,15 +136,11 @@ fn the_cli_walks_init_prove_devices_and_openssl_checks_each_file() {
         "rsa-2048",
     ]));
     assert!(init.contains("intermediate-2"), "{init}");
-    let chain = ok(&openssl(&[
-        "verify",
-        "-CAfile",
-        p(&ca.join("root.cert.pem")),
-        "-untrusted",
-        p(&ca.join("chain.pem")),
-        p(&ca.join("intermediate-2.cert.pem")),
-    ]));
-    assert!(chain.contains(": OK"), "{chain}");
+    assert_openssl_verifies(
+        &ca.join("root.cert.pem"),
+        &ca.join("chain.pem"),
+        &ca.join("intermediate-2.cert.pem"),
+    );
 
     let code = "47292AB6260DB02CCD2D07C601B7303DD49858B6";
     ok(&fleetbench(&[
@@ -231,15 +201,11 @@ fn the_cli_walks_init_prove_devices_and_openssl_checks_each_file() {
         "1234",
     ]));
     assert!(out.contains("3 ecdsa-p256 devices"), "{out}");
-    let v = ok(&openssl(&[
-        "verify",
-        "-CAfile",
-        p(&ca.join("root.cert.pem")),
-        "-untrusted",
-        p(&devices.join("dev-002.chain.pem")),
-        p(&devices.join("dev-002.cert.pem")),
-    ]));
-    assert!(v.contains(": OK"), "{v}");
+    assert_openssl_verifies(
+        &ca.join("root.cert.pem"),
+        &devices.join("dev-002.chain.pem"),
+        &devices.join("dev-002.cert.pem"),
+    );
     let full = std::fs::read_to_string(devices.join("dev-002.full-chain.pem")).unwrap();
     assert_eq!(
         full.matches("BEGIN CERTIFICATE").count(),

@@ -8,6 +8,7 @@ pub mod hub_serve;
 pub mod hub_state;
 pub mod mosquitto;
 pub mod openmetrics;
+pub mod pki_cli;
 pub mod rabbitmq;
 pub mod remote_run;
 pub mod results;
