@@ -9,8 +9,6 @@ use std::time::{Duration, SystemTime};
 
 use fleetbench::metrics::{new_histogram, Summary, TimelineRow};
 use fleetbench::pki::store::{pem, write_ca_dir};
-use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
-use hdrhistogram::serialization::Deserializer;
 
 use crate::support;
 
@@ -140,22 +138,10 @@ fn check_csv(dir: &Path, s: &Summary) {
 
 /// Each interval of an hlog: (start second, tag) to (count, p99).
 fn read_hlog(path: &Path) -> BTreeMap<(u64, String), (u64, u64)> {
-    let bytes = std::fs::read(path).unwrap();
     let mut out = BTreeMap::new();
-    for entry in IntervalLogIterator::new(&bytes) {
-        let LogEntry::Interval(i) = entry.expect("log parses") else {
-            continue;
-        };
-        let raw = base64::Engine::decode(
-            &base64::engine::general_purpose::STANDARD,
-            i.encoded_histogram(),
-        )
-        .unwrap();
-        let h: hdrhistogram::Histogram<u64> = Deserializer::new()
-            .deserialize(&mut raw.as_slice())
-            .unwrap();
-        let tag = i.tag().expect("tagged").as_str().to_owned();
-        let key = (i.start_timestamp().as_secs(), tag);
+    for i in support::results::hlog_intervals(path) {
+        let h = &i.histogram;
+        let key = (i.start.as_secs(), i.tag);
         assert!(out
             .insert(key, (h.len(), h.value_at_quantile(0.99)))
             .is_none());

@@ -3,29 +3,11 @@
 //! 1,000,000 devices; and `pki registry` streams whatever count it is given.
 
 use std::io::{BufRead as _, BufReader};
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-fn fleetbench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-/// Exit 2 and no panic; returns stderr.
-fn refused(out: &Output) -> String {
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    err
-}
+use crate::support::pki_cli::{fleetbench, p, refused};
 
 #[test]
 fn issue_13_days_past_9999_are_exit_2_with_the_largest_accepted_value() {

@@ -5,8 +5,6 @@ use std::path::Path;
 use std::process::Command;
 
 use fleetbench::metrics::{decode_histogram, FailureKind, Summary};
-use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
-use hdrhistogram::serialization::Deserializer;
 
 use crate::support;
 
@@ -96,22 +94,10 @@ async fn timeline_csv_and_interval_log_hold_the_run() {
     assert_eq!(acks, s.counts.messages_acked, "{csv}");
 
     // One interval per second per phase; a tag's intervals add up to the phase's histogram.
-    let hlog = std::fs::read(report.dir.join("latency.hlog")).unwrap();
     let mut seen: std::collections::BTreeMap<String, u64> = Default::default();
-    for entry in IntervalLogIterator::new(&hlog) {
-        if let LogEntry::Interval(i) = entry.expect("log parses") {
-            let bytes = base64::Engine::decode(
-                &base64::engine::general_purpose::STANDARD,
-                i.encoded_histogram(),
-            )
-            .unwrap();
-            let h: hdrhistogram::Histogram<u64> = Deserializer::new()
-                .deserialize(&mut bytes.as_slice())
-                .unwrap();
-            let tag = i.tag().expect("tagged").as_str().to_owned();
-            assert!(i.duration() <= std::time::Duration::from_secs(1), "{tag}");
-            *seen.entry(tag).or_default() += h.len();
-        }
+    for i in support::results::hlog_intervals(&report.dir.join("latency.hlog")) {
+        assert!(i.duration <= std::time::Duration::from_secs(1), "{}", i.tag);
+        *seen.entry(i.tag).or_default() += i.histogram.len();
     }
     let counts: std::collections::BTreeMap<String, u64> =
         s.phases.iter().map(|p| (p.name.clone(), p.count)).collect();

@@ -147,17 +147,7 @@ fn acknowledged_but_dropped_messages_are_lost_exactly_by_device() {
     );
     assert_eq!(d["duplicated"], 0, "{d}");
     assert_eq!(d["complete"], false, "{d}");
-    let devices: Vec<(String, u64)> = d["devices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| {
-            (
-                x["device"].as_str().unwrap().to_owned(),
-                x["lost"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let devices = support::results::lost_by_device(d);
     assert_eq!(
         devices,
         [

@@ -267,17 +267,7 @@ fn a_rabbitmq_exchange_that_drops_unroutable_messages_is_caught_exactly_by_devic
         (&48.into(), &40.into(), &8.into(), &0.into()),
         "{v}"
     );
-    let lost: Vec<(String, u64)> = v["devices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| {
-            (
-                x["device"].as_str().unwrap().to_owned(),
-                x["lost"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let lost = crate::support::results::lost_by_device(v);
     assert_eq!(
         lost,
         [

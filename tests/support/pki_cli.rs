@@ -47,3 +47,11 @@ pub fn assert_openssl_verifies(root: &Path, chain: &Path, cert: &Path) {
     ]));
     assert!(out.contains(": OK"), "{out}");
 }
+
+/// Asserts that the command was refused as bad input (exit 2, no panic); its standard error.
+pub fn refused(out: &Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}

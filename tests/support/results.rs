@@ -54,3 +54,58 @@ pub fn assert_valid(summary: &serde_json::Value) {
         .collect();
     assert!(errors.is_empty(), "{errors:#?}");
 }
+
+/// A summary.json `delivery`'s devices with their lost message counts, in its order.
+pub fn lost_by_device(delivery: &serde_json::Value) -> Vec<(String, u64)> {
+    delivery["devices"]
+        .as_array()
+        .expect("delivery.devices")
+        .iter()
+        .map(|x| {
+            (
+                x["device"].as_str().expect("device").to_owned(),
+                x["lost"].as_u64().expect("lost"),
+            )
+        })
+        .collect()
+}
+
+/// One interval of a latency.hlog: its tag, start, length and histogram.
+pub struct HlogInterval {
+    /// The phase it is tagged with.
+    pub tag: String,
+    /// Its start, from the log's base time.
+    pub start: std::time::Duration,
+    /// Its length.
+    pub duration: std::time::Duration,
+    /// Its samples.
+    pub histogram: hdrhistogram::Histogram<u64>,
+}
+
+/// The intervals of the latency.hlog at `path`.
+pub fn hlog_intervals(path: &Path) -> Vec<HlogInterval> {
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    use hdrhistogram::serialization::Deserializer;
+    let bytes = std::fs::read(path).expect("latency.hlog");
+    let mut out = Vec::new();
+    for entry in IntervalLogIterator::new(&bytes) {
+        let LogEntry::Interval(i) = entry.expect("log parses") else {
+            continue;
+        };
+        let raw = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            i.encoded_histogram(),
+        )
+        .expect("base64 histogram");
+        let histogram = Deserializer::new()
+            .deserialize(&mut raw.as_slice())
+            .expect("histogram decodes");
+        out.push(HlogInterval {
+            tag: i.tag().expect("tagged").as_str().to_owned(),
+            start: i.start_timestamp(),
+            duration: i.duration(),
+            histogram,
+        });
+    }
+    out
+}
