@@ -139,14 +139,7 @@ fn the_rabbitmq_walkthrough_passes_with_sasl_external() {
         return;
     }
     let dir = walkthrough::setup();
-    let registry = ["pki", "registry", "--ca", "ca", "--count", "50", "--out"];
-    let out = fleetbench(
-        dir.path(),
-        &[&registry[..], &["broker/devices.jsonl"]].concat(),
-        &[],
-    );
-    assert!(out.status.success(), "{}", text(&out));
-    let broker = RabbitMq::start(dir.path(), &dir.path().join("broker/devices.jsonl"));
+    let broker = RabbitMq::for_walkthrough(dir.path(), 50);
     let ports = (5671, broker.port);
 
     let out = walkthrough::run(dir.path(), "rabbitmq.toml", ports, &[], &[]);

@@ -219,14 +219,7 @@ async fn a_rabbitmq_queue_receiver_gets_every_message_the_walkthrough_sends() {
         return;
     }
     let dir = walkthrough::setup();
-    let registry = ["pki", "registry", "--ca", "ca", "--count", "51", "--out"];
-    let out = fleetbench(
-        dir.path(),
-        &[&registry[..], &["broker/devices.jsonl"]].concat(),
-        &[],
-    );
-    assert!(out.status.success(), "{}", text(&out));
-    let broker = RabbitMq::start(dir.path(), &dir.path().join("broker/devices.jsonl"));
+    let broker = RabbitMq::for_walkthrough(dir.path(), 51);
 
     let ca = fleetbench::pki::store::load_ca_dir(&dir.path().join("ca")).unwrap();
     let me = ca

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Stdio;
 
 use crate::support::hub_serve::HubServe;
-use crate::support::hub_state::{self, ok};
+use crate::support::hub_state;
 use crate::support::rabbitmq::RabbitMq;
 use crate::support::walkthrough::{self, fleetbench, take_summary, text};
 
@@ -29,20 +29,7 @@ fn rabbitmq_run(
 ) -> (std::process::Output, serde_json::Value, String) {
     let dir = walkthrough::setup();
     let d = dir.path();
-    ok(
-        d,
-        &[
-            "pki",
-            "registry",
-            "--ca",
-            "ca",
-            "--count",
-            "51",
-            "--out",
-            "broker/devices.jsonl",
-        ],
-    );
-    let broker = RabbitMq::start(d, &d.join("broker/devices.jsonl"));
+    let broker = RabbitMq::for_walkthrough(d, 51);
     let scenario = walkthrough::copy_replacing(
         "scenarios/rabbitmq.toml",
         "127.0.0.1:5671",

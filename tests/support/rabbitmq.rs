@@ -32,6 +32,25 @@ impl RabbitMq {
         false
     }
 
+    /// The walkthrough's step in `dir` (set up by [`super::walkthrough::setup`]): `pki registry
+    /// --ca ca --count DEVICES --out broker/devices.jsonl`, then a node that knows them.
+    pub fn for_walkthrough(dir: &Path, devices: u32) -> Self {
+        let count = devices.to_string();
+        let args = [
+            "pki",
+            "registry",
+            "--ca",
+            "ca",
+            "--count",
+            &count,
+            "--out",
+            "broker/devices.jsonl",
+        ];
+        let out = super::walkthrough::fleetbench(dir, &args, &[]);
+        assert!(out.status.success(), "{}", super::walkthrough::text(&out));
+        Self::start(dir, &dir.join("broker/devices.jsonl"))
+    }
+
     /// Starts a node with `start.sh DIR REGISTRY PORT` on a free port: `dir` holds `ca/` and
     /// `broker/` as `pki init` and `pki server` wrote them, `registry` is `pki registry`'s
     /// output. Returns when the node is ready (the script waits for it).
