@@ -23,17 +23,13 @@ fn fleetbench() -> Command {
     Command::new(env!("CARGO_BIN_EXE_fleetbench"))
 }
 
-fn schema() -> serde_json::Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("results/schema.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn summary_json_from_a_real_run_validates_against_the_schema() {
     let (report, _dir) = support::run(&support::plan(SMALL)).await;
     let text = std::fs::read_to_string(report.dir.join("summary.json")).unwrap();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let validator = jsonschema::validator_for(&schema()).expect("schema compiles");
+    let validator =
+        jsonschema::validator_for(&support::results::schema()).expect("schema compiles");
     let errors: Vec<_> = validator
         .iter_errors(&json)
         .map(|e| format!("{e} at {}", e.instance_path()))

@@ -147,7 +147,7 @@ async fn four_shard_processes_against_one_hub_merge_without_loss() {
         );
         assert_eq!(s.ca_fingerprint, shards[0].ca_fingerprint);
     }
-    let schema = support_schema();
+    let schema = support::results::schema();
     let validator = jsonschema::validator_for(&schema).unwrap();
     let shard_json = serde_json::to_value(&shards[0]).unwrap();
     assert!(
@@ -318,11 +318,6 @@ async fn refuses_mismatched_shards(dir: &Path, shards: &[Summary]) {
     let out = merge(&missing, &dir.join("merged-missing")).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("shards 3 of 4 are missing"));
-}
-
-fn support_schema() -> serde_json::Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("results/schema.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -60,14 +60,7 @@ fn run(dir: &Path, scenario: &str) -> std::process::Output {
 
 /// Asserts that `summary` validates against results/schema.json.
 fn valid(summary: &serde_json::Value) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("results/schema.json");
-    let schema = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
-    let errors: Vec<_> = validator
-        .iter_errors(summary)
-        .map(|e| format!("{e} at {}", e.instance_path()))
-        .collect();
-    assert!(errors.is_empty(), "{errors:#?}");
+    support::results::assert_valid(summary);
 }
 
 fn phase_count(s: &serde_json::Value, name: &str) -> u64 {

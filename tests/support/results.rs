@@ -42,12 +42,16 @@ pub fn summary_json(run: &Path) -> serde_json::Value {
     serde_json::from_str(&text(run, "summary.json")).expect("summary.json parses")
 }
 
+/// The committed results/schema.json.
+pub fn schema() -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("results/schema.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("schema.json"))
+        .expect("schema.json parses")
+}
+
 /// Asserts that `summary` (a summary.json) validates against the committed results/schema.json.
 pub fn assert_valid(summary: &serde_json::Value) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("results/schema.json");
-    let schema = serde_json::from_str(&std::fs::read_to_string(path).expect("schema.json"))
-        .expect("schema.json parses");
-    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let validator = jsonschema::validator_for(&schema()).expect("schema compiles");
     let errors: Vec<_> = validator
         .iter_errors(summary)
         .map(|e| format!("{e} at {}", e.instance_path()))
