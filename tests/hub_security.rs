@@ -8,7 +8,7 @@ use bytes::Bytes;
 use fleetbench::command::run::EmbeddedHub;
 use fleetbench::hub::{DeviceAuth, HubConfig};
 use fleetbench::pki::{CaChain, DeviceIdentity, KeyType, LeafUsage, Validity};
-use fleetbench::protocol::{MqttDialect, MqttOptions, MqttVersion, QoS};
+use fleetbench::protocol::{MqttOptions, QoS};
 use fleetbench::transport::{self, ClientTls, ServerVerification, TlsVersion};
 use futures::{SinkExt as _, StreamExt as _};
 use rand::{Rng as _, SeedableRng as _};
@@ -139,16 +139,7 @@ impl Lab {
 }
 
 fn iot_hub() -> MqttOptions {
-    MqttOptions {
-        dialect: MqttDialect::IotHub {
-            api_version: "2021-04-12".into(),
-        },
-        version: MqttVersion::V311,
-        qos: QoS::AtLeastOnce,
-        keep_alive_secs: 60,
-        clean_session: false,
-        run_id: None,
-    }
+    support::iot_hub_mqtt()
 }
 
 /// Reads until the hub closes the connection; true if it did (rather than sending something).

@@ -132,7 +132,7 @@ impl ImpostorFleet {
         hub: &fleetbench::command::run::EmbeddedHub,
         _ca: &fleetbench::pki::CaChain,
     ) -> String {
-        use fleetbench::protocol::{MqttDialect, MqttOptions, MqttSession, MqttVersion, QoS};
+        use fleetbench::protocol::MqttSession;
         let tcp = fleetbench::transport::tcp_connect(hub.mqtt, None)
             .await
             .unwrap();
@@ -142,16 +142,7 @@ impl ImpostorFleet {
         let (tls, _) = fleetbench::transport::tls_handshake(self.tls.clone(), name, tcp)
             .await
             .unwrap();
-        let opts = MqttOptions {
-            dialect: MqttDialect::IotHub {
-                api_version: "2021-04-12".into(),
-            },
-            version: MqttVersion::V311,
-            qos: QoS::AtLeastOnce,
-            keep_alive_secs: 60,
-            clean_session: false,
-            run_id: None,
-        };
+        let opts = support::iot_hub_mqtt();
         match MqttSession::connect(tls, opts, &self.claimed, "localhost").await {
             Ok(_) => "connected".into(),
             Err(e) => e.to_string(),

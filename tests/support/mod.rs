@@ -253,3 +253,18 @@ pub fn bin_async() -> tokio::process::Command {
     }
     c
 }
+
+/// The MQTT session options of an IoT Hub device: MQTT 3.1.1, QoS 1, a persistent session.
+pub fn iot_hub_mqtt() -> fleetbench::protocol::MqttOptions {
+    use fleetbench::protocol::{MqttDialect, MqttOptions, MqttVersion, QoS};
+    MqttOptions {
+        dialect: MqttDialect::IotHub {
+            api_version: "2021-04-12".into(),
+        },
+        version: MqttVersion::V311,
+        qos: QoS::AtLeastOnce,
+        keep_alive_secs: 60,
+        clean_session: false,
+        run_id: None,
+    }
+}
