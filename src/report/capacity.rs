@@ -38,6 +38,10 @@ pub struct Trial {
     pub failed: Vec<String>,
     /// Whether the generator saturated during the trial.
     pub saturated: bool,
+    /// Whether that saturation could account for the trial's outcome (then the search stops:
+    /// the generator, not the target, was the limit). A loaded host's few milliseconds of lag
+    /// do not account for a p99 of seconds: such a failure is the target's.
+    pub generator_limited: bool,
     /// Why, in words.
     pub saturation: Vec<String>,
     /// The trial's results directory.
@@ -121,13 +125,7 @@ pub fn write_trial_line(w: &mut impl Write, t: &Trial) -> io::Result<()> {
     let errors = t
         .error_rate
         .map_or_else(|| "-".to_owned(), |e| format!("{:.2}%", e * 100.0));
-    let outcome = if t.saturated {
-        "SATURATED".to_owned()
-    } else if t.held {
-        "held".to_owned()
-    } else {
-        format!("FAILED {}", t.failed.join("; "))
-    };
+    let outcome = outcome(t);
     writeln!(
         w,
         "{:>3}  {:<7}{:>12}{:>12}{:>12}{:>9}  {outcome}",
@@ -138,6 +136,22 @@ pub fn write_trial_line(w: &mut impl Write, t: &Trial) -> io::Result<()> {
         p99,
         errors
     )
+}
+
+/// `held`, `FAILED why`, or `SATURATED (why)` when the generator was the limit.
+pub(super) fn outcome(t: &Trial) -> String {
+    let busy = if t.saturated && !t.generator_limited {
+        " (the generator was busy too, by too little to account for it)"
+    } else {
+        ""
+    };
+    if t.generator_limited {
+        format!("SATURATED ({})", t.saturation.join("; "))
+    } else if t.held {
+        format!("held{busy}")
+    } else {
+        format!("FAILED {}{busy}", t.failed.join("; "))
+    }
 }
 
 /// The text report.
@@ -202,6 +216,7 @@ pub(crate) mod tests {
                 vec!["connect_response.p99 < 100ms: observed 1.2 s".into()]
             },
             saturated: false,
+            generator_limited: false,
             saturation: vec![],
             dir: PathBuf::from(format!("trial-{n}")),
         };

@@ -57,13 +57,12 @@ pub fn write_capacity_html(w: &mut impl Write, c: &Capacity) -> io::Result<()> {
 }
 
 fn write_row(w: &mut impl Write, t: &Trial) -> io::Result<()> {
-    let (class, outcome) = if t.saturated {
-        ("failed", "SATURATED".to_owned())
-    } else if t.held {
-        ("held", "held".to_owned())
+    let class = if t.held && !t.generator_limited {
+        "held"
     } else {
-        ("failed", format!("FAILED {}", t.failed.join("; ")))
+        "failed"
     };
+    let outcome = super::outcome(t);
     writeln!(
         w,
         "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
@@ -84,7 +83,7 @@ fn x_max(c: &Capacity) -> f64 {
 }
 
 fn colour(t: &Trial) -> RGBColor {
-    if t.held && !t.saturated {
+    if t.held && !t.generator_limited {
         HELD
     } else {
         FAILED
