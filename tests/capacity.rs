@@ -106,7 +106,7 @@ fn a_verdict_above_the_knee_fails_the_run_with_exit_1() {
     let dir = tempfile::tempdir().unwrap();
     let file = scenario(
         dir.path(),
-        "start = 60.0\nfactor = 2.0\nmax = 1000.0\nhold = \"1s\"\nprecision = 0.5\n\
+        "start = 60.0\nfactor = 2.0\nmax = 1000.0\nhold = \"500ms\"\nprecision = 0.5\n\
          [capacity.verdict]\n\"capacity.connect_rate\" = \"> 150\"\n",
     );
     let out = run(dir.path(), &file);

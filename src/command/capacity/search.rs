@@ -161,7 +161,7 @@ mod tests {
         let (rates, s) = course(search(52.5, 2.0, 1000.0), 100.0, 20.0, f64::INFINITY);
         assert_eq!(&rates[..3], [52.5, 105.0, 210.0]);
         let knee = s.held().unwrap();
-        assert!(knee <= 100.0 && knee >= 95.0, "{rates:?} {s:?}");
+        assert!((95.0..=100.0).contains(&knee), "{rates:?} {s:?}");
     }
 
     #[test]
