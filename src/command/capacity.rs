@@ -19,7 +19,7 @@ use anyhow::Context as _;
 
 use super::embedded::EmbeddedHub;
 use super::run::{run_plan, RunOptions, RunReport};
-use crate::metrics::Summary;
+use crate::metrics::{Metric, Phase, Stat, Summary};
 use crate::pki::store::{load_ca_dir, pem, write_ca_dir};
 use crate::pki::{CaChain, ChainSpec, Validity};
 use crate::report::capacity::{
@@ -267,12 +267,25 @@ async fn run_search(
         plan: c.to_json(),
         trials,
         knee,
+        latency_limit_us: latency_limit(c),
         first_failed: state.failed,
         limit: state.limit.unwrap_or(Limit::Target),
         passed: verdict.iter().all(|v| v.passed),
         verdict,
         dir: dir.to_owned(),
     })
+}
+
+/// The SLO's limit on the p99 the curve shows, if it states one.
+fn latency_limit(c: &CapacityPlan) -> Option<f64> {
+    let phase = match c.search {
+        SearchKind::Connects => Phase::ConnectResponse,
+        SearchKind::Sends => Phase::SendResponse,
+    };
+    c.slo
+        .iter()
+        .find(|t| t.metric == Metric::Latency(phase, Stat::Percentile(99.0)))
+        .map(|t| t.limit)
 }
 
 /// One trial's outcome from its summary: the SLO's conditions (and the default checks), and

@@ -106,6 +106,10 @@ pub struct Capacity {
     pub trials: Vec<Trial>,
     /// The highest offered rate that held (and did not saturate the generator).
     pub knee: Option<f64>,
+    /// The SLO's limit on the curve's latency (p99 of the trials' `latency_phase`), µs, if
+    /// it states one: drawn on the p99 chart.
+    #[serde(default)]
+    pub latency_limit_us: Option<f64>,
     /// The lowest offered rate that failed, if any.
     pub first_failed: Option<f64>,
     /// What ended the search.
@@ -231,6 +235,7 @@ pub(crate) mod tests {
                 trial(4, 150.0, false, 800_000),
             ],
             knee: Some(100.0),
+            latency_limit_us: Some(100_000.0),
             first_failed: Some(150.0),
             limit: Limit::Target,
             verdict: vec![CapacityCheckResult {

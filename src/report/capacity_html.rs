@@ -20,7 +20,7 @@ pub fn write_capacity_html(w: &mut impl Write, c: &Capacity) -> io::Result<()> {
         w,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <title>{} capacity</title><style>body{{font-family:sans-serif;margin:2em}}\
-         table{{border-collapse:collapse}}td,th{{padding:2px 10px;text-align:right}}\
+         table{{border-collapse:collapse}}td,th{{padding:2px 10px;text-align:right}}td:not(:last-child){{white-space:nowrap}}\
          .held{{color:#2ca02c}}.failed{{color:#d62728}}</style></head><body>",
         esc(&c.scenario)
     )?;
@@ -43,7 +43,12 @@ pub fn write_capacity_html(w: &mut impl Write, c: &Capacity) -> io::Result<()> {
         )?;
     }
     if !c.trials.is_empty() {
-        writeln!(w, "<div>{}{}</div>", achieved_chart(c)?, p99_chart(c)?)?;
+        writeln!(
+            w,
+            "<div style=\"display:flex;flex-wrap:wrap;gap:1em\">{}{}</div>",
+            achieved_chart(c)?,
+            p99_chart(c)?
+        )?;
     }
     writeln!(
         w,
@@ -134,10 +139,12 @@ fn achieved_chart(c: &Capacity) -> io::Result<String> {
     Ok(svg)
 }
 
-/// The p99 latency against offered, with the knee.
+/// The p99 latency against offered, with the knee and the SLO's limit on it.
 fn p99_chart(c: &Capacity) -> io::Result<String> {
     let x_max = x_max(c);
     let max_ms = c.trials.iter().filter_map(|t| t.p99_us).fold(0, u64::max) as f64 / 1000.0;
+    let limit_ms = c.latency_limit_us.map(|us| us / 1000.0);
+    let max_ms = max_ms.max(limit_ms.unwrap_or(0.0));
     let axis = LatencyAxis::for_max_ms(max_ms.max(0.01));
     let phase = c.trials.first().map_or("", |t| t.latency_phase.as_str());
     let mut svg = String::new();
@@ -160,6 +167,15 @@ fn p99_chart(c: &Capacity) -> io::Result<String> {
             .draw()
             .map_err(chart_error)?;
         knee_line(&mut chart, c.knee, axis.max)?;
+        if let Some(ms) = limit_ms {
+            let y = axis.of_ms(ms);
+            chart
+                .draw_series(LineSeries::new(
+                    [(0.0, y), (x_max, y)],
+                    FAILED.mix(0.6).stroke_width(1),
+                ))
+                .map_err(chart_error)?;
+        }
         chart
             .draw_series(c.trials.iter().filter_map(|t| {
                 t.p99_us.map(|us| {
