@@ -48,6 +48,11 @@ pub(super) async fn command(plan: &Plan, options: &RunOptions) -> anyhow::Result
         .capacity
         .as_ref()
         .context("the scenario has no [capacity] table")?;
+    anyhow::ensure!(
+        options.shard.is_none() && options.start_at.is_none(),
+        "a capacity search runs its trials from one generator: --shard and --start-at do not \
+         apply to a scenario with [capacity]"
+    );
     let dir = ResultsDir::create(
         &options.results_root,
         &format!("{}-capacity", plan.name),
@@ -247,7 +252,12 @@ async fn run_search(
         let trial = judge(n, stage, rate, c.search, &report);
         let mut out = std::io::stdout().lock();
         super::write_or_broken_pipe(write_trial_line(&mut out, &trial))?;
-        state.record(rate, trial.held, trial.generator_limited);
+        if options.interrupt.is_cancelled() {
+            // Cut short: kept for the record, but not judged.
+            state.limit = Some(Limit::Interrupted);
+        } else {
+            state.record(rate, trial.held, trial.generator_limited);
+        }
         trials.push(trial);
     }
     let knee = state.held();
@@ -270,7 +280,8 @@ async fn run_search(
         latency_limit_us: latency_limit(c),
         first_failed: state.failed,
         limit: state.limit.unwrap_or(Limit::Target),
-        passed: verdict.iter().all(|v| v.passed),
+        // An interrupted search found no knee to judge.
+        passed: state.limit != Some(Limit::Interrupted) && verdict.iter().all(|v| v.passed),
         verdict,
         dir: dir.to_owned(),
     })
