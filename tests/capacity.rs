@@ -11,13 +11,14 @@ use std::process::{Command, Output};
 const LIMIT: f64 = 100.0;
 
 /// The SLO: p90 rather than p99 of 200 connects, so that one hiccup of a shared machine does
-/// not fail a trial, and a tight limit, so that a queue of a few connects at the hub does.
+/// not fail a trial, and 100 ms, twice the p90 a heavily shared 2-core machine gives at half
+/// the limit, while ten connects queued at the hub (100 ms at 100/s) fail it.
 fn scenario(dir: &Path, capacity: &str) -> PathBuf {
     let text = format!(
         "name = \"cap\"\n[target]\ntier = \"S1\"\nunits = 1\n\
          [fleet]\ndevices = 600\n[connect]\nmax-handshakes = 256\n\
          [capacity]\n{capacity}\n\
-         [capacity.slo]\n\"connect_response.p90\" = \"< 50ms\"\n\"errors.rate\" = \"< 0.001\"\n"
+         [capacity.slo]\n\"connect_response.p90\" = \"< 100ms\"\n\"errors.rate\" = \"< 0.001\"\n"
     );
     let path = dir.join("cap.toml");
     std::fs::write(&path, text).unwrap();
@@ -49,7 +50,7 @@ fn the_search_lands_within_ten_percent_of_an_s1_hubs_connect_limit() {
     let dir = tempfile::tempdir().unwrap();
     let file = scenario(
         dir.path(),
-        "start = 50.0\nfactor = 2.0\nmax = 1000.0\nhold = \"2s\"\nprecision = 0.08\n\
+        "start = 50.0\nfactor = 2.0\nmax = 1000.0\nhold = \"1500ms\"\nprecision = 0.08\n\
          [capacity.verdict]\n\"capacity.connect_rate\" = \"> 80\"\n",
     );
     let out = run(dir.path(), &file);
@@ -78,7 +79,7 @@ fn the_search_lands_within_ten_percent_of_an_s1_hubs_connect_limit() {
         failed["failed"][0]
             .as_str()
             .unwrap()
-            .starts_with("connect_response.p90 < 50ms: observed"),
+            .starts_with("connect_response.p90 < 100ms: observed"),
         "{failed}"
     );
     // Each trial is an ordinary results directory under the search's, at its offered rate.
@@ -115,7 +116,8 @@ fn a_verdict_above_the_knee_fails_the_run_with_exit_1() {
     let all = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(1), "{all}");
     let (_, c) = capacity(dir.path());
-    assert!(c["knee"].as_f64().unwrap() < 150.0, "{all}");
+    // No knee at all (the first trial failed on a loaded machine) fails the verdict too.
+    assert!(c["knee"].as_f64().is_none_or(|k| k < 150.0), "{all}");
     assert_eq!(c["passed"], false);
     assert!(
         stdout.contains("Verdict     FAIL capacity.connect_rate > 150"),

@@ -223,7 +223,7 @@ async fn run_search(
     let mut state = Search::new(c);
     let mut trials = Vec::new();
     let heading = format!(
-        "Capacity search of {} ({}): {}; trials of {} each (the knee confirmed over twice that)\n",
+        "Capacity search of {} ({}): {}; trials of {} each (the knee confirmed over three times that)\n",
         plan.name,
         c.search.name(),
         state.describe(),
@@ -239,10 +239,10 @@ async fn run_search(
             break;
         }
         let n = trials.len() + 1;
-        // The knee is confirmed by a trial twice as long: a target's burst allowance, saved
-        // between trials, weighs half as much in it.
+        // The knee is confirmed by a trial three times as long: a target's burst allowance,
+        // saved between trials, weighs a third as much in it.
         let hold = if stage == "confirm" {
-            c.hold * 2
+            c.hold * 3
         } else {
             c.hold
         };
