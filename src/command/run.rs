@@ -91,6 +91,9 @@ pub(super) async fn command(args: RunArgs) -> anyhow::Result<Outcome> {
         shard,
         start_at: args.start_at,
     };
+    if plan.capacity.is_some() {
+        return super::capacity::command(&plan, &options).await;
+    }
     let report = run_measured(&plan, &options, args.server_pid).await?;
     let mut out = std::io::stdout().lock();
     super::write_or_broken_pipe(write_text(&mut out, &report.summary))?;

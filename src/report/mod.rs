@@ -4,6 +4,7 @@
 //!
 //! [`Summary`]: crate::metrics::Summary
 
+pub mod capacity;
 mod charts;
 pub mod compare;
 mod delivery;

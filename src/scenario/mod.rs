@@ -19,8 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use locate::Locator;
 pub use plan::{
-    CaDirPlan, FleetPlan, Plan, ProtocolPlan, RunPlan, Target, TlsPlan, VerifyIdentity, VerifyKind,
-    VerifyKindName, VerifyPlan, VerifySection, MIN_STAMPED_BYTES,
+    CaDirPlan, CapacityCheck, CapacityPlan, FleetPlan, Plan, ProtocolPlan, RunPlan, SearchKind,
+    Target, TlsPlan, VerifyIdentity, VerifyKind, VerifyKindName, VerifyPlan, VerifySection,
+    MIN_STAMPED_BYTES,
 };
 pub use problems::Overrides;
 pub use shape::{
@@ -126,6 +127,34 @@ pub struct Scenario {
     pub thresholds: toml::Table,
     /// A verifying receiver that reads what the devices send (`[verify]`).
     pub verify: Option<VerifySection>,
+    /// A capacity search (`[capacity]`): the highest rate that holds an SLO.
+    pub capacity: Option<CapacitySection>,
+}
+
+/// `[capacity]`: step the offered rate up, then bisect, to find the highest rate whose trials
+/// hold the SLO for the hold time.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CapacitySection {
+    /// What to search: `connects` (default: new sessions per second) or `sends`.
+    pub search: Option<String>,
+    /// The first offered rate, per second (default 10).
+    pub start: Option<f64>,
+    /// The step-up factor while the SLO holds (default 2).
+    pub factor: Option<f64>,
+    /// The highest rate to try (default 10,000).
+    pub max: Option<f64>,
+    /// How long each trial offers its rate (default 10s).
+    #[serde(default, with = "humantime_serde")]
+    pub hold: Option<Duration>,
+    /// Bisect until the bracket is this narrow, relative (default 0.05).
+    pub precision: Option<f64>,
+    /// Conditions every trial must meet, as in `[thresholds]`.
+    #[serde(default)]
+    pub slo: toml::Table,
+    /// Conditions on the result for CI, e.g. `"capacity.connect_rate" = "> 500"`.
+    #[serde(default)]
+    pub verdict: toml::Table,
 }
 
 /// `[target]`

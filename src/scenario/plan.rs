@@ -2,6 +2,7 @@
 //! checked, and command-line overrides applied. Downstream code never re-checks it.
 
 mod amqp;
+mod capacity;
 mod event_grid;
 mod fleet;
 mod protocol;
@@ -20,6 +21,7 @@ use super::{ConfigErrors, Scenario};
 use crate::metrics::Threshold;
 use crate::protocol::MqttDialect;
 
+pub use capacity::{CapacityCheck, CapacityPlan, SearchKind};
 pub use fleet::{CaDirPlan, FleetPlan};
 pub use protocol::ProtocolPlan;
 use target::throughput_units;
@@ -72,6 +74,8 @@ pub struct Plan {
     pub thresholds: Vec<Threshold>,
     /// The verifying receiver, if the scenario names one (`[verify]`).
     pub verify: Option<VerifyPlan>,
+    /// The capacity search, if the scenario asks for one (`[capacity]`).
+    pub capacity: Option<CapacityPlan>,
 }
 
 /// The embedded hub speaks IoT Hub's MQTT conventions only: a generic MQTT scenario against
@@ -144,6 +148,7 @@ impl Plan {
             let payload = messages.as_ref().map(|m| m.payload);
             verify::verify(v, target.as_ref(), protocol.as_ref(), payload, &mut p)
         });
+        let capacity = capacity::capacity(s, text, &mut p);
         let run = RunPlan {
             max_duration: s.run.max_duration.unwrap_or(Duration::from_secs(300)),
             grace: s.run.grace.unwrap_or(Duration::from_secs(10)),
@@ -184,6 +189,7 @@ impl Plan {
                     run,
                     thresholds,
                     verify,
+                    capacity,
                 })
             }
             _ => {
