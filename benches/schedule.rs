@@ -169,6 +169,7 @@ async fn fleet() {
             metrics: None,
             shard: None,
             start_at: None,
+            ca: None,
         };
         let report = run_plan(&plan, &options).await.unwrap();
         for (row, name) in rows.iter_mut().zip(phases) {

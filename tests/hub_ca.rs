@@ -255,6 +255,7 @@ async fn run_mints_devices_from_a_ca_directory_and_checks_its_depth() {
         metrics: None,
         shard: None,
         start_at: None,
+        ca: None,
     };
     let err = fleetbench::command::run::run_plan(&wrong, &options)
         .await

@@ -13,6 +13,7 @@
 //! real hub, and so that setting it up is not part of any trial.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
@@ -20,7 +21,7 @@ use anyhow::Context as _;
 use super::embedded::EmbeddedHub;
 use super::run::{run_plan, RunOptions, RunReport};
 use crate::metrics::{Metric, Phase, Stat, Summary};
-use crate::pki::store::{load_ca_dir, pem, write_ca_dir};
+use crate::pki::store::{load_ca_dir, pem};
 use crate::pki::{CaChain, ChainSpec, Validity};
 use crate::report::capacity::{
     write_capacity_html, write_capacity_json, write_capacity_text, write_trial_line, Capacity,
@@ -28,7 +29,7 @@ use crate::report::capacity::{
 };
 use crate::report::ResultsDir;
 use crate::scenario::schedule::{Arrival, ConnectSchedule};
-use crate::scenario::{CaDirPlan, CapacityPlan, Plan, SearchKind, SendModel, SessionPlan, Target};
+use crate::scenario::{CapacityPlan, Plan, SearchKind, SendModel, SessionPlan, Target};
 use crate::Outcome;
 
 mod search;
@@ -87,7 +88,8 @@ pub(super) async fn command(plan: &Plan, options: &RunOptions) -> anyhow::Result
 /// Where the trials run: the scenario's remote target, or an embedded hub started once.
 struct Trials {
     target: Target,
-    ca_dir: Option<CaDirPlan>,
+    /// The chain every trial's devices are signed by, kept in memory (never written out).
+    chain: Option<Arc<CaChain>>,
     hub: Option<EmbeddedHub>,
 }
 
@@ -96,35 +98,21 @@ impl Trials {
         if plan.target != Target::Embedded {
             return Ok(Self {
                 target: plan.target.clone(),
-                ca_dir: None,
+                chain: None,
                 hub: None,
             });
         }
-        // One chain for every trial, in a CA directory each trial loads: the hub trusts it.
-        let (chain, ca_dir) = match &plan.fleet.ca_dir {
-            Some(ca) => (
-                load_ca_dir(&ca.path)
-                    .with_context(|| format!("loading fleet.ca-dir {}", ca.path.display()))?,
-                ca.clone(),
-            ),
-            None => {
-                let chain = CaChain::generate(&ChainSpec {
-                    key_type: plan.fleet.ca_key_type,
-                    intermediates: plan.fleet.intermediates,
-                    validity: Validity::days_from_now(plan.fleet.validity_days),
-                    name: "fleetbench".into(),
-                })
-                .context("minting the CA chain")?;
-                let path = dir.join("ca");
-                write_ca_dir(&path, &chain).context("writing the search's CA directory")?;
-                (
-                    chain,
-                    CaDirPlan {
-                        path,
-                        intermediates: None,
-                    },
-                )
-            }
+        // One chain for every trial, handed to each in memory: the hub trusts it.
+        let chain = match &plan.fleet.ca_dir {
+            Some(ca) => load_ca_dir(&ca.path)
+                .with_context(|| format!("loading fleet.ca-dir {}", ca.path.display()))?,
+            None => CaChain::generate(&ChainSpec {
+                key_type: plan.fleet.ca_key_type,
+                intermediates: plan.fleet.intermediates,
+                validity: Validity::days_from_now(plan.fleet.validity_days),
+                name: "fleetbench".into(),
+            })
+            .context("minting the CA chain")?,
         };
         let mut config = options_hub(plan);
         config.tls = plan.tls.hub.clone();
@@ -144,7 +132,7 @@ impl Trials {
                 verify_server: true,
                 accounts: None,
             },
-            ca_dir: Some(ca_dir),
+            chain: Some(Arc::new(chain)),
             hub: Some(hub),
         })
     }
@@ -162,9 +150,6 @@ impl Trials {
         p.capacity = None;
         p.name = format!("trial-{n:02}-{rate:.0}");
         p.target = self.target.clone();
-        if let Some(ca) = &self.ca_dir {
-            p.fleet.ca_dir = Some(ca.clone());
-        }
         // The embedded hub throttles as the tier does already; a remote one is what it is.
         p.tier = None;
         p.thresholds = c.slo.clone();
@@ -218,6 +203,7 @@ async fn run_search(
         shard: None,
         start_at: None,
         metrics: None,
+        ca: target.chain.clone(),
         ..options.clone()
     };
     let mut state = Search::new(c);

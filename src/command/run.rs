@@ -48,6 +48,10 @@ pub struct RunOptions {
     pub shard: Option<Shard>,
     /// Wall-clock instant at which the schedule begins (`None`: as soon as ready).
     pub start_at: Option<SystemTime>,
+    /// A CA chain already in memory that signs the devices (`None`: the plan's `fleet.ca-dir`,
+    /// or one minted for this run). Runs that share one hub share one chain this way, with no
+    /// private key written to disk.
+    pub ca: Option<Arc<CaChain>>,
 }
 
 /// What a finished run leaves.
@@ -90,6 +94,7 @@ pub(super) async fn command(args: RunArgs) -> anyhow::Result<Outcome> {
         metrics: args.metrics,
         shard,
         start_at: args.start_at,
+        ca: None,
     };
     if plan.capacity.is_some() {
         return super::capacity::command(&plan, &options).await;
@@ -235,7 +240,10 @@ pub async fn run_measured(
     // if setup fails: an empty results directory would break `merge shards/*/*`.
     let results = ResultsDir::create(&options.results_root, &plan.name, SystemTime::now())?;
     let unstarted = Unstarted::new(results.path());
-    let chain = Arc::new(signing_chain(&plan.fleet)?);
+    let chain = match &options.ca {
+        Some(chain) => chain.clone(),
+        None => Arc::new(signing_chain(&plan.fleet)?),
+    };
     let fleet = Fleet {
         ca: chain.clone(),
         ids: ids.clone(),

@@ -57,6 +57,7 @@ pub async fn run_with(plan: &Plan, hub: HubConfig) -> (RunReport, tempfile::Temp
         metrics: None,
         shard: None,
         start_at: None,
+        ca: None,
     };
     let report = run_plan(plan, &options).await.expect("run completes");
     (report, dir)
