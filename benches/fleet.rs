@@ -295,6 +295,7 @@ fn endpoint(port: u16) -> Endpoint {
         addr: ([127, 0, 0, 1], port).into(),
         server_name: ServerName::try_from("localhost").unwrap().to_owned(),
         host: "localhost".into(),
+        websocket: None,
     }
 }
 

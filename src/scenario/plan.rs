@@ -7,6 +7,7 @@ mod fleet;
 mod protocol;
 mod target;
 mod tls;
+mod transport;
 mod verify;
 
 use std::path::Path;
@@ -72,6 +73,8 @@ pub struct Plan {
     pub thresholds: Vec<Threshold>,
     /// The verifying receiver, if the scenario names one (`[verify]`).
     pub verify: Option<VerifyPlan>,
+    /// The WebSocket upgrade after the TLS handshake, when `[transport] websocket = true`.
+    pub websocket: Option<crate::transport::WsTarget>,
 }
 
 /// The embedded hub speaks IoT Hub's MQTT conventions only: a generic MQTT scenario against
@@ -130,6 +133,7 @@ impl Plan {
         let session = shape::session(s, &mut p);
         let reconnect = shape::reconnect(s, &mut p);
         let tier = tier(s, &mut p);
+        let websocket = transport::websocket(s, protocol.as_ref(), &mut p);
         if let (Some(f), Some(c)) = (&fleet, &connect) {
             shape::check_fleet_size(
                 f.devices,
@@ -184,6 +188,7 @@ impl Plan {
                     run,
                     thresholds,
                     verify,
+                    websocket,
                 })
             }
             _ => {
@@ -273,6 +278,7 @@ impl Plan {
             "tier": self.tier.map(|(t, u)| json!({"tier": t.to_string(), "units": u})),
             "run": {"max-duration": d(self.run.max_duration), "grace": d(self.run.grace)},
             "verify": self.verify.as_ref().map(VerifyPlan::to_json),
+            "transport": transport::to_json(self.websocket.as_ref()),
             "thresholds": self.thresholds.iter()
                 .map(|t| (t.name.clone(), json!(t.condition)))
                 .collect::<serde_json::Map<_, _>>(),
