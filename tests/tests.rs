@@ -96,3 +96,5 @@ mod hub_runs;
 mod verify_mqtt;
 // Issue 15: `run` proves delivery on AMQP targets: RabbitMQ queues, `hub serve`'s Event Hubs endpoint.
 mod verify_run;
+// Issue 18: MQTT and AMQP over WebSockets: embedded hub, `hub serve --mqtt-ws/--amqp-ws`, Mosquitto.
+mod websocket;

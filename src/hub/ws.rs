@@ -37,8 +37,7 @@ pub(super) async fn upgrade(
     let mut counted = false;
     let refused = |why: &'static str| {
         counted = true;
-        hub.stats.accounts.refuse_for(wire, "", REASON, &why);
-        hub.stats.violations.fetch_add(1, Ordering::Relaxed);
+        count(hub, wire, &why);
     };
     let accept = ws::accept(tls, &target, refused);
     let result = tokio::select! {
@@ -49,16 +48,21 @@ pub(super) async fn upgrade(
         Ok(Ok(stream)) => Some(MaybeWs::Ws(stream)),
         Ok(Err(e)) => {
             if !counted {
-                hub.stats.accounts.refuse_for(wire, "", REASON, &e);
-                hub.stats.violations.fetch_add(1, Ordering::Relaxed);
+                count(hub, wire, &e);
             }
             None
         }
         Err(_) => {
-            let why = "no WebSocket upgrade in time";
-            hub.stats.accounts.refuse_for(wire, "", REASON, &why);
-            hub.stats.violations.fetch_add(1, Ordering::Relaxed);
+            count(hub, wire, &"no WebSocket upgrade in time");
             None
         }
     }
+}
+
+/// Counts a failed upgrade: among the hub's refusals by reason (a run's report, `hub serve`'s
+/// summary and metrics) and as a violation.
+fn count(hub: &Hub, wire: Protocol, why: &dyn std::fmt::Display) {
+    *hub.stats.refusals.lock().entry(REASON).or_default() += 1;
+    hub.stats.accounts.refuse_for(wire, "", REASON, why);
+    hub.stats.violations.fetch_add(1, Ordering::Relaxed);
 }
