@@ -253,6 +253,7 @@ fn server(dir: &Path) {
         let listeners = Listeners {
             amqp: Some(amqp),
             mqtt: Some(mqtt),
+            ..Listeners::default()
         };
         hub::serve(hub, listeners, async move {
             let _ = eof.await;

@@ -45,7 +45,7 @@ pub(super) async fn upgrade(
         r = tokio::time::timeout(hub.config.connect_timeout, accept) => r,
     };
     match result {
-        Ok(Ok(stream)) => Some(MaybeWs::Ws(stream)),
+        Ok(Ok(stream)) => Some(MaybeWs::Ws(Box::new(stream))),
         Ok(Err(e)) => {
             if !counted {
                 count(hub, wire, &e);

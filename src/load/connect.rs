@@ -183,7 +183,7 @@ async fn ws_upgrade(
         Ok(Ok(ws)) => {
             let now = Instant::now();
             who.rec.record(phase, shard, now - from);
-            Some((MaybeWs::Ws(ws), now))
+            Some((MaybeWs::Ws(Box::new(ws)), now))
         }
         Ok(Err(UpgradeError::Io(e))) => fail_session(who, phase, io_kind(&e), || e.to_string()),
         Ok(Err(e)) => fail_session(who, phase, FailureKind::Upgrade, || e.to_string()),

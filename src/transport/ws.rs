@@ -94,6 +94,8 @@ where
 /// `target.path` and it offers `target.subprotocol` (case-sensitive, as the SDKs send it);
 /// else 404 for a wrong path, 400 for a missing subprotocol, and the error. `refused` hears why
 /// before the refusal is written (so a count of it is in place when the client sees it).
+// The check's error type is tungstenite's (its `Callback` trait), whatever its size.
+#[allow(clippy::result_large_err)]
 pub async fn accept<S>(
     stream: S,
     target: &WsTarget,
@@ -239,8 +241,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsBytes<S> {
 pub enum MaybeWs<S> {
     /// The protocol straight over `S`.
     Plain(S),
-    /// The protocol in binary WebSocket messages over `S`.
-    Ws(WsBytes<S>),
+    /// The protocol in binary WebSocket messages over `S` (boxed: a plain session does not
+    /// carry the WebSocket's room).
+    Ws(Box<WsBytes<S>>),
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> MaybeWs<S> {
@@ -261,7 +264,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for MaybeWs<S> {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Self::Ws(w) => Pin::new(w).poll_read(cx, buf),
+            Self::Ws(w) => Pin::new(&mut **w).poll_read(cx, buf),
         }
     }
 }
@@ -270,21 +273,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MaybeWs<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_write(cx, b),
-            Self::Ws(w) => Pin::new(w).poll_write(cx, b),
+            Self::Ws(w) => Pin::new(&mut **w).poll_write(cx, b),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_flush(cx),
-            Self::Ws(w) => Pin::new(w).poll_flush(cx),
+            Self::Ws(w) => Pin::new(&mut **w).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Self::Ws(w) => Pin::new(w).poll_shutdown(cx),
+            Self::Ws(w) => Pin::new(&mut **w).poll_shutdown(cx),
         }
     }
 }
