@@ -253,6 +253,7 @@ fn server(dir: &Path) {
         let listeners = Listeners {
             amqp: Some(amqp),
             mqtt: Some(mqtt),
+            ..Listeners::default()
         };
         hub::serve(hub, listeners, async move {
             let _ = eof.await;
@@ -295,6 +296,7 @@ fn endpoint(port: u16) -> Endpoint {
         addr: ([127, 0, 0, 1], port).into(),
         server_name: ServerName::try_from("localhost").unwrap().to_owned(),
         host: "localhost".into(),
+        websocket: None,
     }
 }
 

@@ -156,6 +156,7 @@ fn round_once(
         addr: ([127, 0, 0, 1], port).into(),
         server_name: ServerName::try_from("localhost").unwrap().to_owned(),
         host: "localhost".into(),
+        websocket: None,
     };
     let (ready_tx, ready_rx) = mpsc::channel::<()>();
     let (done_tx, done_rx) = mpsc::channel::<()>();

@@ -305,6 +305,14 @@ pub struct HubServeArgs {
     /// AMQP 1.0 listen address (IoT Hub: 5671); none unless given.
     #[arg(long)]
     pub amqp: Option<SocketAddr>,
+    /// MQTT over WebSockets listen address (IoT Hub: 443, path `/$iothub/websocket`,
+    /// subprotocol `mqtt`, inside mutual TLS); none unless given.
+    #[arg(long, value_name = "ADDR")]
+    pub mqtt_ws: Option<SocketAddr>,
+    /// AMQP over WebSockets listen address (IoT Hub: 443, path `/$iothub/websocket`,
+    /// subprotocol `AMQPWSB10`, inside mutual TLS); none unless given.
+    #[arg(long, value_name = "ADDR")]
+    pub amqp_ws: Option<SocketAddr>,
     /// Serve live counts (received by protocol and CA, sessions accepted and refused) as
     /// OpenMetrics text on GET /metrics at this address (port 0: any free port; the bound
     /// address is announced on stderr).

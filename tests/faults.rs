@@ -38,6 +38,7 @@ async fn a_hub_outage_mid_run_is_survived_and_accounted() {
             .unwrap()
             .to_owned(),
         host: "localhost".into(),
+        websocket: None,
     };
     let roots =
         fleetbench::transport::ClientTls::roots(std::slice::from_ref(ca.root().cert())).unwrap();

@@ -98,3 +98,5 @@ mod verify_mqtt;
 mod verify_run;
 // Issue 17: the capacity search lands within 10 % of an S1 hub's connect limit; its verdict.
 mod capacity;
+// Issue 18: MQTT and AMQP over WebSockets: embedded hub, `hub serve --mqtt-ws/--amqp-ws`, Mosquitto.
+mod websocket;

@@ -28,15 +28,35 @@ pub struct EmbeddedHub {
     pub amqp: SocketAddr,
     /// MQTT address.
     pub mqtt: SocketAddr,
+    /// MQTT-over-WebSockets and AMQP-over-WebSockets addresses, when asked for.
+    pub websocket: Option<WsAddrs>,
     stop: CancellationToken,
     task: JoinHandle<()>,
     /// The hub's runtime; `None` only once shut down (stop or drop).
     runtime: Option<Runtime>,
 }
 
+/// The embedded hub's WebSocket listeners' addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WsAddrs {
+    /// MQTT over WebSockets.
+    pub mqtt: SocketAddr,
+    /// AMQP over WebSockets.
+    pub amqp: SocketAddr,
+}
+
 impl EmbeddedHub {
     /// Starts a hub whose server certificate comes from `chain`, on 127.0.0.1 with an ephemeral port.
     pub async fn start(chain: &CaChain, config: HubConfig) -> anyhow::Result<Self> {
+        Self::start_with(chain, config, false).await
+    }
+
+    /// [`Self::start`], with WebSocket listeners for MQTT and AMQP too when `websocket`.
+    pub async fn start_with(
+        chain: &CaChain,
+        config: HubConfig,
+        websocket: bool,
+    ) -> anyhow::Result<Self> {
         let identity = chain
             .mint_server(
                 &["localhost".into(), "127.0.0.1".into()],
@@ -50,29 +70,28 @@ impl EmbeddedHub {
             .build()
             .context("starting the embedded hub's runtime")?;
         // Bound on the hub's runtime, so that their I/O is driven by its threads.
-        let bound = runtime.spawn(async {
-            Ok::<_, anyhow::Error>((bind_loopback().await?, bind_loopback().await?))
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let ws = websocket.then_some(WsAddrs {
+            mqtt: loopback,
+            amqp: loopback,
         });
-        let (listener, amqp_listener) = match bound.await {
-            Ok(Ok(pair)) => pair,
+        let bound = runtime.spawn(bind_all(loopback, loopback, ws));
+        let (listeners, (mqtt, amqp, websocket)) = match bound.await {
+            Ok(Ok(l)) => l,
             Ok(Err(e)) => return Err(shut(runtime, e)),
             Err(e) => return Err(shut(runtime, e.into())),
         };
-        let mqtt = listener.local_addr()?;
-        let amqp = amqp_listener.local_addr()?;
         let stop = CancellationToken::new();
         let task = runtime.spawn(hub::serve(
             hub.clone(),
-            Listeners {
-                amqp: Some(amqp_listener),
-                mqtt: Some(listener),
-            },
+            listeners,
             stop.clone().cancelled_owned(),
         ));
         Ok(Self {
             hub,
             amqp,
             mqtt,
+            websocket,
             stop,
             task,
             runtime: Some(runtime),
@@ -87,6 +106,14 @@ impl EmbeddedHub {
         }
     }
 
+    /// The WebSocket address that serves `protocol`, if the hub listens for WebSockets.
+    pub fn ws_addr_for(&self, protocol: &ProtocolPlan) -> Option<SocketAddr> {
+        self.websocket.map(|w| match protocol {
+            ProtocolPlan::Amqp(_) => w.amqp,
+            ProtocolPlan::Mqtt(_) => w.mqtt,
+        })
+    }
+
     /// Stops the hub and waits for its connections to close.
     pub async fn stop(mut self) {
         self.stop.cancel();
@@ -99,24 +126,18 @@ impl EmbeddedHub {
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.stop.cancel();
         (&mut self.task).await.context("the hub task failed")?;
-        let (mqtt, amqp) = (self.mqtt, self.amqp);
         let runtime = self
             .runtime
             .as_ref()
             .context("the embedded hub's runtime is shut down")?;
-        let (mqtt, amqp) = runtime
-            .spawn(
-                async move { Ok::<_, anyhow::Error>((bind_at(mqtt).await?, bind_at(amqp).await?)) },
-            )
+        let (listeners, _) = runtime
+            .spawn(bind_all(self.mqtt, self.amqp, self.websocket))
             .await
             .context("binding the hub's ports failed")??;
         self.stop = CancellationToken::new();
         self.task = runtime.spawn(hub::serve(
             self.hub.clone(),
-            Listeners {
-                amqp: Some(amqp),
-                mqtt: Some(mqtt),
-            },
+            listeners,
             self.stop.clone().cancelled_owned(),
         ));
         Ok(())
@@ -138,6 +159,35 @@ impl Drop for EmbeddedHub {
 fn shut(runtime: Runtime, e: anyhow::Error) -> anyhow::Error {
     runtime.shutdown_background();
     e
+}
+
+/// Binds the hub's listeners at these addresses (port 0: an ephemeral port); returns them
+/// with the addresses bound (MQTT, AMQP, WebSockets).
+async fn bind_all(
+    mqtt: SocketAddr,
+    amqp: SocketAddr,
+    ws: Option<WsAddrs>,
+) -> anyhow::Result<(Listeners, (SocketAddr, SocketAddr, Option<WsAddrs>))> {
+    let (mqtt, amqp) = (bind_at(mqtt).await?, bind_at(amqp).await?);
+    let bound = (mqtt.local_addr()?, amqp.local_addr()?);
+    let (mqtt_ws, amqp_ws, websocket) = match ws {
+        Some(w) => {
+            let (m, a) = (bind_at(w.mqtt).await?, bind_at(w.amqp).await?);
+            let addrs = WsAddrs {
+                mqtt: m.local_addr()?,
+                amqp: a.local_addr()?,
+            };
+            (Some(m), Some(a), Some(addrs))
+        }
+        None => (None, None, None),
+    };
+    let listeners = Listeners {
+        amqp: Some(amqp),
+        mqtt: Some(mqtt),
+        amqp_ws,
+        mqtt_ws,
+    };
+    Ok((listeners, (bound.0, bound.1, websocket)))
 }
 
 /// Binds 127.0.0.1 on an ephemeral port with a deep backlog.

@@ -2,7 +2,7 @@
 //! the portal's steps (add a CA, verify it, register devices) as commands on that directory.
 
 use std::io::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -149,10 +149,17 @@ async fn serve(args: HubServeArgs) -> anyhow::Result<Outcome> {
         ),
         None => None,
     };
-    let amqp_line = match &amqp {
+    let mut amqp_line = match &amqp {
         Some(l) => format!(" and amqps://{}", l.local_addr()?),
         None => String::new(),
     };
+    let (mqtt_ws, amqp_ws) = (bind_ws(args.mqtt_ws).await?, bind_ws(args.amqp_ws).await?);
+    for (l, what) in [(&mqtt_ws, "MQTT"), (&amqp_ws, "AMQP")] {
+        if let Some(l) = l {
+            let path = crate::transport::ws::IOT_HUB_PATH;
+            amqp_line += &format!(" and {what} over wss://{}{path}", l.local_addr()?);
+        }
+    }
     let line = format!(
         "hub listening on mqtts://{addr}{amqp_line} ({} CAs, {} devices); clients trust {}\n",
         hub.registry.cas().len(),
@@ -182,6 +189,8 @@ async fn serve(args: HubServeArgs) -> anyhow::Result<Outcome> {
         Listeners {
             amqp,
             mqtt: Some(listener),
+            amqp_ws,
+            mqtt_ws,
         },
         super::run::shutdown_signal(),
     )
@@ -195,12 +204,24 @@ async fn serve(args: HubServeArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
+/// Binds a WebSocket listener when its address is given.
+async fn bind_ws(addr: Option<SocketAddr>) -> anyhow::Result<Option<TcpListener>> {
+    match addr {
+        Some(a) => Ok(Some(
+            TcpListener::bind(a)
+                .await
+                .with_context(|| format!("listening on {a}"))?,
+        )),
+        None => Ok(None),
+    }
+}
+
 /// Binds `addr` and serves the hub's live counts there until `stop`: OpenMetrics on
 /// `GET /metrics`, one run's counts as JSON on `GET /runs/<run-id>` (what `run` fetches with
 /// `[target] accounts`), the run ids kept on `GET /runs`. Announces the bound address on
 /// stderr (as `run --metrics` does at `-v`).
 async fn serve_metrics(
-    addr: std::net::SocketAddr,
+    addr: SocketAddr,
     hub: &Arc<Hub>,
     stop: &CancellationToken,
 ) -> anyhow::Result<()> {

@@ -257,16 +257,17 @@ pub async fn run_measured(
             // A scenario that names a tier gets that tier's throttles on the embedded hub.
             config.throttle = config.throttle.or(plan.tier);
             config.tls = plan.tls.hub.clone();
-            let hub = EmbeddedHub::start(&chain, config).await?;
+            let hub = EmbeddedHub::start_with(&chain, config, plan.websocket.is_some()).await?;
             hub.hub
                 .registry
                 .add_verified_ca("fleetbench-root", chain.root().cert().clone())?;
             // Registered on first connection: setup does not grow with `fleet.devices`.
             hub.hub.registry.register_ca_signed_on_demand();
             let endpoint = Endpoint {
-                addr: hub.addr_for(&plan.protocol),
+                addr: (hub.ws_addr_for(&plan.protocol)).unwrap_or(hub.addr_for(&plan.protocol)),
                 server_name: ServerName::try_from("localhost")?.to_owned(),
                 host: "localhost".into(),
+                websocket: plan.websocket.clone(),
             };
             let roots = ClientTls::roots(std::slice::from_ref(chain.root().cert()))?;
             let tls = ClientTls::new(
@@ -305,6 +306,7 @@ pub async fn run_measured(
                     format!("target.server-name {server_name:?} is not a valid TLS server name")
                 })?,
                 host: server_name.clone(),
+                websocket: plan.websocket.clone(),
             };
             (
                 endpoint,

@@ -22,15 +22,14 @@ use fe2o3_amqp::types::sasl::{SaslCode, SaslInit, SaslOutcome, SaslResponse};
 use fe2o3_amqp::Receiver;
 use percent_encoding::percent_decode_str;
 use rustls::pki_types::CertificateDer;
-use tokio::net::TcpStream;
 use tokio::task::JoinSet;
-use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 use super::accounts::{RunCounter, RUN_PROPERTY};
 use super::eventhubs::{self, Event, PlainAuth};
 use super::registry::{Device, Refusal};
 use super::throttle::Admission;
+use super::ws::HubStream;
 use super::{Hub, Protocol};
 use crate::pki::common_name_of;
 use crate::transport::Replay;
@@ -130,7 +129,7 @@ fn target_address(attach: &Attach) -> Option<String> {
 
 pub(super) async fn session(
     hub: Arc<Hub>,
-    tls: TlsStream<TcpStream>,
+    tls: HubStream,
     chain: Vec<CertificateDer<'static>>,
     conn: u64,
     stop: CancellationToken,

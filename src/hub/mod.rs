@@ -14,6 +14,7 @@ pub mod names;
 pub mod registry;
 pub mod state;
 pub mod throttle;
+mod ws;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -29,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::pki::ServerIdentity;
+use crate::transport;
 use crate::transport::tls::{hub_server_config_for, HubTls, TlsConfigError};
 
 pub use accounts::{Accounts, AccountsSnapshot, Protocol};
@@ -332,21 +334,27 @@ pub struct Listeners {
     pub amqp: Option<TcpListener>,
     /// MQTT over TLS (IoT Hub: 8883).
     pub mqtt: Option<TcpListener>,
+    /// AMQP over WebSockets inside TLS (IoT Hub: 443, `/$iothub/websocket`, `AMQPWSB10`).
+    pub amqp_ws: Option<TcpListener>,
+    /// MQTT over WebSockets inside TLS (IoT Hub: 443, `/$iothub/websocket`, `mqtt`).
+    pub mqtt_ws: Option<TcpListener>,
 }
 
 /// Serves until `shutdown` completes, then closes every connection and returns.
 pub async fn serve(hub: Arc<Hub>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
-    for (listener, wire) in [
-        (listeners.amqp, Protocol::Amqp),
-        (listeners.mqtt, Protocol::Mqtt),
+    for (listener, wire, websocket) in [
+        (listeners.amqp, Protocol::Amqp, false),
+        (listeners.mqtt, Protocol::Mqtt, false),
+        (listeners.amqp_ws, Protocol::Amqp, true),
+        (listeners.mqtt_ws, Protocol::Mqtt, true),
     ] {
         if let Some(listener) = listener {
             tracker.spawn(accept_loop(
                 hub.clone(),
                 listener,
-                wire,
+                (wire, websocket),
                 stop.clone(),
                 tracker.clone(),
             ));
@@ -361,7 +369,7 @@ pub async fn serve(hub: Arc<Hub>, listeners: Listeners, shutdown: impl Future<Ou
 async fn accept_loop(
     hub: Arc<Hub>,
     listener: TcpListener,
-    wire: Protocol,
+    (wire, websocket): (Protocol, bool),
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -375,6 +383,7 @@ async fn accept_loop(
             Ok((tcp, _peer)) => {
                 backoff = Duration::from_millis(1);
                 hub.stats.connections.fetch_add(1, Ordering::Relaxed);
+                let wire = (wire, websocket);
                 tracker.spawn(connection(hub.clone(), tcp, wire, stop.clone()));
             }
             Err(e) => {
@@ -418,7 +427,12 @@ async fn handshake(
     None
 }
 
-async fn connection(hub: Arc<Hub>, tcp: TcpStream, wire: Protocol, stop: CancellationToken) {
+async fn connection(
+    hub: Arc<Hub>,
+    tcp: TcpStream,
+    (wire, websocket): (Protocol, bool),
+    stop: CancellationToken,
+) {
     let _ = tcp.set_nodelay(true);
     let tls = tokio::select! {
         () = stop.cancelled() => return,
@@ -435,6 +449,15 @@ async fn connection(hub: Arc<Hub>, tcp: TcpStream, wire: Protocol, stop: Cancell
         .peer_certificates()
         .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
         .unwrap_or_default();
+    // The WebSocket upgrade, a step of its own after the TLS handshake.
+    let tls = if websocket {
+        match ws::upgrade(&hub, tls, wire, &stop).await {
+            Some(s) => s,
+            None => return,
+        }
+    } else {
+        transport::MaybeWs::Plain(tls)
+    };
     match wire {
         Protocol::Amqp => amqp::session(hub, tls, chain, conn, stop).await,
         Protocol::Mqtt => mqtt::session(&hub, tls, chain, conn, stop).await,

@@ -11,17 +11,16 @@ use rumqttc::mqttbytes::v4::{
 };
 use rumqttc::mqttbytes::QoS;
 use rustls::pki_types::CertificateDer;
-use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
 use super::accounts::{RunCounter, RUN_PROPERTY};
 use super::registry::{Device, Refusal};
 use super::throttle::Admission;
+use super::ws::HubStream;
 use super::{Hub, Protocol};
 
-type Conn = Framed<TlsStream<TcpStream>, Codec>;
+type Conn = Framed<HubStream, Codec>;
 
 /// IoT Hub keeps a session for 1.5 x the client's keep-alive, at most 1767 s.
 fn keep_alive_deadline(keep_alive: u16) -> Option<Duration> {
@@ -38,7 +37,7 @@ fn username_device(username: &str) -> Option<&str> {
 
 pub(super) async fn session(
     hub: &Hub,
-    tls: TlsStream<TcpStream>,
+    tls: HubStream,
     chain: Vec<CertificateDer<'static>>,
     conn: u64,
     stop: CancellationToken,

@@ -1,5 +1,6 @@
-//! A session's connect: TCP connect, TLS handshake and the protocol's own connect (CONNACK;
-//! AMQP open and attach), each timed apart and each bounded by its timeout and by the run.
+//! A session's connect: TCP connect, TLS handshake, the WebSocket upgrade when the protocol goes
+//! over WebSockets, and the protocol's own connect (CONNACK; AMQP open and attach), each timed
+//! apart and each bounded by its timeout and by the run.
 
 use std::pin::pin;
 use std::time::Duration;
@@ -10,7 +11,8 @@ use super::device::{ReadyDevice, Shared, Start};
 use crate::metrics::{incr, FailureKind, HandshakeSample, Phase, Recorder, Scheduled};
 use crate::protocol::{io_kind, AmqpSession, MqttSession, Session, SessionError};
 use crate::scenario::ProtocolPlan;
-use crate::transport::{self, DeviceStream};
+use crate::transport::ws::{self, UpgradeError};
+use crate::transport::{self, DeviceStream, MaybeWs, TlsDeviceStream};
 
 /// How a bounded wait for a connect phase ended, short of the phase's own result.
 enum Cut {
@@ -128,7 +130,8 @@ pub(super) async fn connect(
     );
     incr(&rec.counters.handshakes);
 
-    let (session, ready) = connect_protocol(shared, who, device, tls, t2).await?;
+    let (stream, t3) = ws_upgrade(shared, who, shard, tls, t2).await?;
+    let (session, ready) = connect_protocol(shared, who, device, stream, t3).await?;
     rec.record_scheduled(
         Phase::ConnectResponse,
         shard,
@@ -143,7 +146,7 @@ pub(super) async fn connect(
 
 /// Records the handshake's bytes and round trips, and the session's totals when its stream
 /// closes.
-fn count_wire(shared: &Shared, tls: &mut DeviceStream, wire: &transport::HandshakeWire) {
+fn count_wire(shared: &Shared, tls: &mut TlsDeviceStream, wire: &transport::HandshakeWire) {
     let c = wire.counts;
     shared.recorder.wire.handshake(&HandshakeSample {
         resumed: wire.resumed,
@@ -158,6 +161,37 @@ fn count_wire(shared: &Shared, tls: &mut DeviceStream, wire: &transport::Handsha
     tls.get_mut().0.on_drop(Box::new(move |c| {
         recorder.wire.session(resumed, c.written, c.read);
     }));
+}
+
+/// The WebSocket upgrade inside the TLS stream when the endpoint asks for one, timed as
+/// `ws_upgrade` from `from`; a refused upgrade (an HTTP status, the wrong subprotocol) is its
+/// own failure kind. Returns the stream for the protocol and when it was ready.
+async fn ws_upgrade(
+    shared: &Shared,
+    who: &Who<'_>,
+    shard: usize,
+    tls: TlsDeviceStream,
+    from: Instant,
+) -> Option<(DeviceStream, Instant)> {
+    let Some(target) = &shared.endpoint.websocket else {
+        return Some((MaybeWs::Plain(tls), from));
+    };
+    let t = shared.connect_timeout;
+    let phase = Phase::WsUpgrade;
+    let upgrade = Box::pin(ws::upgrade(tls, &shared.endpoint.host, target));
+    match bounded(shared, t, upgrade).await {
+        Ok(Ok(ws)) => {
+            let now = Instant::now();
+            who.rec.record(phase, shard, now - from);
+            Some((MaybeWs::Ws(Box::new(ws)), now))
+        }
+        Ok(Err(UpgradeError::Io(e))) => fail_session(who, phase, io_kind(&e), || e.to_string()),
+        Ok(Err(e)) => fail_session(who, phase, FailureKind::Upgrade, || e.to_string()),
+        Err(Cut::Aborted) => unfinished(who, phase),
+        Err(Cut::Timeout) => fail_session(who, phase, FailureKind::Timeout, || {
+            format!("no WebSocket upgrade within {t:?}")
+        }),
+    }
 }
 
 /// The protocol's own connect phases, each timed and recorded; `None` when one failed (counted).

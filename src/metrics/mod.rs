@@ -62,6 +62,8 @@ pub enum Phase {
     TlsHandshake,
     /// A TLS handshake that resumed an earlier session.
     TlsResumed,
+    /// The WebSocket upgrade inside the TLS stream: GET sent to 101 received.
+    WsUpgrade,
     /// MQTT CONNECT written to CONNACK received.
     MqttConnect,
     /// AMQP header exchange and OPEN (and SASL when used).
@@ -90,10 +92,11 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, in report order.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::TcpConnect,
         Self::TlsHandshake,
         Self::TlsResumed,
+        Self::WsUpgrade,
         Self::MqttConnect,
         Self::AmqpOpen,
         Self::AmqpAttach,
@@ -113,6 +116,7 @@ impl Phase {
             Self::TcpConnect => "tcp_connect",
             Self::TlsHandshake => "tls_handshake",
             Self::TlsResumed => "tls_resumed",
+            Self::WsUpgrade => "ws_upgrade",
             Self::MqttConnect => "mqtt_connect",
             Self::AmqpOpen => "amqp_open",
             Self::AmqpAttach => "amqp_attach",
@@ -156,11 +160,13 @@ pub enum FailureKind {
     Timeout,
     /// The run ended (deadline or interrupt) before the phase finished.
     Unfinished,
+    /// The WebSocket upgrade was refused (an HTTP status, the wrong subprotocol).
+    Upgrade,
 }
 
 impl FailureKind {
     /// Every kind, in name order (the order of `Snapshot::errors_by_kind`).
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Closed,
         Self::Connect,
         Self::Handshake,
@@ -169,6 +175,7 @@ impl FailureKind {
         Self::Throttled,
         Self::Timeout,
         Self::Unfinished,
+        Self::Upgrade,
     ];
 
     /// The stable name used in reports and `summary.json`.
@@ -182,6 +189,7 @@ impl FailureKind {
             Self::Throttled => "throttled",
             Self::Timeout => "timeout",
             Self::Unfinished => "unfinished",
+            Self::Upgrade => "upgrade",
         }
     }
 }

@@ -435,6 +435,16 @@ impl<IO> CloseWith for tokio_rustls::client::TlsStream<IO> {
     }
 }
 
+/// Over WebSockets the last packet goes in a binary message of its own: written first.
+impl<S: CloseWith> CloseWith for crate::transport::MaybeWs<S> {
+    fn close_with(&mut self, bytes: &[u8]) -> bool {
+        match self {
+            Self::Plain(s) => s.close_with(bytes),
+            Self::Ws(_) => false,
+        }
+    }
+}
+
 impl<S> MqttSession<S>
 where
     S: AsyncRead + AsyncWrite + CloseWith + Unpin + Send,

@@ -129,6 +129,20 @@ pub struct Scenario {
     pub verify: Option<VerifySection>,
     /// A capacity search (`[capacity]`): the highest rate that holds an SLO.
     pub capacity: Option<CapacitySection>,
+    /// MQTT or AMQP over WebSockets (`[transport]`).
+    #[serde(default)]
+    pub transport: TransportSection,
+}
+
+/// `[transport]`: the protocol inside a WebSocket in the TLS stream, as IoT Hub's port 443.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TransportSection {
+    /// MQTT (subprotocol `mqtt`) or AMQP (`AMQPWSB10`) over WebSockets (default false).
+    pub websocket: Option<bool>,
+    /// The upgrade's path (default: IoT Hub's `/$iothub/websocket`; generic MQTT `/mqtt`,
+    /// generic AMQP `/`).
+    pub path: Option<String>,
 }
 
 /// `[capacity]`: step the offered rate up, then bisect, to find the highest rate whose trials

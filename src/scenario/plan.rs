@@ -8,6 +8,7 @@ mod fleet;
 mod protocol;
 mod target;
 mod tls;
+mod transport;
 mod verify;
 
 use std::path::Path;
@@ -76,6 +77,8 @@ pub struct Plan {
     pub verify: Option<VerifyPlan>,
     /// The capacity search, if the scenario asks for one (`[capacity]`).
     pub capacity: Option<CapacityPlan>,
+    /// The WebSocket upgrade after the TLS handshake, when `[transport] websocket = true`.
+    pub websocket: Option<crate::transport::WsTarget>,
 }
 
 /// The embedded hub speaks IoT Hub's MQTT conventions only: a generic MQTT scenario against
@@ -134,6 +137,7 @@ impl Plan {
         let session = shape::session(s, &mut p);
         let reconnect = shape::reconnect(s, &mut p);
         let tier = tier(s, &mut p);
+        let websocket = transport::websocket(s, protocol.as_ref(), &mut p);
         if let (Some(f), Some(c)) = (&fleet, &connect) {
             shape::check_fleet_size(
                 f.devices,
@@ -190,6 +194,7 @@ impl Plan {
                     thresholds,
                     verify,
                     capacity,
+                    websocket,
                 })
             }
             _ => {
@@ -279,6 +284,7 @@ impl Plan {
             "tier": self.tier.map(|(t, u)| json!({"tier": t.to_string(), "units": u})),
             "run": {"max-duration": d(self.run.max_duration), "grace": d(self.run.grace)},
             "verify": self.verify.as_ref().map(VerifyPlan::to_json),
+            "transport": transport::to_json(self.websocket.as_ref()),
             "thresholds": self.thresholds.iter()
                 .map(|t| (t.name.clone(), json!(t.condition)))
                 .collect::<serde_json::Map<_, _>>(),

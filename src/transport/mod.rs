@@ -5,6 +5,7 @@ pub mod counting;
 pub mod provider;
 pub mod replay;
 pub mod tls;
+pub mod ws;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -19,9 +20,13 @@ pub use counting::{Counted, Counts};
 pub use provider::Provider;
 pub use replay::Replay;
 pub use tls::{ClientTls, ServerVerification, TlsConfigError, TlsVersion};
+pub use ws::{MaybeWs, WsTarget};
 
-/// A device's mutual-TLS stream, as protocols receive it: over a counted TCP stream.
-pub type DeviceStream = TlsStream<Counted<TcpStream>>;
+/// A device's mutual-TLS stream over a counted TCP stream.
+pub type TlsDeviceStream = TlsStream<Counted<TcpStream>>;
+
+/// A device's stream as protocols receive it: the TLS stream, or a WebSocket inside it.
+pub type DeviceStream = MaybeWs<TlsDeviceStream>;
 
 /// Where devices connect.
 #[derive(Debug, Clone)]
@@ -32,6 +37,9 @@ pub struct Endpoint {
     pub server_name: ServerName<'static>,
     /// Host name as the protocol sees it (MQTT username, AMQP hostname).
     pub host: String,
+    /// The WebSocket upgrade to make after the TLS handshake, if the protocol goes over
+    /// WebSockets.
+    pub websocket: Option<WsTarget>,
 }
 
 /// Opens a TCP connection, from `local` when given (a source-address pool).
@@ -85,7 +93,7 @@ pub async fn tls_handshake_counted(
     config: Arc<rustls::ClientConfig>,
     server_name: ServerName<'static>,
     tcp: TcpStream,
-) -> io::Result<(DeviceStream, HandshakeWire)> {
+) -> io::Result<(TlsDeviceStream, HandshakeWire)> {
     // The device's one certificate (rustls's fixed resolver ignores what it is asked).
     let chain_sent = config
         .client_auth_cert_resolver

@@ -117,6 +117,7 @@ pub async fn fleet_at(
         addr,
         server_name: ServerName::try_from("localhost").expect("name").to_owned(),
         host: "localhost".into(),
+        websocket: None,
     };
     let roots = ClientTls::roots(std::slice::from_ref(trust.root().cert())).expect("roots");
     let tls = ClientTls::new(TlsVersion::Tls13, ServerVerification::Roots(roots), false);
