@@ -4,6 +4,7 @@
 mod amqp;
 mod event_grid;
 mod fleet;
+mod matrix;
 mod protocol;
 mod target;
 mod tls;
@@ -21,6 +22,7 @@ use crate::metrics::Threshold;
 use crate::protocol::MqttDialect;
 
 pub use fleet::{CaDirPlan, FleetPlan};
+pub use matrix::{Axis, MatrixCell, MatrixOrder, MatrixPlan, SkippedCell};
 pub use protocol::ProtocolPlan;
 use target::throughput_units;
 pub use target::Target;
@@ -72,6 +74,8 @@ pub struct Plan {
     pub thresholds: Vec<Threshold>,
     /// The verifying receiver, if the scenario names one (`[verify]`).
     pub verify: Option<VerifyPlan>,
+    /// A sweep's cells, each a plan of its own (`[matrix]`).
+    pub matrix: Option<MatrixPlan>,
 }
 
 /// The embedded hub speaks IoT Hub's MQTT conventions only: a generic MQTT scenario against
@@ -154,6 +158,7 @@ impl Plan {
                 "0s is not valid: the run needs time to do anything",
             );
         }
+        let matrix = matrix::matrix(s, text, file, default_name, overrides, &mut p);
         match (target, protocol, fleet, connect, messages, session) {
             (
                 Some(target),
@@ -184,6 +189,7 @@ impl Plan {
                     run,
                     thresholds,
                     verify,
+                    matrix,
                 })
             }
             _ => {
