@@ -96,3 +96,5 @@ mod hub_runs;
 mod verify_mqtt;
 // Issue 15: `run` proves delivery on AMQP targets: RabbitMQ queues, `hub serve`'s Event Hubs endpoint.
 mod verify_run;
+// Issue 17: a sweep in one command: [matrix] cells in alternating rounds, compared (Chromium).
+mod sweep;

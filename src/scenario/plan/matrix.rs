@@ -149,17 +149,23 @@ pub(super) fn matrix(
         cells: Vec::new(),
         skipped: Vec::new(),
     };
+    let in_product: Vec<Axis> = axes.iter().map(|(a, _)| *a).collect();
+    let mut seen: Vec<(Settings, String)> = Vec::new();
     for c in candidates {
-        let (settings, label, values) = resolve(&c, &base, &varying);
+        let (settings, label, values) = resolve(&c, &base, &varying, &in_product);
         let excluded = excludes
             .iter()
             .position(|e| e.values.iter().all(|(a, v)| settings.get(*a) == *v));
-        let taken = plan.cells.iter().any(|x| x.label == label);
+        let taken = seen
+            .iter()
+            .find(|(s, l)| *s == settings || *l == label)
+            .map(|(_, l)| l.clone());
         let reason = match (excluded, taken, settings.unworkable()) {
             (Some(i), _, _) => Some(format!("excluded by matrix.exclude[{i}]")),
-            (_, true, _) => Some("the same cell as an earlier one".to_owned()),
+            (_, Some(other), _) => Some(format!("the same cell as {other}")),
             (_, _, why) => why,
         };
+        seen.push((settings.clone(), label.clone()));
         if let Some(reason) = reason {
             plan.skipped.push(SkippedCell {
                 label,
@@ -192,10 +198,12 @@ pub(super) fn matrix(
 }
 
 /// A candidate's settings (the base's with its values), label and value of each varying axis.
+/// The label names the product's axes and those the candidate states (an include's).
 fn resolve(
     c: &Candidate,
     base: &Settings,
     varying: &[Axis],
+    in_product: &[Axis],
 ) -> (Settings, String, Vec<(Axis, String)>) {
     let mut settings = base.clone();
     for (a, v) in &c.values {
@@ -208,6 +216,7 @@ fn resolve(
     let label = c.label.clone().unwrap_or_else(|| {
         varying
             .iter()
+            .filter(|a| in_product.contains(a) || c.values.iter().any(|(x, _)| x == *a))
             .map(|a| label_part(*a, &settings.get(*a)))
             .collect::<Vec<_>>()
             .join("_")
