@@ -98,7 +98,83 @@ pub(super) fn matrix(
     p: &mut Problems<'_>,
 ) -> Option<MatrixPlan> {
     let m = s.matrix.as_ref()?;
-    let at = At { file, text };
+    let (rounds, axes, candidates, excludes) = candidates(s, m, At { file, text }, p)?;
+    let mut varying: Vec<Axis> = candidates
+        .iter()
+        .flat_map(|c| c.values.iter().map(|(a, _)| *a))
+        .collect();
+    varying.sort();
+    varying.dedup();
+    let base = Settings::base(s);
+    let mut plan = MatrixPlan {
+        rounds,
+        order: m.order.unwrap_or_default(),
+        axes: varying.clone(),
+        cells: Vec::new(),
+        skipped: Vec::new(),
+    };
+    let in_product: Vec<Axis> = axes.iter().map(|(a, _)| *a).collect();
+    let mut seen: Vec<(Settings, String)> = Vec::new();
+    for c in candidates {
+        let (settings, label, values) = resolve(&c, &base, &varying, &in_product);
+        let reason = skip_reason(&settings, &label, &excludes, &seen);
+        seen.push((settings.clone(), label.clone()));
+        if let Some(reason) = reason {
+            plan.skipped.push(SkippedCell {
+                label,
+                values,
+                reason,
+            });
+        } else if p.errors.is_empty() {
+            match Plan::new(&settings.apply(s), text, file, default_name, overrides) {
+                Ok(cell) => plan.cells.push(MatrixCell {
+                    label,
+                    values,
+                    plan: cell,
+                }),
+                Err(e) => p.errors.extend(e.0.into_iter().map(|e| in_cell(e, &label))),
+            }
+        }
+    }
+    if plan.cells.is_empty() && p.errors.is_empty() {
+        let why: Vec<String> = plan
+            .skipped
+            .iter()
+            .map(|c| format!("{}: {}", c.label, c.reason))
+            .collect();
+        p.add(
+            "matrix",
+            format!("leaves no cell to run: {}", why.join("; ")),
+        );
+    }
+    Some(plan)
+}
+
+/// Why a cell does not run: an exclusion, an earlier cell with its settings or label, or
+/// settings that cannot complete a handshake.
+fn skip_reason(
+    settings: &Settings,
+    label: &str,
+    excludes: &[Candidate],
+    seen: &[(Settings, String)],
+) -> Option<String> {
+    let excluded = excludes
+        .iter()
+        .position(|e| e.values.iter().all(|(a, v)| settings.get(*a) == *v));
+    if let Some(i) = excluded {
+        return Some(format!("excluded by matrix.exclude[{i}]"));
+    }
+    if let Some((_, other)) = seen.iter().find(|(s, l)| s == settings || l == label) {
+        return Some(format!("the same cell as {other}"));
+    }
+    settings.unworkable()
+}
+
+/// What `[matrix]` parses to: its rounds, axes, every candidate cell (product, then includes)
+/// and the exclusions; `None` when a value is bad (added to `p`).
+type Parsed = (u32, Vec<(Axis, Vec<Value>)>, Vec<Candidate>, Vec<Candidate>);
+
+fn candidates(s: &Scenario, m: &MatrixSection, at: At<'_>, p: &mut Problems<'_>) -> Option<Parsed> {
     let before = p.errors.len();
     let rounds = m.rounds.unwrap_or(DEFAULT_ROUNDS);
     if !(1..=100).contains(&rounds) {
@@ -135,66 +211,7 @@ pub(super) fn matrix(
         );
         return None;
     }
-    let mut varying: Vec<Axis> = candidates
-        .iter()
-        .flat_map(|c| c.values.iter().map(|(a, _)| *a))
-        .collect();
-    varying.sort();
-    varying.dedup();
-    let base = Settings::base(s);
-    let mut plan = MatrixPlan {
-        rounds,
-        order: m.order.unwrap_or_default(),
-        axes: varying.clone(),
-        cells: Vec::new(),
-        skipped: Vec::new(),
-    };
-    let in_product: Vec<Axis> = axes.iter().map(|(a, _)| *a).collect();
-    let mut seen: Vec<(Settings, String)> = Vec::new();
-    for c in candidates {
-        let (settings, label, values) = resolve(&c, &base, &varying, &in_product);
-        let excluded = excludes
-            .iter()
-            .position(|e| e.values.iter().all(|(a, v)| settings.get(*a) == *v));
-        let taken = seen
-            .iter()
-            .find(|(s, l)| *s == settings || *l == label)
-            .map(|(_, l)| l.clone());
-        let reason = match (excluded, taken, settings.unworkable()) {
-            (Some(i), _, _) => Some(format!("excluded by matrix.exclude[{i}]")),
-            (_, Some(other), _) => Some(format!("the same cell as {other}")),
-            (_, _, why) => why,
-        };
-        seen.push((settings.clone(), label.clone()));
-        if let Some(reason) = reason {
-            plan.skipped.push(SkippedCell {
-                label,
-                values,
-                reason,
-            });
-        } else if p.errors.is_empty() {
-            match Plan::new(&settings.apply(s), text, file, default_name, overrides) {
-                Ok(cell) => plan.cells.push(MatrixCell {
-                    label,
-                    values,
-                    plan: cell,
-                }),
-                Err(e) => p.errors.extend(e.0.into_iter().map(|e| in_cell(e, &label))),
-            }
-        }
-    }
-    if plan.cells.is_empty() && p.errors.is_empty() {
-        let why: Vec<String> = plan
-            .skipped
-            .iter()
-            .map(|c| format!("{}: {}", c.label, c.reason))
-            .collect();
-        p.add(
-            "matrix",
-            format!("leaves no cell to run: {}", why.join("; ")),
-        );
-    }
-    Some(plan)
+    Some((rounds, axes, candidates, excludes))
 }
 
 /// A candidate's settings (the base's with its values), label and value of each varying axis.
