@@ -147,11 +147,13 @@ pub(super) fn failed_runs(c: &SweepCell) -> Vec<String> {
 pub fn write_sweep_text(w: &mut impl Write, sweep: &Sweep) -> io::Result<()> {
     writeln!(
         w,
-        "fleetbench sweep {}: {}, {} cells x {} rounds ({} order), {} skipped",
+        "fleetbench sweep {}: {}, {} cell{} x {} round{} ({} order), {} skipped",
         sweep.name,
         verdict(sweep),
         sweep.cells.len(),
+        if sweep.cells.len() == 1 { "" } else { "s" },
         sweep.rounds,
+        if sweep.rounds == 1 { "" } else { "s" },
         sweep.order,
         sweep.skipped.len()
     )?;
