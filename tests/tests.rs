@@ -100,3 +100,5 @@ mod verify_run;
 mod capacity;
 // Issue 18: MQTT and AMQP over WebSockets: embedded hub, `hub serve --mqtt-ws/--amqp-ws`, Mosquitto.
 mod websocket;
+// Issue 17: a sweep in one command: [matrix] cells in alternating rounds, compared (Chromium).
+mod sweep;

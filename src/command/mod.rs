@@ -10,6 +10,7 @@ mod pki;
 pub mod run;
 mod shard;
 mod summarize;
+mod sweep;
 mod verify;
 
 use crate::cli::{Cli, Command, CompareArgs};

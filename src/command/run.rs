@@ -99,6 +99,13 @@ pub(super) async fn command(args: RunArgs) -> anyhow::Result<Outcome> {
     if plan.capacity.is_some() {
         return super::capacity::command(&plan, &options).await;
     }
+    if let Some(matrix) = &plan.matrix {
+        let sweep = super::sweep::SweepArgs {
+            server_pid: args.server_pid,
+            print_summary: args.print_summary,
+        };
+        return super::sweep::run(&plan, matrix, &options, sweep).await;
+    }
     let report = run_measured(&plan, &options, args.server_pid).await?;
     let mut out = std::io::stdout().lock();
     super::write_or_broken_pipe(write_text(&mut out, &report.summary))?;

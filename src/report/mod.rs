@@ -17,6 +17,10 @@ pub mod openmetrics;
 pub mod progress;
 mod results;
 mod stages;
+pub mod sweep;
+mod sweep_chart;
+mod sweep_html;
+mod sweep_text;
 mod text;
 mod throttling;
 mod timeline_charts;
@@ -26,4 +30,6 @@ pub use compare::{compare, write_comparison, write_comparison_json, Comparison, 
 pub use files::{write_hlog, write_timeline_csv};
 pub use html::{chart_names, write_html};
 pub use results::{read_summary, ResultsDir};
+pub use sweep_html::{write_sweep_html, SWEEP_CHARTS};
+pub use sweep_text::{progress_line, write_sweep_text};
 pub use text::write_text;

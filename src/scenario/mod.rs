@@ -19,9 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use locate::Locator;
 pub use plan::{
-    CaDirPlan, CapacityCheck, CapacityPlan, FleetPlan, Plan, ProtocolPlan, RunPlan, SearchKind,
-    Target, TlsPlan, VerifyIdentity, VerifyKind, VerifyKindName, VerifyPlan, VerifySection,
-    MIN_STAMPED_BYTES,
+    Axis, CaDirPlan, CapacityCheck, CapacityPlan, FleetPlan, MatrixCell, MatrixOrder, MatrixPlan,
+    Plan, ProtocolPlan, RunPlan, SearchKind, SkippedCell, Target, TlsPlan, VerifyIdentity,
+    VerifyKind, VerifyKindName, VerifyPlan, VerifySection, MIN_STAMPED_BYTES,
 };
 pub use problems::Overrides;
 pub use shape::{
@@ -132,6 +132,8 @@ pub struct Scenario {
     /// MQTT or AMQP over WebSockets (`[transport]`).
     #[serde(default)]
     pub transport: TransportSection,
+    /// A sweep: every cell of these axes runs in alternating rounds (`[matrix]`).
+    pub matrix: Option<MatrixSection>,
 }
 
 /// `[transport]`: the protocol inside a WebSocket in the TLS stream, as IoT Hub's port 443.
@@ -473,6 +475,62 @@ pub struct RunSection {
     /// Time allowed to drain in-flight work after the schedule ends or is interrupted.
     #[serde(default, with = "humantime_serde")]
     pub grace: Option<Duration>,
+}
+
+/// `[matrix]`: axes over scenario keys whose cartesian product (less what cannot work and
+/// what `exclude` names, plus what `include` adds) is the sweep's cells.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MatrixSection {
+    /// Rounds over every cell (default 3).
+    pub rounds: Option<u32>,
+    /// `alternate` (default: every other round in reverse order) or `same`.
+    pub order: Option<MatrixOrder>,
+    /// Device key types (`fleet.key-type`).
+    pub key_type: Option<Vec<String>>,
+    /// CA key types (`fleet.ca-key-type`).
+    pub ca_key_type: Option<Vec<String>>,
+    /// Key-exchange groups, one per cell (`tls.groups = [group]`).
+    pub group: Option<Vec<String>>,
+    /// Crypto providers (`tls.provider`: the devices', and the hub's unless `hub-provider`).
+    pub provider: Option<Vec<String>>,
+    /// The embedded hub's crypto providers (`tls.hub-provider`).
+    pub hub_provider: Option<Vec<String>>,
+    /// TLS versions (`tls.version`).
+    pub version: Option<Vec<String>>,
+    /// Session resumption on or off (`tls.resumption`).
+    pub resumption: Option<Vec<bool>>,
+    /// Chain depths: intermediate CAs between root and devices (`fleet.intermediates`).
+    pub intermediates: Option<Vec<u8>>,
+    /// Cells added to the product, each with its own values.
+    pub include: Option<Vec<MatrixCellSection>>,
+    /// Cells taken out of the product: every one that has all of an entry's values.
+    pub exclude: Option<Vec<MatrixCellSection>>,
+}
+
+/// One `include` or `exclude` entry of `[matrix]`: a value per axis (absent: any, or the base
+/// scenario's).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MatrixCellSection {
+    /// The cell's name in the comparison (include only; default: its values).
+    pub label: Option<String>,
+    /// `fleet.key-type`.
+    pub key_type: Option<String>,
+    /// `fleet.ca-key-type`.
+    pub ca_key_type: Option<String>,
+    /// One key-exchange group.
+    pub group: Option<String>,
+    /// `tls.provider`.
+    pub provider: Option<String>,
+    /// `tls.hub-provider`.
+    pub hub_provider: Option<String>,
+    /// `tls.version`.
+    pub version: Option<String>,
+    /// `tls.resumption`.
+    pub resumption: Option<bool>,
+    /// `fleet.intermediates`.
+    pub intermediates: Option<u8>,
 }
 
 /// A plan from inline TOML, as the unit tests of this module build them.

@@ -5,6 +5,7 @@ mod amqp;
 mod capacity;
 mod event_grid;
 mod fleet;
+mod matrix;
 mod protocol;
 mod target;
 mod tls;
@@ -24,6 +25,7 @@ use crate::protocol::MqttDialect;
 
 pub use capacity::{CapacityCheck, CapacityPlan, SearchKind};
 pub use fleet::{CaDirPlan, FleetPlan};
+pub use matrix::{Axis, MatrixCell, MatrixOrder, MatrixPlan, SkippedCell};
 pub use protocol::ProtocolPlan;
 use target::throughput_units;
 pub use target::Target;
@@ -79,6 +81,8 @@ pub struct Plan {
     pub capacity: Option<CapacityPlan>,
     /// The WebSocket upgrade after the TLS handshake, when `[transport] websocket = true`.
     pub websocket: Option<crate::transport::WsTarget>,
+    /// A sweep's cells, each a plan of its own (`[matrix]`).
+    pub matrix: Option<MatrixPlan>,
 }
 
 /// The embedded hub speaks IoT Hub's MQTT conventions only: a generic MQTT scenario against
@@ -163,6 +167,7 @@ impl Plan {
                 "0s is not valid: the run needs time to do anything",
             );
         }
+        let matrix = matrix::matrix(s, text, file, default_name, overrides, &mut p);
         match (target, protocol, fleet, connect, messages, session) {
             (
                 Some(target),
@@ -195,6 +200,7 @@ impl Plan {
                     verify,
                     capacity,
                     websocket,
+                    matrix,
                 })
             }
             _ => {
