@@ -1,6 +1,7 @@
 //! What each subcommand does. This is the edge: it wires scenario, pki, hub, load and report
 //! together and turns errors into `anyhow` with context.
 
+mod cpu_split;
 mod embedded;
 mod hub;
 pub mod live;

@@ -22,6 +22,8 @@ pub struct HandshakeSample {
     pub chain_sent: u64,
     /// DER bytes of the certificate chain the server sent.
     pub chain_received: u64,
+    /// CPU ns spent inside the handshake's polls on the client.
+    pub cpu_ns: u64,
 }
 
 /// Collects handshakes and their sessions' totals (one lock per handshake: a handshake costs
@@ -44,6 +46,7 @@ struct Acc {
     sessions: u64,
     session_to_server: u64,
     session_to_client: u64,
+    cpu: super::cpu_split::CpuTally,
 }
 
 /// Exact sums and counts, medians from a histogram (3 significant digits).
@@ -99,6 +102,7 @@ impl HandshakeRecorder {
         a.round_trips.record(u64::from(s.round_trips));
         a.chain_sent += s.chain_sent;
         a.chain_received += s.chain_received;
+        a.cpu.record(s.cpu_ns);
     }
 
     /// Records a session's TCP payload totals each way, at its end.
@@ -115,6 +119,11 @@ impl HandshakeRecorder {
         } else {
             &self.full
         }
+    }
+
+    /// The client's CPU per handshake, full and resumed apart.
+    pub fn cpu(&self) -> super::CpuKinds {
+        super::CpuKinds::of(&self.full.lock().cpu, &self.resumed.lock().cpu)
     }
 
     /// The summary, `None` before any handshake completed.
