@@ -6,6 +6,7 @@
 
 mod charts;
 pub mod compare;
+mod cpu_split;
 mod delivery;
 mod failed;
 mod files;
