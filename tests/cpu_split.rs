@@ -142,3 +142,103 @@ fn resumed_handshakes_cost_less_cpu_than_full_ones_and_the_sums_fit_in_the_runs_
         "no CPU section in report.html"
     );
 }
+
+/// A histogram of a summary's, decoded.
+fn hist(v: &Value) -> hdrhistogram::Histogram<u64> {
+    fleetbench::metrics::decode_histogram(v.as_str().expect("a histogram string")).unwrap()
+}
+
+/// The median of `shards`' histograms at `path` added together.
+fn merged_median(shards: &[Value], path: &[&str]) -> u64 {
+    let mut sum: Option<hdrhistogram::Histogram<u64>> = None;
+    for s in shards {
+        let h = hist(path.iter().fold(s, |v, k| &v[*k]));
+        match &mut sum {
+            Some(m) => m.add(&h).unwrap(),
+            None => sum = Some(h),
+        }
+    }
+    sum.unwrap().value_at_quantile(0.5)
+}
+
+#[test]
+fn merge_adds_the_shards_handshake_and_cpu_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let init = fleetbench(d, &["pki", "init", "--out", "ca"], &[]);
+    assert_eq!(init.status.code(), Some(0), "{}", text(&init));
+    let toml = churn("800ms").replace("[connect]", "ca-dir = \"ca\"\n[connect]");
+    let shards: Vec<Value> = (0..2)
+        .map(|k| {
+            let shard = format!("{k}/2");
+            let out = d.join(format!("shard-{k}"));
+            std::fs::create_dir(&out).unwrap();
+            std::fs::write(out.join("s.toml"), &toml).unwrap();
+            std::fs::create_dir(out.join("ca")).unwrap();
+            for f in std::fs::read_dir(d.join("ca")).unwrap().flatten() {
+                std::fs::copy(f.path(), out.join("ca").join(f.file_name())).unwrap();
+            }
+            run_kept(&out, &toml, &["--shard", &shard]).1
+        })
+        .collect();
+    let files: Vec<String> = (0..2)
+        .map(|k| {
+            let p = d.join(format!("shard-{k}/s{k}.json"));
+            std::fs::write(&p, serde_json::to_vec(&shards[k]).unwrap()).unwrap();
+            p.display().to_string()
+        })
+        .collect();
+    let out = fleetbench(d, &["merge", &files[0], &files[1], "-o", "merged"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let m: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("merged/summary.json")).unwrap())
+            .unwrap();
+    assert_valid(&m);
+    let sum = |path: &[&str]| -> f64 {
+        shards
+            .iter()
+            .map(|s| num(path.iter().fold(s, |v, k| &v[*k]), &path.join(".")))
+            .sum()
+    };
+    let at = |path: &[&str]| num(path.iter().fold(&m, |v, k| &v[*k]), &path.join("."));
+    // Counts and totals add; medians are the medians of the added histograms.
+    for path in [
+        &["cpu", "full_handshakes"][..],
+        &["cpu", "resumed_handshakes"],
+        &["cpu", "client_secs"],
+        &["cpu", "server_secs"],
+    ] {
+        assert!(
+            (at(path) - sum(path)).abs() < 1e-6,
+            "{path:?}: {}",
+            m["cpu"]
+        );
+    }
+    for side in ["client", "hub"] {
+        for kind in ["full", "resumed"] {
+            let base = ["cpu", "per_handshake", side, kind];
+            let path = |f: &'static str| [base[0], base[1], base[2], base[3], f];
+            assert_eq!(at(&path("count")), sum(&path("count")), "{side} {kind}");
+            assert!((at(&path("total_us")) - sum(&path("total_us"))).abs() < 0.011);
+            let p50 = merged_median(&shards, &path("histogram_ns")) as f64 / 1e3;
+            assert!((at(&path("p50_us")) - p50).abs() < 0.006, "{side} {kind}");
+        }
+    }
+    for kind in ["full", "resumed"] {
+        let k = |f: &'static str| ["handshake", kind, f];
+        for f in [
+            "count",
+            "sessions",
+            "session_bytes_to_server",
+            "hello_retries",
+        ] {
+            assert_eq!(at(&k(f)), sum(&k(f)), "handshake.{kind}.{f}");
+        }
+        for f in ["bytes_to_server", "bytes_to_client", "round_trips"] {
+            let total = ["handshake", kind, f, "total"];
+            assert_eq!(at(&total), sum(&total), "handshake.{kind}.{f}");
+            let median = merged_median(&shards, &["handshake", kind, "histograms", f]);
+            assert_eq!(at(&["handshake", kind, f, "median"]) as u64, median);
+        }
+    }
+}

@@ -5,6 +5,8 @@ use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use super::histogram::encode_histogram;
+
 /// One handshake as counted when it completed on the client.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HandshakeSample {
@@ -144,6 +146,11 @@ impl HandshakeRecorder {
                 sessions: a.sessions,
                 session_bytes_to_server: a.session_to_server,
                 session_bytes_to_client: a.session_to_client,
+                histograms: Some(WireHistograms {
+                    bytes_to_server: encode_histogram(&a.to_server.hist),
+                    bytes_to_client: encode_histogram(&a.to_client.hist),
+                    round_trips: encode_histogram(&a.round_trips.hist),
+                }),
             })
         };
         Some(HandshakeSummary {
@@ -185,6 +192,20 @@ pub struct HandshakeKind {
     pub session_bytes_to_server: u64,
     /// TCP payload server -> client over those whole sessions.
     pub session_bytes_to_client: u64,
+    /// The per-handshake samples behind the medians, for `merge` (absent in older summaries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histograms: Option<WireHistograms>,
+}
+
+/// The per-handshake samples of a kind: HdrHistogram V2 deflate, base64 (as the phases').
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireHistograms {
+    /// Of `bytes_to_server`.
+    pub bytes_to_server: String,
+    /// Of `bytes_to_client`.
+    pub bytes_to_client: String,
+    /// Of `round_trips`.
+    pub round_trips: String,
 }
 
 /// Median, mean, max and total of a per-handshake figure.

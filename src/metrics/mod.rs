@@ -30,7 +30,7 @@ pub use cpu_split::{CpuKinds, CpuStat, CpuTally, HandshakeCpu};
 pub use delivery::{Delivery, DeviceDelivery, MAX_DELIVERY_DEVICES};
 pub use failed::{FailedSession, MAX_DEVICE_IDS, MAX_FAILED_SESSIONS};
 pub use handshake::{
-    HandshakeKind, HandshakeRecorder, HandshakeSample, HandshakeSummary, WireStat,
+    HandshakeKind, HandshakeRecorder, HandshakeSample, HandshakeSummary, WireHistograms, WireStat,
 };
 pub use histogram::{
     decode_histogram, encode_histogram, micros, new_histogram, LatencyHistogram, PhaseHistograms,
