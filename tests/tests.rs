@@ -90,6 +90,8 @@ mod tls_choices;
 mod tls_wire;
 // Issue 17: CPU per handshake, client and server apart (embedded hub threads, --server-pid).
 mod cpu;
+// Issue 17: CPU measured inside each handshake, full and resumed apart, client and hub; merged.
+mod cpu_split;
 // Issue 15: run and merge ask `hub serve` what it received of each run; losses fail the run.
 mod hub_runs;
 // Issue 15: a verifying receiver proves delivery against Mosquitto, and catches what it drops.

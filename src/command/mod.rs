@@ -2,6 +2,7 @@
 //! together and turns errors into `anyhow` with context.
 
 mod capacity;
+mod cpu_split;
 mod embedded;
 mod hub;
 pub mod live;

@@ -380,6 +380,7 @@ pub async fn run_measured(
         abort: options.abort.clone(),
     };
     let cpu_probe = CpuProbe::start(server_cpu)?;
+    let hub_cpu = super::cpu_split::HubCpu::start(hub.as_ref().map(|h| &h.hub));
     let result = if interrupt.is_cancelled() {
         Err(anyhow::anyhow!(
             "interrupted before the run started: nothing was run"
@@ -391,6 +392,7 @@ pub async fn run_measured(
     };
     // Read before the embedded hub stops: its threads must still be there to be counted.
     let cpu_span = cpu_probe.finish();
+    let hub_cpu = hub_cpu.finish();
     progress.finish();
     let result = match result {
         Ok(r) => r,
@@ -423,7 +425,12 @@ pub async fn run_measured(
     );
     super::verify::record(&mut summary, delivery);
     match cpu_span {
-        Ok(span) => summary.cpu = Some(CpuSummary::new(&span, &summary)),
+        Ok(span) => {
+            let cpu = CpuSummary::new(&span, &summary);
+            summary.cpu = Some(super::cpu_split::with_per_handshake(
+                cpu, &recorder, hub_cpu,
+            ));
+        }
         Err(e) => tracing::warn!("no server CPU figure: {e}"),
     }
     summary.ca_fingerprint = Some(Thumbprints::of(chain.issuing().cert()).sha256);

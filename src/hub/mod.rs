@@ -8,6 +8,7 @@
 pub mod accounts;
 mod amqp;
 pub mod eventhubs;
+pub mod handshake_cpu;
 pub mod identity;
 mod mqtt;
 pub mod names;
@@ -113,6 +114,8 @@ pub struct HubStats {
     refusals: Mutex<BTreeMap<&'static str, u64>>,
     /// Received, accepted and refused by protocol, CA and reason.
     pub accounts: Accounts,
+    /// CPU per completed TLS handshake, full and resumed apart.
+    pub handshake_cpu: handshake_cpu::HandshakeCpu,
     /// Woken whenever a message or a DISCONNECT is counted, for callers that wait for a count.
     counted: tokio::sync::Notify,
 }
@@ -409,13 +412,18 @@ async fn handshake(
 ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
     let accept = tokio::time::timeout(
         hub.config.handshake_timeout,
-        hub.tls.accept(tcp).into_fallible(),
+        transport::cpu_clock::clocked(async { hub.tls.accept(tcp).into_fallible().await }),
     );
     tokio::pin!(accept);
     // Polled by reference: `accept` (and the stream in it) outlives the counting below.
     let failed = match (&mut accept).await {
-        Ok(Ok(tls)) => return Some(tls),
-        Ok(Err((_, tcp))) => Some(tcp),
+        Ok((Ok(tls), cpu)) => {
+            let kind = tls.get_ref().1.handshake_kind();
+            let resumed = kind == Some(rustls::HandshakeKind::Resumed);
+            hub.stats.handshake_cpu.record(resumed, cpu);
+            return Some(tls);
+        }
+        Ok((Err((_, tcp)), _)) => Some(tcp),
         Err(_) => None,
     };
     hub.stats.tls_failures.fetch_add(1, Ordering::Relaxed);

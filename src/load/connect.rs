@@ -156,6 +156,7 @@ fn count_wire(shared: &Shared, tls: &mut TlsDeviceStream, wire: &transport::Hand
         hello_retry: c.hello_retry,
         chain_sent: wire.chain_sent,
         chain_received: wire.chain_received,
+        cpu_ns: u64::try_from(wire.cpu.as_nanos()).unwrap_or(u64::MAX),
     });
     let (recorder, resumed) = (shared.recorder.clone(), wire.resumed);
     tls.get_mut().0.on_drop(Box::new(move |c| {

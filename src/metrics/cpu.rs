@@ -179,6 +179,10 @@ pub struct CpuSummary {
     pub client_us_per_handshake: Option<f64>,
     /// Server CPU microseconds per handshake (full and resumed together).
     pub server_us_per_handshake: Option<f64>,
+    /// CPU measured inside each handshake, full and resumed apart, client and embedded hub
+    /// (absent from summaries of older versions).
+    #[serde(default)]
+    pub per_handshake: Option<super::HandshakeCpu>,
 }
 
 impl CpuSummary {
@@ -199,6 +203,7 @@ impl CpuSummary {
             resumed_handshakes: resumed,
             client_us_per_handshake: per(span.client),
             server_us_per_handshake: span.server.and_then(per),
+            per_handshake: None,
         }
     }
 }

@@ -5,6 +5,8 @@ use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use super::histogram::encode_histogram;
+
 /// One handshake as counted when it completed on the client.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HandshakeSample {
@@ -22,6 +24,8 @@ pub struct HandshakeSample {
     pub chain_sent: u64,
     /// DER bytes of the certificate chain the server sent.
     pub chain_received: u64,
+    /// CPU ns spent inside the handshake's polls on the client.
+    pub cpu_ns: u64,
 }
 
 /// Collects handshakes and their sessions' totals (one lock per handshake: a handshake costs
@@ -44,6 +48,7 @@ struct Acc {
     sessions: u64,
     session_to_server: u64,
     session_to_client: u64,
+    cpu: super::cpu_split::CpuTally,
 }
 
 /// Exact sums and counts, medians from a histogram (3 significant digits).
@@ -99,6 +104,7 @@ impl HandshakeRecorder {
         a.round_trips.record(u64::from(s.round_trips));
         a.chain_sent += s.chain_sent;
         a.chain_received += s.chain_received;
+        a.cpu.record(s.cpu_ns);
     }
 
     /// Records a session's TCP payload totals each way, at its end.
@@ -115,6 +121,11 @@ impl HandshakeRecorder {
         } else {
             &self.full
         }
+    }
+
+    /// The client's CPU per handshake, full and resumed apart.
+    pub fn cpu(&self) -> super::CpuKinds {
+        super::CpuKinds::of(&self.full.lock().cpu, &self.resumed.lock().cpu)
     }
 
     /// The summary, `None` before any handshake completed.
@@ -135,6 +146,11 @@ impl HandshakeRecorder {
                 sessions: a.sessions,
                 session_bytes_to_server: a.session_to_server,
                 session_bytes_to_client: a.session_to_client,
+                histograms: Some(WireHistograms {
+                    bytes_to_server: encode_histogram(&a.to_server.hist),
+                    bytes_to_client: encode_histogram(&a.to_client.hist),
+                    round_trips: encode_histogram(&a.round_trips.hist),
+                }),
             })
         };
         Some(HandshakeSummary {
@@ -176,6 +192,20 @@ pub struct HandshakeKind {
     pub session_bytes_to_server: u64,
     /// TCP payload server -> client over those whole sessions.
     pub session_bytes_to_client: u64,
+    /// The per-handshake samples behind the medians, for `merge` (absent in older summaries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histograms: Option<WireHistograms>,
+}
+
+/// The per-handshake samples of a kind: HdrHistogram V2 deflate, base64 (as the phases').
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireHistograms {
+    /// Of `bytes_to_server`.
+    pub bytes_to_server: String,
+    /// Of `bytes_to_client`.
+    pub bytes_to_client: String,
+    /// Of `round_trips`.
+    pub round_trips: String,
 }
 
 /// Median, mean, max and total of a per-handshake figure.

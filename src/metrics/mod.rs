@@ -6,6 +6,7 @@
 //! else in the crate and never prints: presentation lives in `report`.
 
 mod cpu;
+mod cpu_split;
 mod delivery;
 mod failed;
 mod handshake;
@@ -25,10 +26,11 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 pub use cpu::{process_cpu, CpuError, CpuProbe, CpuSpan, CpuSummary, ServerCpu, HUB_THREAD};
+pub use cpu_split::{CpuKinds, CpuStat, CpuTally, HandshakeCpu};
 pub use delivery::{Delivery, DeviceDelivery, MAX_DELIVERY_DEVICES};
 pub use failed::{FailedSession, MAX_DEVICE_IDS, MAX_FAILED_SESSIONS};
 pub use handshake::{
-    HandshakeKind, HandshakeRecorder, HandshakeSample, HandshakeSummary, WireStat,
+    HandshakeKind, HandshakeRecorder, HandshakeSample, HandshakeSummary, WireHistograms, WireStat,
 };
 pub use histogram::{
     decode_histogram, encode_histogram, micros, new_histogram, LatencyHistogram, PhaseHistograms,

@@ -71,6 +71,7 @@ pub fn write_html(w: &mut impl Write, s: &Summary) -> io::Result<()> {
     super::stages::write_html(w, s)?;
     write_throttling(w, s)?;
     super::handshake::write_html(w, s)?;
+    super::cpu_split::write_html(w, s)?;
     super::delivery::write_html(w, s)?;
     write_phases(w, s)?;
     writeln!(

@@ -7,6 +7,7 @@
 pub mod capacity;
 mod charts;
 pub mod compare;
+mod cpu_split;
 mod delivery;
 mod failed;
 mod files;

@@ -252,6 +252,7 @@ fn write_rates(w: &mut impl Write, s: &Summary) -> io::Result<()> {
         writeln!(w, "{:<12}{h}", "Handshakes")?;
     }
     super::handshake::write_text(w, s)?;
+    super::cpu_split::write_text(w, s)?;
     super::stages::write_text(w, s)
 }
 

@@ -2,6 +2,7 @@
 //! and the mutual-TLS handshake, each timed on its own.
 
 pub mod counting;
+pub mod cpu_clock;
 pub mod provider;
 pub mod replay;
 pub mod tls;
@@ -86,6 +87,9 @@ pub struct HandshakeWire {
     pub chain_sent: u64,
     /// DER bytes of the certificate chain the server sent (0 when resumed).
     pub chain_received: u64,
+    /// CPU time spent in the handshake's polls ([`cpu_clock::clocked`]): the client's price
+    /// of this handshake, from the ClientHello's making to the server's Finished checked.
+    pub cpu: std::time::Duration,
 }
 
 /// The TLS handshake on a counted `tcp`: the device's stream and what the handshake cost.
@@ -99,7 +103,9 @@ pub async fn tls_handshake_counted(
         .client_auth_cert_resolver
         .resolve(&[], &[])
         .map_or(0, |k| k.cert.iter().map(|d| d.len() as u64).sum());
-    let (stream, resumed) = tls_handshake(config, server_name, Counted::new(tcp)).await?;
+    let (handshake, cpu) =
+        cpu_clock::clocked(tls_handshake(config, server_name, Counted::new(tcp))).await;
+    let (stream, resumed) = handshake?;
     let (counted, conn) = stream.get_ref();
     let chain_received = if resumed {
         0
@@ -112,6 +118,7 @@ pub async fn tls_handshake_counted(
         counts: counted.counts(),
         chain_sent: if resumed { 0 } else { chain_sent },
         chain_received,
+        cpu,
     };
     Ok((stream, wire))
 }

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 mod check;
+mod handshake;
 
 use check::check_shards;
 pub use check::MergeError;
@@ -87,8 +88,8 @@ pub fn merge(mut shards: Vec<ShardSummary>) -> Result<Summary, MergeError> {
         run_id: None,
         shards: shards.iter().map(shard_run).collect(),
         throttling: None,
-        handshake: None,
-        cpu: None,
+        handshake: handshake::handshake(&shards)?,
+        cpu: handshake::cpu(&shards)?,
     };
     // Per-row CPU is summed over shards (each on its own host), so no CPU ceiling applies.
     let evidence = super::ThrottleEvidence {
