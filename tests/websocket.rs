@@ -176,11 +176,13 @@ fn issue_18_hub_serve_takes_websocket_sessions_and_refuses_the_wrong_subprotocol
              ca-file = \"hub-state/server-root.pem\"\n[protocol]\nkind = \"{kind}\""
         )
     };
-    for (addr, kind, subprotocol) in [(&mqtt, "mqtt", "mqtt"), (&amqp, "amqp", "AMQPWSB10")] {
-        let out = run(
-            dir.path(),
-            &scenario(&remote(addr, kind), "websocket = true"),
-        );
+    // AMQP as IoT Hub's SDKs name the endpoint: a wss:// URL with the path, no [transport] keys.
+    let amqp_url = format!("wss://{amqp}/$iothub/websocket");
+    for (addr, kind, subprotocol, transport) in [
+        (&mqtt, "mqtt", "mqtt", "websocket = true"),
+        (&amqp_url, "amqp", "AMQPWSB10", ""),
+    ] {
+        let out = run(dir.path(), &scenario(&remote(addr, kind), transport));
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         assert_completed(&take_summary(dir.path()), &out, subprotocol);
     }

@@ -124,6 +124,9 @@ impl Plan {
         overrides: &Overrides,
     ) -> Result<Self, ConfigErrors> {
         let mut p = Problems::new(file, text);
+        // `wss://host:port/path` is `host:port` with `[transport] websocket = true` and the path.
+        let taken_apart = transport::wss_address(s, &mut p);
+        let s = taken_apart.as_ref().unwrap_or(s);
         let name = s.name.clone().unwrap_or_else(|| default_name.to_owned());
         if name.is_empty()
             || !name
