@@ -3,6 +3,7 @@
 //! failure counted by phase and kind; a failed session never aborts the run.
 
 use std::net::IpAddr;
+use std::pin::pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -213,27 +214,6 @@ impl Drop for Active<'_> {
     }
 }
 
-/// Waits for a session's deadline: the precise clock for a send, tokio's timer otherwise.
-async fn wait_until(at: Instant, what: Deadline) {
-    match what {
-        Deadline::Send => super::clock::sleep_until(at).await,
-        _ => sleep_until(at).await,
-    }
-}
-
-/// What a session's one timer waits for.
-#[derive(Debug, Clone, Copy)]
-enum Deadline {
-    /// The next message is due.
-    Send,
-    /// The oldest message in flight has waited too long.
-    AckTimeout,
-    /// The idle hold is over.
-    HoldEnd,
-    /// Time to ping.
-    KeepAlive,
-}
-
 struct InFlight {
     seq: u64,
     /// The message's number (its id's `n`).
@@ -288,8 +268,8 @@ impl<'a> Sender<'a> {
             device,
             ack_phase,
             keep_alive,
-            // Grown as needed: most sessions have one or two messages in flight.
-            inflight: Vec::with_capacity(shared.messages.max_inflight.min(2) as usize),
+            // Grown as needed: a session without messages (churn) allocates none.
+            inflight: Vec::new(),
             last_write: Instant::now(),
             schedule: SendSchedule {
                 count: plan.count,
@@ -350,6 +330,17 @@ impl<'a> Sender<'a> {
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
         let mut stopping = false;
         self.last_write = Instant::now();
+        // Made once for the session, not once per turn of the loop (a turn per acknowledgement):
+        // each turn would otherwise register and drop two cancellation waiters and a timer entry.
+        let shared = self.shared;
+        let mut aborted = pin!(shared.abort.cancelled());
+        let mut stopped = pin!(stop.cancelled());
+        // The coarse deadlines (acknowledgement timeout, hold end, keep-alive) share one timer:
+        // a session waits on one timer entry, not three. It is re-armed only when a deadline
+        // comes before it or it has fired; a deadline that moved later (the oldest message in
+        // flight was acknowledged, a write pushed the keep-alive back) lets it fire early once,
+        // and the turn after re-arms it, instead of re-registering it at every acknowledgement.
+        let mut coarse = pin!(sleep_until(far));
 
         loop {
             let due = if stopping || self.hold_until.is_some() {
@@ -371,7 +362,7 @@ impl<'a> Sender<'a> {
                     }
                 }
             }
-            let can_send = due.is_some() && self.inflight.len() < max_inflight;
+            let send_at = due.filter(|_| self.inflight.len() < max_inflight);
             let ack_deadline = self
                 .inflight
                 .iter()
@@ -380,26 +371,22 @@ impl<'a> Sender<'a> {
                 .map(|s| s + plan.timeout);
             let ping_at = self.keep_alive.map(|k| self.last_write + k);
             let hold_end = self.hold_until.filter(|_| self.inflight.is_empty());
-            // One timer for the earliest of the session's deadlines (on a tie, the first
-            // listed): a session waits on one timer entry, not four.
-            let timer = [
-                (Deadline::Send, due.filter(|_| can_send)),
-                (Deadline::AckTimeout, ack_deadline),
-                (Deadline::HoldEnd, hold_end),
-                (Deadline::KeepAlive, ping_at),
-            ]
-            .into_iter()
-            .filter_map(|(what, at)| Some((at?, what)))
-            .min_by_key(|(at, _)| *at);
-            // With no deadline the timer branch is disabled; the placeholder is never read.
-            let (wake_at, wake_for) = timer.unwrap_or((far, Deadline::KeepAlive));
+            let coarse_at = [ack_deadline, hold_end, ping_at]
+                .into_iter()
+                .flatten()
+                .min();
+            if let Some(at) = coarse_at {
+                if coarse.is_elapsed() || at < coarse.deadline() {
+                    coarse.as_mut().reset(at);
+                }
+            }
             tokio::select! {
                 biased;
-                () = self.shared.abort.cancelled() => {
+                () = aborted.as_mut() => {
                     self.give_up(FailureKind::Unfinished, "run ended before the acknowledgement");
                     return Ok(());
                 }
-                () = stop.cancelled(), if !stopping => stopping = true,
+                () = stopped.as_mut(), if !stopping => stopping = true,
                 ack = session.next_ack() => match ack {
                     Ok(ack) => {
                         let now = Instant::now();
@@ -417,31 +404,33 @@ impl<'a> Sender<'a> {
                 },
                 // The send deadline is the schedule's: it gets the precise clock; the others
                 // are timeouts and keep tokio's millisecond timer.
-                () = wait_until(wake_at, wake_for), if timer.is_some() => {
-                    match wake_for {
-                        Deadline::Send => {
-                            // Queue every message that is due by now and fits the window, then
-                            // write them at once: one syscall and one TLS record for a burst.
-                            let now = Instant::now();
-                            let mut due = due;
-                            while let Some(d) = due.filter(|d| *d <= now && self.inflight.len() < max_inflight) {
-                                self.queue(session, d).await?;
-                                due = if self.think.is_some() { None } else { self.due(start) };
-                            }
-                            self.flush(session).await?;
-                        }
-                        Deadline::AckTimeout => {
-                            self.give_up(FailureKind::Timeout, "no acknowledgement within the timeout");
-                            return Err(Broken);
-                        }
-                        Deadline::HoldEnd => return Ok(()),
-                        Deadline::KeepAlive => {
-                            if let Err(e) = session.keep_alive().await {
-                                return Err(self.broken(e.kind(), format!("{e} on keep-alive")));
-                            }
-                            self.last_write = Instant::now();
-                        }
+                () = super::clock::sleep_until(send_at.unwrap_or(far)), if send_at.is_some() => {
+                    // Queue every message that is due by now and fits the window, then write
+                    // them at once: one syscall and one TLS record for a burst.
+                    let now = Instant::now();
+                    let mut due = due;
+                    while let Some(d) = due.filter(|d| *d <= now && self.inflight.len() < max_inflight) {
+                        self.queue(session, d).await?;
+                        due = if self.think.is_some() { None } else { self.due(start) };
                     }
+                    self.flush(session).await?;
+                }
+                () = coarse.as_mut(), if coarse_at.is_some() => {
+                    let now = Instant::now();
+                    if ack_deadline.is_some_and(|at| at <= now) {
+                        self.give_up(FailureKind::Timeout, "no acknowledgement within the timeout");
+                        return Err(Broken);
+                    }
+                    if hold_end.is_some_and(|at| at <= now) {
+                        return Ok(());
+                    }
+                    if ping_at.is_some_and(|at| at <= now) {
+                        if let Err(e) = session.keep_alive().await {
+                            return Err(self.broken(e.kind(), format!("{e} on keep-alive")));
+                        }
+                        self.last_write = Instant::now();
+                    }
+                    // Otherwise it fired for a deadline that has since moved later.
                 }
             }
         }

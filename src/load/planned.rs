@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use crate::metrics::TimelineRow;
-use crate::scenario::schedule::ConnectSchedule;
+use crate::scenario::schedule::{Arrival, ConnectSchedule};
 use crate::scenario::{Plan, SendModel, SessionPlan};
 
 /// Sessions looked at, at most: a bound on the work and memory after a run.
@@ -23,27 +23,72 @@ pub(super) fn fill(plan: &Plan, devices: usize, rows: &mut [TimelineRow]) {
     let Some(seconds) = rows.iter().map(|r| r.t).max() else {
         return;
     };
+    let send_interval = match plan.messages.model {
+        SendModel::Open { interval } if plan.messages.count > 0 && !interval.is_zero() => {
+            Some(interval)
+        }
+        _ => None,
+    };
+    // A constant rate without planned sends needs no session list: its connects per second
+    // follow from the rate (a churn at a million a second would otherwise walk millions of
+    // arrivals after the run).
+    if send_interval.is_none() {
+        if let Some(connects) = constant_rate_connects(plan, devices, seconds) {
+            for r in rows.iter_mut() {
+                let second = (r.t as usize).saturating_sub(1);
+                r.planned_connects = connects.get(second).copied();
+                r.planned_sends = None;
+            }
+            return;
+        }
+    }
+    // Arrivals come in order; those after the last row fall in no row and send in none.
+    let horizon = seconds as f64;
     let arrivals: Vec<f64> = super::arrivals(plan, devices)
-        .take(MAX_SESSIONS + 1)
         .map(|t| t.as_secs_f64())
+        .take_while(|t| *t < horizon)
+        .take(MAX_SESSIONS + 1)
         .collect();
     if arrivals.len() > MAX_SESSIONS {
         return;
     }
     let connects = (plan.connect.schedule != ConnectSchedule::Burst)
         .then(|| per_second(arrivals.iter().map(|a| (*a, 1.0)), seconds));
-    let sends = match plan.messages.model {
-        SendModel::Open { interval } if plan.messages.count > 0 && !interval.is_zero() => {
-            let windows = windows(plan, &arrivals, interval);
-            Some(sending(&windows, seconds, interval.as_secs_f64()))
-        }
-        _ => None,
-    };
+    let sends = send_interval.map(|interval| {
+        let windows = windows(plan, &arrivals, interval);
+        sending(&windows, seconds, interval.as_secs_f64())
+    });
     for r in rows.iter_mut() {
         let second = (r.t as usize).saturating_sub(1);
         r.planned_connects = connects.as_ref().and_then(|c| c.get(second).copied());
         r.planned_sends = sends.as_ref().and_then(|s| s.get(second).copied());
     }
+}
+
+/// Connects per second of a constant-rate schedule, worked out from the rate: arrival `k` is
+/// at `k / rate`, so `ceil(x * rate)` of them come before `x` seconds, up to the sessions the
+/// plan takes (its devices, or those that fit a churn). `None` for other schedules.
+fn constant_rate_connects(plan: &Plan, devices: usize, seconds: u64) -> Option<Vec<f64>> {
+    let ConnectSchedule::Rate {
+        rate,
+        arrival: Arrival::Constant,
+    } = plan.connect.schedule
+    else {
+        return None;
+    };
+    let offset = plan.connect.offset.as_secs_f64();
+    let total = match plan.session {
+        SessionPlan::Once { .. } => devices as f64,
+        SessionPlan::Churn { duration } => ((duration.as_secs_f64() - offset) * rate).ceil(),
+        SessionPlan::Staged => return None,
+    }
+    .max(0.0);
+    let before = |x: f64| ((x - offset).max(0.0) * rate).ceil().min(total);
+    Some(
+        (0..seconds)
+            .map(|s| before((s + 1) as f64) - before(s as f64))
+            .collect(),
+    )
 }
 
 /// Each planned session's sending window `[from, to)` in seconds since the start.
@@ -193,6 +238,43 @@ mod tests {
         let want = [12.0, 32.0, 40.0, 40.0, 32.0, 12.0, 0.0];
         for (got, want) in sends.iter().zip(want) {
             assert!((got - want).abs() < 1e-6, "{sends:?}");
+        }
+    }
+
+    #[test]
+    fn a_churn_at_a_million_a_second_plans_its_connects_from_the_rate() {
+        // 3 million arrivals: more than a session list holds; the rate alone gives them.
+        let p = planned(
+            "[fleet]\ndevices = 64\n[connect]\nrate = 1000000\n[churn]\nduration = \"3s\"\n\
+             messages = 0\n",
+            64,
+            4,
+        );
+        let connects: Vec<f64> = p.iter().map(|x| x.0.unwrap()).collect();
+        assert_eq!(connects, [1e6, 1e6, 1e6, 0.0]);
+        assert!(p.iter().all(|x| x.1.is_none()), "{p:?}");
+        // The same from the rate as from walking the arrivals, where both can be done,
+        // offset (a shard's place) or not.
+        for (toml, devices, offset_ms) in [
+            ("[fleet]\ndevices = 7\n[connect]\nrate = 3\n", 7, 500),
+            ("[fleet]\ndevices = 50\n[connect]\nrate = 7.3\n", 50, 0),
+            (
+                "[fleet]\ndevices = 9\n[connect]\nrate = 40\n[churn]\nduration = \"2500ms\"\n",
+                9,
+                250,
+            ),
+        ] {
+            let mut p = plan(toml).unwrap();
+            p.connect.offset = Duration::from_millis(offset_ms);
+            let walked = per_second(
+                super::super::arrivals(&p, devices).map(|t| (t.as_secs_f64(), 1.0)),
+                9,
+            );
+            assert_eq!(
+                constant_rate_connects(&p, devices, 9).unwrap(),
+                walked,
+                "{toml}"
+            );
         }
     }
 

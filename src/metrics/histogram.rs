@@ -76,6 +76,14 @@ impl PhaseHistograms {
         }
     }
 
+    /// Whether `phase` has no sample in any shard: checked before a merge, which allocates a
+    /// histogram (some 184 KB) and reads every shard's counts.
+    pub(crate) fn is_empty(&self, phase: usize) -> bool {
+        self.phases[phase]
+            .iter()
+            .all(|shard| shard.lock().is_empty())
+    }
+
     pub(crate) fn merged(&self, phase: usize) -> LatencyHistogram {
         let mut out = new_histogram();
         for shard in &self.phases[phase] {

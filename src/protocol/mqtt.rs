@@ -179,9 +179,26 @@ impl MqttOptions {
     }
 }
 
-/// Appends `s` percent-encoded for a property bag.
+/// Appends `s` percent-encoded for a property bag. Built for every message: a value that needs
+/// no escape (message ids, numbers, `utf-8`, most property names) is copied whole, and the
+/// tutorial's content type is a constant; the encoder walks the rest.
 fn push_encoded(topic: &mut String, s: &str) {
-    topic.extend(utf8_percent_encode(s, PROPERTY_BAG));
+    if s.bytes().all(is_unreserved) {
+        topic.push_str(s);
+    } else if s == "application/json" {
+        topic.push_str("application%2Fjson");
+    } else {
+        topic.extend(utf8_percent_encode(s, PROPERTY_BAG));
+    }
+}
+
+/// The bytes [`PROPERTY_BAG`] leaves as they are.
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+        )
 }
 
 /// A connected MQTT session.

@@ -167,3 +167,20 @@ async fn qos_2_acknowledges_on_pubcomp_after_answering_pubrec() {
         Err(SessionError::Protocol(_))
     ));
 }
+
+#[test]
+fn property_values_are_encoded_as_the_encoder_does_with_or_without_escapes() {
+    for v in [
+        "dev-01_a.b!~*'()",
+        "application/json",
+        "utf-8",
+        "a b&c=d%e",
+        "temp\u{e9}rature",
+        "",
+    ] {
+        let mut fast = String::new();
+        push_encoded(&mut fast, v);
+        let slow: String = utf8_percent_encode(v, PROPERTY_BAG).collect();
+        assert_eq!(fast, slow, "{v}");
+    }
+}
