@@ -53,7 +53,10 @@ pub(super) fn write_text(w: &mut impl Write, s: &Summary) -> io::Result<()> {
         let label = if i == 0 { "CPU inside" } else { "" };
         writeln!(w, "{label:<12}{l}")?;
     }
-    writeln!(w, "{:<12}({NOTE})", "")
+    for l in super::text::wrap(&format!("({NOTE})"), 100 - 12) {
+        writeln!(w, "{:<12}{l}", "")?;
+    }
+    Ok(())
 }
 
 /// The HTML paragraph (nothing without figures).
