@@ -104,3 +104,5 @@ mod capacity;
 mod websocket;
 // Issue 17: a sweep in one command: [matrix] cells in alternating rounds, compared (Chromium).
 mod sweep;
+// Issue 14 (follow-up): a starved generator's timeline keeps wall-clock seconds and per-second rates.
+mod timeline_starved;

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use crate::metrics::TimelineRow;
+use crate::metrics::{timeline_spans, TimelineRow};
 use crate::scenario::schedule::{Arrival, ConnectSchedule};
 use crate::scenario::{Plan, SendModel, SessionPlan};
 
@@ -34,9 +34,9 @@ pub(super) fn fill(plan: &Plan, devices: usize, rows: &mut [TimelineRow]) {
     // arrivals after the run).
     if send_interval.is_none() {
         if let Some(connects) = constant_rate_connects(plan, devices, seconds) {
-            for r in rows.iter_mut() {
-                let second = (r.t as usize).saturating_sub(1);
-                r.planned_connects = connects.get(second).copied();
+            let spans: Vec<u64> = timeline_spans(rows).collect();
+            for (r, span) in rows.iter_mut().zip(spans) {
+                r.planned_connects = over_span(&connects, r.t, span);
                 r.planned_sends = None;
             }
             return;
@@ -58,11 +58,23 @@ pub(super) fn fill(plan: &Plan, devices: usize, rows: &mut [TimelineRow]) {
         let windows = windows(plan, &arrivals, interval);
         sending(&windows, seconds, interval.as_secs_f64())
     });
-    for r in rows.iter_mut() {
-        let second = (r.t as usize).saturating_sub(1);
-        r.planned_connects = connects.as_ref().and_then(|c| c.get(second).copied());
-        r.planned_sends = sends.as_ref().and_then(|s| s.get(second).copied());
+    let spans: Vec<u64> = timeline_spans(rows).collect();
+    for (r, span) in rows.iter_mut().zip(spans) {
+        r.planned_connects = connects.as_ref().and_then(|c| over_span(c, r.t, span));
+        r.planned_sends = sends.as_ref().and_then(|s| over_span(s, r.t, span));
     }
+}
+
+/// The planned rate per second over a row ending at `t` that covers `span` seconds (more than
+/// one when the generator was too starved to sample every second): their mean.
+fn over_span(per_second: &[f64], t: u64, span: u64) -> Option<f64> {
+    let end = usize::try_from(t).ok()?;
+    let from = end.saturating_sub(usize::try_from(span).ok()?);
+    let seconds = per_second.get(from..end.min(per_second.len()))?;
+    if seconds.is_empty() {
+        return None;
+    }
+    Some(seconds.iter().sum::<f64>() / (end - from) as f64)
 }
 
 /// Connects per second of a constant-rate schedule, worked out from the rate: arrival `k` is

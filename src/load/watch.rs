@@ -52,10 +52,12 @@ impl Watcher {
             };
             let start = Instant::now();
             let mut next = start + TICK;
-            let mut ticks = 0u64;
             let mut last = before;
             let mut last_at = start;
             let mut second_lag = 0u64;
+            // Rows are labelled by the wall clock, not by ticks counted: a starved generator
+            // skips ticks, and a row then ends more than one second after the one before.
+            let mut row_t = 0u64;
             loop {
                 tokio::select! {
                     _ = &mut done_rx => break,
@@ -65,21 +67,23 @@ impl Watcher {
                 let lag = crate::metrics::micros(now - next);
                 w.lag.saturating_record(lag);
                 second_lag = second_lag.max(lag);
-                ticks += 1;
                 next += TICK;
                 if next < now {
                     next = now + TICK;
                 }
                 let snap = recorder.snapshot();
-                if ticks.is_multiple_of(10) {
+                let elapsed = (now - start).as_secs();
+                if elapsed > row_t {
+                    row_t = elapsed;
                     let sample = ProcessSample::now();
-                    let cpu = (sample.cpu().saturating_sub(last.cpu())).as_secs_f64() / 1.0;
+                    let secs = (now - last_at).as_secs_f64().max(1e-3);
+                    let cpu = sample.cpu().saturating_sub(last.cpu()).as_secs_f64() / secs;
                     if snap.sessions_active >= w.peak_sessions {
                         w.peak_sessions = snap.sessions_active;
                         w.rss_at_peak = sample.rss_kib;
                     }
                     w.timeline.push_with_latency(
-                        ticks / 10,
+                        row_t,
                         snap,
                         recorder.histograms(),
                         (cpu, sample.rss_kib, second_lag),
@@ -97,7 +101,7 @@ impl Watcher {
             let secs = (Instant::now() - last_at).as_secs_f64().max(1e-3);
             let cpu = sample.cpu().saturating_sub(last.cpu()).as_secs_f64() / secs;
             w.timeline.push_with_latency(
-                ticks / 10 + 1,
+                row_t + 1,
                 recorder.snapshot(),
                 recorder.histograms(),
                 (cpu, sample.rss_kib, second_lag),

@@ -50,7 +50,7 @@ pub use throttling::{
     detect as detect_throttling, mqtt5_throttling, Evidence as ThrottleEvidence, PinnedRate,
     Throttling, MQTT5_THROTTLING,
 };
-pub use timeline::{IntervalLatency, Timeline, TimelineRow};
+pub use timeline::{spans as timeline_spans, IntervalLatency, Timeline, TimelineRow};
 
 /// A timed phase of a device session. Each has its own histogram.
 ///

@@ -104,6 +104,17 @@ pub struct Timeline {
     last_histograms: BTreeMap<Phase, LatencyHistogram>,
 }
 
+/// The seconds each row covers: the time since the row before (the first row's since the
+/// start). One, unless the generator was too starved to sample every second.
+pub fn spans(rows: &[TimelineRow]) -> impl Iterator<Item = u64> + '_ {
+    let mut before = 0;
+    rows.iter().map(move |r| {
+        let span = r.t.saturating_sub(before).max(1);
+        before = r.t;
+        span
+    })
+}
+
 impl Timeline {
     /// Adds the interval ending at `t` seconds, from the counters now.
     pub fn push(&mut self, t: u64, now: Snapshot, cpu: f64, rss_kib: u64, lag_us: u64) {

@@ -8,7 +8,7 @@ use std::io;
 use super::charts::{
     heatmap, latency_over_time, over_time, LatencyPoints, RateLines, HEATMAP_MIN_SECONDS,
 };
-use crate::metrics::{FailureKind, TimelineRow};
+use crate::metrics::{timeline_spans, FailureKind, TimelineRow};
 
 /// The phases whose latency over time is charted, each with the achieved rate it goes with:
 /// a send's response time and acknowledgement (MQTT, AMQP) with acknowledgements per second,
@@ -90,7 +90,11 @@ pub(super) fn timeline_charts(rows: &[TimelineRow]) -> io::Result<Vec<(String, S
                 Some((r.t as f64, ms(l.p50_us), ms(l.p99_us), ms(l.max_us)))
             })
             .collect();
-        let achieved: Vec<(f64, f64)> = rows.iter().map(|r| (r.t as f64, rate.of(r))).collect();
+        let achieved: Vec<(f64, f64)> = rows
+            .iter()
+            .zip(timeline_spans(rows))
+            .map(|(r, span)| (r.t as f64, rate.of(r) / span as f64))
+            .collect();
         let planned: Vec<(f64, f64)> = rows
             .iter()
             .filter_map(|r| Some((r.t as f64, rate.planned(r)?)))
@@ -121,9 +125,14 @@ pub(super) fn timeline_charts(rows: &[TimelineRow]) -> io::Result<Vec<(String, S
 }
 
 fn counters(rows: &[TimelineRow]) -> io::Result<Vec<(&'static str, String)>> {
-    // Rows are per-second deltas ending at `t`: one point per row, from the first.
+    // Rows are deltas ending at `t`, each over its span (a second unless the generator was
+    // starved): one point per row, from the first, per second.
     let line = |name: &str, f: &dyn Fn(&TimelineRow) -> f64| {
-        let points: Vec<(f64, f64)> = rows.iter().map(|r| (r.t as f64, f(r))).collect();
+        let points: Vec<(f64, f64)> = rows
+            .iter()
+            .zip(timeline_spans(rows))
+            .map(|(r, span)| (r.t as f64, f(r) / span as f64))
+            .collect();
         (name.to_owned(), points)
     };
     let rates = [
