@@ -90,7 +90,20 @@ fn a_two_by_two_matrix_runs_every_workable_cell_in_rounds_and_compares_them() {
             "{c}"
         );
         assert_eq!(c["round_trips"]["median"], 1.0, "{c}");
+        // The CPU inside each full handshake, client and hub, read by the thread CPU clock.
+        assert!(
+            c["client_inside_full_us"]["median"].as_f64().unwrap() > 0.0,
+            "{c}"
+        );
+        assert!(
+            c["hub_inside_full_us"]["median"].as_f64().unwrap() > 0.0,
+            "{c}"
+        );
     }
+    assert!(
+        text_file.contains("CPU inside one handshake"),
+        "{text_file}"
+    );
     assert!(root
         .join("cells/X25519MLKEM768_aws-lc-rs/round-2/summary.json")
         .is_file());

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::metrics::{HandshakeKind, Summary, Verdict};
+use crate::metrics::{CpuKinds, HandshakeKind, Summary, Verdict};
 
 /// One run of a cell (one round), as the sweep left it.
 #[derive(Debug, Clone)]
@@ -145,6 +145,15 @@ pub struct CellFigures {
     pub server_us_per_handshake: Option<Spread>,
     /// Handshakes per CPU-second of the hub.
     pub handshakes_per_server_cpu_sec: Option<Spread>,
+    /// The client's mean CPU µs inside one full handshake (thread CPU clock; summary
+    /// `cpu.per_handshake`): the handshake alone, without the session's other work.
+    pub client_inside_full_us: Option<Spread>,
+    /// As above, resumed handshakes.
+    pub client_inside_resumed_us: Option<Spread>,
+    /// The hub's mean CPU µs inside one full handshake.
+    pub hub_inside_full_us: Option<Spread>,
+    /// As above, resumed handshakes.
+    pub hub_inside_resumed_us: Option<Spread>,
     /// TCP payload bytes client -> server per handshake, full and resumed together (mean).
     pub bytes_to_server: Option<Spread>,
     /// TCP payload bytes server -> client per handshake (mean).
@@ -198,6 +207,12 @@ impl CellFigures {
             }),
             server_us_per_handshake: over(&|s| s.cpu.as_ref()?.server_us_per_handshake),
             handshakes_per_server_cpu_sec: over(&|s| per_cpu_sec(s, s.cpu.as_ref()?.server_secs)),
+            client_inside_full_us: over(&|s| inside(s, false)?.full.as_ref().map(|k| k.mean_us)),
+            client_inside_resumed_us: over(&|s| {
+                inside(s, false)?.resumed.as_ref().map(|k| k.mean_us)
+            }),
+            hub_inside_full_us: over(&|s| inside(s, true)?.full.as_ref().map(|k| k.mean_us)),
+            hub_inside_resumed_us: over(&|s| inside(s, true)?.resumed.as_ref().map(|k| k.mean_us)),
             bytes_to_server: over(&|s| wire(s, |k| k.bytes_to_server.total as f64)),
             bytes_to_client: over(&|s| wire(s, |k| k.bytes_to_client.total as f64)),
             chain_sent_bytes: over(&|s| wire(s, |k| k.chain_sent_bytes * k.count as f64)),
@@ -218,6 +233,16 @@ impl CellFigures {
             connect_response_p99_us: phase("connect_response", true),
             errors: over(&|s| Some(s.counts.sessions_failed as f64)),
         }
+    }
+}
+
+/// The CPU measured inside each handshake, the hub's or the client's.
+fn inside(s: &Summary, hub: bool) -> Option<&CpuKinds> {
+    let p = s.cpu.as_ref()?.per_handshake.as_ref()?;
+    if hub {
+        p.hub.as_ref()
+    } else {
+        Some(&p.client)
     }
 }
 

@@ -9,7 +9,7 @@ use std::io::{self, Write};
 use super::html::esc;
 use super::sweep::{CellFigures, Spread, Sweep, METHOD};
 use super::sweep_chart::{bars, Series};
-use super::sweep_text::{cpu_rows, failed_runs, verdict, wire_rows};
+use super::sweep_text::{cpu_rows, failed_runs, inside_rows, verdict, wire_rows};
 
 /// The charts of `comparison.html`, in page order.
 pub const SWEEP_CHARTS: [&str; 5] = [
@@ -157,6 +157,13 @@ pub fn write_sweep_html(w: &mut impl Write, sweep: &Sweep) -> io::Result<()> {
     }
     writeln!(w, "</div><h2>Rate and CPU per handshake</h2>")?;
     table(w, &cpu_rows(sweep))?;
+    writeln!(
+        w,
+        "<h2>CPU inside one handshake</h2><p>Mean µs, read by the thread CPU clock around each \
+         handshake on the client and on the hub: the handshake alone, without the session's \
+         other work.</p>"
+    )?;
+    table(w, &inside_rows(sweep))?;
     writeln!(w, "<h2>On the wire and latency</h2>")?;
     table(w, &wire_rows(sweep))?;
     write_cells(w, sweep)

@@ -83,6 +83,30 @@ pub(super) fn cpu_rows(sweep: &Sweep) -> Vec<Vec<String>> {
     rows
 }
 
+/// The rows of the in-handshake CPU table: header, then one per cell.
+pub(super) fn inside_rows(sweep: &Sweep) -> Vec<Vec<String>> {
+    let mut rows = vec![[
+        "cell",
+        "client full",
+        "client resumed",
+        "hub full",
+        "hub resumed",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for c in &sweep.cells {
+        let f = CellFigures::of(&c.runs);
+        rows.push(vec![
+            c.label.clone(),
+            spread(f.client_inside_full_us, us, true),
+            spread(f.client_inside_resumed_us, us, true),
+            spread(f.hub_inside_full_us, us, true),
+            spread(f.hub_inside_resumed_us, us, true),
+        ]);
+    }
+    rows
+}
+
 /// The rows of the wire and latency table.
 pub(super) fn wire_rows(sweep: &Sweep) -> Vec<Vec<String>> {
     let mut rows = vec![[
@@ -165,6 +189,12 @@ pub fn write_sweep_text(w: &mut impl Write, sweep: &Sweep) -> io::Result<()> {
         "\nRate and CPU per handshake (median over rounds [min-max])"
     )?;
     write_table(w, &cpu_rows(sweep))?;
+    writeln!(
+        w,
+        "\nCPU inside one handshake, mean µs (thread CPU clock around each handshake: the \
+         handshake alone)"
+    )?;
+    write_table(w, &inside_rows(sweep))?;
     writeln!(
         w,
         "\nOn the wire per handshake (mean bytes, the certificate chain's share) and latency"
