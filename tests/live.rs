@@ -1,30 +1,15 @@
 //! Issue 6: live metrics in OpenMetrics text, scraped during a run, and Ctrl-C (SIGINT) that
 //! stops the schedule, drains and still writes results marked partial.
 
-use std::io::{Read as _, Write as _};
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fleetbench::metrics::{incr, FailureKind, Phase, Recorder, RunStatus};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
 
-fn scrape(addr: SocketAddr) -> String {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
-fn value(exposition: &str, sample: &str) -> Option<f64> {
-    exposition
-        .lines()
-        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
-}
+use crate::support::openmetrics::value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_endpoint_serves_the_recorders_counters_and_latencies() {
@@ -123,33 +108,9 @@ fn interrupt_mid_run(signal: &str) {
     let scenario = dir.path().join("long.toml");
     std::fs::write(&scenario, LONG).unwrap();
     let results = dir.path().join("results");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-        .args([
-            "-v",
-            "run",
-            "--quiet",
-            "--metrics",
-            "127.0.0.1:0",
-            "--results",
-        ])
-        .arg(&results)
-        .arg(&scenario)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The binary announces its metrics address on stderr once the run is set up.
-    let (addr, reader) = crate::support::metrics_address(&mut child);
+    let (child, addr, reader) = crate::support::spawn_run_with_metrics(&scenario, &results);
     // Scrape until messages are being acknowledged: the run is in full swing.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut text = scrape(addr);
-    while value(&text, "fleetbench_messages_acked_total").unwrap_or(0.0) < 1.0 {
-        assert!(
-            Instant::now() < deadline,
-            "no acknowledgements seen: {text}"
-        );
-        text = scrape(addr);
-    }
+    let text = crate::support::wait_for_acks(addr, 1.0);
     assert!(
         text.contains("fleetbench_latency_seconds_count{phase=\"publish_ack\"}"),
         "{text}"

@@ -4,7 +4,7 @@
 //! fewer seconds than it lasted (1,228 rows for a 60-minute soak) and each row's counts as one
 //! second's.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fleetbench::metrics::timeline_spans;
@@ -37,32 +37,8 @@ fn a_frozen_generators_timeline_keeps_wall_clock_seconds_and_per_second_rates() 
     std::fs::write(&scenario, STEADY).unwrap();
     let results = dir.path().join("results");
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-        .args([
-            "-v",
-            "run",
-            "--quiet",
-            "--metrics",
-            "127.0.0.1:0",
-            "--results",
-        ])
-        .arg(&results)
-        .arg(&scenario)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (addr, reader) = support::metrics_address(&mut child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while support::openmetrics::value(
-        &support::openmetrics::scrape(addr),
-        "fleetbench_messages_acked_total",
-    )
-    .unwrap_or(0.0)
-        < 100.0
-    {
-        assert!(Instant::now() < deadline, "no acknowledgements seen");
-    }
+    let (child, addr, reader) = support::spawn_run_with_metrics(&scenario, &results);
+    support::wait_for_acks(addr, 100.0);
     let signal = |s: &str| {
         let ok = Command::new("kill")
             .args([s, &child.id().to_string()])

@@ -55,9 +55,24 @@ pub(super) fn with_chain(bytes: Option<Spread>, chain: Option<Spread>) -> String
     }
 }
 
+/// A table's rows: `header`, then one per cell, its label and `columns` of its figures.
+fn rows_of<const N: usize>(
+    sweep: &Sweep,
+    header: [&str; N],
+    columns: impl Fn(&CellFigures) -> Vec<String>,
+) -> Vec<Vec<String>> {
+    let mut rows = vec![header.map(String::from).to_vec()];
+    for c in &sweep.cells {
+        let mut row = vec![c.label.clone()];
+        row.extend(columns(&CellFigures::of(&c.runs)));
+        rows.push(row);
+    }
+    rows
+}
+
 /// The rows of the rate and CPU table: header, then one per cell.
 pub(super) fn cpu_rows(sweep: &Sweep) -> Vec<Vec<String>> {
-    let mut rows = vec![[
+    let header = [
         "cell",
         "handshakes/s",
         "client CPU/hs",
@@ -65,51 +80,43 @@ pub(super) fn cpu_rows(sweep: &Sweep) -> Vec<Vec<String>> {
         "hub CPU/hs",
         "hs per hub CPU-s",
         "failed sessions",
-    ]
-    .map(String::from)
-    .to_vec()];
-    for c in &sweep.cells {
-        let f = CellFigures::of(&c.runs);
-        rows.push(vec![
-            c.label.clone(),
+    ];
+    rows_of(sweep, header, |f| {
+        vec![
             spread(f.handshakes_per_sec, one_decimal, true),
             spread(f.client_us_per_handshake, us, true),
             spread(f.handshakes_per_client_cpu_sec, whole, false),
             spread(f.server_us_per_handshake, us, true),
             spread(f.handshakes_per_server_cpu_sec, whole, false),
             spread(f.errors, whole, false),
-        ]);
-    }
-    rows
+        ]
+    })
 }
 
 /// The rows of the in-handshake CPU table: header, then one per cell.
 pub(super) fn inside_rows(sweep: &Sweep) -> Vec<Vec<String>> {
-    let mut rows = vec![[
+    let header = [
         "cell",
         "client full",
         "client resumed",
         "hub full",
         "hub resumed",
-    ]
-    .map(String::from)
-    .to_vec()];
-    for c in &sweep.cells {
-        let f = CellFigures::of(&c.runs);
-        rows.push(vec![
-            c.label.clone(),
-            spread(f.client_inside_full_us, us, true),
-            spread(f.client_inside_resumed_us, us, true),
-            spread(f.hub_inside_full_us, us, true),
-            spread(f.hub_inside_resumed_us, us, true),
-        ]);
-    }
-    rows
+    ];
+    rows_of(sweep, header, |f| {
+        [
+            f.client_inside_full_us,
+            f.client_inside_resumed_us,
+            f.hub_inside_full_us,
+            f.hub_inside_resumed_us,
+        ]
+        .map(|x| spread(x, us, true))
+        .to_vec()
+    })
 }
 
 /// The rows of the wire and latency table.
 pub(super) fn wire_rows(sweep: &Sweep) -> Vec<Vec<String>> {
-    let mut rows = vec![[
+    let header = [
         "cell",
         "bytes up",
         "bytes down",
@@ -119,13 +126,9 @@ pub(super) fn wire_rows(sweep: &Sweep) -> Vec<Vec<String>> {
         "tls p99",
         "connect p50",
         "connect p99",
-    ]
-    .map(String::from)
-    .to_vec()];
-    for c in &sweep.cells {
-        let f = CellFigures::of(&c.runs);
-        rows.push(vec![
-            c.label.clone(),
+    ];
+    rows_of(sweep, header, |f| {
+        vec![
             with_chain(f.bytes_to_server, f.chain_sent_bytes),
             with_chain(f.bytes_to_client, f.chain_received_bytes),
             spread(f.round_trips, |x| format!("{x:.2}"), false),
@@ -134,9 +137,8 @@ pub(super) fn wire_rows(sweep: &Sweep) -> Vec<Vec<String>> {
             spread(f.tls_handshake_p99_us, us, true),
             spread(f.connect_response_p50_us, us, false),
             spread(f.connect_response_p99_us, us, true),
-        ]);
-    }
-    rows
+        ]
+    })
 }
 
 fn write_table(w: &mut impl Write, rows: &[Vec<String>]) -> io::Result<()> {

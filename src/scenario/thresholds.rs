@@ -18,9 +18,8 @@ use crate::metrics::Threshold;
 
 /// Validates every threshold, reporting each bad one at its line.
 pub(super) fn thresholds(s: &Scenario, p: &mut Problems<'_>) -> Vec<Threshold> {
-    let mut flat = Vec::new();
-    flatten(&s.thresholds, "", &mut flat, p);
-    flat.into_iter()
+    conditions(&s.thresholds, "thresholds", p)
+        .into_iter()
         .filter_map(
             |(name, condition)| match Threshold::parse(&name, &condition) {
                 Ok(t) => Some(t),
@@ -33,9 +32,22 @@ pub(super) fn thresholds(s: &Scenario, p: &mut Problems<'_>) -> Vec<Threshold> {
         .collect()
 }
 
+/// The `metric = "condition"` pairs of `table` (found at `at`, e.g. `capacity.slo`), dotted
+/// keys flattened into one metric name; anything but a string is a problem at its line.
+pub(in crate::scenario) fn conditions(
+    table: &toml::Table,
+    at: &str,
+    p: &mut Problems<'_>,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    flatten(table, "", at, &mut out, p);
+    out
+}
+
 fn flatten(
     table: &toml::Table,
     prefix: &str,
+    at: &str,
     out: &mut Vec<(String, String)>,
     p: &mut Problems<'_>,
 ) {
@@ -47,13 +59,10 @@ fn flatten(
         };
         match value {
             toml::Value::String(c) => out.push((name, c.clone())),
-            toml::Value::Table(t) => flatten(t, &name, out, p),
+            toml::Value::Table(t) => flatten(t, &name, at, out, p),
             other => p.add(
-                &format!("thresholds.{name}"),
-                format!(
-                    "{other} is not valid: a threshold is a condition string such as \"< 50ms\" \
-                     or \"> 500\""
-                ),
+                &format!("{at}.{name}"),
+                format!("{other} is not valid: a condition string such as \"< 50ms\" or \"> 500\""),
             ),
         }
     }

@@ -223,6 +223,52 @@ pub fn metrics_address(
     (addr, reader)
 }
 
+/// `fleetbench -v run --quiet --metrics 127.0.0.1:0 --results RESULTS SCENARIO` started, once
+/// its live metrics address is announced: the child, that address and the stderr reader.
+pub fn spawn_run_with_metrics(
+    scenario: &Path,
+    results: &Path,
+) -> (
+    std::process::Child,
+    std::net::SocketAddr,
+    std::thread::JoinHandle<String>,
+) {
+    use std::process::Stdio;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+        .args([
+            "-v",
+            "run",
+            "--quiet",
+            "--metrics",
+            "127.0.0.1:0",
+            "--results",
+        ])
+        .arg(results)
+        .arg(scenario)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("fleetbench starts");
+    let (addr, reader) = metrics_address(&mut child);
+    (child, addr, reader)
+}
+
+/// Scrapes `addr` until `fleetbench_messages_acked_total` reaches `n` (at most 60 s): the run
+/// is in full swing. Returns the last exposition.
+pub fn wait_for_acks(addr: std::net::SocketAddr, n: f64) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let text = openmetrics::scrape(addr);
+        if openmetrics::value(&text, "fleetbench_messages_acked_total").unwrap_or(0.0) >= n {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fewer than {n} acknowledgements seen: {text}"
+        );
+    }
+}
+
 /// The arguments of `fleetbench pki devices --ca CA --count COUNT --out OUT`.
 pub fn pki_devices<'a>(ca: &'a str, count: &'a str, out: &'a str) -> [&'a str; 8] {
     ["pki", "devices", "--ca", ca, "--count", count, "--out", out]

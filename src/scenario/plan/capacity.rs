@@ -21,6 +21,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::super::problems::Problems;
+use super::super::thresholds::conditions;
 use super::super::Scenario;
 use crate::metrics::{Op, Threshold};
 
@@ -256,39 +257,6 @@ fn verdict(
         Err(e) => {
             p.add(&field, e.to_string().replace("connect.rate", name));
             None
-        }
-    }
-}
-
-/// `metric = "condition"` pairs of `table`, dotted keys flattened (as `[thresholds]` does).
-fn conditions(table: &toml::Table, at: &str, p: &mut Problems<'_>) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    flatten(table, "", at, &mut out, p);
-    out
-}
-
-fn flatten(
-    table: &toml::Table,
-    prefix: &str,
-    at: &str,
-    out: &mut Vec<(String, String)>,
-    p: &mut Problems<'_>,
-) {
-    for (key, value) in table {
-        let name = if prefix.is_empty() {
-            key.clone()
-        } else {
-            format!("{prefix}.{key}")
-        };
-        match value {
-            toml::Value::String(c) => out.push((name, c.clone())),
-            toml::Value::Table(t) => flatten(t, &name, at, out, p),
-            other => p.add(
-                &format!("{at}.{name}"),
-                format!(
-                    "{other} is not valid: a condition string such as \"< 100ms\" or \"> 500\""
-                ),
-            ),
         }
     }
 }
