@@ -12,8 +12,9 @@ use super::sweep_chart::{bars, Series};
 use super::sweep_text::{cpu_rows, failed_runs, inside_rows, verdict, wire_rows};
 
 /// The charts of `comparison.html`, in page order.
-pub const SWEEP_CHARTS: [&str; 5] = [
+pub const SWEEP_CHARTS: [&str; 6] = [
     "handshakes-per-sec",
+    "cpu-inside-handshake",
     "cpu-per-handshake",
     "handshakes-per-cpu-sec",
     "bytes-per-handshake",
@@ -59,17 +60,26 @@ fn charts(
         ),
         (
             SWEEP_CHARTS[1],
-            "CPU per handshake",
-            "CPU µs per handshake",
+            "CPU inside one full handshake (thread CPU clock)",
+            "CPU µs per full handshake",
+            vec![
+                ("client (generator)", col(|f| f.client_inside_full_us)),
+                ("server (hub)", col(|f| f.hub_inside_full_us)),
+            ],
+        ),
+        (
+            SWEEP_CHARTS[2],
+            "CPU per session (/proc, the whole run)",
+            "CPU µs per session",
             vec![
                 ("client (generator)", col(|f| f.client_us_per_handshake)),
                 ("server (hub)", col(|f| f.server_us_per_handshake)),
             ],
         ),
         (
-            SWEEP_CHARTS[2],
-            "Handshakes per CPU-second",
-            "handshakes per CPU-second",
+            SWEEP_CHARTS[3],
+            "Sessions per CPU-second (/proc, the whole run)",
+            "sessions per CPU-second",
             vec![
                 (
                     "client (generator)",
@@ -79,7 +89,7 @@ fn charts(
             ],
         ),
         (
-            SWEEP_CHARTS[3],
+            SWEEP_CHARTS[4],
             "Bytes per handshake",
             "TCP payload bytes per handshake",
             vec![
@@ -88,7 +98,7 @@ fn charts(
             ],
         ),
         (
-            SWEEP_CHARTS[4],
+            SWEEP_CHARTS[5],
             "TLS handshake latency (full handshakes)",
             "latency (ms)",
             vec![
