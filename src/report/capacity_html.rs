@@ -7,6 +7,7 @@ use plotters::prelude::*;
 
 use super::super::charts::{chart_error, label_area, LatencyAxis, COLOURS, RIGHT_MARGIN, SIZE};
 use super::super::format::{micros, rate};
+use super::super::html::{esc, write_head};
 use super::{Capacity, Trial};
 
 const HELD: RGBColor = COLOURS[2];
@@ -16,14 +17,10 @@ const FAILED: RGBColor = COLOURS[3];
 pub fn write_capacity_html(w: &mut impl Write, c: &Capacity) -> io::Result<()> {
     let word = if c.passed { "PASSED" } else { "FAILED" };
     let knee = c.knee.map_or_else(|| "none held".to_owned(), rate);
-    writeln!(
-        w,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <title>{} capacity</title><style>body{{font-family:sans-serif;margin:2em}}\
-         table{{border-collapse:collapse}}td,th{{padding:2px 10px;text-align:right}}td:not(:last-child){{white-space:nowrap}}\
-         .held{{color:#2ca02c}}.failed{{color:#d62728}}</style></head><body>",
-        esc(&c.scenario)
-    )?;
+    let style = "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}\
+        td,th{padding:2px 10px;text-align:right}td:not(:last-child){white-space:nowrap}\
+        .held{color:#2ca02c}.failed{color:#d62728}";
+    write_head(w, &format!("{} capacity", c.scenario), style)?;
     writeln!(
         w,
         "<h1>{word}: {} capacity of {}</h1><p>Knee (highest offered rate that held): \
@@ -209,13 +206,6 @@ fn knee_line(chart: &mut Chart<'_, '_>, knee: Option<f64>, y_max: f64) -> io::Re
             .label("knee");
     }
     Ok(())
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 #[cfg(test)]

@@ -45,13 +45,7 @@ pub fn chart_names(s: &Summary) -> Vec<String> {
 /// Writes the HTML report of `s`.
 pub fn write_html(w: &mut impl Write, s: &Summary) -> io::Result<()> {
     let title = format!("fleetbench {}: {}", s.scenario_name, verdict::word(s));
-    write!(
-        w,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; \
-         style-src 'unsafe-inline'\"><title>{}</title><style>{STYLE}</style></head><body>\n",
-        esc(&title)
-    )?;
+    write_head(w, &title, STYLE)?;
     writeln!(
         w,
         "<h1>{}</h1><p>Started {} UTC, ran {:.1} s, fleetbench {}.</p>",
@@ -397,6 +391,18 @@ fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>)
 }
 
 /// Escapes text for HTML.
+/// A self-contained page's head, up to `<body>`: its Content-Security-Policy forbids fetching
+/// anything (inline styles and SVG only), `title` escaped here.
+pub(super) fn write_head(w: &mut impl Write, title: &str, style: &str) -> io::Result<()> {
+    write!(
+        w,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; \
+         style-src 'unsafe-inline'\"><title>{}</title><style>{style}</style></head><body>\n",
+        esc(title)
+    )
+}
+
 pub(super) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")

@@ -6,7 +6,7 @@
 
 use std::io::{self, Write};
 
-use super::html::esc;
+use super::html::{esc, write_head};
 use super::sweep::{CellFigures, Spread, Sweep, METHOD};
 use super::sweep_chart::{bars, Series};
 use super::sweep_text::{cpu_rows, failed_runs, inside_rows, verdict, wire_rows};
@@ -126,13 +126,7 @@ fn table(w: &mut impl Write, rows: &[Vec<String>]) -> io::Result<()> {
 pub fn write_sweep_html(w: &mut impl Write, sweep: &Sweep) -> io::Result<()> {
     let word = verdict(sweep);
     let title = format!("fleetbench sweep {}: {word}", sweep.name);
-    write!(
-        w,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; \
-         style-src 'unsafe-inline'\"><title>{}</title><style>{STYLE}</style></head><body>\n",
-        esc(&title)
-    )?;
+    write_head(w, &title, STYLE)?;
     let class = if word == "PASSED" { "pass" } else { "fail" };
     writeln!(
         w,
