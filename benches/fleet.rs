@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 use fleetbench::command::run::bind_loopback;
 use fleetbench::hub::{self, Hub, HubConfig, Listeners};
 use fleetbench::load::Fleet;
-use fleetbench::metrics::{Phase, ProcessSample, Recorder};
+use fleetbench::metrics::{Phase, Recorder};
 use fleetbench::pki::{
     CaChain, ChainSpec, DeviceIds, IdTemplate, KeyType, ServerIdentity, Validity,
 };
@@ -57,10 +57,20 @@ use compare::{Comparison, FleetRun, Rate};
 const ROLE: &str = "FLEETBENCH_BENCH_ROLE";
 const IDS: &str = "bench-{n:05}";
 const FLEET: u64 = 20_000;
+/// The core the child hub pins itself to, when the client is pinned (`FLEETBENCH_BENCH_PIN=0`:
+/// neither is).
+const HUB_CORE: &str = "FLEETBENCH_BENCH_HUB_CORE";
+/// The hub's core when the client is pinned (`Lab::server` tells the child).
+static PINNED_HUB: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 
 fn main() {
     match std::env::var(ROLE).as_deref() {
-        Ok("server") => return server(Path::new(&std::env::args().nth(1).unwrap())),
+        Ok("server") => {
+            if let Some(core) = std::env::var(HUB_CORE).ok().and_then(|c| c.parse().ok()) {
+                pin(core);
+            }
+            return server(Path::new(&std::env::args().nth(1).unwrap()));
+        }
         Ok(role) => return memory::client_role(role),
         Err(_) => {}
     }
@@ -69,11 +79,24 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .collect();
     let only = |name: &str| args.is_empty() || args.iter().any(|a| a == name);
+    // The client (and the child clients, which inherit it) on the first core, the hub on the
+    // last: neither side's CPU per event then depends on where the scheduler put them.
+    let cores = cores();
+    let pinned =
+        cores > 1 && std::env::var("FLEETBENCH_BENCH_PIN").map_or(true, |v| v != "0") && pin(0);
+    if pinned {
+        // The child hub goes to the last core (`Lab::server`).
+        let _ = PINNED_HUB.set(cores - 1);
+    }
     let lab = Lab::new();
     println!(
-        "fleetbench generator benchmarks ({} cores, {} alternating rounds per comparison)\n",
-        cores(),
-        rounds()
+        "fleetbench generator benchmarks ({cores} cores, {} alternating rounds per comparison, {})\n",
+        rounds(),
+        if pinned {
+            "client pinned to core 0, hub to the last core"
+        } else {
+            "not pinned"
+        }
     );
     // `handshakes` runs the four; `mqtt-full`, `amqp-resumed`, ... one of them.
     for (protocol, resumed, name) in [
@@ -108,6 +131,13 @@ fn main() {
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Pins this thread (and the threads and processes it starts later) to `core`; whether it did.
+fn pin(core: usize) -> bool {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(core);
+    rustix::thread::sched_setaffinity(None, &set).is_ok()
 }
 
 /// Alternating rounds per comparison: `FLEETBENCH_BENCH_ROUNDS`, default 7.
@@ -161,7 +191,11 @@ impl Lab {
 
     /// Starts the hub in a child process; it exits when its stdin closes (on drop).
     fn server(&self) -> Server {
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        if let Some(core) = PINNED_HUB.get() {
+            command.env(HUB_CORE, core.to_string());
+        }
+        let mut child = command
             .arg(self.dir.path())
             .env(ROLE, "server")
             .stdin(Stdio::piped())
@@ -309,13 +343,20 @@ fn client_tls(root: &CertificateDer<'static>, resumption: bool) -> ClientTls {
     )
 }
 
+/// This process's CPU time (user + system, every thread) to the nanosecond:
+/// `/proc/self/stat` counts in 10 ms ticks, 1 % of a round's CPU.
+fn process_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(t.tv_sec.unsigned_abs(), t.tv_nsec.unsigned_abs() as u32)
+}
+
 /// CPU seconds (user + system) and wall seconds of `f`.
 fn measured<T>(f: impl FnOnce() -> T) -> (T, f64, f64) {
-    let (c0, w0) = (ProcessSample::now().cpu(), Instant::now());
+    let (c0, w0) = (process_cpu(), Instant::now());
     let out = f();
     (
         out,
-        ProcessSample::now().cpu().saturating_sub(c0).as_secs_f64(),
+        process_cpu().saturating_sub(c0).as_secs_f64(),
         w0.elapsed().as_secs_f64(),
     )
 }

@@ -11,7 +11,14 @@ use tokio_util::task::TaskTracker;
 use super::bare::{self, Device};
 use super::{measured, plan, rounds, Comparison, FleetRun, Lab, Rate};
 
-const SECS: u64 = 3;
+/// Seconds per round and side: `FLEETBENCH_BENCH_SECS`, default 3.
+fn secs() -> u64 {
+    std::env::var("FLEETBENCH_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&s| s > 0)
+        .unwrap_or(3)
+}
 const CONCURRENCY: usize = 16;
 const DEVICES: u64 = 64;
 
@@ -19,7 +26,8 @@ const DEVICES: u64 = 64;
 fn churn(protocol: &str, resumption: bool) -> fleetbench::scenario::Plan {
     plan(&format!(
         "[fleet]\ndevices = {DEVICES}\n[connect]\nrate = 1000000\nmax-handshakes = {CONCURRENCY}\n\
-         [churn]\nduration = \"{SECS}s\"\nmessages = 0\n[tls]\nresumption = {resumption}\n{protocol}"
+         [churn]\nduration = \"{}s\"\nmessages = 0\n[tls]\nresumption = {resumption}\n{protocol}",
+        secs()
     ))
 }
 
@@ -103,8 +111,9 @@ fn compare<F, Fut>(
     Comparison {
         title: format!(
             "1. {protocol} sessions without messages ({kind} TLS 1.3 handshakes), concurrency {CONCURRENCY}, \
-             {} alternating rounds of {SECS} s",
-            rounds()
+             {} alternating rounds of {} s",
+            rounds(),
+            secs()
         ),
         fleet_label: "fleetbench churn k=0",
         bare_label: "bare client         ",
@@ -114,13 +123,13 @@ fn compare<F, Fut>(
     .run(fleetbench, bare);
 }
 
-/// `CONCURRENCY` tasks running whole sessions back to back for `SECS`, devices round-robin.
+/// `CONCURRENCY` tasks running whole sessions back to back for `secs()`, devices round-robin.
 async fn churn_loop<F, Fut>(devices: Arc<Vec<Device>>, count: Arc<AtomicU64>, session: F)
 where
     F: Fn(Arc<Vec<Device>>, usize, TaskTracker) -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = ()> + Send,
 {
-    let end = tokio::time::Instant::now() + Duration::from_secs(SECS);
+    let end = tokio::time::Instant::now() + Duration::from_secs(secs());
     let closing = TaskTracker::new();
     let tasks: Vec<_> = (0..CONCURRENCY)
         .map(|t| {
