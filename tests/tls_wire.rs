@@ -213,7 +213,7 @@ async fn handshake_with(
         .unwrap();
     let tcp = transport::tcp_connect(hub.mqtt, None).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let (stream, wire) = transport::tls_handshake_counted(tls, name, tcp)
+    let (stream, wire) = transport::tls_handshake_counted(tls, name, tcp, true)
         .await
         .unwrap();
     let conn = stream.get_ref().1;

@@ -94,13 +94,14 @@ pub(super) async fn connect(
     rec.record(Phase::TcpConnect, shard, t1 - started);
 
     let name = shared.endpoint.server_name.clone();
-    let (mut tls, wire) = match bounded(
-        shared,
-        t,
-        transport::tls_handshake_counted(device.tls.clone(), name, tcp),
-    )
-    .await
-    {
+    // Boxed: the handshake future holds the stream being built, and `bounded` would copy it.
+    let handshake = Box::pin(transport::tls_handshake_counted(
+        device.tls.clone(),
+        name,
+        tcp,
+        shared.clock_this_handshake(),
+    ));
+    let (mut tls, wire) = match bounded(shared, t, handshake).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             let kind = match io_kind(&e) {
@@ -156,7 +157,9 @@ fn count_wire(shared: &Shared, tls: &mut TlsDeviceStream, wire: &transport::Hand
         hello_retry: c.hello_retry,
         chain_sent: wire.chain_sent,
         chain_received: wire.chain_received,
-        cpu_ns: u64::try_from(wire.cpu.as_nanos()).unwrap_or(u64::MAX),
+        cpu_ns: wire
+            .cpu
+            .map(|c| u64::try_from(c.as_nanos()).unwrap_or(u64::MAX)),
     });
     let (recorder, resumed) = (shared.recorder.clone(), wire.resumed);
     tls.get_mut().0.on_drop(Box::new(move |c| {

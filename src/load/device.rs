@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 use std::pin::pin;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +41,22 @@ pub(crate) struct Shared {
     pub(crate) reconnect: Option<ReconnectPlan>,
     /// Handshakes in flight (reconnects take a slot too).
     pub(crate) handshakes: Arc<Semaphore>,
+    /// Handshakes started, for choosing which to clock ([`Shared::clock_this_handshake`]).
+    pub(crate) handshake_turn: AtomicU64,
+}
+
+/// Every handshake's CPU is clocked up to this many, then one in [`CLOCK_ONE_IN`]: the thread
+/// CPU clock is a system call a read (0.4 µs here, 4-5 reads a handshake: some 1 % of a resumed
+/// handshake's CPU), and a steady sample gives the same mean and median.
+const CLOCK_ALL_FIRST: u64 = 256;
+const CLOCK_ONE_IN: u64 = 8;
+
+impl Shared {
+    /// Whether to clock the CPU inside the handshake about to start.
+    pub(crate) fn clock_this_handshake(&self) -> bool {
+        let n = self.handshake_turn.fetch_add(1, Ordering::Relaxed);
+        n < CLOCK_ALL_FIRST || n.is_multiple_of(CLOCK_ONE_IN)
+    }
 }
 
 /// A device ready to connect: its minted identity as a TLS configuration.

@@ -137,6 +137,7 @@ pub async fn run(
         abort: interrupt.abort.child_token(),
         reconnect: plan.reconnect.clone(),
         handshakes: Arc::new(Semaphore::new(plan.connect.max_handshakes as usize)),
+        handshake_turn: Default::default(),
     });
     let started_at = SystemTime::now();
     let start = Instant::now();

@@ -24,8 +24,8 @@ pub struct HandshakeSample {
     pub chain_sent: u64,
     /// DER bytes of the certificate chain the server sent.
     pub chain_received: u64,
-    /// CPU ns spent inside the handshake's polls on the client.
-    pub cpu_ns: u64,
+    /// CPU ns spent inside the handshake's polls on the client, when it was clocked.
+    pub cpu_ns: Option<u64>,
 }
 
 /// Collects handshakes and their sessions' totals (one lock per handshake: a handshake costs
@@ -104,7 +104,9 @@ impl HandshakeRecorder {
         a.round_trips.record(u64::from(s.round_trips));
         a.chain_sent += s.chain_sent;
         a.chain_received += s.chain_received;
-        a.cpu.record(s.cpu_ns);
+        if let Some(ns) = s.cpu_ns {
+            a.cpu.record(ns);
+        }
     }
 
     /// Records a session's TCP payload totals each way, at its end.

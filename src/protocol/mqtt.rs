@@ -452,6 +452,12 @@ impl<IO> CloseWith for tokio_rustls::client::TlsStream<IO> {
     }
 }
 
+impl<S: CloseWith + ?Sized> CloseWith for Box<S> {
+    fn close_with(&mut self, bytes: &[u8]) -> bool {
+        (**self).close_with(bytes)
+    }
+}
+
 /// Over WebSockets the last packet goes in a binary message of its own: written first.
 impl<S: CloseWith> CloseWith for crate::transport::MaybeWs<S> {
     fn close_with(&mut self, bytes: &[u8]) -> bool {

@@ -8,8 +8,8 @@ use crate::metrics::{CpuKinds, CpuStat, Summary};
 
 /// What the figures are, and how they differ from the `/proc` line.
 const NOTE: &str = "Mean (p50) CPU of one handshake and handshakes per CPU-second, measured \
-    inside each handshake by the thread CPU clock; the /proc figure above is the whole run's CPU, \
-    the protocol's included";
+    inside the handshake by the thread CPU clock (the client's first 256 handshakes, then one in \
+    8); the /proc figure above is the whole run's CPU, the protocol's included";
 
 /// `full 634 µs (p50 562 µs, 1,576/CPU-s)`.
 fn stat(kind: &str, s: &CpuStat) -> String {

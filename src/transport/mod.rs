@@ -23,8 +23,10 @@ pub use replay::Replay;
 pub use tls::{ClientTls, ServerVerification, TlsConfigError, TlsVersion};
 pub use ws::{MaybeWs, WsTarget};
 
-/// A device's mutual-TLS stream over a counted TCP stream.
-pub type TlsDeviceStream = TlsStream<Counted<TcpStream>>;
+/// A device's mutual-TLS stream over a counted TCP stream, boxed: rustls's connection state is
+/// large, and a session's stream passes through several futures and results on its way to the
+/// protocol, each of which would otherwise copy it whole.
+pub type TlsDeviceStream = Box<TlsStream<Counted<TcpStream>>>;
 
 /// A device's stream as protocols receive it: the TLS stream, or a WebSocket inside it.
 pub type DeviceStream = MaybeWs<TlsDeviceStream>;
@@ -89,24 +91,38 @@ pub struct HandshakeWire {
     pub chain_received: u64,
     /// CPU time spent in the handshake's polls ([`cpu_clock::clocked`]): the client's price
     /// of this handshake, from the ClientHello's making to the server's Finished checked.
-    pub cpu: std::time::Duration,
+    /// `None` when the handshake was not clocked (the clock costs a system call a read).
+    pub cpu: Option<std::time::Duration>,
 }
 
-/// The TLS handshake on a counted `tcp`: the device's stream and what the handshake cost.
+/// The TLS handshake on a counted `tcp`: the device's stream and what the handshake cost, its
+/// CPU too when `clock_cpu`.
 pub async fn tls_handshake_counted(
     config: Arc<rustls::ClientConfig>,
     server_name: ServerName<'static>,
     tcp: TcpStream,
+    clock_cpu: bool,
 ) -> io::Result<(TlsDeviceStream, HandshakeWire)> {
     // The device's one certificate (rustls's fixed resolver ignores what it is asked).
     let chain_sent = config
         .client_auth_cert_resolver
         .resolve(&[], &[])
         .map_or(0, |k| k.cert.iter().map(|d| d.len() as u64).sum());
-    let (handshake, cpu) =
-        cpu_clock::clocked(tls_handshake(config, server_name, Counted::new(tcp))).await;
-    let (stream, resumed) = handshake?;
+    // Boxed as soon as it exists (see `TlsDeviceStream`).
+    let handshake = async {
+        TlsConnector::from(config)
+            .connect(server_name, Counted::new(tcp))
+            .await
+            .map(Box::new)
+    };
+    let (stream, cpu) = if clock_cpu {
+        let (stream, cpu) = cpu_clock::clocked(handshake).await;
+        (stream?, Some(cpu))
+    } else {
+        (handshake.await?, None)
+    };
     let (counted, conn) = stream.get_ref();
+    let resumed = matches!(conn.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
     let chain_received = if resumed {
         0
     } else {
