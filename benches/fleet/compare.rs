@@ -111,6 +111,16 @@ impl FleetRun<'_> {
         });
         let s = rec.snapshot();
         assert_eq!(s.sessions_failed, 0, "{:?}", rec.failures());
+        if std::env::var_os("FLEETBENCH_BENCH_VERBOSE").is_some() {
+            let kinds = rec.wire.summary();
+            let count = |k: Option<&fleetbench::metrics::HandshakeKind>| k.map_or(0, |k| k.count);
+            eprintln!(
+                "   fleetbench round: {} handshakes, {} full, {} resumed, {cpu:.3} s CPU, {wall:.3} s wall",
+                s.handshakes,
+                count(kinds.as_ref().and_then(|k| k.full.as_ref())),
+                count(kinds.as_ref().and_then(|k| k.resumed.as_ref())),
+            );
+        }
         Rate::new(what, count(&s), cpu, wall)
     }
 }
