@@ -10,6 +10,8 @@ mod support;
 mod run_mqtt;
 // Issue 4: AMQP 1.0 fleets against the embedded hub and RabbitMQ, attach refusals.
 mod run_amqp;
+// Issue 19: fe2o3's engine writes queued frames together (patches/fe2o3-amqp).
+mod amqp_flush;
 // Issue 2: the binary's exit codes and scenario error messages.
 mod cli;
 // Issue 8: the generic dialect against Mosquitto with client certificates.
