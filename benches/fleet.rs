@@ -142,11 +142,16 @@ fn pin(core: usize) -> bool {
 
 /// Alternating rounds per comparison: `FLEETBENCH_BENCH_ROUNDS`, default 7.
 fn rounds() -> usize {
-    std::env::var("FLEETBENCH_BENCH_ROUNDS")
+    env_count("FLEETBENCH_BENCH_ROUNDS", 7) as usize
+}
+
+/// A positive whole number from the environment variable `name`, else `default`.
+fn env_count(name: &str, default: u64) -> u64 {
+    std::env::var(name)
         .ok()
-        .and_then(|r| r.parse().ok())
-        .filter(|&r| r > 0)
-        .unwrap_or(7)
+        .and_then(|v| v.parse().ok())
+        .filter(|&v| v > 0)
+        .unwrap_or(default)
 }
 
 /// The PKI of a benchmark run, written for the server process.

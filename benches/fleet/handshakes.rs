@@ -13,11 +13,7 @@ use super::{measured, plan, rounds, Comparison, FleetRun, Lab, Rate};
 
 /// Seconds per round and side: `FLEETBENCH_BENCH_SECS`, default 3.
 fn secs() -> u64 {
-    std::env::var("FLEETBENCH_BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .filter(|&s| s > 0)
-        .unwrap_or(3)
+    super::env_count("FLEETBENCH_BENCH_SECS", 3)
 }
 const CONCURRENCY: usize = 16;
 const DEVICES: u64 = 64;
