@@ -98,7 +98,7 @@ pub(crate) fn mqtt(lab: &Lab) {
             "bare: tokio-rustls + mqttbytes v4, one task per session: fills its window, writes the",
             "batch in one write, reads what PUBACKs are there; fleetbench also schedules and records each",
         ],
-        aim: Some(1.0),
+        aim: Some(0.95),
     }
     .run(fleetbench, bare(true));
     Comparison {
