@@ -34,11 +34,7 @@ pub(super) fn fill(plan: &Plan, devices: usize, rows: &mut [TimelineRow]) {
     // arrivals after the run).
     if send_interval.is_none() {
         if let Some(connects) = constant_rate_connects(plan, devices, seconds) {
-            let spans: Vec<u64> = timeline_spans(rows).collect();
-            for (r, span) in rows.iter_mut().zip(spans) {
-                r.planned_connects = over_span(&connects, r.t, span);
-                r.planned_sends = None;
-            }
+            set_rows(rows, Some(&connects), None);
             return;
         }
     }
@@ -58,10 +54,15 @@ pub(super) fn fill(plan: &Plan, devices: usize, rows: &mut [TimelineRow]) {
         let windows = windows(plan, &arrivals, interval);
         sending(&windows, seconds, interval.as_secs_f64())
     });
+    set_rows(rows, connects.as_deref(), sends.as_deref());
+}
+
+/// Sets each row's planned rates from the per-second plans, averaged over the row's span.
+fn set_rows(rows: &mut [TimelineRow], connects: Option<&[f64]>, sends: Option<&[f64]>) {
     let spans: Vec<u64> = timeline_spans(rows).collect();
     for (r, span) in rows.iter_mut().zip(spans) {
-        r.planned_connects = connects.as_ref().and_then(|c| over_span(c, r.t, span));
-        r.planned_sends = sends.as_ref().and_then(|s| over_span(s, r.t, span));
+        r.planned_connects = connects.and_then(|c| over_span(c, r.t, span));
+        r.planned_sends = sends.and_then(|s| over_span(s, r.t, span));
     }
 }
 

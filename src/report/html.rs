@@ -390,7 +390,6 @@ fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>)
     }
 }
 
-/// Escapes text for HTML.
 /// A self-contained page's head, up to `<body>`: its Content-Security-Policy forbids fetching
 /// anything (inline styles and SVG only), `title` escaped here.
 pub(super) fn write_head(w: &mut impl Write, title: &str, style: &str) -> io::Result<()> {
@@ -403,6 +402,7 @@ pub(super) fn write_head(w: &mut impl Write, title: &str, style: &str) -> io::Re
     )
 }
 
+/// Escapes text for HTML.
 pub(super) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")

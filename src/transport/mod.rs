@@ -70,11 +70,13 @@ where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let stream = TlsConnector::from(config).connect(server_name, tcp).await?;
-    let resumed = matches!(
-        stream.get_ref().1.handshake_kind(),
-        Some(rustls::HandshakeKind::Resumed)
-    );
+    let resumed = resumed(stream.get_ref().1);
     Ok((stream, resumed))
+}
+
+/// Whether the connection's handshake resumed a session.
+fn resumed(conn: &rustls::ClientConnection) -> bool {
+    matches!(conn.handshake_kind(), Some(rustls::HandshakeKind::Resumed))
 }
 
 /// What one handshake cost on the wire, counted on the client's TCP stream.
@@ -122,7 +124,7 @@ pub async fn tls_handshake_counted(
         (handshake.await?, None)
     };
     let (counted, conn) = stream.get_ref();
-    let resumed = matches!(conn.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
+    let resumed = resumed(conn);
     let chain_received = if resumed {
         0
     } else {
