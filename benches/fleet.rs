@@ -34,6 +34,8 @@ mod memory;
 mod messages;
 #[path = "support/stats.rs"]
 mod stats;
+#[path = "fleet/together.rs"]
+mod together;
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
@@ -71,6 +73,7 @@ fn main() {
             }
             return server(Path::new(&std::env::args().nth(1).unwrap()));
         }
+        Ok("side") => return together::child_main(),
         Ok(role) => return memory::client_role(role),
         Err(_) => {}
     }
@@ -90,10 +93,15 @@ fn main() {
     }
     let lab = Lab::new();
     println!(
-        "fleetbench generator benchmarks ({cores} cores, {} alternating rounds per comparison, {})\n",
+        "fleetbench generator benchmarks ({cores} cores, {} rounds per comparison, {}; {})\n",
         rounds(),
+        if together::together() {
+            "both sides of a comparison at once, in two client processes"
+        } else {
+            "alternating rounds of the two sides in this process"
+        },
         if pinned {
-            "client pinned to core 0, hub to the last core"
+            "clients pinned to core 0, hub to the last core"
         } else {
             "not pinned"
         }
@@ -154,23 +162,29 @@ fn env_count(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// The PKI of a benchmark run, written for the server process.
+/// The PKI of a benchmark run, written for the server and client processes; in a side child
+/// (`together.rs`), read back with the ports of the parent's hub.
 struct Lab {
-    dir: tempfile::TempDir,
+    dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
     chain: Arc<CaChain>,
+    /// In a side child: the hub the parent started (MQTT and AMQP ports).
+    hub: Option<(u16, u16)>,
 }
 
-/// The hub child process and its ports.
+/// The hub child process (none in a side child) and its ports.
 struct Server {
-    child: Child,
+    child: Option<Child>,
     mqtt: u16,
     amqp: u16,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            drop(child.stdin.take());
+            let _ = child.wait();
+        }
     }
 }
 
@@ -191,17 +205,47 @@ impl Lab {
             std::fs::write(dir.path().join(format!("server-{i}.der")), c).unwrap();
         }
         std::fs::write(dir.path().join("server.key"), server.key.secret_der()).unwrap();
-        Self { dir, chain }
+        let lab = Self {
+            dir: dir.path().to_owned(),
+            _tmp: Some(dir),
+            chain,
+            hub: None,
+        };
+        lab.export_ca();
+        lab
     }
 
-    /// Starts the hub in a child process; it exits when its stdin closes (on drop).
+    /// The lab of a side child: the parent's files, and its hub at `hub` (MQTT, AMQP ports).
+    fn open(dir: PathBuf, hub: (u16, u16)) -> Self {
+        let chain = chain_from(&dir);
+        Self {
+            dir,
+            _tmp: None,
+            chain,
+            hub: Some(hub),
+        }
+    }
+
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Starts the hub in a child process; it exits when its stdin closes (on drop). In a side
+    /// child, the parent's hub.
     fn server(&self) -> Server {
+        if let Some((mqtt, amqp)) = self.hub {
+            return Server {
+                child: None,
+                mqtt,
+                amqp,
+            };
+        }
         let mut command = Command::new(std::env::current_exe().unwrap());
         if let Some(core) = PINNED_HUB.get() {
             command.env(HUB_CORE, core.to_string());
         }
         let mut child = command
-            .arg(self.dir.path())
+            .arg(&self.dir)
             .env(ROLE, "server")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -214,13 +258,17 @@ impl Lab {
         let mut ports = line.trim().strip_prefix("READY ").unwrap().split(' ');
         let mut port = || ports.next().unwrap().parse().unwrap();
         let (mqtt, amqp) = (port(), port());
-        Server { child, mqtt, amqp }
+        Server {
+            child: Some(child),
+            mqtt,
+            amqp,
+        }
     }
 
     /// Runs this binary as a client in `role` against a server on `port`; its stdout line.
     fn client(&self, role: &str, port: u16) -> String {
         let out = Command::new(std::env::current_exe().unwrap())
-            .arg(self.dir.path())
+            .arg(&self.dir)
             .arg(port.to_string())
             .env(ROLE, role)
             .stderr(Stdio::inherit())
@@ -233,12 +281,8 @@ impl Lab {
     /// Child clients mint their own devices from the same issuing CA.
     fn export_ca(&self) {
         let issuing = self.chain.issuing();
-        std::fs::write(self.dir.path().join("ca.der"), issuing.cert()).unwrap();
-        std::fs::write(
-            self.dir.path().join("ca.key"),
-            issuing.key().serialize_der(),
-        )
-        .unwrap();
+        std::fs::write(self.dir.join("ca.der"), issuing.cert()).unwrap();
+        std::fs::write(self.dir.join("ca.key"), issuing.key().serialize_der()).unwrap();
     }
 
     fn root(&self) -> CertificateDer<'static> {
@@ -302,7 +346,12 @@ fn server(dir: &Path) {
 }
 
 fn ids(n: u64) -> DeviceIds {
-    DeviceIds::new(IdTemplate::parse(IDS).unwrap(), n, 0, 1)
+    ids_from(n, 0)
+}
+
+/// `n` ids from `bench-{first + 1}` (`DeviceIds` counts from shard + 1 in steps of 1).
+fn ids_from(n: u64, first: u64) -> DeviceIds {
+    DeviceIds::new(IdTemplate::parse(IDS).unwrap(), first + n, first, 1)
 }
 
 fn plan(toml: &str) -> Plan {
@@ -366,10 +415,11 @@ fn measured<T>(f: impl FnOnce() -> T) -> (T, f64, f64) {
     )
 }
 
-fn fleet(chain: &Arc<CaChain>, n: u64) -> Fleet {
+/// `n` devices from `bench-{first + 1}`.
+fn fleet(chain: &Arc<CaChain>, n: u64, first: u64) -> Fleet {
     Fleet {
         ca: chain.clone(),
-        ids: ids(n),
+        ids: ids_from(n, first),
         key_type: KeyType::EcdsaP256,
         validity: Validity::default(),
     }

@@ -19,22 +19,22 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, Re
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use super::{client_tls, ids};
+use super::{client_tls, ids_from};
 
 /// A device of a bare client: its id and TLS configuration (fleetbench's own `for_device`, so
 /// both sides present the same certificates and offer the same suites and resumption cache).
 pub(crate) type Device = (String, Arc<ClientConfig>);
 
-/// Mints `n` devices and their client configurations (both sides mint inside their rounds, so
-/// resumption starts each round from empty session caches on both).
+/// Mints `n` devices from `bench-{first + 1}` and their client configurations (both sides mint
+/// inside their rounds, so resumption starts each round from empty session caches on both).
 pub(crate) fn devices(
     chain: &CaChain,
     root: &CertificateDer<'static>,
-    n: u64,
+    (n, first): (u64, u64),
     resumption: bool,
 ) -> Arc<Vec<Device>> {
     let tls = client_tls(root, resumption);
-    let ids = ids(n);
+    let ids = ids_from(n, first);
     Arc::new(
         (0..n as usize)
             .map(|i| {

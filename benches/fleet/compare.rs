@@ -9,10 +9,12 @@ use fleetbench::scenario::Plan;
 use tokio_util::sync::CancellationToken;
 
 use super::stats::{ratios, Spread};
-use super::{client_tls, endpoint, fleet, measured, rounds, Lab};
+use super::{client_tls, endpoint, fleet, measured, rounds, together, Lab, Server};
 
-/// One comparison: its title, what each side does, and the ratio it aims at.
+/// One comparison: its name, title, what each side does, and the ratio it aims at.
 pub(crate) struct Comparison<'a> {
+    /// What a side child is told to run (`together.rs`): `mqtt-full`, `amqp-messages`, ...
+    pub(crate) name: String,
     pub(crate) title: String,
     pub(crate) fleet_label: &'a str,
     pub(crate) bare_label: &'a str,
@@ -20,43 +22,77 @@ pub(crate) struct Comparison<'a> {
     pub(crate) notes: &'a [&'a str],
     /// The ratio (fleetbench / bare per client CPU-second) aimed at, at least, if any.
     pub(crate) aim: Option<f64>,
+    pub(crate) lab: &'a Lab,
+    /// The comparison's hub, which both sides use.
+    pub(crate) server: &'a Server,
 }
 
+/// A side: one timed round, given the first device number of its ids (`together::FIRST`).
+pub(crate) type SideFn<'s> = &'s mut dyn FnMut(u64) -> Rate;
+
 impl Comparison<'_> {
-    /// Runs both sides `rounds()` times, alternating which goes first, then prints each side's
-    /// median with its spread and every round, and the median of the paired rounds' ratios
-    /// with its spread.
-    pub(crate) fn run(&self, mut fleetbench: impl FnMut() -> Rate, mut bare: impl FnMut() -> Rate) {
+    /// Runs both sides `rounds()` times, together (`together.rs`) or in alternating rounds
+    /// (`FLEETBENCH_BENCH_MODE=alternate`), then prints each side's median with its spread and
+    /// every round, and the median of the paired rounds' ratios with its spread. Returns each
+    /// side's rounds, or `None` when this process ran only one side (a side child, or
+    /// `FLEETBENCH_BENCH_SIDE`).
+    pub(crate) fn run(
+        &self,
+        mut fleetbench: impl FnMut(u64) -> Rate,
+        mut bare: impl FnMut(u64) -> Rate,
+    ) -> Option<[Vec<Rate>; 2]> {
+        let [fb_first, bare_first] = together::FIRST;
+        if let Some((name, slot)) = together::child_of() {
+            if name == self.name {
+                let (side, first): (SideFn, _) = match slot {
+                    0 => (&mut fleetbench, fb_first),
+                    _ => (&mut bare, bare_first),
+                };
+                together::serve(side, first);
+            }
+            return None;
+        }
         // One side alone, for profiling it: FLEETBENCH_BENCH_SIDE=fleetbench or bare.
         if let Ok(side) = std::env::var("FLEETBENCH_BENCH_SIDE") {
-            let (label, f): (_, &mut dyn FnMut() -> Rate) = match side.as_str() {
-                "fleetbench" => (self.fleet_label, &mut fleetbench),
-                _ => (self.bare_label, &mut bare),
+            let (label, f, first): (_, SideFn, _) = match side.as_str() {
+                "fleetbench" => (self.fleet_label, &mut fleetbench, fb_first),
+                _ => (self.bare_label, &mut bare, bare_first),
             };
-            let rounds: Vec<_> = (0..rounds()).map(|_| f()).collect();
+            let rounds: Vec<_> = (0..rounds()).map(|_| f(first)).collect();
             println!("{} ({side} side only)", self.title);
             Rate::print(label, &rounds);
             println!();
-            return;
+            return None;
         }
-        let (mut fb, mut bb) = (Vec::new(), Vec::new());
-        for round in 0..rounds() {
-            if round % 2 == 0 {
-                fb.push(fleetbench());
-                bb.push(bare());
-            } else {
-                bb.push(bare());
-                fb.push(fleetbench());
+        let [fb, bb] = if together::together() {
+            together::run(&self.name, self.lab, self.server)
+        } else {
+            let (mut fb, mut bb) = (Vec::new(), Vec::new());
+            for round in 0..rounds() {
+                if round % 2 == 0 {
+                    fb.push(fleetbench(fb_first));
+                    bb.push(bare(bare_first));
+                } else {
+                    bb.push(bare(bare_first));
+                    fb.push(fleetbench(fb_first));
+                }
             }
-        }
+            [fb, bb]
+        };
+        self.print(&fb, &bb);
+        Some([fb, bb])
+    }
+
+    fn print(&self, fb: &[Rate], bb: &[Rate]) {
         println!("{}", self.title);
-        Rate::print(self.fleet_label, &fb);
-        Rate::print(self.bare_label, &bb);
+        println!("   {}", how());
+        Rate::print(self.fleet_label, fb);
+        Rate::print(self.bare_label, bb);
         for note in self.notes {
             println!("   {note}");
         }
-        let per_cpu = |r: &[Rate]| r.iter().map(|r| r.per_cpu).collect::<Vec<_>>();
-        let each = ratios(&per_cpu(&fb), &per_cpu(&bb));
+        let per_cpu = |r: &[Rate]| r.iter().map(Rate::per_cpu).collect::<Vec<_>>();
+        let each = ratios(&per_cpu(fb), &per_cpu(bb));
         let ratio = Spread::of(&each).unwrap();
         let list: Vec<_> = each.iter().map(|r| format!("{r:.3}")).collect();
         println!("   ratio per client CPU-second, median of paired rounds: {ratio}");
@@ -65,6 +101,25 @@ impl Comparison<'_> {
             Some(aim) => println!("   aim >= {aim:.2}: {}\n", verdict(&ratio, aim)),
             None => println!(),
         }
+    }
+}
+
+/// How the two sides were run, printed under each comparison's title.
+fn how() -> String {
+    let core = if super::PINNED_HUB.get().is_some() {
+        "sharing core 0"
+    } else {
+        "not pinned"
+    };
+    if together::together() {
+        format!(
+            "how: both sides at once, two processes {core}, one round each at a time, both on \
+             the one hub; per-CPU rates are each side's own CPU; wall rates are shared"
+        )
+    } else {
+        format!(
+            "how: alternating rounds in this process ({core}), the first side flipped each round"
+        )
     }
 }
 
@@ -93,15 +148,21 @@ pub(crate) struct FleetRun<'a> {
 }
 
 impl FleetRun<'_> {
-    /// Runs the plan; `count` picks what to count from the recorder's totals.
-    pub(crate) fn rate(&self, what: &'static str, count: impl Fn(&Snapshot) -> u64) -> Rate {
+    /// Runs the plan with devices from number `first + 1`; `count` picks what to count from
+    /// the recorder's totals.
+    pub(crate) fn rate(
+        &self,
+        first: u64,
+        what: &'static str,
+        count: impl Fn(&Snapshot) -> u64,
+    ) -> Rate {
         let rec = Arc::new(Recorder::new());
         let root = self.lab.root();
         let (_, cpu, wall) = measured(|| {
             self.rt
                 .block_on(load::run(
                     self.plan,
-                    fleet(&self.lab.chain, self.devices),
+                    fleet(&self.lab.chain, self.devices, first),
                     endpoint(self.port),
                     client_tls(&root, self.resumption),
                     rec.clone(),
@@ -110,7 +171,13 @@ impl FleetRun<'_> {
                 .unwrap()
         });
         let s = rec.snapshot();
-        assert_eq!(s.sessions_failed, 0, "{:?}", rec.failures());
+        // No failed session and no error (a dropped connection is one) on fleetbench's side.
+        assert_eq!(
+            (s.sessions_failed, s.errors),
+            (0, 0),
+            "{:?}",
+            rec.failures()
+        );
         if std::env::var_os("FLEETBENCH_BENCH_VERBOSE").is_some() {
             let kinds = rec.wire.summary();
             let count = |k: Option<&fleetbench::metrics::HandshakeKind>| k.map_or(0, |k| k.count);
@@ -125,23 +192,63 @@ impl FleetRun<'_> {
     }
 }
 
-/// Events (sessions, acknowledgements) per client CPU-second and per wall second of one round.
-#[derive(Debug, Clone, Copy)]
+/// One round of a side: events (sessions, acknowledgements) in so many client CPU seconds and
+/// wall seconds, and the stream writes and flushes it counted, if it counts them.
+#[derive(Debug, Clone)]
 pub(crate) struct Rate {
-    what: &'static str,
+    what: String,
     count: u64,
-    per_cpu: f64,
-    per_wall: f64,
+    cpu: f64,
+    wall: f64,
+    pub(crate) io: Option<(u64, u64)>,
 }
 
 impl Rate {
-    pub(crate) fn new(what: &'static str, count: u64, cpu: f64, wall: f64) -> Self {
+    pub(crate) fn new(what: &str, count: u64, cpu: f64, wall: f64) -> Self {
         Self {
-            what,
+            what: what.to_owned(),
             count,
-            per_cpu: count as f64 / cpu,
-            per_wall: count as f64 / wall,
+            cpu,
+            wall,
+            io: None,
         }
+    }
+
+    fn per_cpu(&self) -> f64 {
+        self.count as f64 / self.cpu
+    }
+
+    fn per_wall(&self) -> f64 {
+        self.count as f64 / self.wall
+    }
+
+    /// The line a side child prints for a round (`together.rs`).
+    pub(crate) fn to_line(&self) -> String {
+        let (w, f) = self.io.map_or(("-".into(), "-".into()), |(w, f)| {
+            (w.to_string(), f.to_string())
+        });
+        format!(
+            "RATE {} {} {:.9} {:.9} {w} {f}",
+            self.what, self.count, self.cpu, self.wall
+        )
+    }
+
+    /// Reads `to_line`'s line.
+    pub(crate) fn from_line(line: &str) -> Self {
+        let bad = || panic!("a side child's round is not `RATE what count cpu wall w f`: {line}");
+        let f: Vec<&str> = line.split(' ').collect();
+        let [_, what, count, cpu, wall, w, fl] = f[..] else {
+            bad()
+        };
+        let num = |s: &str| s.parse::<f64>().unwrap_or_else(|_| bad());
+        let mut rate = Self::new(
+            what,
+            count.parse().unwrap_or_else(|_| bad()),
+            num(cpu),
+            num(wall),
+        );
+        rate.io = w.parse().ok().zip(fl.parse().ok());
+        rate
     }
 
     /// One side's medians with spreads, client CPU per event, and every round.
@@ -149,11 +256,14 @@ impl Rate {
         let pick =
             |f: fn(&Self) -> f64| Spread::of(&rounds.iter().map(f).collect::<Vec<_>>()).unwrap();
         let (cpu, wall, count) = (
-            pick(|r| r.per_cpu),
-            pick(|r| r.per_wall),
+            pick(Self::per_cpu),
+            pick(Self::per_wall),
             pick(|r| r.count as f64),
         );
-        let each: Vec<_> = rounds.iter().map(|r| format!("{:.0}", r.per_cpu)).collect();
+        let each: Vec<_> = rounds
+            .iter()
+            .map(|r| format!("{:.0}", r.per_cpu()))
+            .collect();
         println!(
             "   {label}: median {:.0} {} per client CPU-second (IQR {:.0}-{:.0}, min-max {:.0}-{:.0}), \
              {:.1} µs client CPU each, {:.0}/s wall, {:.0} per round",

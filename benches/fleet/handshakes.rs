@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio_util::task::TaskTracker;
 
 use super::bare::{self, Device};
-use super::{measured, plan, rounds, Comparison, FleetRun, Lab, Rate};
+use super::{measured, plan, rounds, Comparison, FleetRun, Lab, Rate, Server};
 
 /// Seconds per round and side: `FLEETBENCH_BENCH_SECS`, default 3.
 fn secs() -> u64 {
@@ -33,6 +33,7 @@ pub(crate) fn mqtt(lab: &Lab, resumption: bool) {
     let port = server.mqtt;
     compare(
         lab,
+        &server,
         "MQTT",
         port,
         resumption,
@@ -55,6 +56,7 @@ pub(crate) fn amqp(lab: &Lab, resumption: bool) {
         "[protocol]\nkind = \"amqp\"\ndialect = \"iot-hub\"\napi-version = \"2021-04-12\"\n";
     compare(
         lab,
+        &server,
         "AMQP",
         port,
         resumption,
@@ -70,8 +72,10 @@ pub(crate) fn amqp(lab: &Lab, resumption: bool) {
     );
 }
 
+#[allow(clippy::too_many_arguments)]
 fn compare<F, Fut>(
     lab: &Lab,
+    server: &Server,
     protocol: &str,
     port: u16,
     resumption: bool,
@@ -84,7 +88,7 @@ fn compare<F, Fut>(
 {
     let kind = if resumption { "resumed" } else { "full" };
     let rt = super::runtime();
-    let fleetbench = || {
+    let fleetbench = |first| {
         let run = FleetRun {
             rt: &rt,
             plan: p,
@@ -93,21 +97,22 @@ fn compare<F, Fut>(
             port,
             resumption,
         };
-        run.rate("sessions", |s| s.handshakes)
+        run.rate(first, "sessions", |s| s.handshakes)
     };
     let root = lab.root();
-    let bare = || {
+    let bare = |first| {
         let count = Arc::new(AtomicU64::new(0));
         let (_, cpu, wall) = measured(|| {
-            let devices = bare::devices(&lab.chain, &root, DEVICES, resumption);
+            let devices = bare::devices(&lab.chain, &root, (DEVICES, first), resumption);
             rt.block_on(churn_loop(devices, count.clone(), session.clone()));
         });
         Rate::new("sessions", count.load(Ordering::Relaxed), cpu, wall)
     };
     Comparison {
+        name: format!("{}-{kind}", protocol.to_lowercase()),
         title: format!(
             "1. {protocol} sessions without messages ({kind} TLS 1.3 handshakes), concurrency {CONCURRENCY}, \
-             {} alternating rounds of {} s",
+             {} rounds of {} s",
             rounds(),
             secs()
         ),
@@ -115,6 +120,8 @@ fn compare<F, Fut>(
         bare_label: "bare client         ",
         notes,
         aim: Some(0.95),
+        lab,
+        server,
     }
     .run(fleetbench, bare);
 }

@@ -71,7 +71,7 @@ fn memory_fleet(
     let result = rt
         .block_on(load::run(
             &p,
-            fleet(chain, HELD),
+            fleet(chain, HELD, 0),
             endpoint(port),
             client_tls(root, false),
             rec.clone(),
@@ -193,7 +193,7 @@ fn concurrency_client(
     let result = rt
         .block_on(load::run(
             &p,
-            fleet(chain, n),
+            fleet(chain, n, 0),
             endpoint(port),
             client_tls(root, false),
             rec.clone(),
