@@ -15,10 +15,18 @@
 //! and, only when asked (`cargo bench --bench fleet -- concurrency`):
 //! 3. concurrency: 19,000 sessions from this process, held 60 s with keep-alives.
 //!
-//! Every comparison runs its two sides in alternating rounds (`FLEETBENCH_BENCH_ROUNDS`, default
-//! 7) and reports medians with their spreads (`support/stats.rs`), never the best round.
-//! The hub always runs in a child process (this binary re-executed as the server) so that the
-//! client's CPU time is the generator's alone. Client runtimes have one worker thread: "per core".
+//! Every comparison of 1 and 4 runs its two sides AT THE SAME TIME by default ("together",
+//! `fleet/together.rs`): two child processes of this binary, one per side, both pinned to core 0,
+//! each timing its own process CPU, round after round (`FLEETBENCH_BENCH_ROUNDS`, default 7),
+//! so that the machine's drift in speed (other tenants of a VM, 15-30 % within seconds) falls on
+//! both sides alike and cancels in each round's ratio. Per-CPU rates are each side's own CPU;
+//! wall rates are shared between the two. `FLEETBENCH_BENCH_MODE=alternate` runs the sides in
+//! alternating rounds in this process instead (the first side flipped each round), for
+//! comparing the two methods; `FLEETBENCH_BENCH_SIDE=fleetbench` or `bare` runs one side alone.
+//! Both report medians with their spreads (`support/stats.rs`), never the best round.
+//! The hub always runs in a child process (this binary re-executed as the server, on the last
+//! core) so that a client's CPU time is the generator's alone; both sides of a comparison use
+//! that one hub with disjoint device ids. Client runtimes have one worker thread: "per core".
 
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 
@@ -28,6 +36,8 @@ mod bare;
 mod compare;
 #[path = "fleet/handshakes.rs"]
 mod handshakes;
+#[path = "fleet/lab.rs"]
+mod lab;
 #[path = "fleet/memory.rs"]
 mod memory;
 #[path = "fleet/messages.rs"]
@@ -37,24 +47,19 @@ mod stats;
 #[path = "fleet/together.rs"]
 mod together;
 
-use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fleetbench::command::run::bind_loopback;
-use fleetbench::hub::{self, Hub, HubConfig, Listeners};
 use fleetbench::load::Fleet;
 use fleetbench::metrics::{Phase, Recorder};
-use fleetbench::pki::{
-    CaChain, ChainSpec, DeviceIds, IdTemplate, KeyType, ServerIdentity, Validity,
-};
+use fleetbench::pki::{CaChain, DeviceIds, IdTemplate, KeyType, Validity};
 use fleetbench::scenario::{Overrides, Plan, Scenario};
 use fleetbench::transport::{ClientTls, Endpoint, ServerVerification, TlsVersion};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, ServerName};
 
 use compare::{Comparison, FleetRun, Rate};
+use lab::{chain_from, Lab, Server};
 
 const ROLE: &str = "FLEETBENCH_BENCH_ROLE";
 const IDS: &str = "bench-{n:05}";
@@ -71,7 +76,7 @@ fn main() {
             if let Some(core) = std::env::var(HUB_CORE).ok().and_then(|c| c.parse().ok()) {
                 pin(core);
             }
-            return server(Path::new(&std::env::args().nth(1).unwrap()));
+            return lab::server(Path::new(&std::env::args().nth(1).unwrap()));
         }
         Ok("side") => return together::child_main(),
         Ok(role) => return memory::client_role(role),
@@ -148,7 +153,7 @@ fn pin(core: usize) -> bool {
     rustix::thread::sched_setaffinity(None, &set).is_ok()
 }
 
-/// Alternating rounds per comparison: `FLEETBENCH_BENCH_ROUNDS`, default 7.
+/// Rounds per comparison: `FLEETBENCH_BENCH_ROUNDS`, default 7.
 fn rounds() -> usize {
     env_count("FLEETBENCH_BENCH_ROUNDS", 7) as usize
 }
@@ -162,187 +167,12 @@ fn env_count(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// The PKI of a benchmark run, written for the server and client processes; in a side child
-/// (`together.rs`), read back with the ports of the parent's hub.
-struct Lab {
-    dir: PathBuf,
-    _tmp: Option<tempfile::TempDir>,
-    chain: Arc<CaChain>,
-    /// In a side child: the hub the parent started (MQTT and AMQP ports).
-    hub: Option<(u16, u16)>,
-}
-
-/// The hub child process (none in a side child) and its ports.
-struct Server {
-    child: Option<Child>,
-    mqtt: u16,
-    amqp: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            drop(child.stdin.take());
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Lab {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        // Devices signed by the root, so child processes can mint from the root alone.
-        let spec = ChainSpec {
-            intermediates: 0,
-            ..ChainSpec::default()
-        };
-        let chain = Arc::new(CaChain::generate(&spec).unwrap());
-        let server = chain
-            .mint_server(&["localhost".into()], KeyType::EcdsaP256)
-            .unwrap();
-        std::fs::write(dir.path().join("root.der"), chain.root().cert()).unwrap();
-        for (i, c) in server.chain.iter().enumerate() {
-            std::fs::write(dir.path().join(format!("server-{i}.der")), c).unwrap();
-        }
-        std::fs::write(dir.path().join("server.key"), server.key.secret_der()).unwrap();
-        let lab = Self {
-            dir: dir.path().to_owned(),
-            _tmp: Some(dir),
-            chain,
-            hub: None,
-        };
-        lab.export_ca();
-        lab
-    }
-
-    /// The lab of a side child: the parent's files, and its hub at `hub` (MQTT, AMQP ports).
-    fn open(dir: PathBuf, hub: (u16, u16)) -> Self {
-        let chain = chain_from(&dir);
-        Self {
-            dir,
-            _tmp: None,
-            chain,
-            hub: Some(hub),
-        }
-    }
-
-    fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Starts the hub in a child process; it exits when its stdin closes (on drop). In a side
-    /// child, the parent's hub.
-    fn server(&self) -> Server {
-        if let Some((mqtt, amqp)) = self.hub {
-            return Server {
-                child: None,
-                mqtt,
-                amqp,
-            };
-        }
-        let mut command = Command::new(std::env::current_exe().unwrap());
-        if let Some(core) = PINNED_HUB.get() {
-            command.env(HUB_CORE, core.to_string());
-        }
-        let mut child = command
-            .arg(&self.dir)
-            .env(ROLE, "server")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let mut ports = line.trim().strip_prefix("READY ").unwrap().split(' ');
-        let mut port = || ports.next().unwrap().parse().unwrap();
-        let (mqtt, amqp) = (port(), port());
-        Server {
-            child: Some(child),
-            mqtt,
-            amqp,
-        }
-    }
-
-    /// Runs this binary as a client in `role` against a server on `port`; its stdout line.
-    fn client(&self, role: &str, port: u16) -> String {
-        let out = Command::new(std::env::current_exe().unwrap())
-            .arg(&self.dir)
-            .arg(port.to_string())
-            .env(ROLE, role)
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "client {role} failed");
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    }
-
-    /// Child clients mint their own devices from the same issuing CA.
-    fn export_ca(&self) {
-        let issuing = self.chain.issuing();
-        std::fs::write(self.dir.join("ca.der"), issuing.cert()).unwrap();
-        std::fs::write(self.dir.join("ca.key"), issuing.key().serialize_der()).unwrap();
-    }
-
-    fn root(&self) -> CertificateDer<'static> {
-        self.chain.root().cert().clone()
-    }
-}
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap()
-}
-
-/// The hub, fed from the lab's files, on an MQTT and an AMQP listener.
-fn server(dir: &Path) {
-    runtime().block_on(async {
-        let mut chain = Vec::new();
-        for i in 0.. {
-            match std::fs::read(dir.join(format!("server-{i}.der"))) {
-                Ok(der) => chain.push(CertificateDer::from(der)),
-                Err(_) => break,
-            }
-        }
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
-            std::fs::read(dir.join("server.key")).unwrap(),
-        ));
-        let hub = Hub::new(HubConfig::default(), &ServerIdentity { chain, key }).unwrap();
-        hub.registry
-            .add_verified_ca(
-                "root",
-                CertificateDer::from(std::fs::read(dir.join("root.der")).unwrap()),
-            )
-            .unwrap();
-        hub.registry.register_ca_signed(ids(FLEET).iter());
-        let (mqtt, amqp) = (
-            bind_loopback().await.unwrap(),
-            bind_loopback().await.unwrap(),
-        );
-        println!(
-            "READY {} {}",
-            mqtt.local_addr().unwrap().port(),
-            amqp.local_addr().unwrap().port()
-        );
-        std::io::stdout().flush().unwrap();
-        let eof = tokio::task::spawn_blocking(|| {
-            let mut sink = String::new();
-            while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {}
-        });
-        let listeners = Listeners {
-            amqp: Some(amqp),
-            mqtt: Some(mqtt),
-            ..Listeners::default()
-        };
-        hub::serve(hub, listeners, async move {
-            let _ = eof.await;
-        })
-        .await;
-    });
 }
 
 fn ids(n: u64) -> DeviceIds {
@@ -364,19 +194,6 @@ fn plan(toml: &str) -> Plan {
         &Overrides::default(),
     )
     .unwrap()
-}
-
-/// The CA a child client mints its devices from (written by `Lab::export_ca`).
-fn chain_from(dir: &Path) -> Arc<CaChain> {
-    let cert = CertificateDer::from(std::fs::read(dir.join("ca.der")).unwrap());
-    let key =
-        rcgen::KeyPair::try_from(std::fs::read(dir.join("ca.key")).unwrap().as_slice()).unwrap();
-    Arc::new(
-        CaChain::from_authorities(vec![
-            fleetbench::pki::Authority::from_parts(cert, key).unwrap()
-        ])
-        .unwrap(),
-    )
 }
 
 fn endpoint(port: u16) -> Endpoint {

@@ -1,5 +1,6 @@
-//! Comparing fleetbench with a baseline: alternating rounds, each side's medians with their
-//! spreads, and the median of the paired rounds' ratios.
+//! Comparing fleetbench with a baseline: both sides at once in two child processes (the
+//! default, `together.rs`) or alternating rounds in this process, then each side's medians with
+//! their spreads, and the median of the paired rounds' ratios.
 
 use std::sync::Arc;
 

@@ -1,4 +1,4 @@
-//! Statistics of alternating benchmark rounds: medians with their spreads (min-max and
+//! Statistics of benchmark rounds (paired, together or alternating): medians with their spreads (min-max and
 //! interquartile range), and how many rounds a median needs before its uncertainty is small.
 //!
 //! Shared by the benches (`#[path = "support/stats.rs"] mod stats;`) and run as its own
