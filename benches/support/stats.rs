@@ -1,5 +1,6 @@
-//! Statistics of benchmark rounds (paired, together or alternating): medians with their spreads (min-max and
-//! interquartile range), and how many rounds a median needs before its uncertainty is small.
+//! Statistics of paired benchmark rounds (run together or alternating): medians with their
+//! spreads (min-max and interquartile range), and how many rounds a median needs before its
+//! uncertainty is small.
 //!
 //! Shared by the benches (`#[path = "support/stats.rs"] mod stats;`) and run as its own
 //! test target (`cargo test --bench stats`).
