@@ -107,20 +107,19 @@ impl Comparison<'_> {
 
 /// How the two sides were run, printed under each comparison's title.
 fn how() -> String {
-    let core = if super::PINNED_HUB.get().is_some() {
-        "sharing core 0"
-    } else {
-        "not pinned"
+    let together = together::together();
+    let core = match (super::PINNED_HUB.get().is_some(), together) {
+        (false, _) => "(not pinned)",
+        (true, true) => "sharing core 0",
+        (true, false) => "(on core 0)",
     };
-    if together::together() {
+    if together {
         format!(
-            "how: both sides at once, two processes {core}, one round each at a time, both on \
-             the one hub; per-CPU rates are each side's own CPU; wall rates are shared"
+            "how: both sides at once, two processes {core}; per-CPU rates are each side's own \
+             CPU; wall rates are shared (one hub, disjoint device ids)"
         )
     } else {
-        format!(
-            "how: alternating rounds in this process ({core}), the first side flipped each round"
-        )
+        format!("how: alternating rounds in this process {core}, the first side flipped each round")
     }
 }
 
