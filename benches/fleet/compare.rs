@@ -80,6 +80,8 @@ impl Comparison<'_> {
             }
             [fb, bb]
         };
+        // Neither side's connections dropped by the hub (ids shared) nor failed at TLS.
+        self.server.assert_clean();
         self.print(&fb, &bb);
         Some([fb, bb])
     }

@@ -3,8 +3,9 @@
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use fleetbench::command::run::bind_loopback;
 use fleetbench::hub::{self, Hub, HubConfig, Listeners};
@@ -23,17 +24,46 @@ pub(crate) struct Lab {
     hub: Option<(u16, u16)>,
 }
 
-/// The hub child process (none in a side child) and its ports.
+/// The hub child process (none in a side child), its stdin and stdout, and its ports.
 pub(crate) struct Server {
     child: Option<Child>,
+    io: Mutex<Option<(ChildStdin, BufReader<ChildStdout>)>>,
     pub(crate) mqtt: u16,
     pub(crate) amqp: u16,
+}
+
+impl Server {
+    /// What the hub saw go wrong so far: older connections it dropped because the same device
+    /// id connected again, and failed TLS handshakes. `None` in a side child.
+    pub(crate) fn troubles(&self) -> Option<(u64, u64)> {
+        let mut io = self.io.lock().unwrap();
+        let (stdin, stdout) = io.as_mut()?;
+        writeln!(stdin, "STATS").unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let mut n = line.trim().strip_prefix("STATS ")?.split(' ');
+        let mut next = || n.next()?.parse().ok();
+        next().zip(next())
+    }
+
+    /// Panics when the hub dropped a connection or saw a failed handshake.
+    pub(crate) fn assert_clean(&self) {
+        if let Some((taken_over, tls_failures)) = self.troubles() {
+            assert_eq!(
+                (taken_over, tls_failures),
+                (0, 0),
+                "the hub dropped older connections of a device id used again, and saw failed \
+                 TLS handshakes (taken over, failed)"
+            );
+        }
+    }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(child) = &mut self.child {
-            drop(child.stdin.take());
+            drop(self.io.lock().map(|mut io| io.take()));
             let _ = child.wait();
         }
     }
@@ -87,6 +117,7 @@ impl Lab {
         if let Some((mqtt, amqp)) = self.hub {
             return Server {
                 child: None,
+                io: Mutex::new(None),
                 mqtt,
                 amqp,
             };
@@ -103,14 +134,15 @@ impl Lab {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
+        let stdin = child.stdin.take().unwrap();
         let mut ports = line.trim().strip_prefix("READY ").unwrap().split(' ');
         let mut port = || ports.next().unwrap().parse().unwrap();
         let (mqtt, amqp) = (port(), port());
         Server {
             child: Some(child),
+            io: Mutex::new(Some((stdin, stdout))),
             mqtt,
             amqp,
         }
@@ -172,9 +204,22 @@ pub(crate) fn server(dir: &Path) {
             amqp.local_addr().unwrap().port()
         );
         std::io::stdout().flush().unwrap();
-        let eof = tokio::task::spawn_blocking(|| {
-            let mut sink = String::new();
-            while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {}
+        // Answers STATS with what went wrong (`Server::troubles`) until stdin closes.
+        let watched = hub.clone();
+        let eof = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {
+                if line.trim() == "STATS" {
+                    let s = &watched.stats;
+                    println!(
+                        "STATS {} {}",
+                        s.taken_over.load(Ordering::Relaxed),
+                        s.tls_failures.load(Ordering::Relaxed)
+                    );
+                    std::io::stdout().flush().unwrap();
+                }
+                line.clear();
+            }
         });
         let listeners = Listeners {
             amqp: Some(amqp),
