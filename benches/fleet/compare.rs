@@ -65,6 +65,7 @@ impl Comparison<'_> {
             println!();
             return None;
         }
+        let load_before = load_average();
         let [fb, bb] = if together::together() {
             together::run(&self.name, self.lab, self.server)
         } else {
@@ -82,13 +83,18 @@ impl Comparison<'_> {
         };
         // Neither side's connections dropped by the hub (ids shared) nor failed at TLS.
         self.server.assert_clean();
-        self.print(&fb, &bb);
+        self.print(&fb, &bb, [load_before, load_average()]);
         Some([fb, bb])
     }
 
-    fn print(&self, fb: &[Rate], bb: &[Rate]) {
+    fn print(&self, fb: &[Rate], bb: &[Rate], load: [String; 2]) {
         println!("{}", self.title);
         println!("   {}", how());
+        println!(
+            "   load average (1 min) {} at the start, {} at the end: a run's spread is within one \
+             machine state; runs at other loads can differ by more",
+            load[0], load[1]
+        );
         Rate::print(self.fleet_label, fb);
         Rate::print(self.bare_label, bb);
         for note in self.notes {
@@ -105,6 +111,14 @@ impl Comparison<'_> {
             None => println!(),
         }
     }
+}
+
+/// The machine's 1-minute load average (`/proc/loadavg`), or `?`.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split(' ').next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
 }
 
 /// How the two sides were run, printed under each comparison's title.
