@@ -37,6 +37,9 @@ pub(crate) struct Shared {
     /// Cancelled when the run must end now (deadline, grace over, second interrupt): every
     /// session gives up wherever it waits.
     pub(crate) abort: CancellationToken,
+    /// `abort`, as sessions wait on it (fired by a task that follows the token): a poll of a
+    /// session is then an atomic load rather than two locks.
+    pub(crate) aborted: super::signal::Signal,
     /// Reconnect after a failure, with backoff, if set.
     pub(crate) reconnect: Option<ReconnectPlan>,
     /// Handshakes in flight (reconnects take a slot too).
@@ -104,14 +107,13 @@ pub(crate) async fn run<P: Send>(
     let rec = &*shared.recorder;
     rec.record_task_start(Instant::now() - start.spawned);
     let mut sender = Sender::new(&shared, device);
-    let abort = shared.abort.clone();
     // The sessions come first: a connect phase or the sender that sees the abort counts what it
     // leaves unfinished; wherever else the device waits (a write, a close, a backoff), this
     // ends it.
     let aborted = tokio::select! {
         biased;
         () = sessions(&shared, device, start, handshake, &mut sender) => false,
-        () = abort.cancelled() => true,
+        () = shared.aborted.fired() => true,
     };
     if aborted {
         sender.give_up(
@@ -349,7 +351,7 @@ impl<'a> Sender<'a> {
         // Made once for the session, not once per turn of the loop (a turn per acknowledgement):
         // each turn would otherwise register and drop two cancellation waiters and a timer entry.
         let shared = self.shared;
-        let mut aborted = pin!(shared.abort.cancelled());
+        let mut aborted = pin!(shared.aborted.fired());
         let mut stopped = pin!(stop.cancelled());
         // The coarse deadlines (acknowledgement timeout, hold end, keep-alive) share one timer:
         // a session waits on one timer entry, not three. It is re-armed only when a deadline
