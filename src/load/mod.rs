@@ -22,6 +22,7 @@ use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -138,6 +139,7 @@ pub async fn run(
         tally: pool::Tally::default(),
         abort: interrupt.abort.child_token(),
         aborted: signal::Signal::default(),
+        stopped: signal::Signal::default(),
         reconnect: plan.reconnect.clone(),
         handshakes: Arc::new(Semaphore::new(plan.connect.max_handshakes as usize)),
         handshake_turn: Default::default(),
@@ -147,14 +149,19 @@ pub async fn run(
     recorder.spans.begin(start);
     recorder.failures_from(start.into_std());
     let watcher = watch::Watcher::start(recorder.clone());
-    // Sessions wait on the abort as a signal; this follows the token, for the run's length.
-    let follow_abort = tokio::spawn({
+    // Sessions wait on the abort and the stop as signals; these follow the tokens, for the
+    // run's length.
+    let follow = |token: CancellationToken, signal: fn(&Shared) -> &signal::Signal| {
         let shared = shared.clone();
-        async move {
-            shared.abort.cancelled().await;
-            shared.aborted.fire();
-        }
-    });
+        tokio::spawn(async move {
+            token.cancelled().await;
+            signal(&shared).fire();
+        })
+    };
+    let followers = [
+        follow(shared.abort.clone(), |s| &s.aborted),
+        follow(stop.clone(), |s| &s.stopped),
+    ];
 
     let deadline_hit = Arc::new(AtomicBool::new(false));
     let timers = Timers::start(plan, start, &stop, &shared.abort, &deadline_hit);
@@ -210,7 +217,7 @@ pub async fn run(
     }
     timers.cancel();
     departing.abort();
-    follow_abort.abort();
+    followers.iter().for_each(JoinHandle::abort);
     stop.cancel();
     minter.detach();
     let elapsed = start.elapsed();
@@ -387,6 +394,7 @@ impl Sessions {
             intended,
             spawned: Instant::now(),
             stop: session_stop,
+            own_stop: staged,
         };
         let (shared, pool, departures) = (
             self.shared.clone(),
