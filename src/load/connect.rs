@@ -2,12 +2,13 @@
 //! over WebSockets, and the protocol's own connect (CONNACK; AMQP open and attach), each timed
 //! apart and each bounded by its timeout and by the run.
 
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::time::Duration;
 
-use tokio::time::{timeout, Instant};
+use tokio::time::{Instant, Sleep};
 
 use super::device::{ReadyDevice, Shared, Start};
+use super::signal::Fired;
 use crate::metrics::{incr, FailureKind, HandshakeSample, Phase, Recorder, Scheduled};
 use crate::protocol::{io_kind, AmqpSession, MqttSession, Session, SessionError};
 use crate::scenario::ProtocolPlan;
@@ -22,16 +23,40 @@ enum Cut {
     Aborted,
 }
 
-/// Awaits `fut` for at most `t`, and no longer than the run lasts.
-async fn bounded<T>(
-    shared: &Shared,
-    t: Duration,
-    fut: impl std::future::Future<Output = T>,
-) -> Result<T, Cut> {
-    tokio::select! {
-        biased;
-        () = shared.abort.cancelled() => Err(Cut::Aborted),
-        r = timeout(t, fut) => r.map_err(|_| Cut::Timeout),
+/// What bounds every connect phase of a session: the run's abort and the phase's timeout,
+/// each waited on once for all the phases (a waiter and a timer entry registered per session,
+/// not per phase).
+struct Bounds<'a, 's> {
+    abort: Pin<&'a mut Fired<'s>>,
+    /// Armed at the first phase's deadline. A later phase's deadline is later, so the timer
+    /// is re-armed only if it fires while a phase is still within its own.
+    timer: Pin<&'a mut Sleep>,
+    timeout: Duration,
+}
+
+impl Bounds<'_, '_> {
+    /// Awaits `fut`, a phase that began at `from`, for at most the timeout, and no longer than
+    /// the run lasts.
+    async fn phase<T>(
+        &mut self,
+        from: Instant,
+        fut: impl std::future::Future<Output = T>,
+    ) -> Result<T, Cut> {
+        let deadline = from + self.timeout;
+        let mut fut = pin!(fut);
+        loop {
+            tokio::select! {
+                biased;
+                () = self.abort.as_mut() => return Err(Cut::Aborted),
+                r = fut.as_mut() => return Ok(r),
+                () = self.timer.as_mut() => {
+                    if Instant::now() >= deadline {
+                        return Err(Cut::Timeout);
+                    }
+                    self.timer.as_mut().reset(deadline);
+                }
+            }
+        }
     }
 }
 
@@ -39,6 +64,8 @@ async fn bounded<T>(
 struct Who<'a> {
     rec: &'a Recorder,
     device: &'a str,
+    /// The device's index: its shard of the histograms.
+    shard: usize,
     /// 1 for the device's first session, one more per reconnect.
     attempt: u32,
 }
@@ -63,19 +90,29 @@ pub(super) async fn connect(
     let who = &Who {
         rec,
         device: &device.id,
+        shard: device.index,
         attempt,
     };
     let shard = device.index;
     let t = shared.connect_timeout;
     let source = (!shared.sources.is_empty())
         .then(|| shared.sources[(start.arrival % shared.sources.len() as u64) as usize]);
+    let (abort, timer) = (
+        pin!(shared.aborted.fired()),
+        pin!(tokio::time::sleep_until(started + t)),
+    );
+    let bounds = &mut Bounds {
+        abort,
+        timer,
+        timeout: t,
+    };
 
-    let tcp = match bounded(
-        shared,
-        t,
-        transport::tcp_connect(shared.endpoint.addr, source),
-    )
-    .await
+    let tcp = match bounds
+        .phase(
+            started,
+            transport::tcp_connect(shared.endpoint.addr, source),
+        )
+        .await
     {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -101,7 +138,7 @@ pub(super) async fn connect(
         tcp,
         shared.clock_this_handshake(),
     ));
-    let (mut tls, wire) = match bounded(shared, t, handshake).await {
+    let (mut tls, wire) = match bounds.phase(t1, handshake).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             let kind = match io_kind(&e) {
@@ -131,8 +168,8 @@ pub(super) async fn connect(
     );
     incr(&rec.counters.handshakes);
 
-    let (stream, t3) = ws_upgrade(shared, who, shard, tls, t2).await?;
-    let (session, ready) = connect_protocol(shared, who, device, stream, t3).await?;
+    let (stream, t3) = ws_upgrade(shared, bounds, who, tls, t2).await?;
+    let (session, ready) = connect_protocol(shared, bounds, who, device, stream, t3).await?;
     rec.record_scheduled(
         Phase::ConnectResponse,
         shard,
@@ -172,8 +209,8 @@ fn count_wire(shared: &Shared, tls: &mut TlsDeviceStream, wire: &transport::Hand
 /// own failure kind. Returns the stream for the protocol and when it was ready.
 async fn ws_upgrade(
     shared: &Shared,
+    bounds: &mut Bounds<'_, '_>,
     who: &Who<'_>,
-    shard: usize,
     tls: TlsDeviceStream,
     from: Instant,
 ) -> Option<(DeviceStream, Instant)> {
@@ -183,10 +220,10 @@ async fn ws_upgrade(
     let t = shared.connect_timeout;
     let phase = Phase::WsUpgrade;
     let upgrade = Box::pin(ws::upgrade(tls, &shared.endpoint.host, target));
-    match bounded(shared, t, upgrade).await {
+    match bounds.phase(from, upgrade).await {
         Ok(Ok(ws)) => {
             let now = Instant::now();
-            who.rec.record(phase, shard, now - from);
+            who.rec.record(phase, who.shard, now - from);
             Some((MaybeWs::Ws(Box::new(ws)), now))
         }
         Ok(Err(UpgradeError::Io(e))) => fail_session(who, phase, io_kind(&e), || e.to_string()),
@@ -202,46 +239,28 @@ async fn ws_upgrade(
 /// Returns the session and when it became ready.
 async fn connect_protocol(
     shared: &Shared,
+    bounds: &mut Bounds<'_, '_>,
     who: &Who<'_>,
     device: &ReadyDevice,
     tls: DeviceStream,
     from: Instant,
 ) -> Option<(Session<DeviceStream>, Instant)> {
-    let t = shared.connect_timeout;
     let host = &shared.endpoint.host;
     match &shared.protocol {
         // Phases are passed pinned or boxed: a future passed by value to an async fn takes
         // its room twice.
         ProtocolPlan::Mqtt(opts) => {
             let connect = pin!(MqttSession::connect(tls, opts.clone(), &device.id, host));
-            let s = timed_phase(
-                shared,
-                who,
-                Phase::MqttConnect,
-                device.index,
-                from,
-                t,
-                connect,
-            )
-            .await?;
+            let s = timed_phase(shared, bounds, who, Phase::MqttConnect, from, connect).await?;
             Some((Session::Mqtt(s), Instant::now()))
         }
         ProtocolPlan::Amqp(opts) => {
             // fe2o3's open is some 11 KB: boxed, so MQTT sessions do not carry its room.
             let open = Box::pin(AmqpSession::open(tls, opts.clone(), &device.id, host));
-            let conn =
-                timed_phase(shared, who, Phase::AmqpOpen, device.index, from, t, open).await?;
+            let conn = timed_phase(shared, bounds, who, Phase::AmqpOpen, from, open).await?;
             let opened = Instant::now();
-            let s = timed_phase(
-                shared,
-                who,
-                Phase::AmqpAttach,
-                device.index,
-                opened,
-                t,
-                Box::pin(conn.attach()),
-            )
-            .await?;
+            let attach = Box::pin(conn.attach());
+            let s = timed_phase(shared, bounds, who, Phase::AmqpAttach, opened, attach).await?;
             Some((Session::Amqp(s), Instant::now()))
         }
     }
@@ -251,17 +270,16 @@ async fn connect_protocol(
 /// (and the session's).
 async fn timed_phase<T>(
     shared: &Shared,
+    bounds: &mut Bounds<'_, '_>,
     who: &Who<'_>,
     phase: Phase,
-    shard: usize,
     from: Instant,
-    t: Duration,
     fut: impl std::future::Future<Output = Result<T, SessionError>>,
 ) -> Option<T> {
-    let rec = &*shared.recorder;
-    match bounded(shared, t, fut).await {
+    let (rec, t) = (&*shared.recorder, shared.connect_timeout);
+    match bounds.phase(from, fut).await {
         Ok(Ok(v)) => {
-            rec.record(phase, shard, from.elapsed());
+            rec.record(phase, who.shard, from.elapsed());
             Some(v)
         }
         Ok(Err(e)) => fail_session(who, phase, e.kind(), || e.to_string()),

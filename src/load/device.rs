@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::Either;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{sleep_until, Instant};
@@ -37,6 +38,11 @@ pub(crate) struct Shared {
     /// Cancelled when the run must end now (deadline, grace over, second interrupt): every
     /// session gives up wherever it waits.
     pub(crate) abort: CancellationToken,
+    /// `abort`, as sessions wait on it (fired by a task that follows the token): a poll of a
+    /// session is then an atomic load rather than two locks.
+    pub(crate) aborted: super::signal::Signal,
+    /// The run's stop, as the sessions that stop with the run wait on it (likewise followed).
+    pub(crate) stopped: super::signal::Signal,
     /// Reconnect after a failure, with backoff, if set.
     pub(crate) reconnect: Option<ReconnectPlan>,
     /// Handshakes in flight (reconnects take a slot too).
@@ -85,6 +91,20 @@ pub(crate) struct Start {
     pub(crate) spawned: Instant,
     /// Cancelled when this session must end: no new sends, in-flight acks still awaited.
     pub(crate) stop: CancellationToken,
+    /// Whether `stop` is the session's own (stages take sessions down one by one); else it is
+    /// the run's, and the session waits on [`Shared::stopped`] instead.
+    pub(crate) own_stop: bool,
+}
+
+impl Start {
+    /// Waits until this session must stop.
+    fn stopped<'a>(&'a self, shared: &'a Shared) -> impl std::future::Future<Output = ()> + 'a {
+        if self.own_stop {
+            Either::Right(self.stop.cancelled())
+        } else {
+            Either::Left(shared.stopped.fired())
+        }
+    }
 }
 
 /// Why a session ended badly (already counted).
@@ -104,14 +124,13 @@ pub(crate) async fn run<P: Send>(
     let rec = &*shared.recorder;
     rec.record_task_start(Instant::now() - start.spawned);
     let mut sender = Sender::new(&shared, device);
-    let abort = shared.abort.clone();
     // The sessions come first: a connect phase or the sender that sees the abort counts what it
     // leaves unfinished; wherever else the device waits (a write, a close, a backoff), this
     // ends it.
     let aborted = tokio::select! {
         biased;
         () = sessions(&shared, device, start, handshake, &mut sender) => false,
-        () = abort.cancelled() => true,
+        () = shared.aborted.fired() => true,
     };
     if aborted {
         sender.give_up(
@@ -151,11 +170,11 @@ async fn sessions<P: Send>(
                         incr(&rec.counters.reconnects_connected);
                     }
                     sender.connected = true;
-                    let (sender, stop) = (&mut *sender, &start.stop);
+                    let (sender, start) = (&mut *sender, &start);
                     // The session is this future's own (not an argument that async fn would
                     // copy into a second slot); closing takes it by value.
                     Box::pin(async move {
-                        live(shared, &mut session, sender, stop).await?;
+                        live(shared, &mut session, sender, start).await?;
                         Box::pin(session.close()).await;
                         Ok::<(), Broken>(())
                     })
@@ -201,12 +220,12 @@ async fn live(
     shared: &Shared,
     session: &mut Session<DeviceStream>,
     sender: &mut Sender<'_>,
-    stop: &CancellationToken,
+    start: &Start,
 ) -> Result<(), Broken> {
     let rec = &*shared.recorder;
     incr(&rec.counters.sessions_connected);
     let active = Active::count(&rec.counters);
-    let result = sender.run(session, stop).await;
+    let result = sender.run(session, start).await;
     drop(active);
     if result.is_err() {
         incr(&rec.counters.sessions_failed);
@@ -331,11 +350,7 @@ impl<'a> Sender<'a> {
     }
 
     /// Sends on the schedule, reads acknowledgements, then holds if asked, until done or stopped.
-    async fn run<S>(
-        &mut self,
-        session: &mut Session<S>,
-        stop: &CancellationToken,
-    ) -> Result<(), Broken>
+    async fn run<S>(&mut self, session: &mut Session<S>, started: &Start) -> Result<(), Broken>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
@@ -349,8 +364,8 @@ impl<'a> Sender<'a> {
         // Made once for the session, not once per turn of the loop (a turn per acknowledgement):
         // each turn would otherwise register and drop two cancellation waiters and a timer entry.
         let shared = self.shared;
-        let mut aborted = pin!(shared.abort.cancelled());
-        let mut stopped = pin!(stop.cancelled());
+        let mut aborted = pin!(shared.aborted.fired());
+        let mut stopped = pin!(started.stopped(shared));
         // The coarse deadlines (acknowledgement timeout, hold end, keep-alive) share one timer:
         // a session waits on one timer entry, not three. It is re-armed only when a deadline
         // comes before it or it has fired; a deadline that moved later (the oldest message in

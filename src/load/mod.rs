@@ -12,14 +12,17 @@ mod message;
 mod mint;
 mod planned;
 mod pool;
+mod signal;
 mod watch;
 
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -135,6 +138,8 @@ pub async fn run(
         recorder: recorder.clone(),
         tally: pool::Tally::default(),
         abort: interrupt.abort.child_token(),
+        aborted: signal::Signal::default(),
+        stopped: signal::Signal::default(),
         reconnect: plan.reconnect.clone(),
         handshakes: Arc::new(Semaphore::new(plan.connect.max_handshakes as usize)),
         handshake_turn: Default::default(),
@@ -144,6 +149,19 @@ pub async fn run(
     recorder.spans.begin(start);
     recorder.failures_from(start.into_std());
     let watcher = watch::Watcher::start(recorder.clone());
+    // Sessions wait on the abort and the stop as signals; these follow the tokens, for the
+    // run's length.
+    let follow = |token: CancellationToken, signal: fn(&Shared) -> &signal::Signal| {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            token.cancelled().await;
+            signal(&shared).fire();
+        })
+    };
+    let followers = [
+        follow(shared.abort.clone(), |s| &s.aborted),
+        follow(stop.clone(), |s| &s.stopped),
+    ];
 
     let deadline_hit = Arc::new(AtomicBool::new(false));
     let timers = Timers::start(plan, start, &stop, &shared.abort, &deadline_hit);
@@ -199,6 +217,7 @@ pub async fn run(
     }
     timers.cancel();
     departing.abort();
+    followers.iter().for_each(JoinHandle::abort);
     stop.cancel();
     minter.detach();
     let elapsed = start.elapsed();
@@ -291,21 +310,23 @@ impl Sessions {
         arrivals: Box<dyn Iterator<Item = Duration> + Send>,
         start: Instant,
     ) -> Option<String> {
+        // One waiter on the stop for the whole schedule, not two registered and dropped again
+        // per session.
+        let mut stopped = pin!(self.stop.cancelled());
         for (k, offset) in arrivals.enumerate() {
             let intended = start + offset;
             // A churn run that cannot keep up ends on time rather than when it catches up.
             if self.until.is_some_and(|end| Instant::now() >= end) {
                 return None;
             }
-            let stop = &self.stop;
             tokio::select! {
                 biased;
-                () = stop.cancelled() => return None,
+                () = stopped.as_mut() => return None,
                 () = clock::sleep_until(intended) => {}
             }
             let permit = tokio::select! {
                 biased;
-                () = stop.cancelled() => return None,
+                () = stopped.as_mut() => return None,
                 p = self.shared.handshakes.clone().acquire_owned() => p.ok()?,
             };
             let device = match self.next_device(&mut devices).await? {
@@ -357,16 +378,23 @@ impl Sessions {
         intended: Instant,
         permit: tokio::sync::OwnedSemaphorePermit,
     ) {
-        let session_stop = self.stop.child_token();
         let staged = self.pool.is_some() && matches!(self.shared.hold, Some(Duration::MAX));
-        if staged {
-            self.departures.lock().push((arrival, session_stop.clone()));
-        }
+        // A session of its own to stop only when departures pick sessions one by one (stages);
+        // otherwise the run's stop is the session's (a child token costs an allocation and
+        // two locks of the parent per session).
+        let session_stop = if staged {
+            let own = self.stop.child_token();
+            self.departures.lock().push((arrival, own.clone()));
+            own
+        } else {
+            self.stop.clone()
+        };
         let start = Start {
             arrival,
             intended,
             spawned: Instant::now(),
             stop: session_stop,
+            own_stop: staged,
         };
         let (shared, pool, departures) = (
             self.shared.clone(),

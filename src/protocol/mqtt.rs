@@ -277,7 +277,8 @@ where
             topic_base,
             next_pkid: 1,
             next_seq: 0,
-            inflight: Vec::with_capacity(8),
+            // Grown by the first PUBLISH: a session without messages (churn) allocates none.
+            inflight: Vec::new(),
             v5,
         })
     }

@@ -105,14 +105,17 @@ pub async fn tls_handshake_counted(
     tcp: TcpStream,
     clock_cpu: bool,
 ) -> io::Result<(TlsDeviceStream, HandshakeWire)> {
-    // The device's one certificate (rustls's fixed resolver ignores what it is asked).
-    let chain_sent = config
-        .client_auth_cert_resolver
-        .resolve(&[], &[])
-        .map_or(0, |k| k.cert.iter().map(|d| d.len() as u64).sum());
+    // The device's one certificate (rustls's fixed resolver ignores what it is asked), sent
+    // in full handshakes only.
+    let chain = |config: &rustls::ClientConfig| {
+        config
+            .client_auth_cert_resolver
+            .resolve(&[], &[])
+            .map_or(0, |k| k.cert.iter().map(|d| d.len() as u64).sum())
+    };
     // Boxed as soon as it exists (see `TlsDeviceStream`).
     let handshake = async {
-        TlsConnector::from(config)
+        TlsConnector::from(config.clone())
             .connect(server_name, Counted::new(tcp))
             .await
             .map(Box::new)
@@ -134,7 +137,7 @@ pub async fn tls_handshake_counted(
     let wire = HandshakeWire {
         resumed,
         counts: counted.counts(),
-        chain_sent: if resumed { 0 } else { chain_sent },
+        chain_sent: if resumed { 0 } else { chain(&config) },
         chain_received,
         cpu,
     };
