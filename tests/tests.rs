@@ -38,6 +38,8 @@ mod throttling;
 mod reports;
 // Issue 6: thresholds and exit codes.
 mod thresholds;
+// Issue 19: the timeline's interval histograms spooled during a run come back whole.
+mod timeline_spool;
 // Issue 14: latency per second in the timeline, timeline.csv and latency.hlog; the knee; merge.
 mod latency_timeline;
 // Issue 14: the knee of a step past a tier quota at the right second, in data and report.html.

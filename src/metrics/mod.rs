@@ -14,6 +14,7 @@ mod histogram;
 mod merge;
 mod process;
 mod rates;
+mod spool;
 mod summary;
 mod threshold;
 mod throttling;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::histogram::{decode_histogram, encode_histogram, HistogramCodecError};
+use super::spool::{Place, Spool};
 use super::{FailureKind, LatencyHistogram, Phase, Snapshot};
 
 /// One phase's latency in one interval, from that interval's own histogram (not from means).
@@ -96,12 +97,31 @@ impl TimelineRow {
     }
 }
 
-/// Accumulates timeline rows from successive snapshots.
+/// Accumulates timeline rows from successive snapshots. While the run goes, each row's interval
+/// histograms wait in a [`Spool`] (a temporary file) and the row in memory keeps only its
+/// figures; [`Timeline::into_rows`] puts them back, so the rows come out whole.
 #[derive(Debug, Default)]
 pub struct Timeline {
-    rows: Vec<TimelineRow>,
+    rows: Vec<Kept>,
+    spool: Spool,
     last: Snapshot,
     last_histograms: BTreeMap<Phase, LatencyHistogram>,
+}
+
+/// A row as kept during the run: no latency map (a B-tree node is about 1 KB), its phases'
+/// figures in a short vector instead.
+#[derive(Debug)]
+struct Kept {
+    row: TimelineRow,
+    latency: Vec<KeptLatency>,
+}
+
+/// One phase's figures in a kept row; `figures.histogram` is empty while it is in the spool.
+#[derive(Debug)]
+struct KeptLatency {
+    phase: &'static str,
+    figures: IntervalLatency,
+    place: Option<Place>,
 }
 
 /// The seconds each row covers: the time since the row before (the first row's since the
@@ -133,8 +153,9 @@ impl Timeline {
     ) {
         let (cpu, rss_kib, lag_us) = health;
         let latency = self.intervals(histograms);
+        let latency = self.spooled(latency);
         let d = |a: u64, b: u64| a.saturating_sub(b);
-        self.rows.push(TimelineRow {
+        let row = TimelineRow {
             t,
             connects: d(now.sessions_connected, self.last.sessions_connected),
             handshakes: d(now.handshakes, self.last.handshakes),
@@ -156,8 +177,9 @@ impl Timeline {
             cpu,
             rss_kib,
             lag_us,
-            latency,
-        });
+            latency: BTreeMap::new(),
+        };
+        self.rows.push(Kept { row, latency });
         self.last = now;
     }
 
@@ -165,8 +187,8 @@ impl Timeline {
     fn intervals(
         &mut self,
         histograms: Vec<(Phase, LatencyHistogram)>,
-    ) -> BTreeMap<String, IntervalLatency> {
-        let mut out = BTreeMap::new();
+    ) -> Vec<(&'static str, IntervalLatency)> {
+        let mut out = Vec::new();
         for (phase, cumulative) in histograms {
             let mut interval = cumulative.clone();
             if let Some(before) = self.last_histograms.get(&phase) {
@@ -178,24 +200,100 @@ impl Timeline {
                 }
             }
             if !interval.is_empty() {
-                out.insert(
-                    phase.name().to_owned(),
-                    IntervalLatency::from_histogram(&interval),
-                );
+                out.push((phase.name(), IntervalLatency::from_histogram(&interval)));
             }
             self.last_histograms.insert(phase, cumulative);
         }
         out
     }
 
-    /// The rows so far.
-    pub fn rows(&self) -> &[TimelineRow] {
-        &self.rows
+    /// Moves a second's encoded histograms to the spool, leaving their figures and places; if
+    /// the spool is unavailable, they stay in memory (as before there was a spool).
+    fn spooled(&mut self, latency: Vec<(&'static str, IntervalLatency)>) -> Vec<KeptLatency> {
+        let encoded: Vec<&str> = latency.iter().map(|(_, l)| l.histogram.as_str()).collect();
+        let places = match self.spool.append(&encoded) {
+            Some(places) => places.into_iter().map(Some).collect(),
+            None => vec![None; latency.len()],
+        };
+        latency
+            .into_iter()
+            .zip(places)
+            .map(|((phase, mut figures), place)| {
+                if place.is_some() {
+                    figures.histogram = String::new();
+                }
+                KeptLatency {
+                    phase,
+                    figures,
+                    place,
+                }
+            })
+            .collect()
     }
 
-    /// Takes the rows.
-    pub fn into_rows(self) -> Vec<TimelineRow> {
+    /// Rows so far.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether there are no rows yet.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The heap the rows hold now, bytes (their vectors and strings; not the spool, which is
+    /// on disk): what a long run's timeline costs in memory.
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let kept = self.rows.capacity() * size_of::<Kept>();
+        let per_row: usize = self
+            .rows
+            .iter()
+            .map(|k| {
+                let kinds: usize = k.row.errors_by_kind.keys().map(|n| n.capacity() + 64).sum();
+                let latency: usize = k
+                    .latency
+                    .iter()
+                    .map(|l| l.figures.histogram.capacity())
+                    .sum();
+                kinds + latency + k.latency.capacity() * size_of::<KeptLatency>()
+            })
+            .sum();
+        kept + per_row
+    }
+
+    /// Takes the rows, whole: each with its latency by phase and every interval histogram read
+    /// back from the spool. Call it after the run, before anything reads the rows.
+    pub fn into_rows(mut self) -> Vec<TimelineRow> {
+        let mut waiting: Vec<&mut KeptLatency> = self
+            .rows
+            .iter_mut()
+            .flat_map(|k| k.latency.iter_mut())
+            .filter(|l| l.place.is_some())
+            .collect();
+        let places: Vec<Place> = waiting.iter().filter_map(|l| l.place).collect();
+        let mut next = waiting.iter_mut();
+        let back = self.spool.read_back(places, |h| {
+            if let Some(l) = next.next() {
+                l.figures.histogram = h;
+            }
+        });
+        if let Err(e) = back {
+            // Not expected (the file is ours and was written); the rows keep their figures.
+            tracing::warn!("the timeline's histograms could not be read back: {e}");
+        }
         self.rows
+            .into_iter()
+            .map(|k| {
+                let mut row = k.row;
+                row.latency = k
+                    .latency
+                    .into_iter()
+                    .map(|l| (l.phase.to_owned(), l.figures))
+                    .collect();
+                row
+            })
+            .collect()
     }
 }
 
@@ -222,12 +320,13 @@ mod tests {
         };
         t.push(1, s1, 0.5, 100, 0);
         t.push(2, s2, 0.5, 100, 0);
-        assert_eq!(t.rows()[0].acks, 10);
-        assert_eq!(t.rows()[1].acks, 15);
-        assert_eq!(t.rows()[1].active, 1);
-        assert!(t.rows()[0].errors_by_kind.is_empty());
-        assert_eq!(t.rows()[1].errors_by_kind.get("timeout"), Some(&4));
-        assert_eq!(t.rows()[1].errors, 4);
+        let rows = t.into_rows();
+        assert_eq!(rows[0].acks, 10);
+        assert_eq!(rows[1].acks, 15);
+        assert_eq!(rows[1].active, 1);
+        assert!(rows[0].errors_by_kind.is_empty());
+        assert_eq!(rows[1].errors_by_kind.get("timeout"), Some(&4));
+        assert_eq!(rows[1].errors, 4);
     }
 
     fn cumulative(values: &[u64]) -> Vec<(Phase, LatencyHistogram)> {
@@ -250,15 +349,90 @@ mod tests {
             cumulative(&[1_000, 2_000, 50_000, 90_000]),
             (0.0, 0, 0),
         );
-        let first = t.rows()[0].latency_of("send_response").unwrap();
+        let rows = t.into_rows();
+        let first = rows[0].latency_of("send_response").unwrap();
         assert_eq!(first.count, 2);
-        assert!(t.rows()[1].latency.is_empty(), "no samples, no entry");
-        let third = t.rows()[2].latency_of("send_response").unwrap();
+        assert!(rows[1].latency.is_empty(), "no samples, no entry");
+        let third = rows[2].latency_of("send_response").unwrap();
         assert_eq!(third.count, 2);
         assert!((49_000..=50_100).contains(&third.p50_us), "{third:?}");
         assert!((89_000..=90_100).contains(&third.max_us), "{third:?}");
         let h = third.decode().unwrap();
         assert_eq!(h.len(), 2);
         assert_eq!(h.min(), h.lowest_equivalent(50_000));
+    }
+
+    /// Adds a second of 1,000 samples spread over `spread` µs to each of three phases'
+    /// cumulative histograms: the wider the spread, the bigger each interval's encoding.
+    fn add_second(cumulative: &mut Vec<(Phase, LatencyHistogram)>, second: u64, spread: u64) {
+        if cumulative.is_empty() {
+            *cumulative = [Phase::SendResponse, Phase::PublishAck, Phase::Deliver]
+                .into_iter()
+                .map(|p| (p, crate::metrics::new_histogram()))
+                .collect();
+        }
+        for (_, h) in cumulative.iter_mut() {
+            for i in 0..1_000u64 {
+                let scrambled = (i + second * 1_000).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20;
+                h.saturating_record(100 + scrambled % spread);
+            }
+        }
+    }
+
+    fn timeline_of(spool: Spool, seconds: u64, spread: u64) -> Timeline {
+        let mut t = Timeline {
+            spool,
+            ..Timeline::default()
+        };
+        let mut cumulative = Vec::new();
+        for s in 1..=seconds {
+            add_second(&mut cumulative, s, spread);
+            t.push_with_latency(s, Snapshot::default(), cumulative.clone(), (0.0, 0, 0));
+        }
+        t
+    }
+
+    /// The heap a row holds during the run, and its histograms' encoded bytes after it.
+    fn heap_per_row(spread: u64, spool: Spool) -> (usize, usize) {
+        let before = Timeline::default().heap_bytes();
+        let t = timeline_of(spool, 60, spread);
+        let per_row = (t.heap_bytes() - before) / t.len();
+        let rows = t.into_rows();
+        let encoded = rows
+            .iter()
+            .flat_map(|r| r.latency.values())
+            .map(|l| l.histogram.len())
+            .sum::<usize>()
+            / rows.len();
+        (per_row, encoded)
+    }
+
+    #[test]
+    fn rows_in_memory_hold_no_encoded_histogram_while_the_run_goes() {
+        let (narrow, narrow_encoded) = heap_per_row(10, Spool::new());
+        let (wide, wide_encoded) = heap_per_row(10_000_000, Spool::new());
+        // The histograms that come back grow with the spread of their samples...
+        assert!(
+            wide_encoded > narrow_encoded + 300,
+            "{narrow_encoded} {wide_encoded}"
+        );
+        // ...but a row in memory costs the same either way: its figures, not its histograms.
+        assert_eq!(narrow, wide, "{narrow_encoded} {wide_encoded}");
+        // Without a spool they stay in memory, and the rows come out the same.
+        let (in_memory, encoded) = heap_per_row(10_000_000, Spool::none());
+        assert_eq!(encoded, wide_encoded);
+        assert!(
+            in_memory >= wide + wide_encoded,
+            "{in_memory} {wide} {wide_encoded}"
+        );
+    }
+
+    #[test]
+    fn rows_come_back_the_same_with_or_without_the_spool() {
+        let spooled = timeline_of(Spool::new(), 5, 50_000).into_rows();
+        assert_eq!(spooled, timeline_of(Spool::none(), 5, 50_000).into_rows());
+        for l in spooled.iter().flat_map(|r| r.latency.values()) {
+            assert_eq!(l.decode().unwrap().len(), 1_000);
+        }
     }
 }
