@@ -9,12 +9,11 @@ use std::task::{Context, Poll};
 
 use fe2o3_amqp::types::messaging::{Message, Outcome};
 use fe2o3_amqp::types::primitives::Binary;
-use fe2o3_amqp::{Connection, Sendable, Sender, Session};
-use fleetbench::pki::{KeyType, Validity};
-use fleetbench::transport::{self, ClientTls, ServerVerification, TlsVersion};
+use fe2o3_amqp::Sendable;
+use fleetbench::transport;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::support;
+use crate::support::{self, amqp_link};
 
 /// A stream that counts its successful writes: under TLS, each is one `write` system call of
 /// one or more records.
@@ -84,37 +83,12 @@ const MESSAGES: u64 = 64;
 async fn queued_transfers_go_out_in_a_few_writes_not_one_each() {
     let ca = support::chain();
     let hub = support::hub(&ca, &[&ca]).await;
-    hub.hub.registry.register_ca_signed(["flusher".to_owned()]);
-    let dev = ca
-        .mint_device("flusher", KeyType::EcdsaP256, Validity::default())
-        .unwrap();
-    let roots = ClientTls::roots(std::slice::from_ref(ca.root().cert())).unwrap();
-    let tls = ClientTls::new(TlsVersion::Tls13, ServerVerification::Roots(roots), false)
-        .for_device(&dev)
-        .unwrap();
     let writes = Arc::new(AtomicU64::new(0));
     let tcp = CountWrites {
         inner: transport::tcp_connect(hub.amqp, None).await.unwrap(),
         writes: writes.clone(),
     };
-    let name = rustls::pki_types::ServerName::try_from("localhost")
-        .unwrap()
-        .to_owned();
-    let (stream, _) = transport::tls_handshake(tls, name, tcp).await.unwrap();
-    let mut conn = Connection::builder()
-        .container_id("flusher")
-        .hostname("localhost")
-        .open_with_stream(stream)
-        .await
-        .unwrap();
-    let mut session = Session::begin(&mut conn).await.unwrap();
-    let mut sender = Sender::attach(
-        &mut session,
-        "link-snd-flusher",
-        "/devices/flusher/messages/events",
-    )
-    .await
-    .unwrap();
+    let mut link = amqp_link::telemetry(&hub, &ca, "flusher", "flusher", tcp).await;
 
     // Queue every transfer unsettled before awaiting any settlement, as a device with a window
     // does; then count the writes they took.
@@ -125,7 +99,7 @@ async fn queued_transfers_go_out_in_a_few_writes_not_one_each() {
             .data(Binary::from(format!("message {i}").into_bytes()))
             .build();
         let sendable = Sendable::builder().message(message).build();
-        settlements.push(sender.send_batchable(sendable).await.unwrap());
+        settlements.push(link.sender.send_batchable(sendable).await.unwrap());
     }
     for settled in settlements {
         let outcome = settled.await.unwrap();
@@ -138,8 +112,6 @@ async fn queued_transfers_go_out_in_a_few_writes_not_one_each() {
         took * 4 <= MESSAGES,
         "{took} writes for {MESSAGES} transfers queued together"
     );
-    let _ = sender.close().await;
-    let _ = session.end().await;
-    let _ = conn.close().await;
+    link.close().await;
     hub.stop().await;
 }

@@ -220,46 +220,20 @@ async fn the_hub_also_accepts_sasl_external_and_anonymous_before_open() {
 async fn the_hub_counts_every_message_of_a_c_sdk_batch() {
     use fe2o3_amqp::types::messaging::{Message, Outcome as AmqpOutcome};
     use fe2o3_amqp::types::primitives::Binary;
-    use fe2o3_amqp::{Connection, Sendable, Sender, Session};
-    use fleetbench::pki::{KeyType, Validity};
-    use fleetbench::transport::{self, ClientTls, ServerVerification, TlsVersion};
+    use fe2o3_amqp::Sendable;
+    use fleetbench::transport;
 
     let ca = support::chain();
     let hub = support::hub(&ca, &[&ca]).await;
-    hub.hub.registry.register_ca_signed(["batcher".to_owned()]);
-    let dev = ca
-        .mint_device("batcher", KeyType::EcdsaP256, Validity::default())
-        .unwrap();
-    let roots = ClientTls::roots(std::slice::from_ref(ca.root().cert())).unwrap();
-    let tls = ClientTls::new(TlsVersion::Tls13, ServerVerification::Roots(roots), false)
-        .for_device(&dev)
-        .unwrap();
-    let tcp = transport::tcp_connect(hub.amqp, None).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost")
-        .unwrap()
-        .to_owned();
-    let (stream, _) = transport::tls_handshake(tls, name, tcp).await.unwrap();
-
     // As the C SDK sends telemetry: no SASL, message format 0x80013700, one data section per
     // encoded device message.
-    let mut conn = Connection::builder()
-        .container_id("c-sdk-like")
-        .hostname("localhost")
-        .open_with_stream(stream)
-        .await
-        .unwrap();
-    let mut session = Session::begin(&mut conn).await.unwrap();
-    let mut sender = Sender::attach(
-        &mut session,
-        "link-snd-batcher",
-        "/devices/batcher/messages/events",
-    )
-    .await
-    .unwrap();
+    let tcp = transport::tcp_connect(hub.amqp, None).await.unwrap();
+    let mut link = support::amqp_link::telemetry(&hub, &ca, "batcher", "c-sdk-like", tcp).await;
     let batch = Message::builder()
         .data_batch((0..3).map(|i| Binary::from(format!("inner message {i}").into_bytes())))
         .build();
-    let outcome = sender
+    let outcome = link
+        .sender
         .send(
             Sendable::builder()
                 .message(batch)
@@ -270,8 +244,6 @@ async fn the_hub_counts_every_message_of_a_c_sdk_batch() {
         .unwrap();
     assert!(matches!(outcome, AmqpOutcome::Accepted(_)), "{outcome:?}");
     assert_eq!(hub.hub.registry.received("batcher"), 3);
-    let _ = sender.close().await;
-    let _ = session.end().await;
-    let _ = conn.close().await;
+    link.close().await;
     hub.stop().await;
 }

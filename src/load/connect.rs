@@ -93,7 +93,7 @@ pub(super) async fn connect(
         shard: device.index,
         attempt,
     };
-    let shard = device.index;
+    let shard = who.shard;
     let t = shared.connect_timeout;
     let source = (!shared.sources.is_empty())
         .then(|| shared.sources[(start.arrival % shared.sources.len() as u64) as usize]);

@@ -43,7 +43,7 @@ impl Signal {
     }
 
     /// Whether the signal has fired.
-    pub(crate) fn is_fired(&self) -> bool {
+    fn is_fired(&self) -> bool {
         self.fired.load(Ordering::Acquire)
     }
 

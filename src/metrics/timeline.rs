@@ -231,37 +231,6 @@ impl Timeline {
             .collect()
     }
 
-    /// Rows so far.
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    /// Whether there are no rows yet.
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
-    /// The heap the rows hold now, bytes (their vectors and strings; not the spool, which is
-    /// on disk): what a long run's timeline costs in memory.
-    pub fn heap_bytes(&self) -> usize {
-        use std::mem::size_of;
-        let kept = self.rows.capacity() * size_of::<Kept>();
-        let per_row: usize = self
-            .rows
-            .iter()
-            .map(|k| {
-                let kinds: usize = k.row.errors_by_kind.keys().map(|n| n.capacity() + 64).sum();
-                let latency: usize = k
-                    .latency
-                    .iter()
-                    .map(|l| l.figures.histogram.capacity())
-                    .sum();
-                kinds + latency + k.latency.capacity() * size_of::<KeptLatency>()
-            })
-            .sum();
-        kept + per_row
-    }
-
     /// Takes the rows, whole: each with its latency by phase and every interval histogram read
     /// back from the spool. Call it after the run, before anything reads the rows.
     pub fn into_rows(mut self) -> Vec<TimelineRow> {

@@ -105,14 +105,6 @@ pub async fn tls_handshake_counted(
     tcp: TcpStream,
     clock_cpu: bool,
 ) -> io::Result<(TlsDeviceStream, HandshakeWire)> {
-    // The device's one certificate (rustls's fixed resolver ignores what it is asked), sent
-    // in full handshakes only.
-    let chain = |config: &rustls::ClientConfig| {
-        config
-            .client_auth_cert_resolver
-            .resolve(&[], &[])
-            .map_or(0, |k| k.cert.iter().map(|d| d.len() as u64).sum())
-    };
     // Boxed as soon as it exists (see `TlsDeviceStream`).
     let handshake = async {
         TlsConnector::from(config.clone())
@@ -128,16 +120,26 @@ pub async fn tls_handshake_counted(
     };
     let (counted, conn) = stream.get_ref();
     let resumed = resumed(conn);
-    let chain_received = if resumed {
-        0
+    // Certificates cross only in a full handshake: the device's one certificate (rustls's
+    // fixed resolver ignores what it is asked) and the server's chain.
+    let der_len = |certs: &[rustls::pki_types::CertificateDer]| -> u64 {
+        certs.iter().map(|d| d.len() as u64).sum()
+    };
+    let (chain_sent, chain_received) = if resumed {
+        (0, 0)
     } else {
-        conn.peer_certificates()
-            .map_or(0, |c| c.iter().map(|d| d.len() as u64).sum())
+        (
+            config
+                .client_auth_cert_resolver
+                .resolve(&[], &[])
+                .map_or(0, |k| der_len(&k.cert)),
+            conn.peer_certificates().map_or(0, der_len),
+        )
     };
     let wire = HandshakeWire {
         resumed,
         counts: counted.counts(),
-        chain_sent: if resumed { 0 } else { chain(&config) },
+        chain_sent,
         chain_received,
         cpu,
     };

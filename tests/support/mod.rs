@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod accounting;
+pub mod amqp_link;
 pub mod hub_serve;
 pub mod hub_state;
 pub mod mosquitto;

@@ -91,11 +91,32 @@ fn timeline_of(spool: Spool, seconds: u64, spread: u64) -> Timeline {
     t
 }
 
+/// The heap the rows of `t` hold now, bytes (their vectors and strings; not the spool, which is
+/// on disk): what a long run's timeline costs in memory.
+fn heap_bytes(t: &Timeline) -> usize {
+    use std::mem::size_of;
+    let kept = t.rows.capacity() * size_of::<Kept>();
+    let per_row: usize = t
+        .rows
+        .iter()
+        .map(|k| {
+            let kinds: usize = k.row.errors_by_kind.keys().map(|n| n.capacity() + 64).sum();
+            let latency: usize = k
+                .latency
+                .iter()
+                .map(|l| l.figures.histogram.capacity())
+                .sum();
+            kinds + latency + k.latency.capacity() * size_of::<KeptLatency>()
+        })
+        .sum();
+    kept + per_row
+}
+
 /// The heap a row holds during the run, and its histograms' encoded bytes after it.
 fn heap_per_row(spread: u64, spool: Spool) -> (usize, usize) {
-    let before = Timeline::default().heap_bytes();
+    let before = heap_bytes(&Timeline::default());
     let t = timeline_of(spool, 60, spread);
-    let per_row = (t.heap_bytes() - before) / t.len();
+    let per_row = (heap_bytes(&t) - before) / t.rows.len();
     let rows = t.into_rows();
     let encoded = rows
         .iter()
