@@ -196,7 +196,7 @@ fn plan(toml: &str) -> Plan {
     .unwrap()
 }
 
-fn endpoint(port: u16) -> Endpoint {
+pub(crate) fn endpoint(port: u16) -> Endpoint {
     Endpoint {
         addr: ([127, 0, 0, 1], port).into(),
         server_name: ServerName::try_from("localhost").unwrap().to_owned(),
@@ -205,7 +205,7 @@ fn endpoint(port: u16) -> Endpoint {
     }
 }
 
-fn client_tls(root: &CertificateDer<'static>, resumption: bool) -> ClientTls {
+pub(crate) fn client_tls(root: &CertificateDer<'static>, resumption: bool) -> ClientTls {
     let roots = ClientTls::roots(std::slice::from_ref(root)).unwrap();
     ClientTls::new(
         TlsVersion::Tls13,
@@ -233,7 +233,7 @@ fn measured<T>(f: impl FnOnce() -> T) -> (T, f64, f64) {
 }
 
 /// `n` devices from `bench-{first + 1}`.
-fn fleet(chain: &Arc<CaChain>, n: u64, first: u64) -> Fleet {
+pub(crate) fn fleet(chain: &Arc<CaChain>, n: u64, first: u64) -> Fleet {
     Fleet {
         ca: chain.clone(),
         ids: ids_from(n, first),

@@ -117,6 +117,39 @@ pub(crate) async fn mqtt_session(port: u16, devices: Arc<Vec<Device>>, i: usize)
     mqtt_close(s).await;
 }
 
+/// One whole MQTT session as `mqtt_session`, but through fleetbench's own transport and MQTT
+/// session (`FLEETBENCH_BENCH_BARE=stack`): what those layers cost apart from the load engine.
+pub(crate) async fn mqtt_session_stack(
+    port: u16,
+    devices: Arc<Vec<Device>>,
+    i: usize,
+    opts: fleetbench::protocol::MqttOptions,
+) {
+    let (id, cfg) = &devices[i];
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let tcp = fleetbench::transport::tcp_connect(addr, None)
+        .await
+        .unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let (tls, _wire) = Box::pin(fleetbench::transport::tls_handshake_counted(
+        cfg.clone(),
+        name,
+        tcp,
+        false,
+    ))
+    .await
+    .unwrap();
+    let s = Box::pin(fleetbench::protocol::MqttSession::connect(
+        fleetbench::transport::MaybeWs::Plain(tls),
+        opts,
+        id,
+        "localhost",
+    ))
+    .await
+    .unwrap();
+    Box::pin(s.close()).await;
+}
+
 /// Readings in hundredths from a random `r`: temperature 20..35, humidity 60..80.
 fn readings(r: u32) -> (u32, u32, &'static str) {
     let (t, h) = (2000 + r % 1501, 6000 + (r / 1501) % 2001);
