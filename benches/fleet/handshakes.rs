@@ -88,12 +88,14 @@ fn churn(protocol: &str, resumption: bool) -> fleetbench::scenario::Plan {
 pub(crate) fn mqtt(lab: &Lab, resumption: bool) {
     let server = lab.server();
     let port = server.mqtt;
+    let shape = Shape::from_env();
     compare(
         lab,
         &server,
         "MQTT",
         port,
         resumption,
+        shape,
         &churn("", resumption),
         &[
             "both: TCP connect, TLS 1.3 mutual auth (P-256), MQTT CONNECT (IoT Hub username) / CONNACK,",
@@ -106,7 +108,7 @@ pub(crate) fn mqtt(lab: &Lab, resumption: bool) {
                 fleetbench::scenario::ProtocolPlan::Mqtt(o) => o.clone(),
                 fleetbench::scenario::ProtocolPlan::Amqp(_) => unreachable!("an MQTT plan"),
             };
-            let stack = Shape::from_env().stack;
+            let stack = shape.stack;
             move |d, i, _| {
                 if stack {
                     Either::Left(bare::mqtt_session_stack(port, d, i, opts.clone()))
@@ -128,6 +130,7 @@ pub(crate) fn amqp(lab: &Lab, resumption: bool) {
         "AMQP",
         port,
         resumption,
+        Shape::from_env(),
         &churn(AMQP, resumption),
         &[
             "both: TCP connect, TLS 1.3 mutual auth, AMQP header/open, begin, sender attach (IoT Hub",
@@ -147,6 +150,7 @@ fn compare<F, Fut>(
     protocol: &str,
     port: u16,
     resumption: bool,
+    shape: Shape,
     p: &fleetbench::scenario::Plan,
     notes: &[&str],
     session: F,
@@ -155,7 +159,6 @@ fn compare<F, Fut>(
     Fut: Future<Output = ()> + Send,
 {
     let kind = if resumption { "resumed" } else { "full" };
-    let shape = Shape::from_env();
     let shaped = shape.note(protocol);
     let notes: Vec<&str> = notes.iter().copied().chain(shaped.as_deref()).collect();
     let rt = super::runtime();
@@ -250,8 +253,9 @@ async fn churn_loop<F, Fut>(
                     let permit = permits.clone().acquire_owned().await.unwrap();
                     let (devices, count) = (devices.clone(), count.clone());
                     let (session, closing) = (session.clone(), closing.clone());
+                    let k = i % devices.len();
                     sessions.spawn(async move {
-                        session(devices.clone(), i % devices.len(), closing).await;
+                        session(devices, k, closing).await;
                         count.fetch_add(1, Ordering::Relaxed);
                         drop(permit);
                     });
