@@ -119,6 +119,34 @@ async fn churn_reconnects_and_resumes_tls_sessions() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_churn_paced_by_its_handshake_cap_goes_round_the_fleet_and_ends_on_time() {
+    // As fast as 4 handshakes at a time allow: a session whose slot frees starts the next
+    // arrival itself. It must still give every device its first session before any device a
+    // second (each device's first handshake is full, later ones resumed), count each session
+    // once, and start none after the churn's end.
+    let plan = support::plan(
+        "[fleet]\ndevices = 40\n[connect]\nrate = 1000000\nmax-handshakes = 4\n\
+         [churn]\nduration = \"1s\"\nmessages = 0\n[tls]\nresumption = true\n",
+    );
+    let (report, _dir) = support::run(&plan).await;
+    let s = &report.summary;
+    assert_eq!(s.status, RunStatus::Complete);
+    assert_eq!(s.counts.sessions_failed, 0, "{:?}", s.failures);
+    let full = s.phase("tls_handshake").map_or(0, |p| p.count);
+    let resumed = s.phase("tls_resumed").map_or(0, |p| p.count);
+    assert_eq!(full, 40, "one full handshake per device, then resumed ones");
+    assert!(resumed > 2 * full, "full {full}, resumed {resumed}");
+    assert_eq!(full + resumed, s.counts.handshakes);
+    assert_eq!(s.counts.sessions_connected, s.counts.handshakes);
+    assert_eq!(s.counts.sessions_attempted, s.counts.sessions_connected);
+    assert!(
+        s.duration_secs < 1.8,
+        "the churn ends at 1 s; the run took {} s",
+        s.duration_secs
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_churned_session_ends_with_a_disconnect_the_hub_reads() {
     // The DISCONNECT travels in the same write as the TLS close_notify: the hub must still
     // read it as a DISCONNECT, once per session.

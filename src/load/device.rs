@@ -107,15 +107,22 @@ impl Start {
     }
 }
 
+/// A session's first handshake slot, freed once its first attempt to connect is over.
+pub(crate) trait HandshakeSlot: Send {
+    /// Gives the slot up: the attempt connected or failed.
+    fn free(self);
+}
+
 /// Why a session ended badly (already counted).
 struct Broken;
 
 /// Runs one device's sessions: the first, and with a reconnect policy, the ones after a
-/// failure, until its messages are done or the run stops. `handshake` is released once the
-/// first attempt is over; reconnects take a handshake slot of their own. When the run aborts,
+/// failure, until its messages are done or the run stops. `handshake` is freed once the
+/// first attempt is over (it may start the next arrival); reconnects take a handshake slot of
+/// their own. When the run aborts,
 /// the device ends at once wherever it waits (connect phases count that as unfinished, as do
 /// messages still in flight).
-pub(crate) async fn run<P: Send>(
+pub(crate) async fn run<P: HandshakeSlot>(
     shared: Arc<Shared>,
     device: &ReadyDevice,
     start: Start,
@@ -144,7 +151,7 @@ pub(crate) async fn run<P: Send>(
 }
 
 /// The device's sessions, one after another while the reconnect policy allows.
-async fn sessions<P: Send>(
+async fn sessions<P: HandshakeSlot>(
     shared: &Shared,
     device: &ReadyDevice,
     mut start: Start,
@@ -179,7 +186,9 @@ async fn sessions<P: Send>(
                         Ok::<(), Broken>(())
                     })
                 });
-            drop(first.take());
+            if let Some(slot) = first.take() {
+                slot.free();
+            }
             drop(slot.take());
             match living {
                 Some(living) => Some(living.await),

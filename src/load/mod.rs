@@ -180,8 +180,7 @@ pub async fn run(
         stop.clone(),
     ));
     let tracker = TaskTracker::new();
-    let arrivals = arrivals(plan, n);
-    let sessions = Sessions {
+    let sessions = Arc::new(Sessions {
         shared: shared.clone(),
         pool: pool.clone(),
         departures: departures.clone(),
@@ -191,12 +190,16 @@ pub async fn run(
             SessionPlan::Churn { duration } => Some(start + duration),
             _ => None,
         },
-    };
+        dispatch: Mutex::new(Dispatch::new(arrivals(plan, n), start, rx)),
+    });
     // The schedule runs on a worker, beside the sessions it spawns: from the thread that
     // blocks on the runtime, every spawn and every permit returned would cross threads.
-    let mint_error = tokio::spawn(sessions.schedule(rx, arrivals, start))
+    let mint_error = tokio::spawn(sessions.clone().schedule())
         .await
         .unwrap_or_else(|e| Some(format!("the session scheduler failed: {e}")));
+    // No session starts after the schedule ends, from a relay either.
+    sessions.dispatch.lock().head = None;
+    drop(sessions);
     tracker.close();
 
     // Drain: wait for sessions; once stopped, give in-flight work the grace period, but never
@@ -289,7 +292,13 @@ async fn take_down(
     }
 }
 
-/// Starts sessions.
+/// Starts sessions: the scheduler task, and the sessions themselves when their handshake slot
+/// comes free while the next arrival is already due ([`Slot`]). When the handshake cap paces a
+/// run (a churn as fast as it can go, a burst of a large fleet), a session that has connected
+/// starts the next one at once, rather than giving its slot back to wake the scheduler for it:
+/// a wake of the scheduler per session cost some 3 % of a resumed session's client CPU
+/// (BENCHMARKING.md). The scheduler still keeps the time: it waits for each arrival that is not
+/// due yet, and starts it if no session has.
 struct Sessions {
     shared: Arc<Shared>,
     /// Where devices wait after a session, when sessions repeat.
@@ -299,22 +308,99 @@ struct Sessions {
     tracker: TaskTracker,
     /// No new session after this instant (churn).
     until: Option<Instant>,
+    /// Where the schedule stands, for the scheduler and the sessions' relays.
+    dispatch: Mutex<Dispatch>,
+}
+
+/// Where the schedule stands.
+struct Dispatch {
+    arrivals: Box<dyn Iterator<Item = Duration> + Send>,
+    start: Instant,
+    /// The next arrival to start, its number and intended instant; `None` once the schedule
+    /// is over.
+    head: Option<(u64, Instant)>,
+    /// The minters' queue; `None` while the scheduler waits on it.
+    minted: Option<mpsc::Receiver<Result<ReadyDevice, String>>>,
+    /// The minters are done: every device is minted.
+    all_minted: bool,
+    /// The scheduler is waiting for a device for the head: relays leave the head to it.
+    busy: bool,
+    /// A minting error that a relay took from the queue, for the scheduler to end the run on.
+    mint_error: Option<String>,
+}
+
+impl Dispatch {
+    fn new(
+        mut arrivals: Box<dyn Iterator<Item = Duration> + Send>,
+        start: Instant,
+        minted: mpsc::Receiver<Result<ReadyDevice, String>>,
+    ) -> Self {
+        let head = arrivals.next().map(|offset| (0, start + offset));
+        Self {
+            arrivals,
+            start,
+            head,
+            minted: Some(minted),
+            all_minted: false,
+            busy: false,
+            mint_error: None,
+        }
+    }
+
+    /// Moves the head to the next arrival.
+    fn advance(&mut self) {
+        if let Some((k, _)) = self.head {
+            self.head = self
+                .arrivals
+                .next()
+                .map(|offset| (k + 1, self.start + offset));
+        }
+    }
+
+    /// A device ready at once: a newly minted one first (as [`Sessions::next_device`]), else
+    /// one waiting in the pool.
+    fn ready_device(&mut self, pool: Option<&pool::Pool>) -> Option<Result<ReadyDevice, String>> {
+        use mpsc::error::TryRecvError;
+        if !self.all_minted {
+            match self.minted.as_mut()?.try_recv() {
+                Ok(d) => return Some(d),
+                Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Disconnected) => self.all_minted = true,
+            }
+        }
+        pool?.take().map(Ok)
+    }
+}
+
+/// A session's first handshake slot. Freed once the session has connected or failed to, it
+/// starts the next arrival if that is due; dropped unfreed (the session ended mid-connect: the
+/// run aborted, the runtime shut down), it only goes back to the handshake cap.
+struct Slot {
+    permit: tokio::sync::OwnedSemaphorePermit,
+    sessions: Arc<Sessions>,
+}
+
+impl device::HandshakeSlot for Slot {
+    fn free(self) {
+        self.sessions.relay(self.permit);
+    }
 }
 
 impl Sessions {
-    /// Starts a session at each arrival until the arrivals end or the run stops. Returns a
-    /// minting error if one cut the fleet short.
-    async fn schedule(
-        self,
-        mut devices: mpsc::Receiver<Result<ReadyDevice, String>>,
-        arrivals: Box<dyn Iterator<Item = Duration> + Send>,
-        start: Instant,
-    ) -> Option<String> {
+    /// Starts a session at each arrival that no relay has started, until the arrivals end or
+    /// the run stops. Returns a minting error if one cut the fleet short.
+    async fn schedule(self: Arc<Self>) -> Option<String> {
         // One waiter on the stop for the whole schedule, not two registered and dropped again
         // per session.
         let mut stopped = pin!(self.stop.cancelled());
-        for (k, offset) in arrivals.enumerate() {
-            let intended = start + offset;
+        loop {
+            let (k, intended) = {
+                let mut d = self.dispatch.lock();
+                if let Some(e) = d.mint_error.take() {
+                    return Some(e);
+                }
+                d.head?
+            };
             // A churn run that cannot keep up ends on time rather than when it catches up.
             if self.until.is_some_and(|end| Instant::now() >= end) {
                 return None;
@@ -329,13 +415,62 @@ impl Sessions {
                 () = stopped.as_mut() => return None,
                 p = self.shared.handshakes.clone().acquire_owned() => p.ok()?,
             };
-            let device = match self.next_device(&mut devices).await? {
+            // While the scheduler waited, sessions may have started this arrival and others;
+            // then the slot goes back, and the scheduler looks at the new head.
+            let mut minted = {
+                let mut d = self.dispatch.lock();
+                if d.head.map(|(head, _)| head) != Some(k) {
+                    continue;
+                }
+                d.busy = true;
+                d.minted.take()
+            };
+            let device = self.next_device(&mut minted).await;
+            {
+                let mut d = self.dispatch.lock();
+                d.minted = minted;
+                d.busy = false;
+                d.advance();
+            }
+            let device = match device? {
                 Err(e) => return Some(e),
                 Ok(d) => d,
             };
-            self.spawn(device, k as u64, intended, permit);
+            self.spawn(device, k, intended, permit);
         }
-        None
+    }
+
+    /// A handshake slot came free: starts the next arrival with it if that is due and a device
+    /// is ready at once. Otherwise the slot goes back to the handshake cap (and to the
+    /// scheduler, if it waits for one).
+    fn relay(self: &Arc<Self>, permit: tokio::sync::OwnedSemaphorePermit) {
+        // Another relay or the scheduler has the schedule: the slot goes back.
+        let Some(mut d) = self.dispatch.try_lock() else {
+            return;
+        };
+        if d.busy || self.stop.is_cancelled() || self.shared.abort.is_cancelled() {
+            return;
+        }
+        let Some((k, intended)) = d.head else {
+            return;
+        };
+        let now = Instant::now();
+        if intended > now || self.until.is_some_and(|end| now >= end) {
+            return;
+        }
+        let device = match d.ready_device(self.pool.as_deref()) {
+            Some(Ok(device)) => device,
+            Some(Err(e)) => {
+                // The minters failed: the scheduler ends the run on it when the slot wakes it.
+                d.mint_error = Some(e);
+                d.head = None;
+                return;
+            }
+            None => return,
+        };
+        d.advance();
+        drop(d);
+        self.spawn(device, k, intended, permit);
     }
 
     /// A device for the next session: a newly minted one if one is ready (a churn or stages
@@ -345,9 +480,10 @@ impl Sessions {
     /// left.
     async fn next_device(
         &self,
-        minted: &mut mpsc::Receiver<Result<ReadyDevice, String>>,
+        minted: &mut Option<mpsc::Receiver<Result<ReadyDevice, String>>>,
     ) -> Option<Result<ReadyDevice, String>> {
         use mpsc::error::TryRecvError;
+        let minted = minted.as_mut()?;
         let all_minted = match minted.try_recv() {
             Ok(d) => return Some(d),
             Err(TryRecvError::Empty) => false,
@@ -372,7 +508,7 @@ impl Sessions {
     }
 
     fn spawn(
-        &self,
+        self: &Arc<Self>,
         device: ReadyDevice,
         arrival: u64,
         intended: Instant,
@@ -402,8 +538,12 @@ impl Sessions {
             self.departures.clone(),
         );
         let shared_tally = shared.clone();
+        let slot = Slot {
+            permit,
+            sessions: self.clone(),
+        };
         let fut = async move {
-            device::run(shared, &device, start, permit).await;
+            device::run(shared, &device, start, slot).await;
             if staged {
                 departures.lock().retain(|(a, _)| *a != arrival);
             }
