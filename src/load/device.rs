@@ -208,7 +208,7 @@ async fn sessions<P: HandshakeSlot>(
         if start.stop.is_cancelled() || sender.finished() || failures > policy.attempts {
             return;
         }
-        let delay = policy.backoff(failures, &mut sender.rng);
+        let delay = policy.backoff(failures, sender.rng());
         tokio::select! {
             () = start.stop.cancelled() => return,
             () = tokio::time::sleep(delay) => {}
@@ -285,7 +285,8 @@ struct Sender<'a> {
     hold_until: Option<Instant>,
     /// Closed model: the fastest acknowledgement so far, for the expected send interval.
     fastest_ack: Option<Duration>,
-    rng: rand::rngs::SmallRng,
+    /// Seeded at its first use: a session without messages or backoffs (churn) needs none.
+    rng: Option<rand::rngs::SmallRng>,
     /// The device's session number: 1 for the first, one more per reconnect.
     attempt: u32,
     /// Whether any session of the device connected.
@@ -326,7 +327,7 @@ impl<'a> Sender<'a> {
             closed_due: None,
             hold_until: None,
             fastest_ack: None,
-            rng: <rand::rngs::SmallRng as rand::SeedableRng>::from_rng(&mut rand::rng()),
+            rng: None,
             attempt: 1,
             connected: false,
         }
@@ -352,6 +353,12 @@ impl<'a> Sender<'a> {
         let held =
             self.shared.hold.is_none() || self.hold_until.is_some_and(|h| Instant::now() >= h);
         sent_all && held
+    }
+
+    /// The device's random numbers (payload readings, backoff jitter).
+    fn rng(&mut self) -> &mut rand::rngs::SmallRng {
+        self.rng
+            .get_or_insert_with(|| rand::SeedableRng::from_rng(&mut rand::rng()))
     }
 
     fn rec(&self) -> &Recorder {
@@ -520,7 +527,7 @@ impl<'a> Sender<'a> {
             &self.device.id,
             n,
             stamping,
-            &mut self.rng,
+            self.rng(),
         );
         match session.send(&msg).await {
             Ok((seq, settled)) => {
