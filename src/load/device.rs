@@ -119,9 +119,8 @@ struct Broken;
 /// Runs one device's sessions: the first, and with a reconnect policy, the ones after a
 /// failure, until its messages are done or the run stops. `handshake` is freed once the
 /// first attempt is over (it may start the next arrival); reconnects take a handshake slot of
-/// their own. When the run aborts,
-/// the device ends at once wherever it waits (connect phases count that as unfinished, as do
-/// messages still in flight).
+/// their own. When the run aborts, the device ends at once wherever it waits (connect phases
+/// count that as unfinished, as do messages still in flight).
 pub(crate) async fn run<P: HandshakeSlot>(
     shared: Arc<Shared>,
     device: &ReadyDevice,
