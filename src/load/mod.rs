@@ -357,8 +357,8 @@ impl Dispatch {
         }
     }
 
-    /// A device ready at once: a newly minted one first (as [`Sessions::next_device`]), else
-    /// one waiting in the pool.
+    /// A device ready at once: a newly minted one first (a churn or stages run goes round the
+    /// fleet), else the one that has waited longest in the pool.
     fn ready_device(&mut self, pool: Option<&pool::Pool>) -> Option<Result<ReadyDevice, String>> {
         use mpsc::error::TryRecvError;
         if !self.all_minted {
@@ -417,22 +417,29 @@ impl Sessions {
             };
             // While the scheduler waited, sessions may have started this arrival and others;
             // then the slot goes back, and the scheduler looks at the new head.
-            let mut minted = {
+            // None ready at once: the scheduler waits for one, and relays leave the head to it
+            // meanwhile (`busy`, set in the same lock as the head was checked).
+            let ready = {
                 let mut d = self.dispatch.lock();
                 if d.head.map(|(head, _)| head) != Some(k) {
                     continue;
                 }
-                d.busy = true;
-                d.minted.take()
+                match d.ready_device(self.pool.as_deref()) {
+                    Some(device) => {
+                        d.advance();
+                        Ok(device)
+                    }
+                    None => {
+                        d.busy = true;
+                        Err((d.minted.take(), d.all_minted))
+                    }
+                }
             };
-            let device = self.next_device(&mut minted).await;
-            {
-                let mut d = self.dispatch.lock();
-                d.minted = minted;
-                d.busy = false;
-                d.advance();
-            }
-            let device = match device? {
+            let device = match ready {
+                Ok(device) => device,
+                Err((minted, all_minted)) => self.wait_device(minted, all_minted).await?,
+            };
+            let device = match device {
                 Err(e) => return Some(e),
                 Ok(d) => d,
             };
@@ -473,38 +480,35 @@ impl Sessions {
         self.spawn(device, k, intended, permit);
     }
 
-    /// A device for the next session: a newly minted one if one is ready (a churn or stages
-    /// run goes round the fleet), else one waiting in the pool, else whichever comes first.
-    /// Minting is lazy and bounded (`MINT_QUEUE` ahead), so the devices held grow with the
-    /// sessions the run uses, not with the fleet. `None` when the run stops or no device is
-    /// left.
-    async fn next_device(
+    /// Waits for a device for the head when none was ready at once (`Dispatch::ready_device`),
+    /// with the minters' queue taken out of the dispatch: a newly minted one or one back in the
+    /// pool, whichever comes first. Then gives the queue back and moves the head on. Minting is
+    /// lazy and bounded (`MINT_QUEUE` ahead), so the devices held grow with the sessions the
+    /// run uses, not with the fleet. `None` when the run stops or no device is left.
+    async fn wait_device(
         &self,
-        minted: &mut Option<mpsc::Receiver<Result<ReadyDevice, String>>>,
+        mut minted: Option<mpsc::Receiver<Result<ReadyDevice, String>>>,
+        all_minted: bool,
     ) -> Option<Result<ReadyDevice, String>> {
-        use mpsc::error::TryRecvError;
-        let minted = minted.as_mut()?;
-        let all_minted = match minted.try_recv() {
-            Ok(d) => return Some(d),
-            Err(TryRecvError::Empty) => false,
-            Err(TryRecvError::Disconnected) => true,
-        };
-        let Some(pool) = &self.pool else {
-            return tokio::select! {
+        let device = match (&self.pool, minted.as_mut()) {
+            (_, None) => None,
+            (None, Some(minted)) => tokio::select! {
                 biased;
                 () = self.stop.cancelled() => None,
                 d = minted.recv() => d,
-            };
+            },
+            (Some(pool), Some(minted)) => tokio::select! {
+                biased;
+                () = self.stop.cancelled() => None,
+                Some(d) = minted.recv(), if !all_minted => Some(d),
+                d = pool.returned() => Some(Ok(d)),
+            },
         };
-        if let Some(d) = pool.take() {
-            return Some(Ok(d));
-        }
-        tokio::select! {
-            biased;
-            () = self.stop.cancelled() => None,
-            Some(d) = minted.recv(), if !all_minted => Some(d),
-            d = pool.returned() => Some(Ok(d)),
-        }
+        let mut d = self.dispatch.lock();
+        d.minted = minted;
+        d.busy = false;
+        d.advance();
+        device
     }
 
     fn spawn(
