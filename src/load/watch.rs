@@ -82,10 +82,10 @@ impl Watcher {
                         w.peak_sessions = snap.sessions_active;
                         w.rss_at_peak = sample.rss_kib;
                     }
-                    w.timeline.push_with_latency(
+                    w.timeline.push_sampled(
                         row_t,
                         snap,
-                        recorder.histograms(),
+                        &recorder,
                         (cpu, sample.rss_kib, second_lag),
                     );
                     second_lag = 0;
@@ -100,10 +100,10 @@ impl Watcher {
             let sample = ProcessSample::now();
             let secs = (Instant::now() - last_at).as_secs_f64().max(1e-3);
             let cpu = sample.cpu().saturating_sub(last.cpu()).as_secs_f64() / secs;
-            w.timeline.push_with_latency(
+            w.timeline.push_sampled(
                 row_t + 1,
                 recorder.snapshot(),
-                recorder.histograms(),
+                &recorder,
                 (cpu, sample.rss_kib, second_lag),
             );
             w

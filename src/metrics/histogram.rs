@@ -86,12 +86,19 @@ impl PhaseHistograms {
 
     pub(crate) fn merged(&self, phase: usize) -> LatencyHistogram {
         let mut out = new_histogram();
+        self.merge_into(phase, &mut out);
+        out
+    }
+
+    /// Replaces `out`'s counts with `phase`'s, all shards merged. `out` must have fleetbench's
+    /// bounds ([`new_histogram`]).
+    pub(crate) fn merge_into(&self, phase: usize, out: &mut LatencyHistogram) {
+        out.reset();
         for shard in &self.phases[phase] {
             // Invariant: every shard has the same bounds as `out`, so addition cannot fail.
             #[allow(clippy::unwrap_used)]
             out.add(&*shard.lock()).unwrap();
         }
-        out
     }
 }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::histogram::{decode_histogram, encode_histogram, HistogramCodecError};
 use super::spool::{Place, Spool};
-use super::{FailureKind, LatencyHistogram, Phase, Snapshot};
+use super::{FailureKind, LatencyHistogram, Phase, Recorder, Snapshot};
 
 /// One phase's latency in one interval, from that interval's own histogram (not from means).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -106,6 +106,9 @@ pub struct Timeline {
     spool: Spool,
     last: Snapshot,
     last_histograms: BTreeMap<Phase, LatencyHistogram>,
+    /// Histograms done with (last second's cumulative ones, interval scratch), reused by the
+    /// next second's merge and intervals instead of fresh 184 KB allocations.
+    spare: Vec<LatencyHistogram>,
 }
 
 /// A row as kept during the run: no latency map (a B-tree node is about 1 KB), its phases'
@@ -139,6 +142,19 @@ impl Timeline {
     /// Adds the interval ending at `t` seconds, from the counters now.
     pub fn push(&mut self, t: u64, now: Snapshot, cpu: f64, rss_kib: u64, lag_us: u64) {
         self.push_with_latency(t, now, Vec::new(), (cpu, rss_kib, lag_us));
+    }
+
+    /// [`Self::push_with_latency`] with `recorder`'s cumulative histograms now, merged into
+    /// histograms this timeline no longer needs.
+    pub fn push_sampled(
+        &mut self,
+        t: u64,
+        now: Snapshot,
+        recorder: &Recorder,
+        health: (f64, u64, u64),
+    ) {
+        let histograms = recorder.histograms_reusing(&mut self.spare);
+        self.push_with_latency(t, now, histograms, health);
     }
 
     /// Adds the interval ending at `t` seconds, from the counters and the cumulative histograms
@@ -190,19 +206,33 @@ impl Timeline {
     ) -> Vec<(&'static str, IntervalLatency)> {
         let mut out = Vec::new();
         for (phase, cumulative) in histograms {
-            let mut interval = cumulative.clone();
-            if let Some(before) = self.last_histograms.get(&phase) {
-                // Counts only grow, so the earlier histogram is always within the later one; if
-                // that ever failed, the interval is left out rather than made up.
-                if interval.subtract(before).is_err() {
-                    self.last_histograms.insert(phase, cumulative);
-                    continue;
+            let interval = match self.spare.pop() {
+                Some(mut h) => {
+                    h.reset();
+                    // Both have fleetbench's bounds: the addition cannot fail; were it to,
+                    // the interval would be left out below rather than made up.
+                    h.add(&cumulative).map(|()| h).ok()
                 }
+                None => Some(cumulative.clone()),
+            };
+            // Counts only grow, so the earlier histogram is always within the later one; if
+            // that ever failed, the interval is left out rather than made up.
+            let interval = interval.and_then(|mut h| match self.last_histograms.get(&phase) {
+                Some(before) if h.subtract(before).is_err() => {
+                    self.spare.push(h);
+                    None
+                }
+                _ => Some(h),
+            });
+            if let Some(interval) = interval {
+                if !interval.is_empty() {
+                    out.push((phase.name(), IntervalLatency::from_histogram(&interval)));
+                }
+                self.spare.push(interval);
             }
-            if !interval.is_empty() {
-                out.push((phase.name(), IntervalLatency::from_histogram(&interval)));
+            if let Some(old) = self.last_histograms.insert(phase, cumulative) {
+                self.spare.push(old);
             }
-            self.last_histograms.insert(phase, cumulative);
         }
         out
     }

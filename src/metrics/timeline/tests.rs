@@ -61,6 +61,49 @@ fn interval_histograms_are_the_difference_of_cumulative_ones() {
     assert_eq!(h.min(), h.lowest_equivalent(50_000));
 }
 
+#[test]
+fn sampled_intervals_reuse_histograms_and_equal_fresh_ones() {
+    use std::time::Duration;
+    // The same seconds twice: from a recorder through reused histograms, and from fresh
+    // merges (a phase joining in the third second, one sitting out the fourth).
+    let recorder = Recorder::new();
+    let (mut reused, mut fresh) = (Timeline::default(), Timeline::default());
+    let s = Snapshot::default();
+    for second in 1..=6u64 {
+        for i in 0..50u64 {
+            let v = Duration::from_micros(100 + (i * 37 + second * 1_000) % 20_000);
+            if second != 4 {
+                recorder.record(Phase::TcpConnect, i as usize, v);
+            }
+            if second >= 3 {
+                recorder.record(Phase::TlsResumed, i as usize, v * 3);
+            }
+        }
+        reused.push_sampled(second, s, &recorder, (0.0, 0, 0));
+        fresh.push_with_latency(second, s, recorder.histograms(), (0.0, 0, 0));
+        // Bounded: two histograms per phase with samples, whatever the run's length.
+        assert!(reused.spare.len() <= 4, "{} spare", reused.spare.len());
+    }
+    let (reused, fresh) = (reused.into_rows(), fresh.into_rows());
+    assert_eq!(reused.len(), 6);
+    for (r, f) in reused.iter().zip(&fresh) {
+        assert_eq!(r.latency.len(), f.latency.len(), "second {}", r.t);
+        for (phase, l) in &f.latency {
+            let mine = r.latency_of(phase).unwrap();
+            assert_eq!(
+                mine.decode().unwrap(),
+                l.decode().unwrap(),
+                "{phase} in {}",
+                r.t
+            );
+            assert_eq!(mine.count, 50, "{phase} in {}", r.t);
+        }
+    }
+    assert!(reused[3].latency_of("tcp_connect").is_none());
+    assert!(reused[1].latency_of("tls_resumed").is_none());
+    assert!(reused[2].latency_of("tls_resumed").is_some());
+}
+
 /// Adds a second of 1,000 samples spread over `spread` µs to each of three phases'
 /// cumulative histograms: the wider the spread, the bigger each interval's encoding.
 fn add_second(cumulative: &mut Vec<(Phase, LatencyHistogram)>, second: u64, spread: u64) {
