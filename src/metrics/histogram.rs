@@ -86,7 +86,7 @@ impl PhaseHistograms {
 
     pub(crate) fn merged(&self, phase: usize) -> LatencyHistogram {
         let mut out = new_histogram();
-        self.merge_into(phase, &mut out);
+        self.add_to(phase, &mut out);
         out
     }
 
@@ -94,6 +94,12 @@ impl PhaseHistograms {
     /// bounds ([`new_histogram`]).
     pub(crate) fn merge_into(&self, phase: usize, out: &mut LatencyHistogram) {
         out.reset();
+        self.add_to(phase, out);
+    }
+
+    /// Adds `phase`'s shards to `out` (a fresh histogram is not reset first: zeroing it would
+    /// touch every page of its counts).
+    fn add_to(&self, phase: usize, out: &mut LatencyHistogram) {
         for shard in &self.phases[phase] {
             // Invariant: every shard has the same bounds as `out`, so addition cannot fail.
             #[allow(clippy::unwrap_used)]
