@@ -412,7 +412,7 @@ async fn handshake(
 ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
     let accept = tokio::time::timeout(
         hub.config.handshake_timeout,
-        transport::cpu_clock::clocked(async { hub.tls.accept(tcp).into_fallible().await }),
+        transport::cpu_clock::clocked(hub.tls.accept(tcp).into_fallible()),
     );
     tokio::pin!(accept);
     // Polled by reference: `accept` (and the stream in it) outlives the counting below.

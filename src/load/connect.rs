@@ -261,7 +261,7 @@ async fn connect_protocol(
             let opened = Instant::now();
             let attach = Box::pin(conn.attach());
             let s = timed_phase(shared, bounds, who, Phase::AmqpAttach, opened, attach).await?;
-            Some((Session::Amqp(s), Instant::now()))
+            Some((Session::Amqp(Box::new(s)), Instant::now()))
         }
     }
 }

@@ -110,13 +110,15 @@ pub enum Protocol {
 }
 
 /// A connected device session of either protocol.
-// Both variants are large (a TLS stream inline, fe2o3's handles); one lives per device task
-// and is never moved after connect, so boxing would only add an allocation.
+// The MQTT variant stays inline (0.2 KB, one per device task): boxing it would add an
+// allocation to every session for no room saved.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Session<S> {
-    /// AMQP 1.0; fe2o3-amqp owns the stream in its connection task.
-    Amqp(AmqpSession),
+    /// AMQP 1.0; fe2o3-amqp owns the stream in its connection task. Boxed: fe2o3's handles
+    /// are some 0.8 KB, an MQTT session 0.2 KB, and every future that holds a session (its
+    /// life, its close) would carry the larger.
+    Amqp(Box<AmqpSession>),
     /// MQTT over the device's stream.
     Mqtt(MqttSession<S>),
 }
@@ -177,12 +179,15 @@ where
     /// Closes the session politely (DISCONNECT, AMQP close); errors are ignored.
     pub async fn close(self) {
         // A peer that stopped answering must not hold a device (and the run) forever.
-        let close = async {
-            match self {
-                Self::Amqp(s) => s.close().await,
-                Self::Mqtt(s) => s.close().await,
+        // Each arm holds only its own close: fe2o3's is some 5 KB, boxed, so that an MQTT
+        // session's close (0.5 KB) does not carry its room.
+        match self {
+            Self::Amqp(s) => {
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, Box::pin(s.close())).await;
             }
-        };
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
+            Self::Mqtt(s) => {
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, s.close()).await;
+            }
+        }
     }
 }

@@ -262,11 +262,17 @@ where
         host: &str,
     ) -> Result<Self, SessionError> {
         let mut wire = Wire::new(stream);
-        let connect = options.connect_packet(device_id, host);
         let v5 = match &options.version {
-            MqttVersion::V5(o) => Some(v5::connect(&mut wire, o, connect, options.qos).await?),
+            // Boxed: MQTT 5's CONNECT and CONNACK, with their properties, would otherwise
+            // widen every session's connect.
+            MqttVersion::V5(o) => {
+                let connect = options.connect_packet(device_id, host);
+                Some(Box::pin(v5::connect(&mut wire, o, connect, options.qos)).await?)
+            }
             MqttVersion::V311 => {
-                Self::connect_v4(&mut wire, connect).await?;
+                // Encoded before the first await, so the packet is not held across it.
+                wire.queue(&Packet::Connect(options.connect_packet(device_id, host)))?;
+                Self::connack_v4(&mut wire).await?;
                 None
             }
         };
@@ -283,9 +289,9 @@ where
         })
     }
 
-    /// MQTT 3.1.1's CONNECT and CONNACK.
-    async fn connect_v4(wire: &mut Wire<S>, connect: Connect) -> Result<(), SessionError> {
-        wire.send(&Packet::Connect(connect)).await?;
+    /// Writes the queued MQTT 3.1.1 CONNECT and reads its CONNACK.
+    async fn connack_v4(wire: &mut Wire<S>) -> Result<(), SessionError> {
+        wire.flush().await?;
         match wire.next().await {
             Some(Ok(Packet::ConnAck(ConnAck { code, .. }))) => {
                 if code != ConnectReturnCode::Success {

@@ -14,6 +14,7 @@
 //! handshakes (all of the first 256, then one in 8: `load`), the hub every one.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 /// The calling thread's CPU time so far (zero where the platform has no such clock).
@@ -33,16 +34,33 @@ pub fn thread_cpu() -> Duration {
 }
 
 /// Runs `fut` and returns its output with the CPU time spent in its polls.
-pub async fn clocked<F: Future>(fut: F) -> (F::Output, Duration) {
-    let mut fut = std::pin::pin!(fut);
+pub fn clocked<F: Future + Unpin>(fut: F) -> impl Future<Output = (F::Output, Duration)> {
+    let mut fut = clocked_if(true, fut);
+    std::future::poll_fn(move |cx| {
+        Pin::new(&mut fut)
+            .poll(cx)
+            .map(|(out, cpu)| (out, cpu.unwrap_or_default()))
+    })
+}
+
+/// Runs `fut` and returns its output, with the CPU time spent in its polls when `clock`.
+///
+/// Not an `async fn`: that would hold `fut` twice in its state (as the argument, and pinned),
+/// and a TLS handshake future is over a kilobyte, copied whole when its caller boxes it.
+pub fn clocked_if<F: Future + Unpin>(
+    clock: bool,
+    mut fut: F,
+) -> impl Future<Output = (F::Output, Option<Duration>)> + Unpin {
     let mut spent = Duration::ZERO;
     std::future::poll_fn(move |cx| {
+        if !clock {
+            return Pin::new(&mut fut).poll(cx).map(|out| (out, None));
+        }
         let before = thread_cpu();
-        let polled = fut.as_mut().poll(cx);
+        let polled = Pin::new(&mut fut).poll(cx);
         spent += thread_cpu().saturating_sub(before);
-        polled.map(|out| (out, spent))
+        polled.map(|out| (out, Some(spent)))
     })
-    .await
 }
 
 #[cfg(test)]
@@ -63,12 +81,12 @@ mod tests {
 
     #[tokio::test]
     async fn counts_the_cpu_of_its_polls_and_not_the_time_it_waits() {
-        let ((), cpu) = clocked(async {
+        let ((), cpu) = clocked(Box::pin(async {
             std::hint::black_box(burn(Duration::from_millis(20)));
             // Waiting costs no CPU of this future: a timer's wake-up is outside its polls.
             tokio::time::sleep(Duration::from_millis(30)).await;
             std::hint::black_box(burn(Duration::from_millis(20)));
-        })
+        }))
         .await;
         assert!(cpu >= Duration::from_millis(40), "{cpu:?}");
         assert!(cpu < Duration::from_millis(60), "{cpu:?}");

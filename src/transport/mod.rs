@@ -105,19 +105,15 @@ pub async fn tls_handshake_counted(
     tcp: TcpStream,
     clock_cpu: bool,
 ) -> io::Result<(TlsDeviceStream, HandshakeWire)> {
+    // One handshake future, clocked or not: an arm for each would hold one each, and this
+    // future (boxed by the caller, so copied once whole) would be twice the size.
+    let (stream, cpu) = cpu_clock::clocked_if(
+        clock_cpu,
+        TlsConnector::from(config.clone()).connect(server_name, Counted::new(tcp)),
+    )
+    .await;
     // Boxed as soon as it exists (see `TlsDeviceStream`).
-    let handshake = async {
-        TlsConnector::from(config.clone())
-            .connect(server_name, Counted::new(tcp))
-            .await
-            .map(Box::new)
-    };
-    let (stream, cpu) = if clock_cpu {
-        let (stream, cpu) = cpu_clock::clocked(handshake).await;
-        (stream?, Some(cpu))
-    } else {
-        (handshake.await?, None)
-    };
+    let stream = Box::new(stream?);
     let (counted, conn) = stream.get_ref();
     let resumed = resumed(conn);
     // Certificates cross only in a full handshake: the device's one certificate (rustls's
@@ -144,4 +140,39 @@ pub async fn tls_handshake_counted(
         cpu,
     };
     Ok((stream, wire))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rustls::pki_types::ServerName;
+
+    use super::*;
+
+    /// A session's futures are boxed, so copied whole once each when made: they must hold what
+    /// they run once, not twice (`clocked_if` rather than an `async fn` around the handshake).
+    #[tokio::test]
+    async fn the_handshake_future_holds_one_handshake() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config = Arc::new(
+            rustls::ClientConfig::builder()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+        );
+        let name = ServerName::try_from("localhost").unwrap();
+        let bare = TlsConnector::from(config.clone()).connect(
+            name.clone(),
+            Counted::new(TcpStream::connect(addr).await.unwrap()),
+        );
+        let ours =
+            tls_handshake_counted(config, name, TcpStream::connect(addr).await.unwrap(), true);
+        let (bare, ours) = (size_of_val(&bare), size_of_val(&ours));
+        assert!(
+            ours < bare + 512,
+            "the handshake future is {ours} bytes for a handshake of {bare}"
+        );
+    }
 }

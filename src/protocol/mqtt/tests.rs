@@ -184,3 +184,26 @@ fn property_values_are_encoded_as_the_encoder_does_with_or_without_escapes() {
         assert_eq!(fast, slow, "{v}");
     }
 }
+
+/// The size of the future `f` returns.
+fn future_size<A, R, F: FnOnce(A) -> R>(_: &F) -> usize {
+    size_of::<R>()
+}
+
+/// A session's close is boxed, so copied whole once when made: an MQTT session's must not
+/// carry the room of fe2o3's AMQP close (some 5 KB), nor a session the room of an AMQP one.
+#[test]
+fn an_mqtt_close_does_not_carry_amqp_room() {
+    type S = crate::transport::DeviceStream;
+    let mqtt = future_size(&MqttSession::<S>::close);
+    let any = future_size(&crate::protocol::Session::<S>::close);
+    assert!(
+        any < mqtt + 1024,
+        "a session's close is {any} bytes, MQTT's {mqtt}"
+    );
+    let session = size_of::<crate::protocol::Session<S>>();
+    assert!(
+        session <= size_of::<MqttSession<S>>() + 16,
+        "a session is {session} bytes"
+    );
+}
