@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
-use super::device::{ReadyDevice, Shared, Start};
+use super::device::{Protocol, ReadyDevice, Shared, Start};
 use super::signal::Fired;
 use crate::metrics::{incr, FailureKind, HandshakeSample, Phase, Recorder, Scheduled};
 use crate::protocol::{io_kind, AmqpSession, MqttSession, Session, SessionError};
-use crate::scenario::ProtocolPlan;
 use crate::transport::ws::{self, UpgradeError};
 use crate::transport::{self, DeviceStream, MaybeWs, TlsDeviceStream};
 
@@ -249,12 +248,12 @@ async fn connect_protocol(
     match &shared.protocol {
         // Phases are passed pinned or boxed: a future passed by value to an async fn takes
         // its room twice.
-        ProtocolPlan::Mqtt(opts) => {
+        Protocol::Mqtt(opts) => {
             let connect = pin!(MqttSession::connect(tls, opts.clone(), &device.id, host));
             let s = timed_phase(shared, bounds, who, Phase::MqttConnect, from, connect).await?;
             Some((Session::Mqtt(s), Instant::now()))
         }
-        ProtocolPlan::Amqp(opts) => {
+        Protocol::Amqp(opts) => {
             // fe2o3's open is some 11 KB: boxed, so MQTT sessions do not carry its room.
             let open = Box::pin(AmqpSession::open(tls, opts.clone(), &device.id, host));
             let conn = timed_phase(shared, bounds, who, Phase::AmqpOpen, from, open).await?;

@@ -19,14 +19,14 @@ use super::message::{telemetry, Stamping};
 use crate::metrics::{incr, FailureKind, Phase, Recorder, Scheduled};
 use crate::protocol::{Outcome, Session};
 use crate::scenario::schedule::SendSchedule;
-use crate::scenario::{MessagePlan, ProtocolPlan, ReconnectPlan, SendModel};
+use crate::scenario::{MessagePlan, ReconnectPlan, SendModel};
 use crate::transport::{DeviceStream, Endpoint};
 
 /// What every session of a run shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) endpoint: Endpoint,
-    pub(crate) protocol: ProtocolPlan,
+    pub(crate) protocol: Protocol,
     pub(crate) messages: MessagePlan,
     pub(crate) connect_timeout: Duration,
     /// Idle time after the last message: `None` none, `Some(MAX)` until stopped (stages).
@@ -49,6 +49,14 @@ pub(crate) struct Shared {
     pub(crate) handshakes: Arc<Semaphore>,
     /// Handshakes started, for choosing which to clock ([`Shared::clock_this_handshake`]).
     pub(crate) handshake_turn: AtomicU64,
+}
+
+/// The protocol of a run's sessions. MQTT's settings are shared by them all rather than
+/// copied into each.
+#[derive(Debug)]
+pub(crate) enum Protocol {
+    Mqtt(Arc<crate::protocol::MqttOptions>),
+    Amqp(crate::protocol::AmqpOptions),
 }
 
 /// Every handshake's CPU is clocked up to this many, then one in [`CLOCK_ONE_IN`]: the thread
@@ -296,8 +304,8 @@ impl<'a> Sender<'a> {
     fn new(shared: &'a Shared, device: &'a ReadyDevice) -> Self {
         let (ack_phase, keep_alive) = match &shared.protocol {
             // fe2o3-amqp answers the hub's idle-time-out with empty frames by itself.
-            ProtocolPlan::Amqp(_) => (Phase::SendAck, None),
-            ProtocolPlan::Mqtt(o) => (
+            Protocol::Amqp(_) => (Phase::SendAck, None),
+            Protocol::Mqtt(o) => (
                 Phase::PublishAck,
                 (o.keep_alive_secs > 0).then(|| Duration::from_secs(o.keep_alive_secs.into())),
             ),

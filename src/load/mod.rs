@@ -29,7 +29,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::metrics::{GeneratorHealth, Recorder, RunStatus, TimelineRow};
 use crate::pki::{CaChain, DeviceIds, KeyType, PkiError, Validity};
-use crate::scenario::{Plan, SessionPlan};
+use crate::scenario::{Plan, ProtocolPlan, SessionPlan};
 use crate::transport::{ClientTls, Endpoint, TlsConfigError};
 use device::{ReadyDevice, Shared, Start};
 pub use ending::Interrupt;
@@ -128,9 +128,16 @@ pub async fn run(
         SessionPlan::Staged => Some(Duration::MAX),
         SessionPlan::Churn { .. } => None,
     };
+    let endpoint = Endpoint {
+        server_name: crate::transport::lasting_name(&endpoint.server_name),
+        ..endpoint
+    };
     let shared = Arc::new(Shared {
         endpoint,
-        protocol: plan.protocol.clone(),
+        protocol: match &plan.protocol {
+            ProtocolPlan::Mqtt(o) => device::Protocol::Mqtt(Arc::new(o.clone())),
+            ProtocolPlan::Amqp(o) => device::Protocol::Amqp(o.clone()),
+        },
         messages: plan.messages.clone(),
         connect_timeout: plan.connect.timeout,
         hold,

@@ -2,6 +2,7 @@
 //! that TCP, TLS and CONNACK are timed apart and the source address can be chosen.
 
 use std::fmt;
+use std::sync::Arc;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use rumqttc::mqttbytes::v4::{ConnAck, Connect, ConnectReturnCode, Login, Packet, PubRel, Publish};
@@ -90,7 +91,7 @@ pub struct MqttOptions {
     pub clean_session: bool,
     /// The run's id, sent as the `fleetbench-run` property (IoT Hub dialect only: a generic
     /// MQTT 3.1.1 message has no properties).
-    pub run_id: Option<std::sync::Arc<str>>,
+    pub run_id: Option<Arc<str>>,
 }
 
 /// Replaces `{device_id}` in a template.
@@ -204,7 +205,8 @@ fn is_unreserved(b: u8) -> bool {
 /// A connected MQTT session.
 pub struct MqttSession<S> {
     wire: Wire<S>,
-    options: MqttOptions,
+    /// The run's, shared by its sessions.
+    options: Arc<MqttOptions>,
     topic_base: String,
     next_pkid: u16,
     next_seq: u64,
@@ -257,10 +259,11 @@ where
     /// Sends CONNECT and waits for CONNACK; a non-zero return code is a refusal.
     pub async fn connect(
         stream: S,
-        options: MqttOptions,
+        options: impl Into<Arc<MqttOptions>>,
         device_id: &str,
         host: &str,
     ) -> Result<Self, SessionError> {
+        let options = options.into();
         let mut wire = Wire::new(stream);
         let v5 = match &options.version {
             // Boxed: MQTT 5's CONNECT and CONNACK, with their properties, would otherwise

@@ -45,6 +45,31 @@ pub struct Endpoint {
     pub websocket: Option<WsTarget>,
 }
 
+/// `name` as one that lasts the process: a DNS name is interned (each distinct name copied
+/// once, and kept), so that every connection of a run borrows it instead of copying it, as do
+/// the ticket cache's entries for it.
+pub fn lasting_name(name: &ServerName<'static>) -> ServerName<'static> {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock, PoisonError};
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let ServerName::DnsName(dns) = name else {
+        return name.clone();
+    };
+    let mut names = NAMES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let kept: &'static str = match names.get(dns.as_ref()) {
+        Some(kept) => kept,
+        None => {
+            let kept: &'static str = Box::leak(dns.as_ref().into());
+            names.insert(kept);
+            kept
+        }
+    };
+    ServerName::try_from(kept).unwrap_or_else(|_| name.clone())
+}
+
 /// Opens a TCP connection, from `local` when given (a source-address pool).
 pub async fn tcp_connect(addr: SocketAddr, local: Option<IpAddr>) -> io::Result<TcpStream> {
     let socket = match addr {
@@ -152,6 +177,19 @@ mod tests {
 
     /// A session's futures are boxed, so copied whole once each when made: they must hold what
     /// they run once, not twice (`clocked_if` rather than an `async fn` around the handshake).
+    #[test]
+    fn a_lasting_name_is_the_same_name_kept_once() {
+        let name = ServerName::try_from("hub.example").unwrap().to_owned();
+        let (a, b) = (lasting_name(&name), lasting_name(&name));
+        assert_eq!(a, name);
+        let (ServerName::DnsName(a), ServerName::DnsName(b)) = (a, b) else {
+            panic!("not a DNS name");
+        };
+        assert_eq!(a.as_ref().as_ptr(), b.as_ref().as_ptr(), "copied twice");
+        let ip = ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+        assert_eq!(lasting_name(&ip), ip);
+    }
+
     #[tokio::test]
     async fn the_handshake_future_holds_one_handshake() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
