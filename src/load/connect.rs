@@ -250,23 +250,25 @@ async fn connect_protocol(
         // its room twice.
         Protocol::Mqtt(opts) => {
             let connect = pin!(MqttSession::connect(tls, opts.clone(), &device.id, host));
-            let s = timed_phase(shared, bounds, who, Phase::MqttConnect, from, connect).await?;
-            Some((Session::Mqtt(s), Instant::now()))
+            let (s, ready) =
+                timed_phase(shared, bounds, who, Phase::MqttConnect, from, connect).await?;
+            Some((Session::Mqtt(s), ready))
         }
         Protocol::Amqp(opts) => {
             // fe2o3's open is some 11 KB: boxed, so MQTT sessions do not carry its room.
             let open = Box::pin(AmqpSession::open(tls, opts.clone(), &device.id, host));
-            let conn = timed_phase(shared, bounds, who, Phase::AmqpOpen, from, open).await?;
-            let opened = Instant::now();
+            let (conn, opened) =
+                timed_phase(shared, bounds, who, Phase::AmqpOpen, from, open).await?;
             let attach = Box::pin(conn.attach());
-            let s = timed_phase(shared, bounds, who, Phase::AmqpAttach, opened, attach).await?;
-            Some((Session::Amqp(Box::new(s)), Instant::now()))
+            let (s, ready) =
+                timed_phase(shared, bounds, who, Phase::AmqpAttach, opened, attach).await?;
+            Some((Session::Amqp(Box::new(s)), ready))
         }
     }
 }
 
 /// Runs one connect phase under the timeout and records its time from `from`, or its failure
-/// (and the session's).
+/// (and the session's). Returns the phase's result and when it ended.
 async fn timed_phase<T>(
     shared: &Shared,
     bounds: &mut Bounds<'_, '_>,
@@ -274,12 +276,13 @@ async fn timed_phase<T>(
     phase: Phase,
     from: Instant,
     fut: impl std::future::Future<Output = Result<T, SessionError>>,
-) -> Option<T> {
+) -> Option<(T, Instant)> {
     let (rec, t) = (&*shared.recorder, shared.connect_timeout);
     match bounds.phase(from, fut).await {
         Ok(Ok(v)) => {
-            rec.record(phase, who.shard, from.elapsed());
-            Some(v)
+            let now = Instant::now();
+            rec.record(phase, who.shard, now - from);
+            Some((v, now))
         }
         Ok(Err(e)) => fail_session(who, phase, e.kind(), || e.to_string()),
         Err(Cut::Aborted) => unfinished(who, phase),

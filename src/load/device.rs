@@ -136,8 +136,10 @@ pub(crate) async fn run<P: HandshakeSlot>(
     handshake: P,
 ) {
     let rec = &*shared.recorder;
-    rec.record_task_start(Instant::now() - start.spawned);
-    let mut sender = Sender::new(&shared, device);
+    // One clock read for the task's start delay and the sender's clock.
+    let now = Instant::now();
+    rec.record_task_start(now - start.spawned);
+    let mut sender = Sender::new(&shared, device, now);
     // The sessions come first: a connect phase or the sender that sees the abort counts what it
     // leaves unfinished; wherever else the device waits (a write, a close, a backoff), this
     // ends it.
@@ -301,7 +303,7 @@ struct Sender<'a> {
 }
 
 impl<'a> Sender<'a> {
-    fn new(shared: &'a Shared, device: &'a ReadyDevice) -> Self {
+    fn new(shared: &'a Shared, device: &'a ReadyDevice, now: Instant) -> Self {
         let (ack_phase, keep_alive) = match &shared.protocol {
             // fe2o3-amqp answers the hub's idle-time-out with empty frames by itself.
             Protocol::Amqp(_) => (Phase::SendAck, None),
@@ -322,7 +324,7 @@ impl<'a> Sender<'a> {
             keep_alive,
             // Grown as needed: a session without messages (churn) allocates none.
             inflight: Vec::new(),
-            last_write: Instant::now(),
+            last_write: now,
             schedule: SendSchedule {
                 count: plan.count,
                 interval,
@@ -380,10 +382,11 @@ impl<'a> Sender<'a> {
         let plan = &self.shared.messages;
         // An MQTT 5 broker's receive maximum caps the window below the scenario's.
         let max_inflight = (plan.max_inflight as usize).min(session.inflight_cap());
-        let start = *self.origin.get_or_insert_with(Instant::now);
-        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        let now = Instant::now();
+        let start = *self.origin.get_or_insert(now);
+        let far = now + Duration::from_secs(86_400 * 365);
         let mut stopping = false;
-        self.last_write = Instant::now();
+        self.last_write = now;
         // Made once for the session, not once per turn of the loop (a turn per acknowledgement):
         // each turn would otherwise register and drop two cancellation waiters and a timer entry.
         let shared = self.shared;
