@@ -94,6 +94,18 @@ pub struct MqttOptions {
     pub run_id: Option<Arc<str>>,
 }
 
+/// The IoT Hub username's `DeviceClientType`, percent-encoded once.
+fn client_type() -> &'static str {
+    static ENCODED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ENCODED.get_or_init(|| {
+        utf8_percent_encode(
+            concat!("fleetbench/", env!("CARGO_PKG_VERSION")),
+            PROPERTY_BAG,
+        )
+        .to_string()
+    })
+}
+
 /// Replaces `{device_id}` in a template.
 pub fn render(template: &str, device_id: &str) -> String {
     template.replace("{device_id}", device_id)
@@ -107,10 +119,7 @@ impl MqttOptions {
                 device_id.to_owned(),
                 Some(format!(
                     "{host}/{device_id}/?api-version={api_version}&DeviceClientType={}",
-                    utf8_percent_encode(
-                        concat!("fleetbench/", env!("CARGO_PKG_VERSION")),
-                        PROPERTY_BAG
-                    )
+                    client_type()
                 )),
                 // X.509 devices send a username and no password.
                 String::new(),
