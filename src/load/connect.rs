@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 use super::device::{Protocol, ReadyDevice, Shared, Start};
-use super::signal::Fired;
+use super::signal::Signal;
 use crate::metrics::{incr, FailureKind, HandshakeSample, Phase, Recorder, Scheduled};
 use crate::protocol::{io_kind, AmqpSession, MqttSession, Session, SessionError};
 use crate::transport::ws::{self, UpgradeError};
@@ -22,11 +22,13 @@ enum Cut {
     Aborted,
 }
 
-/// What bounds every connect phase of a session: the run's abort and the phase's timeout,
-/// each waited on once for all the phases (a waiter and a timer entry registered per session,
-/// not per phase).
+/// What bounds every connect phase of a session: the run's abort and the phase's timeout (a
+/// timer entry registered once per session, not per phase).
+///
+/// The abort is looked at, not waited on: the device's task already waits on it
+/// (`device::run`), and that wake-up polls the phase again, which then sees it first.
 struct Bounds<'a, 's> {
-    abort: Pin<&'a mut Fired<'s>>,
+    aborted: &'s Signal,
     /// Armed at the first phase's deadline. A later phase's deadline is later, so the timer
     /// is re-armed only if it fires while a phase is still within its own.
     timer: Pin<&'a mut Sleep>,
@@ -46,7 +48,7 @@ impl Bounds<'_, '_> {
         loop {
             tokio::select! {
                 biased;
-                () = self.abort.as_mut() => return Err(Cut::Aborted),
+                () = self.aborted.looked_at() => return Err(Cut::Aborted),
                 r = fut.as_mut() => return Ok(r),
                 () = self.timer.as_mut() => {
                     if Instant::now() >= deadline {
@@ -96,12 +98,9 @@ pub(super) async fn connect(
     let t = shared.connect_timeout;
     let source = (!shared.sources.is_empty())
         .then(|| shared.sources[(start.arrival % shared.sources.len() as u64) as usize]);
-    let (abort, timer) = (
-        pin!(shared.aborted.fired()),
-        pin!(tokio::time::sleep_until(started + t)),
-    );
+    let timer = pin!(tokio::time::sleep_until(started + t));
     let bounds = &mut Bounds {
-        abort,
+        aborted: &shared.aborted,
         timer,
         timeout: t,
     };

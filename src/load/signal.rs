@@ -47,6 +47,19 @@ impl Signal {
         self.fired.load(Ordering::Acquire)
     }
 
+    /// Ready once the signal has fired, without waiting for it: pending until then, and no
+    /// waker is registered. Only for a task that waits on the signal elsewhere ([`Self::fired`])
+    /// and polls this again when woken.
+    pub(crate) fn looked_at(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |_| {
+            if self.is_fired() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+    }
+
     /// Waits until the signal fires. Cancel-safe: dropping the wait forgets its waker.
     pub(crate) fn fired(&self) -> Fired<'_> {
         Fired {
@@ -145,6 +158,18 @@ mod tests {
         }
         signal.fired().await;
         assert!(signal.is_fired());
+    }
+
+    #[test]
+    fn a_look_registers_no_waker_and_sees_the_fire() {
+        let signal = Signal::default();
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut look = Box::pin(signal.looked_at());
+        assert!(look.as_mut().poll(&mut cx).is_pending());
+        assert!(signal.waiters.lock().slots.is_empty());
+        signal.fire();
+        assert!(look.as_mut().poll(&mut cx).is_ready());
     }
 
     #[test]
