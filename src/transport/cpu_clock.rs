@@ -17,6 +17,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use futures::FutureExt as _;
+
 /// The calling thread's CPU time so far (zero where the platform has no such clock).
 pub fn thread_cpu() -> Duration {
     #[cfg(unix)]
@@ -35,12 +37,7 @@ pub fn thread_cpu() -> Duration {
 
 /// Runs `fut` and returns its output with the CPU time spent in its polls.
 pub fn clocked<F: Future + Unpin>(fut: F) -> impl Future<Output = (F::Output, Duration)> {
-    let mut fut = clocked_if(true, fut);
-    std::future::poll_fn(move |cx| {
-        Pin::new(&mut fut)
-            .poll(cx)
-            .map(|(out, cpu)| (out, cpu.unwrap_or_default()))
-    })
+    clocked_if(true, fut).map(|(out, cpu)| (out, cpu.unwrap_or_default()))
 }
 
 /// Runs `fut` and returns its output, with the CPU time spent in its polls when `clock`.
