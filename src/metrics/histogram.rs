@@ -33,27 +33,64 @@ pub fn micros(d: Duration) -> u64 {
         .max(LOWEST_US)
 }
 
-/// One histogram per phase, each split into shards so that tasks on different cores rarely
-/// contend; merged only when a report is made.
+/// One histogram per phase in each of a few shards, so that tasks on different cores rarely
+/// contend; merged only when read.
+///
+/// A sample first goes to its shard's short list of pending samples, and the list goes into the
+/// histograms when it is full or when anything reads them, so every read sees every sample
+/// recorded before it. A histogram's counts span 184 KB and a session's samples land in
+/// scattered slots of several of them: recorded one at a time, each of those slots is a cache
+/// miss on the session's path; recorded a batch at a time, the misses overlap and the session
+/// writes one line of the list.
 #[derive(Debug)]
 pub struct PhaseHistograms {
-    phases: Vec<Vec<Mutex<LatencyHistogram>>>,
+    shards: Vec<Mutex<Shard>>,
+}
+
+/// Samples a shard holds before it adds them to its histograms: 16 bytes each, a few cache
+/// lines.
+const PENDING: usize = 64;
+
+#[derive(Debug)]
+struct Shard {
+    /// One histogram per phase.
+    phases: Vec<LatencyHistogram>,
+    /// Samples not yet in `phases`: the phase's index and the value in µs.
+    pending: Vec<(usize, u64)>,
+}
+
+impl Shard {
+    /// Adds the pending samples to their histograms.
+    fn flush(&mut self) {
+        for (phase, value) in self.pending.drain(..) {
+            self.phases[phase].saturating_record(value);
+        }
+    }
 }
 
 impl PhaseHistograms {
     pub(crate) fn new(shards: usize) -> Self {
-        let shards = shards.max(1);
-        let phases = (0..super::Phase::ALL.len())
-            .map(|_| (0..shards).map(|_| Mutex::new(new_histogram())).collect())
+        let shards = (0..shards.max(1))
+            .map(|_| {
+                Mutex::new(Shard {
+                    phases: super::Phase::ALL.iter().map(|_| new_histogram()).collect(),
+                    pending: Vec::with_capacity(PENDING),
+                })
+            })
             .collect();
-        Self { phases }
+        Self { shards }
+    }
+
+    fn shard(&self, shard: usize) -> &Mutex<Shard> {
+        &self.shards[shard % self.shards.len()]
     }
 
     pub(crate) fn record(&self, phase: usize, shard: usize, value: Duration) {
-        let shards = &self.phases[phase];
-        shards[shard % shards.len()]
-            .lock()
-            .saturating_record(micros(value));
+        let mut shard = self.shard(shard).lock();
+        if shard.pending.len() == PENDING {
+            shard.flush();
+        }
+        shard.pending.push((phase, micros(value)));
     }
 
     /// Records `value` and, HdrHistogram's coordinated-omission correction, the samples that
@@ -65,8 +102,8 @@ impl PhaseHistograms {
         value: Duration,
         interval: Duration,
     ) {
-        let shards = &self.phases[phase];
-        let mut h = shards[shard % shards.len()].lock();
+        let mut shard = self.shard(shard).lock();
+        let h = &mut shard.phases[phase];
         let value = micros(value).min(h.high());
         if interval.is_zero() {
             h.saturating_record(value);
@@ -79,9 +116,10 @@ impl PhaseHistograms {
     /// Whether `phase` has no sample in any shard: checked before a merge, which allocates a
     /// histogram (some 184 KB) and reads every shard's counts.
     pub(crate) fn is_empty(&self, phase: usize) -> bool {
-        self.phases[phase]
-            .iter()
-            .all(|shard| shard.lock().is_empty())
+        self.shards.iter().all(|shard| {
+            let shard = shard.lock();
+            shard.phases[phase].is_empty() && shard.pending.iter().all(|&(p, _)| p != phase)
+        })
     }
 
     pub(crate) fn merged(&self, phase: usize) -> LatencyHistogram {
@@ -100,10 +138,12 @@ impl PhaseHistograms {
     /// Adds `phase`'s shards to `out` (a fresh histogram is not reset first: zeroing it would
     /// touch every page of its counts).
     fn add_to(&self, phase: usize, out: &mut LatencyHistogram) {
-        for shard in &self.phases[phase] {
+        for shard in &self.shards {
+            let mut shard = shard.lock();
+            shard.flush();
             // Invariant: every shard has the same bounds as `out`, so addition cannot fail.
             #[allow(clippy::unwrap_used)]
-            out.add(&*shard.lock()).unwrap();
+            out.add(&shard.phases[phase]).unwrap();
         }
     }
 }
@@ -158,6 +198,35 @@ mod tests {
     fn garbage_is_an_error_not_a_panic() {
         assert!(decode_histogram("not base64 !!").is_err());
         assert!(decode_histogram("AAAA").is_err());
+    }
+
+    #[test]
+    fn a_read_sees_every_sample_recorded_before_it_pending_or_not() {
+        let h = PhaseHistograms::new(2);
+        assert!(h.is_empty(3));
+        // One sample: pending in its shard, yet not empty and merged.
+        h.record(3, 0, Duration::from_micros(250));
+        assert!(h.is_empty(2) && !h.is_empty(3));
+        assert_eq!(h.merged(3).len(), 1);
+        // More than a shard's list holds, over two phases and both shards, read between.
+        let n = 5 * PENDING as u64;
+        for i in 0..n {
+            h.record(
+                2 + (i % 2) as usize,
+                i as usize,
+                Duration::from_micros(i + 1),
+            );
+            if i == n / 2 {
+                assert_eq!(h.merged(2).len() + h.merged(3).len(), 1 + i + 1);
+            }
+        }
+        let (even, odd) = (h.merged(2), h.merged(3));
+        assert_eq!((even.len(), odd.len()), (n / 2, n / 2 + 1));
+        assert_eq!(even.max(), n - 1);
+        assert_eq!(odd.max(), n);
+        let mut out = new_histogram();
+        h.merge_into(2, &mut out);
+        assert_eq!(out, even);
     }
 
     #[test]
