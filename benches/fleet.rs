@@ -20,9 +20,11 @@
 //! each timing its own process CPU, round after round (`FLEETBENCH_BENCH_ROUNDS`, default 7),
 //! so that the machine's drift in speed (other tenants of a VM, 15-30 % within seconds) falls on
 //! both sides alike and cancels in each round's ratio. Per-CPU rates are each side's own CPU;
-//! wall rates are shared between the two. `FLEETBENCH_BENCH_MODE=alternate` runs the sides in
-//! alternating rounds in this process instead (the first side flipped each round), for
-//! comparing the two methods; `FLEETBENCH_BENCH_SIDE=fleetbench` or `bare` runs one side alone.
+//! wall rates are shared between the two. `FLEETBENCH_BENCH_MODE=turns` has the two children
+//! take turns on the core instead, 50 ms each, the other stopped (each side with the core's
+//! caches to itself); `alternate` runs the sides in alternating rounds in this process (the
+//! first side flipped each round), for comparing the methods; `FLEETBENCH_BENCH_SIDE=fleetbench`
+//! or `bare` runs one side alone.
 //! Both report medians with their spreads (`support/stats.rs`), never the best round.
 //! The hub always runs in a child process (this binary re-executed as the server, on the last
 //! core) so that a client's CPU time is the generator's alone; both sides of a comparison use
@@ -100,7 +102,9 @@ fn main() {
     println!(
         "fleetbench generator benchmarks ({cores} cores, {} rounds per comparison, {}; {})\n",
         rounds(),
-        if together::together() {
+        if together::turn().is_some() {
+            "both sides of a comparison in two client processes taking turns on the core"
+        } else if together::together() {
             "both sides of a comparison at once, in two client processes"
         } else {
             "alternating rounds of the two sides in this process"

@@ -1,6 +1,7 @@
-//! Comparing fleetbench with a baseline: both sides at once in two child processes (the
-//! default, `together.rs`) or alternating rounds in this process, then each side's medians with
-//! their spreads, and the median of the paired rounds' ratios.
+//! Comparing fleetbench with a baseline: both sides in two child processes at once on one core
+//! (the default) or taking turns on it (`together.rs`), or in alternating rounds in this
+//! process, then each side's medians with their spreads, and the median of the paired rounds'
+//! ratios.
 
 use std::sync::Arc;
 
@@ -32,9 +33,10 @@ pub(crate) struct Comparison<'a> {
 pub(crate) type SideFn<'s> = &'s mut dyn FnMut(u64) -> Rate;
 
 impl Comparison<'_> {
-    /// Runs both sides `rounds()` times, together (`together.rs`) or in alternating rounds
-    /// (`FLEETBENCH_BENCH_MODE=alternate`), then prints each side's median with its spread and
-    /// every round, and the median of the paired rounds' ratios with its spread. Returns each
+    /// Runs both sides `rounds()` times in two child processes (`together.rs`) or in
+    /// alternating rounds (`FLEETBENCH_BENCH_MODE=alternate`), then prints each side's median
+    /// with its spread and every round, and the median of the paired rounds' ratios with its
+    /// spread. Returns each
     /// side's rounds, or `None` when this process ran only one side (a side child, or
     /// `FLEETBENCH_BENCH_SIDE`).
     pub(crate) fn run(
@@ -129,7 +131,14 @@ fn how() -> String {
         (true, true) => "sharing core 0",
         (true, false) => "(on core 0)",
     };
-    if together {
+    if let (true, Some(turn)) = (together, together::turn()) {
+        format!(
+            "how: two processes {core} in turns of {} ms (one stopped while the other runs); \
+             per-CPU rates are each side's own CPU; wall rates are shared (one hub, disjoint \
+             device ids)",
+            turn.as_millis()
+        )
+    } else if together {
         format!(
             "how: both sides at once, two processes {core}; per-CPU rates are each side's own \
              CPU; wall rates are shared (one hub, disjoint device ids)"

@@ -1,9 +1,19 @@
-//! "Together" mode, the default way of comparing: both sides of a comparison run AT THE SAME
-//! TIME, each in a child process of this bench binary, both pinned to the same core (they
-//! inherit the parent's pin to core 0; the hub child stays on the last core). Each child times
-//! its own process CPU, so both see the same machine, interleaved by the kernel at the
-//! millisecond scale, and a drift of the machine's speed (other tenants of a VM) cancels in the
-//! ratio instead of landing on whichever side ran in a fast or slow second.
+//! The two side children of a comparison, the default way of comparing: each side runs in a
+//! child process of this bench binary, both pinned to the same core (they inherit the parent's
+//! pin to core 0; the hub child stays on the last core), and each times its own process CPU.
+//! Round after round both start at once, and then:
+//!
+//! - by default they run AT THE SAME TIME ("together"), interleaved by the kernel at its own
+//!   slices of a few milliseconds, so a drift of the machine's speed (other tenants of a VM,
+//!   15-30 % within seconds) falls on both alike and cancels in the round's ratio. Each side
+//!   then works with caches the other has just used, which costs the side with the larger
+//!   working set more;
+//! - with `FLEETBENCH_BENCH_MODE=turns` they TAKE TURNS: the parent stops one with SIGSTOP
+//!   while the other runs, and swaps them every 50 ms (`FLEETBENCH_BENCH_TURN_MS`). Each side
+//!   then has the core, its caches and the hub to itself, as a generator on a core of its own
+//!   does, while drift over seconds still cancels; drift within a turn does not, so the spread
+//!   is wider (BENCHMARKING.md: resumed MQTT reads about 1.3 points higher in turns, +-1 %
+//!   against +-0.5 %).
 //!
 //! The protocol, one line each way: the child sets up and prints `READY`; for every `GO` on its
 //! stdin it runs one round of its side (exactly the side's closure of the in-process mode,
@@ -20,6 +30,8 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use rustix::process::{kill_process, Pid, Signal};
+
 use super::compare::Rate;
 use super::{handshakes, messages, rounds, Lab, Server, ROLE};
 
@@ -32,10 +44,18 @@ const PORTS: &str = "FLEETBENCH_BENCH_PORTS";
 /// How long the parent waits for a child's line (setup or one round).
 const LINE_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// Whether comparisons run together (the default) or in alternating rounds in this process
-/// (`FLEETBENCH_BENCH_MODE=alternate`).
+/// Whether comparisons run in two side children (the default) or in alternating rounds in this
+/// process (`FLEETBENCH_BENCH_MODE=alternate`).
 pub(crate) fn together() -> bool {
     std::env::var("FLEETBENCH_BENCH_MODE").map_or(true, |m| m != "alternate")
+}
+
+/// How long each side child has core 0 to itself in its turn when the two take turns
+/// (`FLEETBENCH_BENCH_MODE=turns`): `FLEETBENCH_BENCH_TURN_MS`, default 50; `None` when they
+/// run at once (the default).
+pub(crate) fn turn() -> Option<Duration> {
+    (std::env::var("FLEETBENCH_BENCH_MODE").as_deref() == Ok("turns"))
+        .then(|| Duration::from_millis(super::env_count("FLEETBENCH_BENCH_TURN_MS", 50)))
 }
 
 /// In a side child: the comparison it runs and its slot (0 fleetbench, 1 bare).
@@ -82,17 +102,21 @@ fn say(line: &str) {
     out.flush().unwrap();
 }
 
-/// In the parent: runs `rounds()` rounds of both slots at once; each slot's rates.
+/// In the parent: runs `rounds()` rounds of both slots, in turns or at once; each slot's rates.
 pub(crate) fn run(name: &str, lab: &Lab, server: &Server) -> [Vec<Rate>; 2] {
     let mut sides = ["fleetbench", "bare"].map(|slot| Side::spawn(name, slot, lab, server));
     for side in &mut sides {
         side.expect("READY");
     }
     let mut rates = [Vec::new(), Vec::new()];
-    for _ in 0..rounds() {
+    let pids = sides.each_ref().map(|side| side.child.id());
+    for round in 0..rounds() {
         for side in &mut sides {
             side.go();
         }
+        // The first turn goes to each side in every other round. Dropped (both sides running
+        // again) before the sides are: a stopped child cannot exit.
+        let _turns = turn().map(|turn| Turns::start(pids, round % 2, turn));
         for (side, rates) in sides.iter_mut().zip(&mut rates) {
             rates.push(Rate::from_line(&side.expect("RATE ")));
         }
@@ -101,6 +125,52 @@ pub(crate) fn run(name: &str, lab: &Lab, server: &Server) -> [Vec<Rate>; 2] {
         side.finish();
     }
     rates
+}
+
+/// Gives core 0 to one side child at a time, in turns of `turn` (the other is stopped with
+/// SIGSTOP meanwhile), until dropped; then both run. Each side then has the core, its caches
+/// and the hub to itself, as a generator on a core of its own does, while the machine's drift
+/// over seconds still falls on both alike.
+struct Turns {
+    /// Dropped to end the turns (the thread's wait for a turn's end sees it at once).
+    over: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Turns {
+    fn start(pids: [u32; 2], first: usize, turn: Duration) -> Self {
+        let (over, turn_over) = mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let pids = pids.map(|p| Pid::from_raw(p as i32).unwrap());
+            let mut whose = first;
+            loop {
+                // A child that has exited after its last round is a zombie until waited for:
+                // signalling it does nothing, and errors are of no interest here.
+                let _ = kill_process(pids[1 - whose], Signal::STOP);
+                let _ = kill_process(pids[whose], Signal::CONT);
+                if turn_over.recv_timeout(turn) != Err(mpsc::RecvTimeoutError::Timeout) {
+                    break;
+                }
+                whose = 1 - whose;
+            }
+            for pid in pids {
+                let _ = kill_process(pid, Signal::CONT);
+            }
+        });
+        Self {
+            over: Some(over),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Turns {
+    fn drop(&mut self) {
+        drop(self.over.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// A side child, its stdin, and its stdout's lines (read by a thread, so waits time out).
