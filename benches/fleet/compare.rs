@@ -36,9 +36,8 @@ impl Comparison<'_> {
     /// Runs both sides `rounds()` times in two child processes (`together.rs`) or in
     /// alternating rounds (`FLEETBENCH_BENCH_MODE=alternate`), then prints each side's median
     /// with its spread and every round, and the median of the paired rounds' ratios with its
-    /// spread. Returns each
-    /// side's rounds, or `None` when this process ran only one side (a side child, or
-    /// `FLEETBENCH_BENCH_SIDE`).
+    /// spread. Returns each side's rounds, or `None` when this process ran only one side (a side
+    /// child, or `FLEETBENCH_BENCH_SIDE`).
     pub(crate) fn run(
         &self,
         mut fleetbench: impl FnMut(u64) -> Rate,

@@ -41,7 +41,8 @@ pub fn micros(d: Duration) -> u64 {
 /// recorded before it. A histogram's counts span 184 KB and a session's samples land in
 /// scattered slots of several of them: recorded one at a time, each of those slots is a cache
 /// miss on the session's path; recorded a batch at a time, the misses overlap and the session
-/// writes one line of the list.
+/// writes one line of the list. A read holds each shard's lock while it adds that shard's
+/// histogram of the phase (some 184 KB scanned), as it held that histogram's own lock before.
 #[derive(Debug)]
 pub struct PhaseHistograms {
     shards: Vec<Mutex<Shard>>,
