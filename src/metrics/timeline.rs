@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::histogram::{decode_histogram, encode_histogram, HistogramCodecError};
+use super::histogram::{decode_histogram, HistogramCodecError, HistogramEncoder};
 use super::spool::{Place, Spool};
 use super::{FailureKind, LatencyHistogram, Phase, Recorder, Snapshot};
 
@@ -30,13 +30,18 @@ pub struct IntervalLatency {
 impl IntervalLatency {
     /// The figures of an interval histogram, and the histogram itself encoded.
     pub fn from_histogram(h: &LatencyHistogram) -> Self {
+        Self::encoded_by(h, &mut HistogramEncoder::default())
+    }
+
+    /// [`Self::from_histogram`] with an encoder kept from one interval to the next.
+    pub(crate) fn encoded_by(h: &LatencyHistogram, encoder: &mut HistogramEncoder) -> Self {
         Self {
             count: h.len(),
             p50_us: h.value_at_quantile(0.50),
             p90_us: h.value_at_quantile(0.90),
             p99_us: h.value_at_quantile(0.99),
             max_us: h.max(),
-            histogram: encode_histogram(h),
+            histogram: encoder.encode(h),
         }
     }
 
@@ -109,6 +114,8 @@ pub struct Timeline {
     /// Histograms done with (last second's cumulative ones, interval scratch), reused by the
     /// next second's merge and intervals instead of fresh 184 KB allocations.
     spare: Vec<LatencyHistogram>,
+    /// Encodes each second's interval histograms with the same buffers and compressor.
+    encoder: HistogramEncoder,
 }
 
 /// A row as kept during the run: no latency map (a B-tree node is about 1 KB), its phases'
@@ -226,7 +233,10 @@ impl Timeline {
             });
             if let Some(interval) = interval {
                 if !interval.is_empty() {
-                    out.push((phase.name(), IntervalLatency::from_histogram(&interval)));
+                    out.push((
+                        phase.name(),
+                        IntervalLatency::encoded_by(&interval, &mut self.encoder),
+                    ));
                 }
                 self.spare.push(interval);
             }
