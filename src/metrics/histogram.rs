@@ -272,7 +272,7 @@ mod tests {
             let text = encoder.encode(&h);
             let back = decode_histogram(&text).unwrap();
             assert_eq!(back, h);
-            // The same bytes as hdrhistogram's own V2 deflate serializer decode to the same.
+            // hdrhistogram's own V2 deflate serializer: the same cookie, the same histogram.
             let mut theirs = Vec::new();
             hdrhistogram::serialization::V2DeflateSerializer::new()
                 .serialize(&h, &mut theirs)
