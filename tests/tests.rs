@@ -40,6 +40,8 @@ mod reports;
 mod thresholds;
 // Issue 19: the timeline's interval histograms spooled during a run come back whole.
 mod timeline_spool;
+// Issue 19: a run makes its phases' histograms before its first session.
+mod prepared;
 // Issue 14: latency per second in the timeline, timeline.csv and latency.hlog; the knee; merge.
 mod latency_timeline;
 // Issue 14: the knee of a step past a tier quota at the right second, in data and report.html.

@@ -27,9 +27,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::metrics::{GeneratorHealth, Recorder, RunStatus, TimelineRow};
+use crate::metrics::{GeneratorHealth, Phase, Recorder, RunStatus, TimelineRow};
 use crate::pki::{CaChain, DeviceIds, KeyType, PkiError, Validity};
-use crate::scenario::{Plan, ProtocolPlan, SessionPlan};
+use crate::scenario::{Plan, ProtocolPlan, SendModel, SessionPlan};
 use crate::transport::{ClientTls, Endpoint, TlsConfigError};
 use device::{ReadyDevice, Shared, Start};
 pub use ending::Interrupt;
@@ -101,6 +101,40 @@ pub struct DeviceSends {
 /// Open sessions that the stages may take down, newest last (k6 ramps down the newest first).
 type Departures = Arc<Mutex<Vec<(u64, CancellationToken)>>>;
 
+/// The phases whose latencies a run of `plan` records (the verifying receiver's `deliver`
+/// aside): their histograms are made before the first session rather than on its path.
+fn recorded_phases(plan: &Plan) -> Vec<Phase> {
+    let mut phases = vec![
+        Phase::TcpConnect,
+        Phase::TlsHandshake,
+        Phase::ConnectResponse,
+        Phase::ConnectLag,
+    ];
+    if plan.tls.resumption {
+        phases.push(Phase::TlsResumed);
+    }
+    if plan.websocket.is_some() {
+        phases.push(Phase::WsUpgrade);
+    }
+    let ack = match plan.protocol {
+        ProtocolPlan::Mqtt(_) => {
+            phases.push(Phase::MqttConnect);
+            Phase::PublishAck
+        }
+        ProtocolPlan::Amqp(_) => {
+            phases.extend([Phase::AmqpOpen, Phase::AmqpAttach]);
+            Phase::SendAck
+        }
+    };
+    if plan.messages.count > 0 {
+        phases.extend([ack, Phase::SendResponse, Phase::SendLag]);
+        if matches!(plan.messages.model, SendModel::Closed { .. }) {
+            phases.push(Phase::SendResponseUncorrected);
+        }
+    }
+    phases
+}
+
 /// Runs `fleet` against `endpoint` per `plan`, recording into `recorder`, until the schedule
 /// completes, `plan.run.max_duration` passes (a hard bound: every session ends then), or
 /// `interrupt` stops (drain for at most `plan.run.grace`) or aborts it (end at once).
@@ -151,6 +185,7 @@ pub async fn run(
         handshakes: Arc::new(Semaphore::new(plan.connect.max_handshakes as usize)),
         handshake_turn: Default::default(),
     });
+    recorder.prepare(recorded_phases(plan));
     let started_at = SystemTime::now();
     let start = Instant::now();
     recorder.spans.begin(start);

@@ -270,6 +270,8 @@ pub struct Recorder {
     outcomes: Mutex<BTreeMap<String, u64>>,
     /// Bytes and round trips per TLS handshake.
     pub wire: HandshakeRecorder,
+    /// The phases whose histograms were made before the run ([`Self::prepare`]).
+    prepared: Mutex<Vec<Phase>>,
 }
 
 #[derive(Debug, Clone)]
@@ -301,7 +303,29 @@ impl Recorder {
             task_start: Mutex::new(new_histogram()),
             outcomes: Mutex::new(BTreeMap::new()),
             wire: HandshakeRecorder::default(),
+            prepared: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Makes the histograms of the phases a run will record before it starts (each shard's
+    /// is 184 KB to zero): a phase not prepared gets its histograms at its first sample, on
+    /// the path of the session that records it.
+    pub fn prepare(&self, phases: impl IntoIterator<Item = Phase>) {
+        let mut prepared = self.prepared.lock();
+        for phase in phases {
+            self.phases.prepare(phase.index());
+            prepared.push(phase);
+        }
+    }
+
+    /// The phases with samples that were not prepared ([`Self::prepare`]): empty when a run
+    /// made, before it started, the histograms of every phase it recorded.
+    pub fn unprepared(&self) -> Vec<Phase> {
+        let prepared = self.prepared.lock();
+        Phase::ALL
+            .into_iter()
+            .filter(|p| !prepared.contains(p) && !self.phases.is_empty(p.index()))
+            .collect()
     }
 
     /// Records one latency sample of `phase`; `shard` spreads contention (use the device index).
@@ -600,5 +624,26 @@ mod tests {
         let h = r.histograms();
         assert_eq!(h.len(), 1);
         assert_eq!(h[0].1.len(), 1000);
+    }
+
+    #[test]
+    fn prepared_phases_read_as_empty_and_a_phase_not_prepared_still_records() {
+        let r = Recorder::new();
+        r.prepare([Phase::TcpConnect, Phase::MqttConnect]);
+        // Made, yet without samples: no histogram to report, nothing unprepared.
+        assert!(r.histograms().is_empty());
+        assert!(r.unprepared().is_empty());
+        r.record(Phase::TcpConnect, 0, Duration::from_micros(300));
+        r.record(Phase::PublishAck, 1, Duration::from_micros(700));
+        r.record(Phase::PublishAck, 2, Duration::from_micros(900));
+        assert_eq!(r.unprepared(), [Phase::PublishAck]);
+        let h: BTreeMap<_, _> = r.histograms().into_iter().collect();
+        assert_eq!(
+            h.keys().copied().collect::<Vec<_>>(),
+            [Phase::TcpConnect, Phase::PublishAck]
+        );
+        assert_eq!(h[&Phase::TcpConnect].len(), 1);
+        assert_eq!(h[&Phase::PublishAck].len(), 2);
+        assert_eq!(h[&Phase::PublishAck].max(), 900);
     }
 }
