@@ -1,6 +1,6 @@
 //! Issue 19: a run makes the histograms of the phases it records before its first session
 //! (each shard's is 184 KB written with zeros), for each protocol and send model, so that no
-//! session waits for one to be made; the phases it does not record get none.
+//! session waits for one to be made.
 
 use fleetbench::metrics::{Phase, RunStatus};
 

@@ -315,6 +315,31 @@ mod tests {
     }
 
     #[test]
+    fn a_shard_makes_histograms_only_for_phases_prepared_or_recorded() {
+        let h = PhaseHistograms::new(2);
+        let made = |h: &PhaseHistograms| -> Vec<Vec<usize>> {
+            h.shards
+                .iter()
+                .map(|s| {
+                    let s = s.lock();
+                    (0..s.phases.len())
+                        .filter(|&p| s.phases[p].is_some())
+                        .collect()
+                })
+                .collect()
+        };
+        assert_eq!(made(&h), [Vec::<usize>::new(), Vec::new()]);
+        h.prepare(5);
+        assert_eq!(made(&h), [vec![5], vec![5]]);
+        // A sample is made room for when its shard's list goes into the histograms.
+        h.record(3, 1, Duration::from_micros(40));
+        assert!(!h.is_empty(3));
+        assert_eq!(h.merged(3).len(), 1);
+        assert_eq!(made(&h), [vec![5], vec![3, 5]]);
+        assert!(h.is_empty(5) && h.merged(5).is_empty());
+    }
+
+    #[test]
     fn a_read_sees_every_sample_recorded_before_it_pending_or_not() {
         let h = PhaseHistograms::new(2);
         assert!(h.is_empty(3));

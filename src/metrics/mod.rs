@@ -313,8 +313,10 @@ impl Recorder {
     pub fn prepare(&self, phases: impl IntoIterator<Item = Phase>) {
         let mut prepared = self.prepared.lock();
         for phase in phases {
-            self.phases.prepare(phase.index());
-            prepared.push(phase);
+            if !prepared.contains(&phase) {
+                self.phases.prepare(phase.index());
+                prepared.push(phase);
+            }
         }
     }
 
