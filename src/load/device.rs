@@ -191,7 +191,7 @@ async fn sessions<P: HandshakeSlot>(
                     // copy into a second slot); closing takes it by value.
                     Box::pin(async move {
                         live(shared, &mut session, sender, start).await?;
-                        Box::pin(session.close()).await;
+                        session.close().await;
                         Ok::<(), Broken>(())
                     })
                 });
