@@ -150,7 +150,21 @@ async fn a_churn_paced_by_its_handshake_cap_goes_round_the_fleet_and_ends_on_tim
 async fn every_churned_session_ends_with_a_disconnect_the_hub_reads() {
     // The DISCONNECT travels in the same write as the TLS close_notify: the hub must still
     // read it as a DISCONNECT, once per session.
-    let plan = churn(10, "500ms", 1);
+    churned_sessions_end_with_a_disconnect(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_churned_session_without_messages_is_counted_and_ends_with_a_disconnect() {
+    // A session with nothing to send and no hold closes straight after connecting, without
+    // a life of its own: it is still counted connected and active once, and still says
+    // DISCONNECT.
+    churned_sessions_end_with_a_disconnect(0).await;
+}
+
+/// A churn of 10 devices for 500 ms with `messages` each, against the embedded hub: every
+/// session connects, is counted once, and ends with a DISCONNECT the hub reads.
+async fn churned_sessions_end_with_a_disconnect(messages: u32) {
+    let plan = churn(10, "500ms", messages);
     let ca = support::chain();
     let hub = support::hub(&ca, &[&ca]).await;
     let ids = support::ids("churn", 10);
@@ -163,7 +177,14 @@ async fn every_churned_session_ends_with_a_disconnect_the_hub_reads() {
         "connected {}",
         s.sessions_connected
     );
-    assert_eq!(s.messages_acked, s.sessions_connected);
+    assert_eq!(s.messages_acked, u64::from(messages) * s.sessions_connected);
+    assert_eq!(s.sessions_connected, s.handshakes);
+    assert_eq!(s.sessions_active, 0, "every session counted closed");
+    let peak = rec
+        .counters
+        .sessions_peak
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(peak >= 1, "peak {peak}");
     tokio::time::timeout(
         Duration::from_secs(10),
         hub.hub.stats.disconnects_at_least(s.sessions_connected),

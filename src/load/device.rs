@@ -186,21 +186,31 @@ async fn sessions<P: HandshakeSlot>(
                         incr(&rec.counters.reconnects_connected);
                     }
                     sender.connected = true;
+                    if !sender.has_life() {
+                        // Nothing to send and no hold (a churn without messages): the session
+                        // is connected and closed at once, without a life's future.
+                        sender.brief(Instant::now());
+                        return Life::Brief(Box::pin(session.close()));
+                    }
                     let (sender, start) = (&mut *sender, &start);
                     // The session is this future's own (not an argument that async fn would
                     // copy into a second slot); closing takes it by value.
-                    Box::pin(async move {
+                    Life::Full(Box::pin(async move {
                         live(shared, &mut session, sender, start).await?;
                         session.close().await;
                         Ok::<(), Broken>(())
-                    })
+                    }))
                 });
             if let Some(slot) = first.take() {
                 slot.free();
             }
             drop(slot.take());
             match living {
-                Some(living) => Some(living.await),
+                Some(Life::Full(living)) => Some(living.await),
+                Some(Life::Brief(close)) => {
+                    close.await;
+                    Some(Ok(()))
+                }
                 None => None,
             }
         };
@@ -230,6 +240,13 @@ async fn sessions<P: HandshakeSlot>(
         sender.attempt += 1;
         start.intended = Instant::now();
     }
+}
+
+/// What a connected session does before it closes: a life (send, hold), or nothing (its close
+/// alone, boxed on its own: a churn without messages makes no life's future per session).
+enum Life<F, C> {
+    Full(std::pin::Pin<Box<F>>),
+    Brief(std::pin::Pin<Box<C>>),
 }
 
 /// A connected session's life: send, (hold). `Err` when it broke (counted); the caller
@@ -362,6 +379,22 @@ impl<'a> Sender<'a> {
         let held =
             self.shared.hold.is_none() || self.hold_until.is_some_and(|h| Instant::now() >= h);
         sent_all && held
+    }
+
+    /// Whether a session connecting now may have anything to do before it closes: a message
+    /// left to send, or a hold. `false` only when [`Self::run`] would return at once.
+    fn has_life(&self) -> bool {
+        self.shared.hold.is_some() || self.schedule.offset(self.next).is_some()
+    }
+
+    /// A session without a life: counted as [`live`] counts one that returns at once.
+    fn brief(&mut self, now: Instant) {
+        let counters = &self.shared.recorder.counters;
+        incr(&counters.sessions_connected);
+        counters.session_opened();
+        counters.session_closed();
+        self.origin.get_or_insert(now);
+        self.last_write = now;
     }
 
     /// The device's random numbers (payload readings, backoff jitter).
