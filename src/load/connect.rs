@@ -130,14 +130,18 @@ pub(super) async fn connect(
 
     let name = shared.endpoint.server_name.clone();
     // Pinned inside the connect's own (boxed) future and passed to `phase` by reference, so
-    // not copied: one allocation per connect rather than a second for the handshake.
-    let handshake = pin!(transport::tls_handshake_counted(
-        device.tls.clone(),
-        name,
-        tcp,
-        shared.clock_this_handshake(),
-    ));
-    let (mut tls, wire) = match bounds.phase(t1, handshake).await {
+    // not copied: one allocation per connect rather than a second for the handshake. Scoped
+    // to its phase, so that the later phases' futures share its room.
+    let handshaken = {
+        let handshake = pin!(transport::tls_handshake_counted(
+            device.tls.clone(),
+            name,
+            tcp,
+            shared.clock_this_handshake(),
+        ));
+        bounds.phase(t1, handshake).await
+    };
+    let (mut tls, wire) = match handshaken {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             let kind = match io_kind(&e) {
