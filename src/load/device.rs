@@ -391,8 +391,7 @@ impl<'a> Sender<'a> {
     fn brief(&mut self, now: Instant) {
         let counters = &self.shared.recorder.counters;
         incr(&counters.sessions_connected);
-        counters.session_opened();
-        counters.session_closed();
+        drop(Active::count(counters));
         self.origin.get_or_insert(now);
         self.last_write = now;
     }
