@@ -189,7 +189,7 @@ async fn sessions<P: HandshakeSlot>(
                     if !sender.has_life() {
                         // Nothing to send and no hold (a churn without messages): the session
                         // is connected and closed at once, without a life's future.
-                        sender.brief(Instant::now());
+                        sender.brief();
                         return Life::Brief(Box::pin(session.close()));
                     }
                     let (sender, start) = (&mut *sender, &start);
@@ -387,13 +387,13 @@ impl<'a> Sender<'a> {
         self.shared.hold.is_some() || self.schedule.offset(self.next).is_some()
     }
 
-    /// A session without a life: counted as [`live`] counts one that returns at once.
-    fn brief(&mut self, now: Instant) {
+    /// A session without a life: counted as [`live`] counts one that returns at once. (The
+    /// schedule's origin and the last write, which `run` would set, are read only by a later
+    /// session or send, and a device without a life has neither.)
+    fn brief(&self) {
         let counters = &self.shared.recorder.counters;
         incr(&counters.sessions_connected);
         drop(Active::count(counters));
-        self.origin.get_or_insert(now);
-        self.last_write = now;
     }
 
     /// The device's random numbers (payload readings, backoff jitter).
