@@ -161,6 +161,46 @@ async fn a_churned_session_without_messages_is_counted_and_ends_with_a_disconnec
     churned_sessions_end_with_a_disconnect(0).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_churn_paced_by_its_handshake_cap_runs_its_sessions_on_in_their_tasks() {
+    // A session without messages whose close is over at once keeps its handshake slot and
+    // starts the next due arrival in its own task, as a client's loop would, instead of a task
+    // spawned for it. Most sessions then start no task (the task-start lag, a saturation
+    // signal, counts only the tasks spawned); each is still counted once, connected and
+    // closed, and says DISCONNECT to the hub.
+    let plan = support::plan(
+        "[fleet]\ndevices = 20\n[connect]\nrate = 1000000\nmax-handshakes = 4\n\
+         [churn]\nduration = \"500ms\"\nmessages = 0\n[tls]\nresumption = true\n",
+    );
+    let ca = support::chain();
+    let hub = support::hub(&ca, &[&ca]).await;
+    let ids = support::ids("churn", 20);
+    hub.hub.registry.register_ca_signed(ids.iter());
+    let (rec, _) = support::fleet(&plan, &hub, &ca, ca.clone(), ids).await;
+    let s = rec.snapshot();
+    assert_eq!(s.sessions_failed, 0, "{:?}", rec.failures());
+    assert!(s.handshakes >= 100, "handshakes {}", s.handshakes);
+    assert_eq!(s.sessions_attempted, s.handshakes);
+    assert_eq!(s.sessions_connected, s.handshakes);
+    assert_eq!(s.sessions_active, 0, "every session counted closed");
+    let tasks = rec.task_start_lag().len();
+    assert!(
+        tasks >= 4 && tasks * 2 < s.handshakes,
+        "{tasks} session tasks spawned for {} sessions",
+        s.handshakes
+    );
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        hub.hub.stats.disconnects_at_least(s.sessions_connected),
+    )
+    .await
+    .expect("a DISCONNECT for every session");
+    let stats = hub.hub.stats.snapshot();
+    assert_eq!(stats.sessions, s.sessions_connected);
+    assert_eq!(stats.disconnects, s.sessions_connected);
+    assert_eq!(stats.violations, 0);
+}
+
 /// A churn of 10 devices for 500 ms with `messages` each, against the embedded hub: every
 /// session connects, is counted once, and ends with a DISCONNECT the hub reads.
 async fn churned_sessions_end_with_a_disconnect(messages: u32) {

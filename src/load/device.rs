@@ -2,6 +2,7 @@
 //! schedule while reading acknowledgements -> (hold) -> close. Every phase is timed and every
 //! failure counted by phase and kind; a failed session never aborts the run.
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -66,6 +67,12 @@ const CLOCK_ALL_FIRST: u64 = 256;
 const CLOCK_ONE_IN: u64 = 8;
 
 impl Shared {
+    /// Whether no session of the run has a life: nothing to send and no hold (a churn without
+    /// messages), so that each closes as soon as it has connected.
+    pub(crate) fn lifeless(&self) -> bool {
+        self.hold.is_none() && self.messages.count == 0
+    }
+
     /// Whether to clock the CPU inside the handshake about to start.
     pub(crate) fn clock_this_handshake(&self) -> bool {
         let n = self.handshake_turn.fetch_add(1, Ordering::Relaxed);
@@ -95,8 +102,9 @@ pub(crate) struct Start {
     pub(crate) arrival: u64,
     /// When the schedule wanted the session to connect.
     pub(crate) intended: Instant,
-    /// When the task was spawned (to measure how late it first ran).
-    pub(crate) spawned: Instant,
+    /// When its task was spawned (to measure how late it first ran); `None` when the session
+    /// runs on in the task of the one before it, which no scheduler had to start.
+    pub(crate) spawned: Option<Instant>,
     /// Cancelled when this session must end: no new sends, in-flight acks still awaited.
     pub(crate) stop: CancellationToken,
     /// Whether `stop` is the session's own (stages take sessions down one by one); else it is
@@ -106,7 +114,7 @@ pub(crate) struct Start {
 
 impl Start {
     /// Waits until this session must stop.
-    fn stopped<'a>(&'a self, shared: &'a Shared) -> impl std::future::Future<Output = ()> + 'a {
+    fn stopped<'a>(&'a self, shared: &'a Shared) -> impl Future<Output = ()> + 'a {
         if self.own_stop {
             Either::Right(self.stop.cancelled())
         } else {
@@ -121,6 +129,37 @@ pub(crate) trait HandshakeSlot: Send {
     fn free(self);
 }
 
+/// Where a session's connect and close futures live while they run: on the heap, so that a
+/// long-lived session's task is not widened for its whole life by futures dead once it has
+/// connected, or in the task, when every session of the run closes as soon as it has
+/// connected (a churn without messages) and its task goes on to the next arrival.
+pub(crate) trait Room {
+    /// `F`, placed.
+    type Placed<F: Future>: Future<Output = F::Output>;
+    fn place<F: Future>(f: F) -> Self::Placed<F>;
+}
+
+/// The connect and close futures boxed, each for as long as it runs.
+pub(crate) enum OnHeap {}
+
+impl Room for OnHeap {
+    type Placed<F: Future> = std::pin::Pin<Box<F>>;
+    fn place<F: Future>(f: F) -> Self::Placed<F> {
+        Box::pin(f)
+    }
+}
+
+/// The connect and close futures in the session's task (a task that runs session after
+/// session allocates them once, not once a session).
+pub(crate) enum InTask {}
+
+impl Room for InTask {
+    type Placed<F: Future> = F;
+    fn place<F: Future>(f: F) -> F {
+        f
+    }
+}
+
 /// Why a session ended badly (already counted).
 struct Broken;
 
@@ -129,24 +168,29 @@ struct Broken;
 /// first attempt is over (it may start the next arrival); reconnects take a handshake slot of
 /// their own. When the run aborts, the device ends at once wherever it waits (connect phases
 /// count that as unfinished, as do messages still in flight).
-pub(crate) async fn run<P: HandshakeSlot>(
+///
+/// Returns `handshake` unfreed when the first session closed as soon as it connected, and its
+/// close was over at once: the caller may start the next arrival with it in this task.
+pub(crate) async fn run<R: Room, P: HandshakeSlot>(
     shared: Arc<Shared>,
     device: &ReadyDevice,
     start: Start,
     handshake: P,
-) {
+) -> Option<P> {
     let rec = &*shared.recorder;
     // One clock read for the task's start delay and the sender's clock.
     let now = Instant::now();
-    rec.record_task_start(now - start.spawned);
+    if let Some(spawned) = start.spawned {
+        rec.record_task_start(now - spawned);
+    }
     let mut sender = Sender::new(&shared, device, now);
     // The sessions come first: a connect phase or the sender that sees the abort counts what it
     // leaves unfinished; wherever else the device waits (a write, a close, a backoff), this
     // ends it.
-    let aborted = tokio::select! {
+    let (aborted, kept) = tokio::select! {
         biased;
-        () = sessions(&shared, device, start, handshake, &mut sender) => false,
-        () = shared.aborted.fired() => true,
+        kept = sessions::<R, P>(&shared, device, start, handshake, &mut sender) => (false, kept),
+        () = shared.aborted.fired() => (true, None),
     };
     if aborted {
         sender.give_up(
@@ -157,29 +201,30 @@ pub(crate) async fn run<P: HandshakeSlot>(
     if !sender.connected {
         incr(&rec.counters.devices_never_connected);
     }
+    kept
 }
 
-/// The device's sessions, one after another while the reconnect policy allows.
-async fn sessions<P: HandshakeSlot>(
+/// The device's sessions, one after another while the reconnect policy allows. Returns the
+/// first handshake slot unfreed as [`run`] says.
+async fn sessions<R: Room, P: HandshakeSlot>(
     shared: &Shared,
     device: &ReadyDevice,
     mut start: Start,
     handshake: P,
     sender: &mut Sender<'_>,
-) {
+) -> Option<P> {
     let rec = &*shared.recorder;
     let mut first = Some(handshake);
     let mut slot: Option<OwnedSemaphorePermit> = None;
     let mut failures = 0u32;
     loop {
         incr(&rec.counters.sessions_attempted);
-        // Boxed: the handshake's futures are large and dead once connected, so they live on the
-        // heap only while they run instead of widening every session task for its whole life.
+        // In its room (`R`): the handshake's futures are large and dead once connected.
         // The session goes straight into the boxed `live` future: held in this task's frame
         // across an await, it would cost its size twice for the session's whole life.
         let lived = {
             let attempt = sender.attempt;
-            let living = Box::pin(connect(shared, device, &start, attempt, Instant::now()))
+            let living = R::place(connect(shared, device, &start, attempt, Instant::now()))
                 .await
                 .map(|mut session| {
                     if attempt > 1 {
@@ -190,7 +235,7 @@ async fn sessions<P: HandshakeSlot>(
                         // Nothing to send and no hold (a churn without messages): the session
                         // is connected and closed at once, without a life's future.
                         sender.brief();
-                        return Life::Brief(Box::pin(session.close()));
+                        return Life::Brief(session);
                     }
                     let (sender, start) = (&mut *sender, &start);
                     // The session is this future's own (not an argument that async fn would
@@ -201,39 +246,54 @@ async fn sessions<P: HandshakeSlot>(
                         Ok::<(), Broken>(())
                     }))
                 });
+            // A close over at once (MQTT's: DISCONNECT and close_notify in one write) keeps the
+            // first slot for the caller to start the next arrival with, in this task; one that
+            // waits on the peer (AMQP's) frees it first, as a session with a life does.
+            let (life, close) = match living {
+                Some(Life::Full(life)) => (Some(life), None),
+                Some(Life::Brief(session)) => (None, Some(R::place(session.close()))),
+                None => (None, None),
+            };
+            let mut close = pin!(close);
+            if let Some(close) = close.as_mut().as_pin_mut() {
+                if futures::poll!(close).is_ready() {
+                    drop(slot.take());
+                    return first.take();
+                }
+            }
             if let Some(slot) = first.take() {
                 slot.free();
             }
             drop(slot.take());
-            match living {
-                Some(Life::Full(living)) => Some(living.await),
-                Some(Life::Brief(close)) => {
+            match (life, close.as_pin_mut()) {
+                (_, Some(close)) => {
                     close.await;
                     Some(Ok(()))
                 }
-                None => None,
+                (Some(life), None) => Some(life.await),
+                (None, None) => None,
             }
         };
         match lived {
-            Some(Ok(())) => return,
+            Some(Ok(())) => return None,
             Some(Err(Broken)) => failures = 0,
             None => {}
         }
         // The session failed (counted). Reconnect if the scenario says so.
         let Some(policy) = &shared.reconnect else {
-            return;
+            return None;
         };
         failures += 1;
         if start.stop.is_cancelled() || sender.finished() || failures > policy.attempts {
-            return;
+            return None;
         }
         let delay = policy.backoff(failures, sender.rng());
         tokio::select! {
-            () = start.stop.cancelled() => return,
+            () = start.stop.cancelled() => return None,
             () = tokio::time::sleep(delay) => {}
         }
         slot = tokio::select! {
-            () = start.stop.cancelled() => return,
+            () = start.stop.cancelled() => return None,
             p = shared.handshakes.clone().acquire_owned() => p.ok(),
         };
         incr(&rec.counters.reconnects);
@@ -242,11 +302,12 @@ async fn sessions<P: HandshakeSlot>(
     }
 }
 
-/// What a connected session does before it closes: a life (send, hold), or nothing (its close
-/// alone, boxed on its own: a churn without messages makes no life's future per session).
-enum Life<F, C> {
+/// What a connected session does before it closes: a life (send, hold), boxed, or nothing:
+/// the session, to close at once in its room (a churn without messages makes no life's future
+/// per session).
+enum Life<F, S> {
     Full(std::pin::Pin<Box<F>>),
-    Brief(std::pin::Pin<Box<C>>),
+    Brief(S),
 }
 
 /// A connected session's life: send, (hold). `Err` when it broke (counted); the caller

@@ -339,8 +339,13 @@ async fn take_down(
 /// run (a churn as fast as it can go, a burst of a large fleet), a session that has connected
 /// starts the next one at once, rather than giving its slot back to wake the scheduler for it:
 /// a wake of the scheduler per session cost some 3 % of a resumed session's client CPU
-/// (BENCHMARKING.md). The scheduler still keeps the time: it waits for each arrival that is not
-/// due yet, and starts it if no session has.
+/// (BENCHMARKING.md). A session that closes as soon as it has connected, and whose close is over
+/// at once (a churn without messages, over MQTT), goes further: it keeps its slot through the
+/// close and runs the next due arrival in its own task ([`Sessions::task`]), so that such a
+/// churn runs its sessions back to back in a few tasks, as a client's loops would, with their
+/// connect and close futures in the task rather than on the heap ([`device::Room`]). The
+/// scheduler still keeps the time: it waits for each arrival that is not due yet, and starts it
+/// if no session has.
 struct Sessions {
     shared: Arc<Shared>,
     /// Where devices wait after a session, when sessions repeat.
@@ -493,33 +498,35 @@ impl Sessions {
     /// is ready at once. Otherwise the slot goes back to the handshake cap (and to the
     /// scheduler, if it waits for one).
     fn relay(self: &Arc<Self>, permit: tokio::sync::OwnedSemaphorePermit) {
-        // Another relay or the scheduler has the schedule: the slot goes back.
-        let Some(mut d) = self.dispatch.try_lock() else {
-            return;
-        };
-        if d.busy || self.stop.is_cancelled() || self.shared.abort.is_cancelled() {
-            return;
+        if let Some((device, k, intended)) = self.next_due() {
+            self.spawn(device, k, intended, permit);
         }
-        let Some((k, intended)) = d.head else {
-            return;
-        };
+    }
+
+    /// The next arrival, taken off the schedule, if it is due and a device is ready at once:
+    /// for a handshake slot that came free to start.
+    fn next_due(&self) -> Option<(ReadyDevice, u64, Instant)> {
+        // Another relay or the scheduler has the schedule: the slot goes back.
+        let mut d = self.dispatch.try_lock()?;
+        if d.busy || self.stop.is_cancelled() || self.shared.abort.is_cancelled() {
+            return None;
+        }
+        let (k, intended) = d.head?;
         let now = Instant::now();
         if intended > now || self.until.is_some_and(|end| now >= end) {
-            return;
+            return None;
         }
-        let device = match d.ready_device(self.pool.as_deref()) {
-            Some(Ok(device)) => device,
-            Some(Err(e)) => {
+        let device = match d.ready_device(self.pool.as_deref())? {
+            Ok(device) => device,
+            Err(e) => {
                 // The minters failed: the scheduler ends the run on it when the slot wakes it.
                 d.mint_error = Some(e);
                 d.head = None;
-                return;
+                return None;
             }
-            None => return,
         };
         d.advance();
-        drop(d);
-        self.spawn(device, k, intended, permit);
+        Some((device, k, intended))
     }
 
     /// Waits for a device for the head when none was ready at once (`Dispatch::ready_device`),
@@ -553,6 +560,7 @@ impl Sessions {
         device
     }
 
+    /// Spawns a task for the session of `arrival`, with its first handshake slot.
     fn spawn(
         self: &Arc<Self>,
         device: ReadyDevice,
@@ -560,44 +568,68 @@ impl Sessions {
         intended: Instant,
         permit: tokio::sync::OwnedSemaphorePermit,
     ) {
+        let start = self.start(arrival, intended, Some(Instant::now()));
+        let slot = Slot {
+            permit,
+            sessions: self.clone(),
+        };
+        if self.shared.lifeless() {
+            self.tracker
+                .spawn(Self::task::<device::InTask>(device, start, slot));
+        } else {
+            self.tracker
+                .spawn(Self::task::<device::OnHeap>(device, start, slot));
+        }
+    }
+
+    /// How the session of `arrival` starts.
+    fn start(&self, arrival: u64, intended: Instant, spawned: Option<Instant>) -> Start {
         let staged = self.pool.is_some() && matches!(self.shared.hold, Some(Duration::MAX));
         // A session of its own to stop only when departures pick sessions one by one (stages);
         // otherwise the run's stop is the session's (a child token costs an allocation and
         // two locks of the parent per session).
-        let session_stop = if staged {
+        let stop = if staged {
             let own = self.stop.child_token();
             self.departures.lock().push((arrival, own.clone()));
             own
         } else {
             self.stop.clone()
         };
-        let start = Start {
+        Start {
             arrival,
             intended,
-            spawned: Instant::now(),
-            stop: session_stop,
+            spawned,
+            stop,
             own_stop: staged,
-        };
-        let (shared, pool, departures) = (
-            self.shared.clone(),
-            self.pool.clone(),
-            self.departures.clone(),
-        );
-        let shared_tally = shared.clone();
-        let slot = Slot {
-            permit,
-            sessions: self.clone(),
-        };
-        let fut = async move {
-            device::run(shared, &device, start, slot).await;
+        }
+    }
+
+    /// A session task: the session, then, while a session ends with its handshake slot kept
+    /// ([`device::run`]: it closed at once after connecting) and the next arrival is due, that
+    /// one in the same task, as a client's loop would, rather than a task spawned for it.
+    async fn task<R: device::Room>(mut device: ReadyDevice, mut start: Start, mut slot: Slot) {
+        loop {
+            let sessions = slot.sessions.clone();
+            let (arrival, staged) = (start.arrival, start.own_stop);
+            let kept = device::run::<R, _>(sessions.shared.clone(), &device, start, slot).await;
             if staged {
-                departures.lock().retain(|(a, _)| *a != arrival);
+                sessions.departures.lock().retain(|(a, _)| *a != arrival);
             }
-            match pool {
+            match &sessions.pool {
                 Some(pool) => pool.put(device),
-                None => shared_tally.tally.record(&device),
+                None => sessions.shared.tally.record(&device),
             }
-        };
-        self.tracker.spawn(fut);
+            // Not kept, not due, or no device ready: the slot goes back to the handshake cap
+            // (and to the scheduler, if it waits for one).
+            let Some(Slot { permit, sessions }) = kept else {
+                return;
+            };
+            let Some((next, k, intended)) = sessions.next_due() else {
+                return;
+            };
+            device = next;
+            start = sessions.start(k, intended, None);
+            slot = Slot { permit, sessions };
+        }
     }
 }
