@@ -100,7 +100,8 @@ pub(crate) fn mqtt(lab: &Lab, resumption: bool) {
         &[
             "both: TCP connect, TLS 1.3 mutual auth (P-256), MQTT CONNECT (IoT Hub username) / CONNACK,",
             "DISCONNECT sealed with close_notify, against the same hub; 64 devices minted in each round",
-            "fleetbench: its scheduler, handshake cap, per-phase timeouts and recording, one task per session",
+            "fleetbench: its scheduler, handshake cap, per-phase timeouts and recording; a session that",
+            "has closed starts the next due arrival in its own task (a task is spawned when none is due)",
             "bare: 16 tokio tasks looping tokio-rustls + rumqttc's mqttbytes v4 codec, nothing else",
         ],
         {

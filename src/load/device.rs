@@ -67,10 +67,14 @@ const CLOCK_ALL_FIRST: u64 = 256;
 const CLOCK_ONE_IN: u64 = 8;
 
 impl Shared {
-    /// Whether no session of the run has a life: nothing to send and no hold (a churn without
-    /// messages), so that each closes as soon as it has connected.
-    pub(crate) fn lifeless(&self) -> bool {
-        self.hold.is_none() && self.messages.count == 0
+    /// Whether a session's task may run session after session ([`InTask`]): no session of the
+    /// run has a life (nothing to send and no hold: a churn without messages), so that each
+    /// closes as soon as it has connected, and a close is over at once (MQTT's; AMQP's waits for
+    /// the hub's close, so its sessions free their slots and end their tasks as before).
+    pub(crate) fn sessions_run_on(&self) -> bool {
+        self.hold.is_none()
+            && self.messages.count == 0
+            && matches!(self.protocol, Protocol::Mqtt(_))
     }
 
     /// Whether to clock the CPU inside the handshake about to start.
@@ -134,6 +138,8 @@ pub(crate) trait HandshakeSlot: Send {
 /// connected, or in the task, when every session of the run closes as soon as it has
 /// connected (a churn without messages) and its task goes on to the next arrival.
 pub(crate) trait Room {
+    /// Whether a task in this room goes on to the next arrival when its session closed at once.
+    const RUNS_ON: bool;
     /// `F`, placed.
     type Placed<F: Future>: Future<Output = F::Output>;
     fn place<F: Future>(f: F) -> Self::Placed<F>;
@@ -143,6 +149,7 @@ pub(crate) trait Room {
 pub(crate) enum OnHeap {}
 
 impl Room for OnHeap {
+    const RUNS_ON: bool = false;
     type Placed<F: Future> = std::pin::Pin<Box<F>>;
     fn place<F: Future>(f: F) -> Self::Placed<F> {
         Box::pin(f)
@@ -154,6 +161,7 @@ impl Room for OnHeap {
 pub(crate) enum InTask {}
 
 impl Room for InTask {
+    const RUNS_ON: bool = true;
     type Placed<F: Future> = F;
     fn place<F: Future>(f: F) -> F {
         f
@@ -223,37 +231,42 @@ async fn sessions<R: Room, P: HandshakeSlot>(
         // The session goes straight into the boxed `live` future: held in this task's frame
         // across an await, it would cost its size twice for the session's whole life.
         let lived = {
-            let attempt = sender.attempt;
-            let living = R::place(connect(shared, device, &start, attempt, Instant::now()))
-                .await
-                .map(|mut session| {
-                    if attempt > 1 {
-                        incr(&rec.counters.reconnects_connected);
-                    }
-                    sender.connected = true;
-                    if !sender.has_life() {
-                        // Nothing to send and no hold (a churn without messages): the session
-                        // is connected and closed at once, without a life's future.
-                        sender.brief();
-                        return Life::Brief(session);
-                    }
-                    let (sender, start) = (&mut *sender, &start);
-                    // The session is this future's own (not an argument that async fn would
-                    // copy into a second slot); closing takes it by value.
-                    Life::Full(Box::pin(async move {
-                        live(shared, &mut session, sender, start).await?;
-                        session.close().await;
-                        Ok::<(), Broken>(())
-                    }))
-                });
+            // The connected session is moved out of `living` at once, and `living` is dead
+            // before the next await: held in scope across it, a brief session's value would
+            // widen every session's task.
+            let (life, close) = {
+                let attempt = sender.attempt;
+                let living = R::place(connect(shared, device, &start, attempt, Instant::now()))
+                    .await
+                    .map(|mut session| {
+                        if attempt > 1 {
+                            incr(&rec.counters.reconnects_connected);
+                        }
+                        sender.connected = true;
+                        if !sender.has_life() {
+                            // Nothing to send and no hold (a churn without messages): the session
+                            // is connected and closed at once, without a life's future.
+                            sender.brief();
+                            return Life::Brief(session);
+                        }
+                        let (sender, start) = (&mut *sender, &start);
+                        // The session is this future's own (not an argument that async fn would
+                        // copy into a second slot); closing takes it by value.
+                        Life::Full(Box::pin(async move {
+                            live(shared, &mut session, sender, start).await?;
+                            session.close().await;
+                            Ok::<(), Broken>(())
+                        }))
+                    });
+                match living {
+                    Some(Life::Full(life)) => (Some(life), None),
+                    Some(Life::Brief(session)) => (None, Some(R::place(session.close()))),
+                    None => (None, None),
+                }
+            };
             // A close over at once (MQTT's: DISCONNECT and close_notify in one write) keeps the
             // first slot for the caller to start the next arrival with, in this task; one that
             // waits on the peer (AMQP's) frees it first, as a session with a life does.
-            let (life, close) = match living {
-                Some(Life::Full(life)) => (Some(life), None),
-                Some(Life::Brief(session)) => (None, Some(R::place(session.close()))),
-                None => (None, None),
-            };
             let mut close = pin!(close);
             if let Some(close) = close.as_mut().as_pin_mut() {
                 if futures::poll!(close).is_ready() {

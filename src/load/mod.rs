@@ -341,7 +341,7 @@ async fn take_down(
 /// a wake of the scheduler per session cost some 3 % of a resumed session's client CPU
 /// (BENCHMARKING.md). A session that closes as soon as it has connected, and whose close is over
 /// at once (a churn without messages, over MQTT), goes further: it keeps its slot through the
-/// close and runs the next due arrival in its own task ([`Sessions::task`]), so that such a
+/// close and runs the next due arrival in its own task ([`Sessions::runs_on`]), so that such a
 /// churn runs its sessions back to back in a few tasks, as a client's loops would, with their
 /// connect and close futures in the task rather than on the heap ([`device::Room`]). The
 /// scheduler still keeps the time: it waits for each arrival that is not due yet, and starts it
@@ -573,12 +573,12 @@ impl Sessions {
             permit,
             sessions: self.clone(),
         };
-        if self.shared.lifeless() {
-            self.tracker
-                .spawn(Self::task::<device::InTask>(device, start, slot));
+        if self.shared.sessions_run_on() {
+            self.tracker.spawn(Self::runs_on(device, start, slot));
         } else {
+            // The session future itself, not one that owns its arguments too.
             self.tracker
-                .spawn(Self::task::<device::OnHeap>(device, start, slot));
+                .spawn(Self::session::<device::OnHeap>(device, start, slot));
         }
     }
 
@@ -604,24 +604,16 @@ impl Sessions {
         }
     }
 
-    /// A session task: the session, then, while a session ends with its handshake slot kept
-    /// ([`device::run`]: it closed at once after connecting) and the next arrival is due, that
-    /// one in the same task, as a client's loop would, rather than a task spawned for it.
-    async fn task<R: device::Room>(mut device: ReadyDevice, mut start: Start, mut slot: Slot) {
+    /// A session task of a run without lives: the session, then, while a session ends with its
+    /// handshake slot kept ([`device::run`]: its close was over at once) and the next arrival is
+    /// due, that one in the same task, as a client's loop would, rather than a task spawned for
+    /// it. Otherwise the slot goes back to the handshake cap (and to the scheduler, if it waits
+    /// for one).
+    async fn runs_on(mut device: ReadyDevice, mut start: Start, mut slot: Slot) {
         loop {
-            let sessions = slot.sessions.clone();
-            let (arrival, staged) = (start.arrival, start.own_stop);
-            let kept = device::run::<R, _>(sessions.shared.clone(), &device, start, slot).await;
-            if staged {
-                sessions.departures.lock().retain(|(a, _)| *a != arrival);
-            }
-            match &sessions.pool {
-                Some(pool) => pool.put(device),
-                None => sessions.shared.tally.record(&device),
-            }
-            // Not kept, not due, or no device ready: the slot goes back to the handshake cap
-            // (and to the scheduler, if it waits for one).
-            let Some(Slot { permit, sessions }) = kept else {
+            let Some(Slot { permit, sessions }) =
+                Self::session::<device::InTask>(device, start, slot).await
+            else {
                 return;
             };
             let Some((next, k, intended)) = sessions.next_due() else {
@@ -630,6 +622,33 @@ impl Sessions {
             device = next;
             start = sessions.start(k, intended, None);
             slot = Slot { permit, sessions };
+        }
+    }
+
+    /// One device's session(s), then the device back to the pool. Returns the first handshake
+    /// slot if [`device::run`] kept it and the task runs on ([`device::Room::RUNS_ON`]);
+    /// otherwise frees it, to start the next arrival in a task of its own.
+    async fn session<R: device::Room>(
+        device: ReadyDevice,
+        start: Start,
+        slot: Slot,
+    ) -> Option<Slot> {
+        let sessions = slot.sessions.clone();
+        let (arrival, staged) = (start.arrival, start.own_stop);
+        let kept = device::run::<R, _>(sessions.shared.clone(), &device, start, slot).await;
+        if staged {
+            sessions.departures.lock().retain(|(a, _)| *a != arrival);
+        }
+        match &sessions.pool {
+            Some(pool) => pool.put(device),
+            None => sessions.shared.tally.record(&device),
+        }
+        match kept {
+            Some(slot) if !R::RUNS_ON => {
+                device::HandshakeSlot::free(slot);
+                None
+            }
+            kept => kept,
         }
     }
 }
