@@ -174,7 +174,7 @@ pub(crate) fn task_start_health(health: &mut GeneratorHealth, lag: &LatencyHisto
     {
         health.saturated = true;
         health.saturation_reasons.push(format!(
-            "session tasks started {:.1} ms after being spawned (p99 of {} sessions; threshold {} ms)",
+            "session tasks started {:.1} ms after being spawned (p99 of {} session tasks; threshold {} ms)",
             health.task_start_lag_p99_us as f64 / 1000.0,
             lag.len(),
             LAG_SATURATION.as_millis()
