@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use fleetbench::command::run::EmbeddedHub;
 use fleetbench::hub::HubConfig;
 use fleetbench::metrics::RunStatus;
 
@@ -170,7 +171,7 @@ async fn a_churn_paced_by_its_handshake_cap_runs_its_sessions_on_in_their_tasks(
     // closed, and says DISCONNECT to the hub.
     let plan = support::plan(
         "[fleet]\ndevices = 20\n[connect]\nrate = 1000000\nmax-handshakes = 4\n\
-         [churn]\nduration = \"500ms\"\nmessages = 0\n[tls]\nresumption = true\n",
+         [churn]\nduration = \"1s\"\nmessages = 0\n[tls]\nresumption = true\n",
     );
     let ca = support::chain();
     let hub = support::hub(&ca, &[&ca]).await;
@@ -179,7 +180,9 @@ async fn a_churn_paced_by_its_handshake_cap_runs_its_sessions_on_in_their_tasks(
     let (rec, _) = support::fleet(&plan, &hub, &ca, ca.clone(), ids).await;
     let s = rec.snapshot();
     assert_eq!(s.sessions_failed, 0, "{:?}", rec.failures());
-    assert!(s.handshakes >= 100, "handshakes {}", s.handshakes);
+    // Over 100 in 500 ms (a debug build, an idle 2-core machine), 64-99 while a build ran on
+    // both cores: so 1 s, and at least 50.
+    assert!(s.handshakes >= 50, "handshakes {}", s.handshakes);
     assert_eq!(s.sessions_attempted, s.handshakes);
     assert_eq!(s.sessions_connected, s.handshakes);
     assert_eq!(s.sessions_active, 0, "every session counted closed");
@@ -189,16 +192,7 @@ async fn a_churn_paced_by_its_handshake_cap_runs_its_sessions_on_in_their_tasks(
         "{tasks} session tasks spawned for {} sessions",
         s.handshakes
     );
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        hub.hub.stats.disconnects_at_least(s.sessions_connected),
-    )
-    .await
-    .expect("a DISCONNECT for every session");
-    let stats = hub.hub.stats.snapshot();
-    assert_eq!(stats.sessions, s.sessions_connected);
-    assert_eq!(stats.disconnects, s.sessions_connected);
-    assert_eq!(stats.violations, 0);
+    a_disconnect_from_each(&hub, s.sessions_connected).await;
 }
 
 /// A churn of 10 devices for 500 ms with `messages` each, against the embedded hub: every
@@ -225,15 +219,20 @@ async fn churned_sessions_end_with_a_disconnect(messages: u32) {
         .sessions_peak
         .load(std::sync::atomic::Ordering::Relaxed);
     assert!(peak >= 1, "peak {peak}");
+    a_disconnect_from_each(&hub, s.sessions_connected).await;
+}
+
+/// The hub saw `sessions` sessions, read a DISCONNECT from each, and no protocol violation.
+async fn a_disconnect_from_each(hub: &EmbeddedHub, sessions: u64) {
     tokio::time::timeout(
         Duration::from_secs(10),
-        hub.hub.stats.disconnects_at_least(s.sessions_connected),
+        hub.hub.stats.disconnects_at_least(sessions),
     )
     .await
     .expect("a DISCONNECT for every session");
     let stats = hub.hub.stats.snapshot();
-    assert_eq!(stats.disconnects, s.sessions_connected);
-    assert_eq!(stats.sessions, s.sessions_connected);
+    assert_eq!(stats.disconnects, sessions);
+    assert_eq!(stats.sessions, sessions);
     assert_eq!(stats.violations, 0);
 }
 
